@@ -1,0 +1,68 @@
+# tagway: build, run, test, bench.  `make run` and `make test` are the two
+# commands a fresh Debian machine needs; both install missing packages first.
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := lua5.4 lua5.4-cjson libevent sqlite3
+OPT      ?= -O2
+SANITIZE ?=
+CFLAGS   := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS  := $(SANITIZE)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lroaring -lpthread -lm
+PYTHON   := /usr/bin/python3
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
+
+.PHONY: all deps run test unit http asan bench demo check clean install fuzz
+
+all: deps $(BUILD)/tagway
+
+deps:
+	@bash .ci/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libtagway.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/tagway: $(BUILD)/obj/main.o $(BUILD)/libtagway.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_%: tests/unit/test_%.c $(BUILD)/libtagway.a tests/unit/unit.h
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS)
+
+run: all
+	@mkdir -p data
+	$(BUILD)/tagway serve --listen 127.0.0.1:8080 --db ./data/tagway.db
+
+unit: deps $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
+
+http: all
+	TAGWAY_BIN=$(abspath $(BUILD)/tagway) $(PYTHON) -m pytest -q -p no:cacheprovider tests/http
+
+test: all unit http
+
+asan:
+	@TAGWAY_DEPS_EXTRA=asan bash .ci/deps.sh
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  ASAN_OPTIONS=detect_leaks=1 test
+
+bench: all
+	$(PYTHON) tests/bench/bench.py --bin $(abspath $(BUILD)/tagway)
+
+check: all
+	$(BUILD)/tagway check
+
+install: all
+	install -D -m 0755 $(BUILD)/tagway $(DESTDIR)/usr/local/bin/tagway
+
+clean:
+	rm -rf build build-asan

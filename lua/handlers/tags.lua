@@ -1,0 +1,152 @@
+-- handlers/tags: the image tag calls of API.md §1: batch create/delete,
+-- add one, delete one, tags of an image, tags of a project.  Validation and
+-- policy first (400), then the image (404), then merge rules and quota.
+local policy = require "policy"
+local request = require "request"
+local shape = require "shape"
+
+local tags = {}
+local fail = shape.fail
+
+local function fail_tag(message) fail(400, "IMG.0115", message) end
+
+local function current_tags(ctx)
+  local list = gw.image_tags(ctx.project, ctx.params.image_id)
+  if not list then
+    fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
+  end
+  local map, n = {}, 0
+  for _, t in ipairs(list) do map[t.key] = t.value; n = n + 1 end
+  return map, n
+end
+
+-- Validates the tags of a create and writes them (shared by batch create,
+-- add one, and the variants).  fields[i] names tag i in messages.
+function tags.create(ctx, list, fields)
+  local pol = policy.for_project(ctx.project)
+  local seen = {}
+  for i, tag in ipairs(list) do
+    local err = policy.check_tag(pol, tag, fields[i], ctx.caller)
+    if err then fail_tag(err) end
+    if seen[tag.key] then
+      fail_tag(fields[i] .. ".key: duplicate key '" .. tag.key .. "' in the request (policy " .. pol.name .. ")")
+    end
+    seen[tag.key] = true
+  end
+  local current, count = current_tags(ctx)
+  local err = policy.check_merge(pol, current, list, fields, ctx.caller)
+  if err then fail_tag(err) end
+  for _, tag in ipairs(list) do
+    if current[tag.key] == nil then count = count + 1 end
+  end
+  if count > pol.max_tags then
+    fail(400, "IMG.0116", string.format("tags: the image would hold %d tags, more than the %d allowed (policy %s)",
+                                        count, pol.max_tags, pol.name))
+  end
+  local set = {}
+  for i, tag in ipairs(list) do set[i] = { key = tag.key, value = tag.value } end
+  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags)
+  if not ok and why == "quota" then
+    fail(400, "IMG.0116", "tags: the image would hold more than " .. pol.max_tags .. " tags (policy " .. pol.name .. ")")
+  elseif not ok then
+    fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
+  end
+  return shape.no_content()
+end
+
+local function delete_tags(ctx, list, fields)
+  local pol = policy.for_project(ctx.project)
+  local seen = {}
+  for i, tag in ipairs(list) do
+    local err = policy.check_delete_tag(pol, tag, fields[i])
+    if err then fail_tag(err) end
+    if seen[tag.key] then
+      fail_tag(fields[i] .. ".key: duplicate key '" .. tag.key .. "' in the request (policy " .. pol.name .. ")")
+    end
+    seen[tag.key] = true
+  end
+  local current = current_tags(ctx)
+  local del = {}
+  for i, tag in ipairs(list) do
+    local old = current[tag.key]
+    local matches = old ~= nil and (not pol.delete.match_value or tag.value == nil or tag.value == old)
+    if matches then
+      local err = policy.check_removal(pol, tag.key, fields[i] .. ".key", ctx.caller)
+      if err then fail_tag(err) end
+      del[#del + 1] = tag.key
+    end
+  end
+  if del[1] and not gw.tags_apply(ctx.project, ctx.params.image_id, {}, del) then
+    fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
+  end
+  return shape.no_content()
+end
+
+-- The request's tags, each checked to be an object, with field names.
+local function tag_list(body)
+  local list = request.array(body, "tags")
+  if list == nil or list[1] == nil then
+    fail(400, "IMG.0001", "tags: is required and must be a non-empty array")
+  end
+  local out, fields = {}, {}
+  for i, t in ipairs(list) do
+    local field = "tags[" .. (i - 1) .. "]"
+    request.object(t, field)
+    out[i] = { key = request.value(t.key), value = request.value(t.value) }
+    fields[i] = field
+  end
+  return out, fields
+end
+
+-- POST /v2/{project_id}/images/{image_id}/tags/action
+function tags.batch(ctx)
+  local body = request.json_object(ctx.req)
+  local action = request.value(body.action)
+  if action ~= "create" and action ~= "delete" then
+    fail(400, "IMG.0001", "action: is required and must be 'create' or 'delete'")
+  end
+  local list, fields = tag_list(body)
+  if action == "create" then return tags.create(ctx, list, fields) end
+  return delete_tags(ctx, list, fields)
+end
+
+-- POST /v2/{project_id}/images/{image_id}/tags
+function tags.add_one(ctx)
+  local body = request.json_object(ctx.req)
+  local tag = request.value(body.tag)
+  if tag == nil then fail(400, "IMG.0001", "tag: is required") end
+  request.object(tag, "tag")
+  return tags.create(ctx, { { key = request.value(tag.key), value = request.value(tag.value) } }, { "tag" })
+end
+
+-- DELETE /v2/{project_id}/images/{image_id}/tags/{key}: not idempotent.
+function tags.delete_one(ctx)
+  local key = ctx.params.key
+  local pol = policy.for_project(ctx.project)
+  local current = current_tags(ctx)
+  if current[key] == nil then
+    fail(404, "IMG.0115", "tag key '" .. key .. "' not found on image " .. ctx.params.image_id)
+  end
+  local err = policy.check_removal(pol, key, "key", ctx.caller)
+  if err then fail_tag(err) end
+  if not gw.tags_apply(ctx.project, ctx.params.image_id, {}, { key }) then
+    fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
+  end
+  return shape.no_content()
+end
+
+-- GET /v2/{project_id}/images/{image_id}/tags
+function tags.of_image(ctx)
+  local list = gw.image_tags(ctx.project, ctx.params.image_id)
+  if not list then fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found") end
+  return shape.ok(200, { tags = shape.array(list) })
+end
+
+-- GET /v2/{project_id}/images/tags
+function tags.of_project(ctx)
+  local list = gw.project_tags(ctx.project)
+  for _, entry in ipairs(list) do entry.values = shape.array(entry.values) end
+  return shape.ok(200, { tags = shape.array(list) })
+end
+
+return tags

@@ -1,0 +1,157 @@
+-- router: maps method + path to a handler, then applies the gateway rules
+-- in the order of API.md §0.1: 413, unknown route (404), credentials (401),
+-- project or role (403); the handler does validation (400) and not-found
+-- (404).  Handled failures raised with shape.fail become IMS error bodies;
+-- anything else is a script error and goes up to the host (500).
+local shape = require "shape"
+local text = require "text"
+
+local router = {}
+
+local routes = {}           -- compiled, in match order
+local auth_on = true
+
+-- "/v2/{project_id}/images" -> "^/v2/([^/]+)/images$", {"project_id"}
+local function compile_path(template)
+  local names = {}
+  local pattern = template:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  pattern = pattern:gsub("{([%w_]+)}", function(name)
+    names[#names + 1] = name
+    return "([^/]+)"
+  end)
+  return "^" .. pattern .. "$", names
+end
+
+local function resolve(name, where)
+  local module, fn = name:match("^([%w_%.]+)%.([%w_]+)$")
+  assert(module, where .. ": handler '" .. name .. "' must be 'module.function'")
+  local mod = require("handlers." .. module)
+  assert(type(mod[fn]) == "function", where .. ": handler " .. name .. " is not a function")
+  return mod[fn]
+end
+
+-- Adds routes from a list; later lists (variants) may add new paths or
+-- replace a method + path of the core table.
+local function add_routes(list, where, handler_of)
+  for i, r in ipairs(list) do
+    local spot = where .. " route " .. i
+    assert(type(r.method) == "string" and type(r.path) == "string", spot .. ": method and path required")
+    local pattern, names = compile_path(r.path)
+    local route = {
+      method = r.method, path = r.path, pattern = pattern, names = names,
+      auth = r.auth ~= false, admin = r.admin == true,
+      name = r.method .. " " .. r.path,
+      handler = handler_of(r, spot),
+    }
+    local replaced = false
+    for j, old in ipairs(routes) do
+      if old.method == route.method and old.path == route.path then
+        routes[j] = route
+        replaced = true
+      end
+    end
+    if not replaced then routes[#routes + 1] = route end
+  end
+end
+
+function router.init(ctx)
+  routes = {}
+  auth_on = ctx.auth
+  add_routes(require "routes", "lua/routes.lua", function(r, spot)
+    return resolve(r.handler, spot)
+  end)
+  for _, variant in ipairs(ctx.variants or {}) do
+    local names = {}
+    for name in pairs(variant.modules) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local mod = variant.modules[name]
+      local where = variant.path .. "/" .. name .. ".lua"
+      assert(type(mod) == "table" and type(mod.routes) == "table", where .. ": must return {routes = {...}}")
+      add_routes(mod.routes, where, function(r, spot)
+        assert(type(r.handler) == "function", spot .. ": handler must be a function")
+        return r.handler
+      end)
+    end
+  end
+end
+
+function router.list()
+  local out = {}
+  for i, r in ipairs(routes) do out[i] = { method = r.method, path = r.path } end
+  return out
+end
+
+local function match(method, path)
+  for _, r in ipairs(routes) do
+    if r.method == method or (method == "HEAD" and r.method == "GET") then
+      local caps = { path:match(r.pattern) }
+      if caps[1] then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = text.unescape(caps[i]) end
+        return r, params
+      end
+    end
+  end
+  return nil
+end
+
+-- The caller: from credentials, or with auth off an admin of the path's
+-- project (or X-Project-Id).
+local function authenticate(route, params)
+  if not auth_on then
+    local project = params.project_id or gw.header("X-Project-Id")
+    return { role = "admin", project = project, via = "none" }
+  end
+  return gw.auth()
+end
+
+local function run(route, ctx)
+  local ok, status, body, ctype = xpcall(route.handler, gw.traceback, ctx)
+  if ok then return status, body, ctype end
+  if shape.is_failure(status) then
+    return shape.ims(status.status, status.code, status.message)
+  end
+  error(status, 0)
+end
+
+-- status, body, content type, then route and project for the access log.
+local function answer(route, project, status, body, ctype)
+  return status, body, ctype, route and route.name, project
+end
+
+function router.dispatch(req)
+  if req.too_large then
+    return answer(nil, nil, shape.gateway(413, "APIGW.0201", "Request body too large", req))
+  end
+  local route, params = match(req.method, req.path)
+  if not route then
+    return answer(nil, nil, shape.gateway(404, "APIGW.0101",
+                                          "The API does not exist or has not been published", req))
+  end
+  local caller = { role = "anonymous" }
+  if route.auth then
+    local status, message
+    caller, status, message = authenticate(route, params)
+    if not caller then
+      return answer(route, nil, shape.gateway(status, status == 403 and "APIGW.0302" or "APIGW.0301",
+                                              message, req))
+    end
+    if params.project_id and params.project_id ~= caller.project then
+      return answer(route, caller.project, shape.gateway(403, "APIGW.0302",
+                    "The project in the path is not the caller's project", req))
+    end
+    if route.admin and caller.role ~= "admin" then
+      return answer(route, caller.project, shape.gateway(403, "APIGW.0302",
+                    "This API needs the admin role", req))
+    end
+    if not caller.project and not route.admin then
+      return answer(route, nil, shape.ims(400, "IMG.0067",
+                    "X-Project-Id is required when authentication is off"))
+    end
+  end
+  local ctx = { req = req, params = params, caller = caller, project = caller.project, route = route }
+  return answer(route, caller.project, run(route, ctx))
+end
+
+return router

@@ -1,0 +1,63 @@
+-- shape: every response body the gateway sends (API.md §0.1).  Handlers
+-- return shape.* results; nothing else encodes JSON for a client.
+local cjson = require "cjson"
+
+local shape = {}
+
+local JSON = "application/json;charset=UTF-8"
+-- lua-cjson 2.1 encodes an empty table as {}; arrays that may be empty are
+-- marked and rewritten to [] after encoding.
+local EMPTY_MARK = "\1tagway-empty-array\1"
+local EMPTY_ENCODED = '["\\u0001tagway-empty-array\\u0001"]'
+
+-- An array for a response: an empty one still encodes as [].
+function shape.array(t)
+  if t[1] == nil then return { EMPTY_MARK } end
+  return t
+end
+
+function shape.encode(value)
+  local text = cjson.encode(value)
+  if text:find(EMPTY_ENCODED, 1, true) then
+    text = text:gsub('%["\\u0001tagway%-empty%-array\\u0001"%]', "[]")
+  end
+  return text
+end
+
+function shape.ok(status, value)
+  return status, shape.encode(value), JSON
+end
+
+function shape.no_content()
+  return 204, nil, nil
+end
+
+-- IMS error shape: {"error": {"code", "message"}}
+function shape.ims(status, code, message)
+  return status, shape.encode({ error = { code = code, message = message } }), JSON
+end
+
+-- Gateway error shape: {"error_code", "error_msg", "request_id"}
+function shape.gateway(status, code, message, req)
+  return status, shape.encode({ error_code = code, error_msg = message,
+                                request_id = req and req.id or "" }), JSON
+end
+
+function shape.text(status, body, content_type)
+  return status, body, content_type or "text/plain; charset=utf-8"
+end
+
+-- Errors a handler raises with fail(): { status, code, message }.  Lets deep
+-- validation code stop a request without threading returns through.
+local Failure = {}
+Failure.__index = Failure
+
+function shape.fail(status, code, message)
+  error(setmetatable({ status = status, code = code, message = message }, Failure), 0)
+end
+
+function shape.is_failure(e)
+  return getmetatable(e) == Failure
+end
+
+return shape

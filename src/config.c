@@ -1,0 +1,182 @@
+/* config: option defaults, the Lua configuration file and option parsing.
+ * The file runs in its own bare Lua state (no libraries) and must return a
+ * table; only scalar options are read here, the rest (policies, variants)
+ * is read by each script generation.  Uses Lua and util. */
+#include "config.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_defaults(gw_options *o)
+{
+    memset(o, 0, sizeof *o);
+    util_copy(o->listen, sizeof o->listen, "127.0.0.1:8080");
+    util_copy(o->db, sizeof o->db, "./data/tagway.db");
+    util_copy(o->scripts, sizeof o->scripts, "./lua");
+    util_copy(o->policies, sizeof o->policies, "./policies");
+    util_copy(o->obs_root, sizeof o->obs_root, "./data/obs");
+    o->auth = 1;
+    o->body_limit = 1024 * 1024;
+    o->script_memory = 64u * 1024 * 1024;
+    o->script_time_ms = 1000;
+    o->script_instructions = 50000000;
+    o->max_connections = 4096;
+    o->timeout_s = 30;
+}
+
+static int parse_long(const char *v, long long min, long long max, long long *out)
+{
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes"))
+        *out = 1;
+    else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    char kind;                 /* s: string, b: on/off, n: number */
+    size_t offset, size;       /* string: buffer; number: scale in 'size' */
+    long long min, max;
+} option_def;
+
+#define STR_OPT(n, f) {n, 's', offsetof(gw_options, f), sizeof(((gw_options *)0)->f), 0, 0}
+static const option_def options[] = {
+    STR_OPT("listen", listen), STR_OPT("db", db), STR_OPT("scripts", scripts),
+    STR_OPT("policies", policies), STR_OPT("obs_root", obs_root), STR_OPT("config", config),
+    {"auth", 'b', offsetof(gw_options, auth), 0, 0, 0},
+    {"watch", 'b', offsetof(gw_options, watch), 0, 0, 0},
+    {"body_limit", 'z', offsetof(gw_options, body_limit), 1, 1024, 64LL << 20},
+    {"script_memory_mb", 'z', offsetof(gw_options, script_memory), 1 << 20, 4, 4096},
+    {"script_time_ms", 'l', offsetof(gw_options, script_time_ms), 1, 1, 600000},
+    {"script_instructions", 'l', offsetof(gw_options, script_instructions), 1, 10000, 1LL << 40},
+    {"max_connections", 'i', offsetof(gw_options, max_connections), 1, 1, 1000000},
+    {"timeout_s", 'i', offsetof(gw_options, timeout_s), 1, 1, 3600},
+};
+
+int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen)
+{
+    char key[64];
+    long long n;
+    util_copy(key, sizeof key, name);
+    for (char *c = key; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_def *d = &options[i];
+        char *field = (char *)o + d->offset;
+        if (strcmp(d->name, key) != 0)
+            continue;
+        if (d->kind == 's') {
+            if (util_copy(field, d->size, value) == 0)
+                return 0;
+        } else if (d->kind == 'b') {
+            if (parse_bool(value, (int *)field) == 0)
+                return 0;
+        } else if (parse_long(value, d->min, d->max, &n) == 0) {
+            if (d->kind == 'z') *(size_t *)field = (size_t)n * d->size;
+            else if (d->kind == 'l') *(int64_t *)field = n;
+            else *(int *)field = (int)n;
+            return 0;
+        }
+        snprintf(err, errlen, "invalid value for %s: '%s'", name, value);
+        return -1;
+    }
+    snprintf(err, errlen, "unknown option '%s'", name);
+    return -1;
+}
+
+/* Keys the scripts read themselves; the C side accepts and skips them. */
+static int script_key(const char *k)
+{
+    static const char *const keys[] = {"default_policy", "project_policies", "variants",
+                                       "metrics_auth", "workers", NULL};
+    for (const char *const *p = keys; *p; p++)
+        if (!strcmp(*p, k))
+            return 1;
+    return 0;
+}
+
+static int is_path_option(const char *k)
+{
+    return !strcmp(k, "db") || !strcmp(k, "scripts") || !strcmp(k, "policies") ||
+           !strcmp(k, "obs_root");
+}
+
+static int apply_table(lua_State *L, gw_options *o, const char *dir, char *err, size_t errlen)
+{
+    char value[PATH_MAX + 64];
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!k) {
+            snprintf(err, errlen, "%s: keys must be strings", o->config);
+            return -1;
+        }
+        if (!script_key(k)) {
+            if (lua_isboolean(L, -1))
+                util_copy(value, sizeof value, lua_toboolean(L, -1) ? "on" : "off");
+            else if (lua_isstring(L, -1) && is_path_option(k) && lua_tostring(L, -1)[0] != '/' && dir)
+                snprintf(value, sizeof value, "%s/%s", dir, lua_tostring(L, -1));
+            else if (lua_isstring(L, -1))
+                util_copy(value, sizeof value, lua_tostring(L, -1));
+            else {
+                snprintf(err, errlen, "%s: %s must be a string, number or boolean", o->config, k);
+                return -1;
+            }
+            if (config_set(o, k, value, err, errlen) != 0)
+                return -1;      /* the message names the key; main names the file */
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+int config_load_file(gw_options *o, char *err, size_t errlen)
+{
+    lua_State *L;
+    char dir[PATH_MAX];
+    const char *slash = strrchr(o->config, '/');
+    int rc = -1;
+    if (!o->config[0])
+        return 0;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->config) : 1, slash ? o->config : ".");
+    if (!(L = luaL_newstate())) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (luaL_loadfilex(L, o->config, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: must return a table", o->config);
+        goto done;
+    }
+    rc = apply_table(L, o, dir, err, errlen);
+done:
+    lua_close(L);
+    return rc;
+}
+
+int config_is_loopback(const char *listen)
+{
+    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
+           strncmp(listen, "[::1]:", 6) == 0;
+}

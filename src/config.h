@@ -1,0 +1,19 @@
+/* config: the options of `tagway serve` and `tagway check`: defaults, the
+ * optional Lua configuration file (a table; keys are option names with
+ * '-' written '_'), and the command line, which wins. */
+#ifndef TAGWAY_CONFIG_H
+#define TAGWAY_CONFIG_H
+#include <stddef.h>
+#include "gw.h"
+
+void config_defaults(gw_options *o);
+/* Applies one option by name ("listen", "db", ...; '-' or '_').  Paths are
+ * taken as given.  0 ok, -1 unknown name or bad value (err says). */
+int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen);
+/* Reads the configuration file o->config (if set) into o; paths in it are
+ * relative to its folder.  0 ok, -1 with err. */
+int config_load_file(gw_options *o, char *err, size_t errlen);
+/* 1 if the listen address is loopback (auth may be off). */
+int config_is_loopback(const char *listen);
+
+#endif

@@ -1,0 +1,276 @@
+/* http: the libevent evhttp front end.  One event loop; each request runs
+ * the script generation current when it arrived, start to finish.
+ * Signals arrive through the loop: SIGHUP reloads, SIGTERM/SIGINT stop
+ * accepting, let written answers drain, and leave the loop.
+ * Uses libevent, lhost, util. */
+#include "http.h"
+#include "lhost.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define JSON_TYPE "application/json;charset=UTF-8"
+#define DRAIN_MS 500
+
+typedef struct http_state {
+    struct evhttp_bound_socket *bound;
+    struct event *sig_hup, *sig_term, *sig_int;
+    uint64_t request_seq;
+    char id_prefix[17];
+    int port;
+} http_state;
+
+static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
+
+static const char *find_header(void *ud, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(ud), name);
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "UNKNOWN";
+}
+
+static void access_log(const gw *g, const lhost_request *r, const lhost_response *resp,
+                       size_t bytes, int64_t start_us)
+{
+    char when[32];
+    util_iso8601_ms(util_now_ms(), when);
+    (void)g;
+    fprintf(stderr,
+            "{\"time\":\"%s\",\"request_id\":\"%s\",\"project\":\"%s\",\"method\":\"%s\","
+            "\"route\":",
+            when, r->id, resp->project, r->method);
+    util_fjson_string(stderr, resp->route[0] ? resp->route : "-");
+    fprintf(stderr, ",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n", resp->status,
+            bytes, (long long)(util_mono_us() - start_us));
+}
+
+/* The only bodies not made by the scripts: when the scripts themselves
+ * failed, there is nothing left to ask. */
+static void script_failure_body(lhost_response *resp, lhost_rc rc)
+{
+    resp->status = rc == LHOST_BUDGET ? 503 : 500;
+    util_copy(resp->content_type, sizeof resp->content_type, JSON_TYPE);
+    evbuffer_add_printf(resp->body,
+                        "{\"error\":{\"code\":\"IMG.0061\",\"message\":\"%s\"}}",
+                        rc == LHOST_BUDGET ? "Service busy: the request exceeded its script budget"
+                                           : "Internal error while processing the request");
+}
+
+static void free_retired(gw *g)
+{
+    if (g->retired && !g->in_request) {
+        lhost_free(g->retired);
+        g->retired = NULL;
+    }
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    gw *g = arg;
+    http_state *st = state_of(g);
+    int64_t start_us = util_mono_us();
+    struct evbuffer *in = evhttp_request_get_input_buffer(ev);
+    struct evkeyvalq *out_headers = evhttp_request_get_output_headers(ev);
+    char id[40], *uri = NULL, *q;
+    lhost_request r = {0};
+    lhost_response resp = {0};
+    lhost_rc rc;
+    size_t body_len = evbuffer_get_length(in), bytes;
+
+    snprintf(id, sizeof id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
+    resp.body = evbuffer_new();
+    uri = strdup(evhttp_request_get_uri(ev));
+    if (!resp.body || !uri) {
+        evhttp_send_error(ev, 500, NULL);
+        goto done;
+    }
+    if ((q = strchr(uri, '?')))
+        *q++ = '\0';
+    r.id = id;
+    r.method = method_name(evhttp_request_get_command(ev));
+    r.path = uri;
+    r.query = q;
+    r.too_large = body_len > g->opt.body_limit;
+    r.body = r.too_large ? "" : (const char *)evbuffer_pullup(in, -1);
+    r.body_len = r.too_large ? 0 : body_len;
+    r.remote = evhttp_request_get_host(ev);
+    r.header = find_header;
+    r.header_ud = ev;
+
+    g->in_request = 1;
+    rc = lhost_handle(g->lua, &r, &resp);
+    g->in_request = 0;
+    if (rc != LHOST_OK)
+        script_failure_body(&resp, rc);
+    bytes = evbuffer_get_length(resp.body);
+    evhttp_add_header(out_headers, "X-Request-Id", id);
+    if (bytes)
+        evhttp_add_header(out_headers, "Content-Type", resp.content_type);
+    evhttp_send_reply(ev, resp.status, NULL, resp.body);
+    access_log(g, &r, &resp, bytes, start_us);
+done:
+    free(uri);
+    if (resp.body)
+        evbuffer_free(resp.body);
+    free_retired(g);
+}
+
+static void on_hup(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    char err[2048];
+    (void)fd, (void)what;
+    if (gw_reload(g, err, sizeof err) == 0)
+        fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (SIGHUP) ok\",\"generation\":%llu}\n",
+                (unsigned long long)g->generation);
+    else {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (SIGHUP) failed\",\"error\":");
+        util_fjson_string(stderr, err);
+        fputs("}\n", stderr);
+    }
+    free_retired(g);
+}
+
+/* Stop accepting, let queued answers reach their clients, then leave. */
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    http_state *st = state_of(g);
+    struct timeval drain = {0, DRAIN_MS * 1000};
+    (void)fd, (void)what;
+    if (st->bound) {
+        evhttp_del_accept_socket(g->http, st->bound);
+        st->bound = NULL;
+    }
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
+    event_base_loopexit(g->base, &drain);
+}
+
+static int split_listen(const char *listen, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t n;
+    char *end;
+    long p;
+    if (!colon)
+        return -1;
+    n = (size_t)(colon - listen);
+    if (n >= cap)
+        return -1;
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || end == colon + 1)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int bound_port(struct evhttp_bound_socket *b)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(b);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int add_signals(gw *g, http_state *st)
+{
+    st->sig_hup = evsignal_new(g->base, SIGHUP, on_hup, g);
+    st->sig_term = evsignal_new(g->base, SIGTERM, on_term, g);
+    st->sig_int = evsignal_new(g->base, SIGINT, on_term, g);
+    if (!st->sig_hup || !st->sig_term || !st->sig_int)
+        return -1;
+    return evsignal_add(st->sig_hup, NULL) | evsignal_add(st->sig_term, NULL) |
+           evsignal_add(st->sig_int, NULL);
+}
+
+int http_start(gw *g, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    http_state *st = calloc(1, sizeof *st);
+    if (!st || !(g->http = evhttp_new(g->base))) {
+        snprintf(err, errlen, "out of memory");
+        free(st);
+        return -1;
+    }
+    g->http_state = st;
+    if (split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
+        snprintf(err, errlen, "--listen %s: expected ADDR:PORT", g->opt.listen);
+        return -1;
+    }
+    if (util_random_hex(st->id_prefix, 8) != 0) {
+        snprintf(err, errlen, "no randomness available");
+        return -1;
+    }
+    evhttp_set_gencb(g->http, on_request, g);
+    /* evhttp answers bodies past this itself; between body_limit and this
+     * the scripts answer the JSON 413. */
+    evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 4 + 4096));
+    evhttp_set_max_headers_size(g->http, 16 * 1024);
+    evhttp_set_timeout(g->http, g->opt.timeout_s);
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    if (!(st->bound = evhttp_bind_socket_with_handle(g->http, host, (ev_uint16_t)port))) {
+        snprintf(err, errlen, "cannot listen on %s", g->opt.listen);
+        return -1;
+    }
+    st->port = bound_port(st->bound);
+    if (add_signals(g, st) != 0) {
+        snprintf(err, errlen, "cannot install signal handlers");
+        return -1;
+    }
+    return 0;
+}
+
+int http_port(const gw *g) { return state_of(g)->port; }
+
+void http_free(gw *g)
+{
+    http_state *st = state_of(g);
+    if (g->http)
+        evhttp_free(g->http);
+    g->http = NULL;
+    if (st) {
+        if (st->sig_hup) event_free(st->sig_hup);
+        if (st->sig_term) event_free(st->sig_term);
+        if (st->sig_int) event_free(st->sig_int);
+        free(st);
+    }
+    g->http_state = NULL;
+}

@@ -1,0 +1,17 @@
+/* http: the evhttp server.  Turns each request into an lhost_request,
+ * runs the current script generation, sends the answer with X-Request-Id,
+ * writes one JSON access-log line, and answers 500/503 itself when a
+ * script fails.  Also owns the signals that reload and stop the server. */
+#ifndef TAGWAY_HTTP_H
+#define TAGWAY_HTTP_H
+#include <stddef.h>
+#include "gw.h"
+
+/* Binds g->opt.listen and installs the callbacks and signal events.
+ * 0 ok, -1 with err filled. */
+int http_start(gw *g, char *err, size_t errlen);
+/* The port actually bound (for --listen 127.0.0.1:0). */
+int http_port(const gw *g);
+void http_free(gw *g);
+
+#endif

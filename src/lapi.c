@@ -1,0 +1,521 @@
+/* lapi: gw.* functions for the scripts.  Misuse (wrong argument types)
+ * raises; expected failures return nil, "reason".  C never holds heap
+ * memory across a call that may raise: temporary arrays are Lua userdata
+ * and store rows are borrowed until the next store call.
+ * Uses lhost (current request), store, tagidx, auth, jobs, util. */
+#include "lapi.h"
+#include "auth.h"
+#include "lhost.h"
+#include "sha256.h"
+#include "store.h"
+#include "tagidx.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PAGE 1000
+
+static lhost *host(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static gw *gwp(lua_State *L) { return lhost_gw(host(L)); }
+
+static const lhost_request *need_request(lua_State *L)
+{
+    const lhost_request *r = lhost_current(host(L));
+    if (!r)
+        luaL_error(L, "this gw function is only available while serving a request");
+    return r;
+}
+
+static int fail(lua_State *L, const char *why)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+}
+
+static int store_failed(lua_State *L)
+{
+    return luaL_error(L, "storage error: %s", store_errmsg(gwp(L)->store));
+}
+
+/* gw.header(name) -> value or nil */
+static int l_header(lua_State *L)
+{
+    const lhost_request *r = need_request(L);
+    const char *v = r->header(r->header_ud, luaL_checkstring(L, 1));
+    if (v)
+        lua_pushstring(L, v);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* gw.auth() -> {project, role, via} | nil, status (401/403), message */
+static int l_auth(lua_State *L)
+{
+    const lhost_request *r = need_request(L);
+    aksk_request ar = {r->method, r->path, r->query, r->header, r->header_ud,
+                       r->body, r->body_len};
+    auth_caller c;
+    const char *why = "";
+    auth_rc rc = auth_check(gwp(L)->store, &ar, time(NULL), &c, &why);
+    if (rc == AUTH_ERROR)
+        return store_failed(L);
+    if (rc != AUTH_OK) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc == AUTH_FORBIDDEN ? 403 : 401);
+        lua_pushstring(L, why);
+        return 3;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, c.project);
+    lua_setfield(L, -2, "project");
+    lua_pushstring(L, c.role);
+    lua_setfield(L, -2, "role");
+    lua_pushstring(L, c.via);
+    lua_setfield(L, -2, "via");
+    return 1;
+}
+
+static int push_tag_cb(void *ud, const char *key, const char *value)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, key);
+    lua_setfield(L, -2, "key");
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, "value");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* Pushes the image's tags as a sorted array [-0, +1]. */
+static void push_tags(lua_State *L, int64_t seq)
+{
+    lua_newtable(L);
+    if (store_image_tags(gwp(L)->store, seq, push_tag_cb, L) != 0)
+        store_failed(L);
+}
+
+static void push_time(lua_State *L, int64_t ms, const char *field)
+{
+    char iso[32];
+    util_iso8601_ms(ms, iso);
+    lua_pushstring(L, iso);
+    lua_setfield(L, -2, field);
+}
+
+/* Pushes an image row as a table, with tags [-0, +1]. */
+static void push_image(lua_State *L, const store_image *im)
+{
+    int64_t seq = im->seq;
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, im->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, im->project);
+    lua_setfield(L, -2, "project_id");
+    lua_pushstring(L, im->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, im->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, im->attrs);
+    lua_setfield(L, -2, "attrs");
+    push_time(L, im->created_ms, "created_at");
+    push_time(L, im->updated_ms, "updated_at");
+    push_tags(L, seq);          /* after the row's strings: this reuses no row memory */
+    lua_setfield(L, -2, "tags");
+}
+
+/* gw.image_get(project, id) -> image table | nil */
+static int l_image_get(lua_State *L)
+{
+    store_image im;
+    store_rc rc = store_image_get(gwp(L)->store, luaL_checkstring(L, 1),
+                                  luaL_checkstring(L, 2), &im);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    push_image(L, &im);
+    return 1;
+}
+
+/* gw.image_tags(project, id) -> sorted tags array | nil */
+static int l_image_tags(lua_State *L)
+{
+    store_image im;
+    store_rc rc = store_image_get(gwp(L)->store, luaL_checkstring(L, 1),
+                                  luaL_checkstring(L, 2), &im);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    push_tags(L, im.seq);
+    return 1;
+}
+
+/* Reads {{key=, value=}, ...} at idx into a userdata array left on the
+ * stack [-0, +1]; the strings stay owned by the Lua table. */
+static store_tag *check_tags(lua_State *L, int idx, size_t *n)
+{
+    store_tag *tags;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = lua_rawlen(L, idx);
+    tags = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *tags, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        luaL_argcheck(L, lua_istable(L, -1), idx, "tags must be {key=, value=} tables");
+        lua_getfield(L, -1, "key");
+        lua_getfield(L, -2, "value");
+        luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING,
+                      idx, "tag key and value must be strings");
+        tags[i].key = lua_tostring(L, -2);
+        tags[i].value = lua_tostring(L, -1);
+        lua_pop(L, 3);          /* the strings stay alive in the table at idx */
+    }
+    return tags;
+}
+
+/* Reads a list of strings at idx into a userdata array [-0, +1]. */
+static const char **check_strings(lua_State *L, int idx, size_t *n)
+{
+    const char **v;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = lua_rawlen(L, idx);
+    v = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *v, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, idx, "list of strings expected");
+        v[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    return v;
+}
+
+/* gw.tags_apply(project, image_id, set, del, max_tags) -> true | nil, reason */
+static int l_tags_apply(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    int max_tags = (int)luaL_optinteger(L, 5, -1);   /* before check_* push */
+    size_t nset, ndel;
+    store_tag *set;
+    const char **del;
+    lua_settop(L, 5);
+    set = check_tags(L, 3, &nset);
+    del = check_strings(L, 4, &ndel);
+    store_rc rc = store_tags_apply(gwp(L)->store, project, id, set, nset,
+                                   (const char *const *)del, ndel, max_tags);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    if (rc == STORE_QUOTA)
+        return fail(L, "quota");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const char *opt_field(lua_State *L, int t, const char *field, const char *def)
+{
+    const char *v;
+    lua_getfield(L, t, field);
+    v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+    lua_pop(L, 1);              /* strings stay alive in the table */
+    return v;
+}
+
+/* gw.image_create(project, {id?, name, status, attrs}, tags) -> id | nil, reason */
+static int l_image_create(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1), *id, *name, *status, *attrs;
+    char id_out[37];
+    size_t ntags;
+    store_tag *tags;
+    store_rc rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    id = opt_field(L, 2, "id", NULL);
+    name = opt_field(L, 2, "name", NULL);
+    status = opt_field(L, 2, "status", "active");
+    attrs = opt_field(L, 2, "attrs", "{}");
+    luaL_argcheck(L, name != NULL, 2, "name is required");
+    tags = check_tags(L, 3, &ntags);
+    rc = store_image_create(gwp(L)->store, project, id, name, status, attrs, tags, ntags, id_out);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_CONFLICT)
+        return fail(L, "conflict");
+    lua_pushstring(L, id_out);
+    return 1;
+}
+
+/* gw.image_delete(project, id) -> true | nil, "not_found" */
+static int l_image_delete(lua_State *L)
+{
+    store_rc rc = store_image_delete(gwp(L)->store, luaL_checkstring(L, 1),
+                                     luaL_checkstring(L, 2));
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int push_key_cb(void *ud, const char *key, const char *const *values, size_t n)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, key);
+    lua_setfield(L, -2, "key");
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, values[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "values");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* gw.project_tags(project) -> {{key=, values={...}}, ...} sorted */
+static int l_project_tags(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    if (tagidx_project_tags(gwp(L)->index, project, push_key_cb, L) != 0)
+        return luaL_error(L, "out of memory listing tags");
+    return 1;
+}
+
+/* Reads q[field] = {{key=, values={...}}, ...} into entries.  The
+ * entries and each values array are userdata left on the stack, so they
+ * live until the call returns; the strings are anchored by q itself. */
+static const tagidx_entry *check_entries(lua_State *L, int q, const char *field, size_t *n)
+{
+    tagidx_entry *e;
+    int t;
+    lua_getfield(L, q, field);
+    t = lua_gettop(L);
+    *n = lua_istable(L, t) ? lua_rawlen(L, t) : 0;
+    luaL_checkstack(L, (int)*n + 8, "query has too many entries");
+    e = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *e, 0);
+    for (size_t i = 0; i < *n; i++) {
+        size_t nv;
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        luaL_argcheck(L, lua_istable(L, -1), 2, "query entries must be tables");
+        lua_getfield(L, -1, "key");
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "entry key must be a string");
+        e[i].key = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "values");
+        e[i].values = check_strings(L, lua_gettop(L), &nv);
+        e[i].nvalues = nv;
+        lua_remove(L, -2);      /* the values table: still held by the entry */
+        lua_remove(L, -2);      /* the entry: still held by q */
+    }
+    return e;
+}
+
+static int build_query(lua_State *L, int q, tagidx_query *iq)
+{
+    memset(iq, 0, sizeof *iq);
+    iq->tags = check_entries(L, q, "tags", &iq->ntags);
+    iq->tags_any = check_entries(L, q, "tags_any", &iq->ntags_any);
+    iq->not_tags = check_entries(L, q, "not_tags", &iq->nnot_tags);
+    iq->not_tags_any = check_entries(L, q, "not_tags_any", &iq->nnot_tags_any);
+    lua_getfield(L, q, "without_any_tag");
+    iq->without_any_tag = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    iq->name = opt_field(L, q, "resource_name", NULL);
+    return 0;
+}
+
+/* Resolves resource_id to its document in this project (0: none). */
+static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *iq)
+{
+    const char *rid = opt_field(L, q, "resource_id", NULL);
+    store_image im;
+    store_rc rc;
+    if (!rid)
+        return;
+    iq->has_doc = 1;
+    rc = store_image_get(gwp(L)->store, project, rid, &im);
+    if (rc == STORE_ERROR)
+        store_failed(L);
+    iq->doc = rc == STORE_OK ? (uint32_t)im.seq : 0;
+}
+
+/* gw.query(project, q) -> total[, images]
+ * q: tags, tags_any, not_tags, not_tags_any ({{key, values}}),
+ * without_any_tag, resource_id, resource_name, count (bool), offset, limit. */
+static int l_query(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1);
+    tagidx *ix = gwp(L)->index;
+    tagidx_query iq;
+    uint64_t total = 0;
+    lua_Integer offset, limit;
+    uint32_t *docs;
+    size_t ndocs = 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    build_query(L, 2, &iq);
+    resolve_doc(L, 2, project, &iq);
+    if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1)) {
+        if (tagidx_count(ix, project, &iq, &total) != 0)
+            return luaL_error(L, "out of memory evaluating the query");
+        lua_pushinteger(L, (lua_Integer)total);
+        return 1;
+    }
+    lua_getfield(L, 2, "offset");
+    lua_getfield(L, 2, "limit");
+    offset = luaL_optinteger(L, -2, 0);
+    limit = luaL_optinteger(L, -1, 10);
+    luaL_argcheck(L, offset >= 0 && limit >= 1 && limit <= MAX_PAGE, 2, "offset/limit out of range");
+    docs = lua_newuserdatauv(L, (size_t)limit * sizeof *docs, 0);
+    if (tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs) != 0)
+        return luaL_error(L, "out of memory evaluating the query");
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_createtable(L, (int)ndocs, 0);
+    for (size_t i = 0; i < ndocs; i++) {
+        store_image im;
+        store_rc rc = store_image_by_seq(gwp(L)->store, docs[i], &im);
+        if (rc != STORE_OK)
+            return luaL_error(L, "index and storage disagree on document %d", (int)docs[i]);
+        push_image(L, &im);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 2;
+}
+
+static int l_uuid(lua_State *L)
+{
+    char id[37];
+    if (util_uuid(id) != 0)
+        return luaL_error(L, "no randomness available");
+    lua_pushstring(L, id);
+    return 1;
+}
+
+static int l_now_ms(lua_State *L)
+{
+    lua_pushinteger(L, util_now_ms());
+    return 1;
+}
+
+static int l_iso8601(lua_State *L)
+{
+    char iso[32];
+    util_iso8601_ms(luaL_checkinteger(L, 1), iso);
+    lua_pushstring(L, iso);
+    return 1;
+}
+
+static int l_sha256(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[65];
+    sha256_hex(s, n, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* gw.log(message): one JSON line on stderr, tagged with the request id. */
+static int l_log(lua_State *L)
+{
+    const lhost_request *r = lhost_current(host(L));
+    const char *msg = luaL_checkstring(L, 1);
+    fprintf(stderr, "{\"level\":\"info\",\"request_id\":\"%s\",\"msg\":", r ? r->id : "");
+    util_fjson_string(stderr, msg);
+    fputs("}\n", stderr);
+    return 0;
+}
+
+static void push_files(lua_State *L, const lhost *h)
+{
+    size_t n;
+    const lhost_file *f = lhost_files(h, &n);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, f[i].path);
+        lua_setfield(L, -2, "path");
+        lua_pushstring(L, f[i].sha256);
+        lua_setfield(L, -2, "sha256");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+/* gw.status() -> {generation, files, uptime_s, images, tags, memory} */
+static int l_status(lua_State *L)
+{
+    gw *g = gwp(L);
+    int64_t images = 0, tags = 0;
+    if (store_counts(g->store, &images, &tags) != 0)
+        return store_failed(L);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)lhost_generation(host(L)));
+    lua_setfield(L, -2, "generation");
+    push_files(L, host(L));
+    lua_setfield(L, -2, "files");
+    lua_pushinteger(L, (util_now_ms() - g->started_ms) / 1000);
+    lua_setfield(L, -2, "uptime_s");
+    lua_pushinteger(L, images);
+    lua_setfield(L, -2, "images");
+    lua_pushinteger(L, tags);
+    lua_setfield(L, -2, "tags");
+    lua_pushinteger(L, (lua_Integer)tagidx_memory(g->index));
+    lua_setfield(L, -2, "index_bytes");
+    lua_pushinteger(L, (lua_Integer)lhost_memory(host(L)));
+    lua_setfield(L, -2, "script_bytes");
+    return 1;
+}
+
+/* gw.reload() -> {generation, files} | nil, "file:line: what".  The new
+ * generation serves from the next request on; this one finishes here. */
+static int l_reload(lua_State *L)
+{
+    gw *g = gwp(L);
+    char err[2048];
+    if (gw_reload(g, err, sizeof err) != 0)
+        return fail(L, err);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)g->generation);
+    lua_setfield(L, -2, "generation");
+    push_files(L, g->lua);
+    lua_setfield(L, -2, "files");
+    return 1;
+}
+
+/* gw.traceback(e): message handler for xpcall.  Tables (handled
+ * failures) pass through; anything else gains a traceback. */
+static int l_traceback(lua_State *L)
+{
+    if (lua_istable(L, 1))
+        return 1;
+    luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
+    return 1;
+}
+
+void lapi_open(lua_State *L, lhost *h)
+{
+    static const luaL_Reg fns[] = {
+        {"header", l_header},         {"auth", l_auth},
+        {"image_get", l_image_get},   {"image_tags", l_image_tags},
+        {"image_create", l_image_create}, {"image_delete", l_image_delete},
+        {"tags_apply", l_tags_apply}, {"project_tags", l_project_tags},
+        {"query", l_query},           {"uuid", l_uuid},
+        {"now_ms", l_now_ms},         {"iso8601", l_iso8601},
+        {"sha256", l_sha256},         {"log", l_log},
+        {"status", l_status},         {"reload", l_reload},
+        {"traceback", l_traceback},
+        {NULL, NULL}};
+    lua_newtable(L);
+    lua_pushlightuserdata(L, h);
+    luaL_setfuncs(L, fns, 1);
+    lua_setglobal(L, "gw");
+}

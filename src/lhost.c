@@ -1,0 +1,659 @@
+/* lhost: builds one script generation in a fresh Lua 5.4 state (sandboxed
+ * base library, text-only loading from disk, lua-cjson, the gw.* API) and
+ * runs the request entry point through a single protected-call helper with
+ * a traceback handler, an instruction/time budget and a memory cap.
+ * Uses Lua, lua-cjson, lapi (gw.*), sha256 and libevent's evbuffer. */
+#include "lhost.h"
+#include "lapi.h"
+#include "sha256.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <lua-cjson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOOK_EVERY 1000          /* instructions between budget checks */
+
+struct lhost {
+    lua_State *L;
+    gw *g;
+    uint64_t generation;
+    size_t mem_used, mem_limit;
+    int mem_exceeded;            /* the allocator refused during this call */
+    int64_t deadline_us;         /* budget end of the running call */
+    int64_t instr_left;
+    int killed;                  /* budget spent: the hook raises on every count */
+    int handle_ref;
+    const lhost_request *req;    /* set only while a request runs */
+    lhost_response *resp;
+    lhost_file *files;
+    size_t nfiles;
+};
+
+/* ---- memory cap --------------------------------------------------------- */
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    lhost *h = ud;
+    size_t old = ptr ? osize : 0;   /* osize is a type tag when ptr is NULL */
+    void *p;
+    if (nsize == 0) {
+        free(ptr);
+        h->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && h->mem_used + (nsize - old) > h->mem_limit) {
+        h->mem_exceeded = 1;
+        return NULL;
+    }
+    p = realloc(ptr, nsize);
+    if (p)
+        h->mem_used = h->mem_used - old + nsize;
+    return p;
+}
+
+/* ---- instruction and time budget ---------------------------------------- */
+
+static lhost *host_of(lua_State *L)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* Once the budget is spent the hook fires on every instruction, so a
+ * script's own pcall cannot swallow the kill and carry on. */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    lhost *h = host_of(L);
+    (void)ar;
+    if (!h->killed) {
+        h->instr_left -= HOOK_EVERY;
+        if (h->instr_left > 0 && util_mono_us() < h->deadline_us)
+            return;
+        h->killed = 1;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    }
+    luaL_error(L, "script budget exceeded (time or instructions)");
+}
+
+static void budget_start(lhost *h, int64_t scale)
+{
+    gw_options *o = &h->g->opt;
+    h->killed = 0;
+    h->mem_exceeded = 0;
+    h->instr_left = o->script_instructions * scale;
+    h->deadline_us = util_mono_us() + o->script_time_ms * 1000 * scale;
+    lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+static void budget_stop(lhost *h)
+{
+    lua_sethook(h->L, NULL, 0, 0);
+}
+
+/* ---- the one protected-call helper -------------------------------------- */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = luaL_tolstring(L, 1, NULL);
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Calls the function below nargs arguments.  On failure returns
+ * LHOST_BUDGET or LHOST_ERROR with the message (and traceback when tb) in
+ * err, and leaves nothing of the call on the stack. */
+static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
+                      char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    int base = lua_gettop(L) - nargs, rc;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    budget_start(h, scale);
+    rc = lua_pcall(L, nargs, nresults, base);
+    budget_stop(h);
+    lua_remove(L, base);
+    if (rc == LUA_OK && !h->killed && !h->mem_exceeded)
+        return LHOST_OK;
+    if (rc != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, nresults);
+        snprintf(err, errlen, "script exceeded its memory budget");
+    }
+    if (h->killed || h->mem_exceeded || rc == LUA_ERRMEM)
+        return LHOST_BUDGET;
+    return LHOST_ERROR;
+}
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+/* load() that refuses bytecode and never sees the host's registry. */
+static int safe_load(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (!lua_isnoneornil(L, 4)) {
+        lua_pushvalue(L, 4);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+/* collectgarbage() limited to what cannot disable the collector. */
+static int safe_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") == 0) {
+        lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) +
+                              lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
+        return 1;
+    }
+    if (strcmp(opt, "collect") == 0 || strcmp(opt, "step") == 0) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    return luaL_error(L, "collectgarbage('%s') is not allowed in tagway scripts", opt);
+}
+
+static void remove_field(lua_State *L, const char *table, const char *field)
+{
+    lua_getglobal(L, table);
+    lua_pushnil(L);
+    lua_setfield(L, -2, field);
+    lua_pop(L, 1);
+}
+
+static void open_sandbox(lua_State *L)
+{
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base}, {LUA_TABLIBNAME, luaopen_table},
+        {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_OSLIBNAME, luaopen_os},
+        {NULL, NULL}};
+    static const char *const base_out[] = {"dofile", "loadfile", "require", "print", NULL};
+    static const char *const os_keep[] = {"time", "clock", "date", NULL};
+    for (const luaL_Reg *l = libs; l->func; l++) {
+        luaL_requiref(L, l->name, l->func, 1);
+        lua_pop(L, 1);
+    }
+    for (const char *const *n = base_out; *n; n++)
+        remove_field(L, LUA_GNAME, *n);
+    remove_field(L, LUA_STRLIBNAME, "dump");
+    lua_register(L, "load", safe_load);
+    lua_register(L, "collectgarbage", safe_collectgarbage);
+    lua_newtable(L);                           /* os: clock and time only */
+    lua_getglobal(L, LUA_OSLIBNAME);
+    for (const char *const *n = os_keep; *n; n++) {
+        lua_getfield(L, -1, *n);
+        lua_setfield(L, -3, *n);
+    }
+    lua_pop(L, 1);
+    lua_setglobal(L, LUA_OSLIBNAME);
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_pop(L, 1);
+}
+
+/* After loading: new globals and reads of undefined ones raise, and the
+ * string metatable cannot be reached, so one request cannot leave state
+ * behind for the next by accident or design. */
+static const char lock_globals_lua[] =
+    "local G, err = _G, error\n"
+    "setmetatable(G, {__metatable = false,\n"
+    "  __newindex = function(_, k) err('assignment to undeclared global \\'' .. tostring(k) .. '\\'', 2) end,\n"
+    "  __index = function(_, k) err('read of undeclared global \\'' .. tostring(k) .. '\\'', 2) end})\n";
+
+static int lock_state(lhost *h, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+    if (luaL_loadbufferx(L, lock_globals_lua, sizeof lock_globals_lua - 1, "=lock", "t") != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        return -1;
+    }
+    return pcall(h, 0, 0, 1, err, errlen) == LHOST_OK ? 0 : -1;
+}
+
+/* ---- loading scripts from disk ----------------------------------------- */
+
+static int record_file(lhost *h, const char *path, const char *text, size_t len)
+{
+    lhost_file *f = realloc(h->files, (h->nfiles + 1) * sizeof *f);
+    if (!f)
+        return -1;
+    h->files = f;
+    f = &h->files[h->nfiles];
+    if (!(f->path = strdup(path)))
+        return -1;
+    sha256_hex(text, len, f->sha256);
+    h->nfiles++;
+    return 0;
+}
+
+/* Pushes the chunk of a text file [-0, +1]; on failure pushes nothing and
+ * fills err with "path:line: what" (or "path: why"). */
+static int load_chunk(lhost *h, const char *path, char *err, size_t errlen)
+{
+    char chunkname[PATH_MAX + 2];
+    size_t len = 0;
+    char *text = util_read_file(path, &len);
+    int rc;
+    if (!text) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    snprintf(chunkname, sizeof chunkname, "@%s", path);
+    rc = luaL_loadbufferx(h->L, text, len, chunkname, "t");
+    if (rc == LUA_OK && record_file(h, path, text, len) != 0) {
+        lua_pop(h->L, 1);
+        rc = LUA_ERRMEM;
+        lua_pushliteral(h->L, "out of memory");
+    }
+    free(text);
+    if (rc != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(h->L, -1));
+        lua_pop(h->L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a file's chunk and leaves its single result [-0, +1]. */
+static int run_file(lhost *h, const char *path, char *err, size_t errlen)
+{
+    if (load_chunk(h, path, err, errlen) != 0)
+        return -1;
+    return pcall(h, 0, 1, 10, err, errlen) == LHOST_OK ? 0 : -1;
+}
+
+/* require(name): modules come only from the scripts folder, as text,
+ * cached per generation.  Names are restricted so a path cannot escape. */
+static int l_require(lua_State *L)
+{
+    lhost *h = lua_touserdata(L, lua_upvalueindex(1));
+    const char *name = luaL_checkstring(L, 1);
+    char path[PATH_MAX], err[1024];
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9') || *c == '_' || *c == '.'))
+            return luaL_error(L, "require: invalid module name '%s'", name);
+    if (snprintf(path, sizeof path, "%s/%s.lua", h->g->opt.scripts, name) >= (int)sizeof path)
+        return luaL_error(L, "require: module path too long");
+    for (char *c = path + strlen(h->g->opt.scripts) + 1; *c; c++)
+        if (*c == '.' && strcmp(c, ".lua") != 0)
+            *c = '/';
+    if (load_chunk(h, path, err, sizeof err) != 0)
+        return luaL_error(L, "require '%s': %s", name, err);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+static int ends_with_lua(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".lua") == 0 && name[0] != '.';
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted *.lua names of a folder; NULL with err on failure. */
+static char **list_lua(const char *dir, size_t *n, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **names = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (!d) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    while ((e = readdir(d))) {
+        if (!ends_with_lua(e->d_name))
+            continue;
+        if (*n + 2 > cap) {
+            char **grown = realloc(names, (cap = cap * 2 + 8) * sizeof *names);
+            if (!grown)
+                goto oom;
+            names = grown;
+        }
+        if (!(names[*n] = strdup(e->d_name)))
+            goto oom;
+        (*n)++;
+    }
+    closedir(d);
+    if (!names && !(names = calloc(1, sizeof *names)))
+        goto oom_closed;
+    qsort(names, *n, sizeof *names, cmp_names);
+    return names;
+oom:
+    closedir(d);
+oom_closed:
+    for (size_t i = 0; i < *n; i++)
+        free(names[i]);
+    free(names);
+    snprintf(err, errlen, "%s: out of memory", dir);
+    return NULL;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Loads every .lua file of dir into a table name -> result [-0, +1].  With
+ * check_name, each result must be a table whose `name` is the file name. */
+static int load_folder(lhost *h, const char *dir, int check_name, char *err, size_t errlen)
+{
+    size_t n = 0;
+    char **names = list_lua(dir, &n, err, errlen), path[PATH_MAX];
+    int rc = -1;
+    if (!names)
+        return -1;
+    lua_newtable(h->L);
+    for (size_t i = 0; i < n; i++) {
+        size_t stem = strlen(names[i]) - 4;
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) {
+            snprintf(err, errlen, "%s: path too long", dir);
+            goto done;
+        }
+        if (run_file(h, path, err, errlen) != 0)
+            goto done;
+        if (check_name && (!lua_istable(h->L, -1) ||
+                           lua_getfield(h->L, -1, "name") != LUA_TSTRING ||
+                           strncmp(lua_tostring(h->L, -1), names[i], stem) != 0 ||
+                           lua_tostring(h->L, -1)[stem] != '\0')) {
+            snprintf(err, errlen, "%s: must return a table whose name is \"%.*s\"",
+                     path, (int)stem, names[i]);
+            goto done;
+        }
+        if (check_name)
+            lua_pop(h->L, 1);
+        lua_pushlstring(h->L, names[i], stem);
+        lua_insert(h->L, -2);
+        lua_settable(h->L, -3);
+    }
+    rc = 0;
+done:
+    free_names(names, n);   /* on failure the stack is dropped with the state */
+    return rc;
+}
+
+/* Resolves a configured path against the configuration file's folder. */
+static void resolve_path(const gw_options *o, const char *p, char *out, size_t cap)
+{
+    const char *slash = strrchr(o->config, '/');
+    if (p[0] == '/' || !o->config[0])
+        snprintf(out, cap, "%s", p);
+    else if (!slash)
+        snprintf(out, cap, "%s", p);
+    else
+        snprintf(out, cap, "%.*s/%s", (int)(slash - o->config), o->config, p);
+}
+
+/* ctx.variants = { {path = dir, modules = {name = routes}}, ... } from the
+ * config's `variants` list, which sits at stack index cfg. */
+static int load_variants(lhost *h, int cfg, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    char dir[PATH_MAX];
+    lua_newtable(L);
+    if (lua_getfield(L, cfg, "variants") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: variants must be a list of folders", h->g->opt.config);
+        return -1;
+    }
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+        resolve_path(&h->g->opt, lua_tostring(L, -1), dir, sizeof dir);
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, dir);
+        lua_setfield(L, -2, "path");
+        if (load_folder(h, dir, 0, err, errlen) != 0)
+            return -1;
+        lua_setfield(L, -2, "modules");
+        lua_rawseti(L, -4, i);
+    }
+    lua_pop(L, 2);
+    return 0;
+}
+
+/* Builds the table main.init receives [-0, +1]. */
+static int build_ctx(lhost *h, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    gw_options *o = &h->g->opt;
+    lua_createtable(L, 0, 6);
+    if (o->config[0]) {
+        if (run_file(h, o->config, err, errlen) != 0)
+            return -1;
+        if (!lua_istable(L, -1)) {
+            snprintf(err, errlen, "%s: must return a table", o->config);
+            return -1;
+        }
+    } else {
+        lua_newtable(L);
+    }
+    if (load_variants(h, lua_gettop(L), err, errlen) != 0)
+        return -1;
+    lua_setfield(L, -3, "variants");
+    lua_setfield(L, -2, "config");
+    lua_pushstring(L, o->config[0] ? o->config : "(no configuration file)");
+    lua_setfield(L, -2, "config_path");
+    if (load_folder(h, o->policies, 1, err, errlen) != 0)
+        return -1;
+    lua_setfield(L, -2, "policies");
+    lua_pushstring(L, o->policies);
+    lua_setfield(L, -2, "policies_dir");
+    lua_pushboolean(L, o->auth);
+    lua_setfield(L, -2, "auth");
+    lua_pushinteger(L, (lua_Integer)h->generation);
+    lua_setfield(L, -2, "generation");
+    return 0;
+}
+
+/* require "main", check its entry points, run main.init(ctx). */
+static int init_main(lhost *h, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "main");
+    if (pcall(h, 1, 1, 10, err, errlen) != LHOST_OK)
+        return -1;
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "handle") != LUA_TFUNCTION) {
+        snprintf(err, errlen, "%s/main.lua: must return a table with a handle function",
+                 h->g->opt.scripts);
+        return -1;
+    }
+    h->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
+        if (build_ctx(h, err, errlen) != 0)
+            return -1;
+        if (pcall(h, 1, 0, 10, err, errlen) != LHOST_OK)
+            return -1;
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
+{
+    lhost *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->g = g;
+    h->generation = generation;
+    h->mem_limit = g->opt.script_memory;
+    h->handle_ref = LUA_NOREF;
+    if (!(h->L = lua_newstate(l_alloc, h))) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        goto fail;
+    }
+    open_sandbox(h->L);
+    lua_pushlightuserdata(h->L, h);
+    lua_pushcclosure(h->L, l_require, 1);
+    lua_setglobal(h->L, "require");
+    lapi_open(h->L, h);
+    if (init_main(h, err, errlen) != 0 || lock_state(h, err, errlen) != 0)
+        goto fail;
+    lua_settop(h->L, 0);
+    lua_gc(h->L, LUA_GCCOLLECT, 0);
+    return h;
+fail:
+    lhost_free(h);
+    return NULL;
+}
+
+void lhost_free(lhost *h)
+{
+    if (!h)
+        return;
+    if (h->L)
+        lua_close(h->L);
+    for (size_t i = 0; i < h->nfiles; i++)
+        free(h->files[i].path);
+    free(h->files);
+    free(h);
+}
+
+/* ---- serving a request --------------------------------------------------- */
+
+static void push_request(lua_State *L, const lhost_request *r)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, r->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, r->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, r->path);
+    lua_setfield(L, -2, "path");
+    if (r->query) {
+        lua_pushstring(L, r->query);
+        lua_setfield(L, -2, "query");
+    }
+    lua_pushlstring(L, r->body ? r->body : "", r->body_len);
+    lua_setfield(L, -2, "body");
+    lua_pushboolean(L, r->too_large);
+    lua_setfield(L, -2, "too_large");
+    lua_pushstring(L, r->remote ? r->remote : "");
+    lua_setfield(L, -2, "remote");
+}
+
+/* handle(req) returns status, body, content_type, route, project. */
+static int take_response(lhost *h, lhost_response *resp, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    size_t len = 0;
+    const char *body = lua_tolstring(L, -4, &len);
+    lua_Integer status = lua_tointeger(L, -5);
+    if (!lua_isinteger(L, -5) || status < 100 || status > 599) {
+        snprintf(err, errlen, "handle() returned an invalid status");
+        return -1;
+    }
+    resp->status = (int)status;
+    if (body && evbuffer_add(resp->body, body, len) != 0) {
+        snprintf(err, errlen, "out of memory for the response body");
+        return -1;
+    }
+    util_copy(resp->content_type, sizeof resp->content_type,
+              lua_isstring(L, -3) ? lua_tostring(L, -3) : "application/json;charset=UTF-8");
+    if (lua_isstring(L, -2))
+        util_copy(resp->route, sizeof resp->route, lua_tostring(L, -2));
+    if (lua_isstring(L, -1))
+        util_copy(resp->project, sizeof resp->project, lua_tostring(L, -1));
+    return 0;
+}
+
+lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp)
+{
+    lua_State *L = h->L;
+    char err[4096];
+    lhost_rc rc;
+    h->req = req;
+    h->resp = resp;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handle_ref);
+    push_request(L, req);
+    rc = pcall(h, 1, 5, 1, err, sizeof err);
+    if (rc == LHOST_OK) {
+        if (take_response(h, resp, err, sizeof err) != 0)
+            rc = LHOST_ERROR;
+        lua_pop(L, 5);
+    }
+    h->req = NULL;
+    h->resp = NULL;
+    if (rc != LHOST_OK) {
+        evbuffer_drain(resp->body, evbuffer_get_length(resp->body));
+        fprintf(stderr, "{\"level\":\"error\",\"request_id\":\"%s\",\"kind\":\"%s\",\"generation\":%llu,\"traceback\":",
+                req->id, rc == LHOST_BUDGET ? "budget" : "error", (unsigned long long)h->generation);
+        util_fjson_string(stderr, err);
+        fputs("}\n", stderr);
+        if (rc == LHOST_BUDGET)
+            h->g->stats.budget_kills++;
+        else
+            h->g->stats.script_errors++;
+        lua_settop(L, 0);
+        /* a state that hit its memory cap gets a full collection now */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    }
+    return rc;
+}
+
+const lhost_file *lhost_files(const lhost *h, size_t *n)
+{
+    *n = h->nfiles;
+    return h->files;
+}
+
+uint64_t lhost_generation(const lhost *h) { return h->generation; }
+size_t lhost_memory(const lhost *h) { return h->mem_used; }
+const lhost_request *lhost_current(const lhost *h) { return h->req; }
+lhost_response *lhost_current_response(lhost *h) { return h->resp; }
+gw *lhost_gw(const lhost *h) { return h->g; }

@@ -1,0 +1,63 @@
+/* lhost: one sandboxed, budgeted Lua 5.4 state holding a complete script
+ * generation (routes, handlers, shapers, policies, variants, config).
+ * Builds and validates a generation, runs the request entry point under
+ * the instruction/time budget and memory cap, and reports failures with a
+ * traceback in the log, never to the client. */
+#ifndef TAGWAY_LHOST_H
+#define TAGWAY_LHOST_H
+#include <stddef.h>
+#include <stdint.h>
+#include "gw.h"
+
+typedef struct lhost lhost;
+struct evbuffer;
+
+/* What the HTTP layer hands to a script and gets back. */
+typedef struct lhost_request {
+    const char *id;             /* X-Request-Id */
+    const char *method;
+    const char *path;           /* raw, percent-encoded, no query */
+    const char *query;          /* raw or NULL */
+    const char *body;
+    size_t body_len;
+    int too_large;              /* body over the limit: not read */
+    const char *remote;
+    /* header lookup (case-insensitive) for gw.header and auth */
+    const char *(*header)(void *ud, const char *name);
+    void *header_ud;
+} lhost_request;
+
+typedef struct lhost_response {
+    int status;
+    struct evbuffer *body;      /* filled by lhost_handle */
+    char content_type[64];
+    char route[192];            /* route template, for logs and metrics */
+    char project[64];           /* caller's project, "" if none */
+} lhost_response;
+
+typedef enum { LHOST_OK = 0, LHOST_ERROR = 1, LHOST_BUDGET = 2 } lhost_rc;
+
+typedef struct lhost_file {
+    char *path;
+    char sha256[65];
+} lhost_file;
+
+/* Builds a generation from the folders and config in g->opt.  NULL with
+ * err filled ("file:line: what") if anything fails to load or validate. */
+lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen);
+void lhost_free(lhost *h);
+
+lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp);
+
+/* The files this generation loaded, with their hashes. */
+const lhost_file *lhost_files(const lhost *h, size_t *n);
+uint64_t lhost_generation(const lhost *h);
+size_t lhost_memory(const lhost *h);
+
+/* For lapi: the request being served, or NULL outside a request. */
+const lhost_request *lhost_current(const lhost *h);
+lhost_response *lhost_current_response(lhost *h);
+gw *lhost_gw(const lhost *h);
+/* The policy examples/self-tests ran at load; tagway check prints them. */
+
+#endif

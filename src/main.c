@@ -1,0 +1,400 @@
+/* main: the tagway command line: serve, credentials, load, check.  Parses
+ * options (command line over configuration file over defaults), wires the
+ * modules into one gw struct and runs the event loop.
+ * Exit status: 0 success, 1 runtime failure, 2 bad usage. */
+#include "auth.h"
+#include "config.h"
+#include "gw.h"
+#include "http.h"
+#include "lhost.h"
+#include "loader.h"
+#include "store.h"
+#include "sha256.h"
+#include "tagidx.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_ARGS 32
+
+static const char usage_text[] =
+    "usage:\n"
+    "  tagway serve [--config FILE] [--listen ADDR:PORT] [--db PATH]\n"
+    "               [--scripts DIR] [--policies DIR] [--obs-root DIR] [--auth on|off]\n"
+    "               [--watch on|off] [--body-limit BYTES] [--script-time-ms MS]\n"
+    "               [--script-instructions N] [--script-memory-mb MB] [--timeout-s S]\n"
+    "  tagway credentials create --db PATH --project ID [--role member|admin]\n"
+    "  tagway credentials list   --db PATH\n"
+    "  tagway credentials revoke --db PATH (--token T | --ak AK)\n"
+    "  tagway load  --db PATH FILE.jsonl\n"
+    "  tagway check [--config FILE] [--scripts DIR] [--policies DIR]\n";
+
+static int usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "tagway: %s\n", why);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+typedef struct {
+    const char *name[MAX_ARGS], *value[MAX_ARGS];
+    size_t n;
+    const char *positional[4];
+    size_t npositional;
+    int help;
+} args;
+
+/* --name value | --name=value | positional.  -1 on a dangling option. */
+static int parse_args(int argc, char **argv, args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        char *arg = argv[i], *eq;
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            a->help = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            if (a->npositional == 4)
+                return -1;
+            a->positional[a->npositional++] = arg;
+            continue;
+        }
+        if (a->n == MAX_ARGS)
+            return -1;
+        if ((eq = strchr(arg, '='))) {
+            *eq = '\0';
+            a->value[a->n] = eq + 1;
+        } else if (i + 1 < argc) {
+            a->value[a->n] = argv[++i];
+        } else {
+            return -1;
+        }
+        a->name[a->n++] = arg + 2;
+    }
+    return 0;
+}
+
+static const char *arg_get(const args *a, const char *name)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (!strcmp(a->name[i], name))
+            return a->value[i];
+    return NULL;
+}
+
+/* Defaults, then the configuration file, then the command line. */
+static int build_options(const args *a, gw_options *o)
+{
+    char err[1024];
+    const char *config = arg_get(a, "config");
+    config_defaults(o);
+    if (config && config_set(o, "config", config, err, sizeof err) != 0)
+        return usage(err);
+    if (config_load_file(o, err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: configuration %s: %s\n", o->config, err);
+        return 1;
+    }
+    for (size_t i = 0; i < a->n; i++)
+        if (config_set(o, a->name[i], a->value[i], err, sizeof err) != 0)
+            return usage(err);
+    return 0;
+}
+
+static int mkdirs_for(const char *file)
+{
+    char path[PATH_MAX];
+    util_copy(path, sizeof path, file);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
+static int open_store(const char *path, store **s)
+{
+    char err[1024];
+    if (mkdirs_for(path) != 0) {
+        fprintf(stderr, "tagway: cannot create the folder of %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (store_open(s, path, err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int gw_reload(gw *g, char *err, size_t errlen)
+{
+    lhost *next;
+    char *tb;
+    if (g->retired) {
+        snprintf(err, errlen, "a reload is still settling; try again");
+        g->stats.reloads_failed++;
+        return -1;
+    }
+    next = lhost_new(g, g->generation + 1, err, errlen);
+    if (!next) {
+        if ((tb = strstr(err, "\nstack traceback:")))
+            *tb = '\0';       /* the client gets file:line: what */
+        g->stats.reloads_failed++;
+        return -1;
+    }
+    g->retired = g->lua;
+    g->lua = next;
+    g->generation++;
+    g->stats.reloads_ok++;
+    return 0;
+}
+
+/* First start with no credentials: one admin credential for a new
+ * project, printed once with a command to paste. */
+static int bootstrap_credentials(gw *g)
+{
+    char project[33], token[65], ak[33], sk[65], err[512];
+    if (!g->opt.auth || store_cred_count(g->store) != 0)
+        return 0;
+    if (util_random_hex(project, 16) != 0 ||
+        auth_issue(g->store, project, "admin", token, ak, sk, err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: cannot create the first credential: %s\n", err);
+        return -1;
+    }
+    printf("First start: created project %s with an admin credential (shown once).\n"
+           "{\"project_id\": \"%s\", \"role\": \"admin\", \"token\": \"%s\", \"ak\": \"%s\", \"sk\": \"%s\"}\n"
+           "Try:\n"
+           "  curl -s -X POST http://%s/v2/images -H 'X-Auth-Token: %s' \\\n"
+           "       -H 'Content-Type: application/json' -d '{\"name\": \"demo\"}'\n"
+           "  curl -s http://%s/v2/%s/images/tags -H 'X-Auth-Token: %s'\n",
+           project, project, token, ak, sk, g->opt.listen, token, g->opt.listen, project, token);
+    fflush(stdout);
+    return 0;
+}
+
+static int load_index(gw *g)
+{
+    int64_t t0 = util_mono_us();
+    if (!(g->index = tagidx_new()) || store_index_build(g->store, g->index) != 0) {
+        fprintf(stderr, "tagway: cannot build the tag index: %s\n",
+                g->index ? store_errmsg(g->store) : "out of memory");
+        return -1;
+    }
+    store_attach_index(g->store, g->index);
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index built\",\"images\":%llu,\"tags\":%llu,"
+                    "\"ms\":%lld,\"bytes\":%zu}\n",
+            (unsigned long long)tagidx_images(g->index), (unsigned long long)tagidx_tags(g->index),
+            (long long)((util_mono_us() - t0) / 1000), tagidx_memory(g->index));
+    return 0;
+}
+
+static void gw_close(gw *g)
+{
+    if (g->http)
+        http_free(g);
+    lhost_free(g->lua);
+    lhost_free(g->retired);
+    store_close(g->store);
+    tagidx_free(g->index);
+    if (g->base)
+        event_base_free(g->base);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    gw g = {0};
+    args a;
+    char err[4096];
+    int rc;
+    if (parse_args(argc, argv, &a) != 0 || a.npositional)
+        return usage("serve: invalid arguments");
+    if (a.help)
+        return fputs(usage_text, stdout), 0;
+    if ((rc = build_options(&a, &g.opt)) != 0)
+        return rc;
+    if (!g.opt.auth && !config_is_loopback(g.opt.listen))
+        return usage("--auth off is allowed only on a loopback address");
+    signal(SIGPIPE, SIG_IGN);
+    g.started_ms = util_now_ms();
+    rc = 1;
+    if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0 || bootstrap_credentials(&g) != 0)
+        goto done;
+    if (!(g.base = event_base_new()))
+        goto done;
+    g.generation = 1;
+    if (!(g.lua = lhost_new(&g, g.generation, err, sizeof err))) {
+        fprintf(stderr, "tagway: scripts failed to load: %s\n", err);
+        goto done;
+    }
+    if (http_start(&g, err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"listening\",\"listen\":\"%s\",\"port\":%d,\"db\":",
+            g.opt.listen, http_port(&g));
+    util_fjson_string(stderr, g.opt.db);
+    fprintf(stderr, ",\"auth\":%s,\"generation\":1}\n", g.opt.auth ? "true" : "false");
+    rc = event_base_dispatch(g.base) < 0 ? 1 : 0;
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+done:
+    gw_close(&g);
+    return rc;
+}
+
+static int print_cred(void *ud, const store_cred *c)
+{
+    char created[32];
+    (void)ud;
+    util_iso8601_ms(c->created_ms, created);
+    printf("{\"project_id\": \"%s\", \"role\": \"%s\", \"ak\": \"%s\", \"created_at\": \"%s\", "
+           "\"revoked\": %s}\n",
+           c->project, c->role, c->ak, created, c->revoked_ms ? "true" : "false");
+    return 0;
+}
+
+static int cred_create(store *s, const args *a)
+{
+    const char *project = arg_get(a, "project"), *role = arg_get(a, "role");
+    char token[65], ak[33], sk[65], err[512];
+    if (!role)
+        role = "member";
+    if (!project || strlen(project) != 32 || !util_is_hex(project, 32))
+        return usage("credentials create: --project must be 32 lowercase hex characters");
+    if (strcmp(role, "member") != 0 && strcmp(role, "admin") != 0)
+        return usage("credentials create: --role must be member or admin");
+    if (auth_issue(s, project, role, token, ak, sk, err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: %s\n", err);
+        return 1;
+    }
+    printf("{\"project_id\": \"%s\", \"role\": \"%s\", \"token\": \"%s\", \"ak\": \"%s\", \"sk\": \"%s\"}\n",
+           project, role, token, ak, sk);
+    return 0;
+}
+
+static int cred_revoke(store *s, const args *a)
+{
+    const char *token = arg_get(a, "token"), *ak = arg_get(a, "ak");
+    char hash[65];
+    store_rc rc;
+    if (!token == !ak)
+        return usage("credentials revoke: give exactly one of --token or --ak");
+    if (token)
+        sha256_hex(token, strlen(token), hash);
+    rc = store_cred_revoke(s, token ? hash : NULL, ak);
+    if (rc == STORE_NOT_FOUND) {
+        fprintf(stderr, "tagway: no active credential with that %s\n", token ? "token" : "ak");
+        return 1;
+    }
+    if (rc != STORE_OK) {
+        fprintf(stderr, "tagway: %s\n", store_errmsg(s));
+        return 1;
+    }
+    printf("{\"revoked\": true}\n");
+    return 0;
+}
+
+static int cmd_credentials(int argc, char **argv)
+{
+    args a;
+    const char *db;
+    store *s = NULL;
+    int rc;
+    if (argc < 1)
+        return usage("credentials: create, list or revoke?");
+    if (parse_args(argc - 1, argv + 1, &a) != 0 || a.npositional)
+        return usage("credentials: invalid arguments");
+    if (a.help)
+        return fputs(usage_text, stdout), 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (strcmp(a.name[i], "db") && strcmp(a.name[i], "project") &&
+            strcmp(a.name[i], "role") && strcmp(a.name[i], "token") && strcmp(a.name[i], "ak"))
+            return usage("credentials: unknown option");
+    if (strcmp(argv[0], "create") && strcmp(argv[0], "list") && strcmp(argv[0], "revoke"))
+        return usage("credentials: create, list or revoke?");
+    if (!(db = arg_get(&a, "db")))
+        db = "./data/tagway.db";
+    if (open_store(db, &s) != 0)
+        return 1;
+    if (!strcmp(argv[0], "create"))
+        rc = cred_create(s, &a);
+    else if (!strcmp(argv[0], "list"))
+        rc = store_cred_each(s, print_cred, NULL) == 0 ? 0 : 1;
+    else
+        rc = cred_revoke(s, &a);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    gw g = {0};
+    args a;
+    char err[4096];
+    size_t n;
+    const lhost_file *files;
+    int rc;
+    if (parse_args(argc, argv, &a) != 0 || a.npositional)
+        return usage("check: invalid arguments");
+    if (a.help)
+        return fputs(usage_text, stdout), 0;
+    if ((rc = build_options(&a, &g.opt)) != 0)
+        return rc;
+    if (!(g.lua = lhost_new(&g, 1, err, sizeof err))) {
+        fprintf(stderr, "tagway check: %s\n", err);
+        return 1;
+    }
+    files = lhost_files(g.lua, &n);
+    for (size_t i = 0; i < n; i++)
+        printf("ok  %s  %s\n", files[i].sha256, files[i].path);
+    printf("%zu files loaded, policy examples passed\n", n);
+    lhost_free(g.lua);
+    return 0;
+}
+
+static int cmd_load(int argc, char **argv)
+{
+    args a;
+    const char *db;
+    if (parse_args(argc, argv, &a) != 0 || a.npositional != 1)
+        return usage("load: expected --db PATH FILE.jsonl");
+    if (a.help)
+        return fputs(usage_text, stdout), 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (strcmp(a.name[i], "db"))
+            return usage("load: unknown option");
+    if (!(db = arg_get(&a, "db")))
+        db = "./data/tagway.db";
+    if (mkdirs_for(db) != 0) {
+        fprintf(stderr, "tagway: cannot create the folder of %s\n", db);
+        return 1;
+    }
+    return loader_run(db, a.positional[0]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(NULL);
+    if (!strcmp(argv[1], "serve"))
+        return cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "credentials"))
+        return cmd_credentials(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "check"))
+        return cmd_check(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "load"))
+        return cmd_load(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
+        return fputs(usage_text, stdout), 0;
+    return usage("unknown command");
+}

@@ -1,0 +1,736 @@
+/* store: tagway's SQLite database.  Opens it in WAL mode with
+ * synchronous=FULL (a 2xx write is on disk), migrates the schema forward by
+ * PRAGMA user_version, prepares every statement once, and runs each write as
+ * one IMMEDIATE transaction.  After a commit it feeds the attached tagidx.
+ * Uses SQLite and tagidx; knows nothing of HTTP or Lua. */
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Forward migrations: entry i moves the schema from version i to i+1. */
+static const char *const migrations[] = {
+    "CREATE TABLE credentials ("
+    "  id INTEGER PRIMARY KEY, project_id TEXT NOT NULL, role TEXT NOT NULL,"
+    "  token_hash TEXT NOT NULL UNIQUE, ak TEXT NOT NULL UNIQUE, sk TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE images ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    "  project_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,"
+    "  attrs TEXT NOT NULL DEFAULT '{}',"
+    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX images_project ON images(project_id, seq);"
+    "CREATE TABLE image_tags ("
+    "  seq INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY (seq, key)) WITHOUT ROWID;"
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, kind TEXT NOT NULL,"
+    "  status TEXT NOT NULL, image_id TEXT NOT NULL, image_name TEXT NOT NULL,"
+    "  params TEXT NOT NULL DEFAULT '{}', error_code TEXT, fail_reason TEXT,"
+    "  begin_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL DEFAULT 0,"
+    "  progress INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX jobs_status ON jobs(status);",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+    Q_IMAGE_GET, Q_IMAGE_BY_SEQ, Q_IMAGE_SEQ, Q_IMAGE_INSERT, Q_IMAGE_DELETE,
+    Q_IMAGE_TOUCH, Q_IMAGE_STATUS, Q_LAST_CREATED,
+    Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
+    Q_CRED_INSERT, Q_CRED_BY_TOKEN, Q_CRED_BY_AK, Q_CRED_ALL, Q_CRED_REVOKE,
+    Q_CRED_COUNT, Q_COUNT_IMAGES, Q_COUNT_TAGS,
+    Q_IDX_IMAGES, Q_IDX_TAGS,
+    Q__COUNT
+};
+
+static const char *const sql_text[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+#define IMAGE_COLS "seq, id, project_id, name, status, attrs, created_ms, updated_ms"
+    [Q_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND project_id = ?2",
+    [Q_IMAGE_BY_SEQ] = "SELECT " IMAGE_COLS " FROM images WHERE seq = ?1",
+    [Q_IMAGE_SEQ] = "SELECT seq, name FROM images WHERE id = ?1 AND project_id = ?2",
+    [Q_IMAGE_INSERT] = "INSERT INTO images (id, project_id, name, status, attrs, created_ms, updated_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    [Q_IMAGE_DELETE] = "DELETE FROM images WHERE seq = ?1",
+    [Q_IMAGE_TOUCH] = "UPDATE images SET updated_ms = max(updated_ms, ?2) WHERE seq = ?1",
+    [Q_IMAGE_STATUS] = "UPDATE images SET status = ?2, updated_ms = max(updated_ms, ?3) WHERE id = ?1",
+    [Q_LAST_CREATED] = "SELECT created_ms FROM images ORDER BY seq DESC LIMIT 1",
+    [Q_TAGS_OF] = "SELECT key, value FROM image_tags WHERE seq = ?1 ORDER BY key",
+    [Q_TAG_GET] = "SELECT value FROM image_tags WHERE seq = ?1 AND key = ?2",
+    [Q_TAG_UPSERT] = "INSERT INTO image_tags (seq, key, value) VALUES (?1, ?2, ?3)"
+                     " ON CONFLICT (seq, key) DO UPDATE SET value = excluded.value",
+    [Q_TAG_DELETE] = "DELETE FROM image_tags WHERE seq = ?1 AND key = ?2",
+    [Q_TAG_COUNT] = "SELECT count(*) FROM image_tags WHERE seq = ?1",
+    [Q_TAGS_DELETE_ALL] = "DELETE FROM image_tags WHERE seq = ?1",
+    [Q_CRED_INSERT] = "INSERT INTO credentials (project_id, role, token_hash, ak, sk, created_ms)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+#define CRED_COLS "id, project_id, role, ak, sk, created_ms, revoked_ms"
+    [Q_CRED_BY_TOKEN] = "SELECT " CRED_COLS " FROM credentials WHERE token_hash = ?1",
+    [Q_CRED_BY_AK] = "SELECT " CRED_COLS " FROM credentials WHERE ak = ?1",
+    [Q_CRED_ALL] = "SELECT " CRED_COLS " FROM credentials ORDER BY id",
+    [Q_CRED_REVOKE] = "UPDATE credentials SET revoked_ms = ?3"
+                      " WHERE (token_hash = ?1 OR ak = ?2) AND revoked_ms = 0",
+    [Q_CRED_COUNT] = "SELECT count(*) FROM credentials",
+    [Q_COUNT_IMAGES] = "SELECT count(*) FROM images",
+    [Q_COUNT_TAGS] = "SELECT count(*) FROM image_tags",
+    [Q_IDX_IMAGES] = "SELECT seq, project_id, name FROM images ORDER BY seq",
+    [Q_IDX_TAGS] = "SELECT t.seq, i.project_id, t.key, t.value FROM image_tags t"
+                   " JOIN images i ON i.seq = t.seq",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q__COUNT];
+    tagidx *ix;              /* borrowed; may be NULL */
+    int64_t last_created_ms; /* keeps creation time monotonic in seq order */
+    char err[256];
+};
+
+/* Returns the statement reset and unbound: callers never inherit a
+ * half-stepped statement, even when a previous caller longjmp'd away. */
+static sqlite3_stmt *stmt(store *s, int which)
+{
+    sqlite3_stmt *st = s->q[which];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+static void set_err(store *s, const char *what)
+{
+    snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+const char *store_errmsg(const store *s) { return s->err; }
+
+static int exec_simple(store *s, int which)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        set_err(s, sql_text[which]);
+        return -1;
+    }
+    return 0;
+}
+
+static int begin(store *s) { return exec_simple(s, Q_BEGIN); }
+static int commit(store *s) { return exec_simple(s, Q_COMMIT); }
+static void rollback(store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        exec_simple(s, Q_ROLLBACK);
+}
+
+static int migrate(store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (version > SCHEMA_VERSION) {
+        snprintf(s->err, sizeof s->err,
+                 "database schema version %d is newer than this binary (%d)",
+                 version, SCHEMA_VERSION);
+        return -1;
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            set_err(s, "migration");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    return 0;
+fail:
+    set_err(s, "schema version");
+    return -1;
+}
+
+/* The database file is created 0600 before SQLite sees it: it holds secret
+ * keys.  SQLite gives its -wal and -shm files the same mode. */
+static int create_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open database %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int load_last_created(store *s)
+{
+    sqlite3_stmt *st = stmt(s, Q_LAST_CREATED);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        s->last_created_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_open(store **out, const char *path, char *err, size_t errlen)
+{
+    static const char pragmas[] =
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;";
+    store *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (create_private(path, err, errlen) != 0)
+        goto fail_quiet;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(s->db, 5000);
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (migrate(s) != 0) {
+        snprintf(err, errlen, "%s: %s", path, s->err);
+        goto fail_quiet;
+    }
+    for (int i = 0; i < Q__COUNT; i++)
+        if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK)
+            goto fail;
+    if (load_last_created(s) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+fail_quiet:
+    store_close(s);
+    return -1;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+void store_attach_index(store *s, tagidx *ix) { s->ix = ix; }
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+static void read_image(sqlite3_stmt *st, store_image *out)
+{
+    out->seq = sqlite3_column_int64(st, 0);
+    out->id = col_text(st, 1);
+    out->project = col_text(st, 2);
+    out->name = col_text(st, 3);
+    out->status = col_text(st, 4);
+    out->attrs = col_text(st, 5);
+    out->created_ms = sqlite3_column_int64(st, 6);
+    out->updated_ms = sqlite3_column_int64(st, 7);
+}
+
+static store_rc step_image(store *s, sqlite3_stmt *st, store_image *out)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_image(st, out);
+        return STORE_OK;
+    }
+    if (rc == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    set_err(s, "image lookup");
+    return STORE_ERROR;
+}
+
+store_rc store_image_get(store *s, const char *project, const char *id, store_image *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    return step_image(s, st, out);
+}
+
+store_rc store_image_by_seq(store *s, int64_t seq, store_image *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_BY_SEQ);
+    sqlite3_bind_int64(st, 1, seq);
+    return step_image(s, st, out);
+}
+
+int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, Q_TAGS_OF);
+    int rc;
+    sqlite3_bind_int64(st, 1, seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(ud, col_text(st, 0), col_text(st, 1)) != 0)
+            break;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(s, "tags of image");
+        return -1;
+    }
+    return 0;
+}
+
+/* A tag change remembered until after the commit, for the index. */
+typedef struct {
+    const char *key;     /* borrowed from the caller */
+    char *old_value;     /* owned; NULL when the key was absent */
+    const char *value;   /* borrowed; NULL for a delete */
+} tag_change;
+
+static store_rc image_seq(store *s, const char *project, const char *id, int64_t *seq)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_SEQ);
+    int rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    set_err(s, "image lookup");
+    return STORE_ERROR;
+}
+
+/* Current value of key on seq: *old receives a malloc'd copy or NULL. */
+static int tag_get(store *s, int64_t seq, const char *key, char **old)
+{
+    sqlite3_stmt *st = stmt(s, Q_TAG_GET);
+    int rc;
+    *old = NULL;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && !(*old = strdup(col_text(st, 0))))
+        rc = SQLITE_NOMEM;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(s, "tag lookup");
+        return -1;
+    }
+    return 0;
+}
+
+static int run_tag_stmt(store *s, int which, int64_t seq, const char *key, const char *value)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    int rc;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (value)
+        sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        set_err(s, "tag write");
+        return -1;
+    }
+    return 0;
+}
+
+static int64_t count_tags(store *s, int64_t seq)
+{
+    sqlite3_stmt *st = stmt(s, Q_TAG_COUNT);
+    int64_t n = -1;
+    sqlite3_bind_int64(st, 1, seq);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+static int touch(store *s, int64_t seq)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_TOUCH);
+    int rc;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, util_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Records one change; a set to the value already held is no change. */
+static int stage_change(store *s, int64_t seq, tag_change *c, const char *key, const char *value)
+{
+    c->key = key;
+    c->value = value;
+    if (tag_get(s, seq, key, &c->old_value) != 0)
+        return -1;
+    if (value && c->old_value && strcmp(c->old_value, value) == 0)
+        return 0;
+    if (!value && !c->old_value)
+        return 0;
+    return run_tag_stmt(s, value ? Q_TAG_UPSERT : Q_TAG_DELETE, seq, key, value) == 0 ? 1 : -1;
+}
+
+static void index_changes(store *s, const char *project, int64_t seq,
+                          const tag_change *ch, size_t n)
+{
+    if (!s->ix)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (ch[i].value && !(ch[i].old_value && strcmp(ch[i].old_value, ch[i].value) == 0))
+            tagidx_tag_set(s->ix, project, (uint32_t)seq, ch[i].key, ch[i].old_value, ch[i].value);
+        else if (!ch[i].value && ch[i].old_value)
+            tagidx_tag_del(s->ix, project, (uint32_t)seq, ch[i].key, ch[i].old_value);
+    }
+}
+
+store_rc store_tags_apply(store *s, const char *project, const char *image_id,
+                          const store_tag *set, size_t nset,
+                          const char *const *del, size_t ndel, int max_tags)
+{
+    tag_change *ch = calloc(nset + ndel + 1, sizeof *ch);
+    store_rc result = STORE_ERROR;
+    size_t n = 0;
+    int64_t seq = 0;
+    int changed = 0;
+    if (!ch || begin(s) != 0)
+        goto done;
+    if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
+        goto done;
+    result = STORE_ERROR;
+    for (size_t i = 0; i < nset + ndel; i++, n++) {
+        int rc = i < nset ? stage_change(s, seq, &ch[n], set[i].key, set[i].value)
+                          : stage_change(s, seq, &ch[n], del[i - nset], NULL);
+        if (rc < 0)
+            goto done;
+        changed |= rc;
+    }
+    if (max_tags >= 0 && count_tags(s, seq) > max_tags) {
+        result = STORE_QUOTA;
+        goto done;
+    }
+    if ((changed && touch(s, seq) != 0) || commit(s) != 0)
+        goto done;
+    result = STORE_OK;
+    index_changes(s, project, seq, ch, n);
+done:
+    if (result != STORE_OK)
+        rollback(s);
+    for (size_t i = 0; i < n; i++)
+        free(ch[i].old_value);
+    free(ch);
+    return result;
+}
+
+static store_rc insert_image(store *s, const char *project, const char *id,
+                             const char *name, const char *status, const char *attrs,
+                             int64_t created_ms, int64_t *seq)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_INSERT);
+    int rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, attrs ? attrs : "{}", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, created_ms);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_CONSTRAINT)
+        return STORE_CONFLICT;
+    if (rc != SQLITE_DONE) {
+        set_err(s, "image insert");
+        return STORE_ERROR;
+    }
+    *seq = sqlite3_last_insert_rowid(s->db);
+    return STORE_OK;
+}
+
+/* Creation times never go backwards in seq order, so "newest first" by
+ * creation time and by seq agree even if the wall clock steps back. */
+static int64_t next_created_ms(store *s)
+{
+    int64_t now = util_now_ms();
+    return now > s->last_created_ms ? now : s->last_created_ms;
+}
+
+store_rc store_image_create(store *s, const char *project, const char *id,
+                            const char *name, const char *status, const char *attrs,
+                            const store_tag *tags, size_t ntags, char id_out[37])
+{
+    char fresh[37];
+    int64_t seq = 0, created = next_created_ms(s);
+    store_rc result = STORE_ERROR;
+    if (!id) {
+        if (util_uuid(fresh) != 0)
+            return STORE_ERROR;
+        id = fresh;
+    }
+    if (begin(s) != 0)
+        return STORE_ERROR;
+    if ((result = insert_image(s, project, id, name, status, attrs, created, &seq)) != STORE_OK)
+        goto fail;
+    result = STORE_ERROR;
+    for (size_t i = 0; i < ntags; i++)
+        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
+            goto fail;
+    if (commit(s) != 0)
+        goto fail;
+    s->last_created_ms = created;
+    if (id_out)
+        memcpy(id_out, id, 37);
+    if (s->ix) {
+        tagidx_image_add(s->ix, project, (uint32_t)seq, name);
+        for (size_t i = 0; i < ntags; i++)
+            tagidx_tag_set(s->ix, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
+    }
+    return STORE_OK;
+fail:
+    rollback(s);
+    return result;
+}
+
+/* Copies the image's tags (for the index) before they are deleted. */
+typedef struct {
+    tagidx_tag *tags;
+    size_t n, cap;
+    int oom;
+} tag_list;
+
+static int collect_tag(void *ud, const char *key, const char *value)
+{
+    tag_list *l = ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        tagidx_tag *t = realloc(l->tags, cap * sizeof *t);
+        if (!t)
+            goto oom;
+        l->tags = t;
+        l->cap = cap;
+    }
+    l->tags[l->n].key = strdup(key);
+    l->tags[l->n].value = strdup(value);
+    if (!l->tags[l->n].key || !l->tags[l->n].value) {
+        free((char *)l->tags[l->n].key);
+        free((char *)l->tags[l->n].value);
+        goto oom;
+    }
+    l->n++;
+    return 0;
+oom:
+    l->oom = 1;
+    return 1;
+}
+
+static void tag_list_free(tag_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free((char *)l->tags[i].key);
+        free((char *)l->tags[i].value);
+    }
+    free(l->tags);
+}
+
+store_rc store_image_delete(store *s, const char *project, const char *id)
+{
+    tag_list old = {0};
+    int64_t seq = 0;
+    store_rc result;
+    if (begin(s) != 0)
+        return STORE_ERROR;
+    if ((result = image_seq(s, project, id, &seq)) != STORE_OK)
+        goto fail;
+    result = STORE_ERROR;
+    if (store_image_tags(s, seq, collect_tag, &old) != 0 || old.oom)
+        goto fail;
+    if (run_tag_stmt(s, Q_TAGS_DELETE_ALL, seq, NULL, NULL) != 0 ||
+        run_tag_stmt(s, Q_IMAGE_DELETE, seq, NULL, NULL) != 0 || commit(s) != 0)
+        goto fail;
+    if (s->ix)
+        tagidx_image_remove(s->ix, project, (uint32_t)seq, old.tags, old.n);
+    tag_list_free(&old);
+    return STORE_OK;
+fail:
+    rollback(s);
+    tag_list_free(&old);
+    return result;
+}
+
+store_rc store_image_set_status(store *s, const char *id, const char *status)
+{
+    sqlite3_stmt *st = stmt(s, Q_IMAGE_STATUS);
+    int rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, util_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        set_err(s, "image status");
+        return STORE_ERROR;
+    }
+    return sqlite3_changes(s->db) ? STORE_OK : STORE_NOT_FOUND;
+}
+
+store_rc store_cred_create(store *s, const char *project, const char *role,
+                           const char *token_hash, const char *ak, const char *sk)
+{
+    sqlite3_stmt *st = stmt(s, Q_CRED_INSERT);
+    int rc;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, token_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, ak, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, sk, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, util_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_CONSTRAINT)
+        return STORE_CONFLICT;
+    if (rc != SQLITE_DONE) {
+        set_err(s, "credential insert");
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static void read_cred(sqlite3_stmt *st, store_cred *c)
+{
+    c->id = sqlite3_column_int64(st, 0);
+    c->project = col_text(st, 1);
+    c->role = col_text(st, 2);
+    c->ak = col_text(st, 3);
+    c->sk = col_text(st, 4);
+    c->created_ms = sqlite3_column_int64(st, 5);
+    c->revoked_ms = sqlite3_column_int64(st, 6);
+}
+
+static store_rc cred_lookup(store *s, int which, const char *arg, store_cred *out)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    int rc;
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_cred(st, out);
+        return STORE_OK;
+    }
+    if (rc == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    set_err(s, "credential lookup");
+    return STORE_ERROR;
+}
+
+store_rc store_cred_by_token(store *s, const char *token_hash, store_cred *out)
+{
+    return cred_lookup(s, Q_CRED_BY_TOKEN, token_hash, out);
+}
+
+store_rc store_cred_by_ak(store *s, const char *ak, store_cred *out)
+{
+    return cred_lookup(s, Q_CRED_BY_AK, ak, out);
+}
+
+int store_cred_each(store *s, store_cred_cb cb, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, Q_CRED_ALL);
+    store_cred c;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_cred(st, &c);
+        if (cb(ud, &c) != 0)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak)
+{
+    sqlite3_stmt *st = stmt(s, Q_CRED_REVOKE);
+    int rc;
+    if (token_hash)
+        sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_STATIC);
+    if (ak)
+        sqlite3_bind_text(st, 2, ak, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, util_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        set_err(s, "credential revoke");
+        return STORE_ERROR;
+    }
+    return sqlite3_changes(s->db) ? STORE_OK : STORE_NOT_FOUND;
+}
+
+static int64_t count_of(store *s, int which)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    int64_t n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+int64_t store_cred_count(store *s) { return count_of(s, Q_CRED_COUNT); }
+
+int store_counts(store *s, int64_t *images, int64_t *tags)
+{
+    *images = count_of(s, Q_COUNT_IMAGES);
+    *tags = count_of(s, Q_COUNT_TAGS);
+    return *images < 0 || *tags < 0 ? -1 : 0;
+}
+
+int store_index_build(store *s, tagidx *ix)
+{
+    sqlite3_stmt *st = stmt(s, Q_IDX_IMAGES);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (tagidx_image_add(ix, col_text(st, 1), (uint32_t)sqlite3_column_int64(st, 0),
+                             col_text(st, 2)) != 0)
+            goto oom;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    st = stmt(s, Q_IDX_TAGS);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (tagidx_tag_set(ix, col_text(st, 1), (uint32_t)sqlite3_column_int64(st, 0),
+                           col_text(st, 2), NULL, col_text(st, 3)) != 0)
+            goto oom;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    return 0;
+oom:
+    sqlite3_reset(st);
+    snprintf(s->err, sizeof s->err, "index build: out of memory");
+    return -1;
+fail:
+    set_err(s, "index build");
+    return -1;
+}

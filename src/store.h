@@ -1,0 +1,86 @@
+/* store: the SQLite database (WAL, synchronous=FULL, prepared statements,
+ * forward migrations).  Each write function is one transaction; when an
+ * index is attached it is updated after the commit, never before.
+ * Rows handed to callers point into SQLite memory and stay valid only until
+ * the next store call ("borrowed"). */
+#ifndef TAGWAY_STORE_H
+#define TAGWAY_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "tagidx.h"
+
+typedef struct store store;
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = 1,   /* image, job or credential absent */
+    STORE_QUOTA = 2,       /* tag count over max_tags: nothing changed */
+    STORE_CONFLICT = 3,    /* unique id already used */
+    STORE_ERROR = -1       /* SQLite failure: see store_errmsg */
+} store_rc;
+
+typedef struct {
+    int64_t seq;            /* rowid: creation order, index document */
+    const char *id, *project, *name, *status, *attrs;
+    int64_t created_ms, updated_ms;
+} store_image;
+
+typedef struct {
+    const char *key, *value;
+} store_tag;
+
+typedef struct {
+    const char *id, *project, *kind, *status, *image_id, *image_name, *params;
+    const char *error_code, *fail_reason;   /* NULL unless failed */
+    int64_t begin_ms, end_ms;               /* end_ms 0 until the end */
+    int64_t progress;                       /* percent */
+} store_job;
+
+typedef struct {
+    int64_t id;
+    const char *project, *role, *ak, *sk;
+    int64_t created_ms, revoked_ms;         /* revoked_ms 0 when active */
+} store_cred;
+
+int store_open(store **out, const char *path, char *err, size_t errlen);
+void store_close(store *s);
+const char *store_errmsg(const store *s);
+void store_attach_index(store *s, tagidx *ix);
+/* Fills ix from the database (start-up rebuild). */
+int store_index_build(store *s, tagidx *ix);
+
+/* Images */
+store_rc store_image_get(store *s, const char *project, const char *id, store_image *out);
+store_rc store_image_by_seq(store *s, int64_t seq, store_image *out);
+/* Calls cb for each tag of the image, sorted by key (byte order). */
+typedef int (*store_tag_cb)(void *ud, const char *key, const char *value);
+int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud);
+/* Creates an image with its tags; id NULL = generate.  id_out receives it. */
+store_rc store_image_create(store *s, const char *project, const char *id,
+                            const char *name, const char *status, const char *attrs,
+                            const store_tag *tags, size_t ntags, char id_out[37]);
+store_rc store_image_delete(store *s, const char *project, const char *id);
+store_rc store_image_set_status(store *s, const char *id, const char *status);
+
+/* Applies set (upserts) and del (keys) to an image's tags in one
+ * transaction; STORE_QUOTA when the result would hold more than max_tags
+ * (max_tags < 0: no limit). */
+store_rc store_tags_apply(store *s, const char *project, const char *image_id,
+                          const store_tag *set, size_t nset,
+                          const char *const *del, size_t ndel, int max_tags);
+
+/* Credentials */
+store_rc store_cred_create(store *s, const char *project, const char *role,
+                           const char *token_hash, const char *ak, const char *sk);
+store_rc store_cred_by_token(store *s, const char *token_hash, store_cred *out);
+store_rc store_cred_by_ak(store *s, const char *ak, store_cred *out);
+typedef int (*store_cred_cb)(void *ud, const store_cred *c);
+int store_cred_each(store *s, store_cred_cb cb, void *ud);
+/* Revokes the credential holding this token hash or AK (either may be NULL). */
+store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak);
+int64_t store_cred_count(store *s);
+
+/* Counts for status and metrics. */
+int store_counts(store *s, int64_t *images, int64_t *tags);
+
+#endif

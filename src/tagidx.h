@@ -1,0 +1,75 @@
+/* tagidx: the in-memory tag index, one per process, projects kept apart.
+ * Documents are SQLite image rowids (uint32); a larger rowid is a newer image,
+ * so "newest first" is descending document order.  Bitmaps are CRoaring.
+ * The index holds no Lua, libevent or SQLite: the store feeds it after each
+ * committed write, and rebuilds it at start. */
+#ifndef TAGWAY_TAGIDX_H
+#define TAGWAY_TAGIDX_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tagidx tagidx;
+
+typedef struct {
+    const char *key;
+    const char *value;
+} tagidx_tag;
+
+/* One query entry: image has tag `key` with a value in `values`, or any
+ * value when nvalues == 0. */
+typedef struct {
+    const char *key;
+    const char *const *values;
+    size_t nvalues;
+} tagidx_entry;
+
+/* A decoded, already-validated query (API.md §2).  An absent field has
+ * count 0 and `has_*` 0; present fields are ANDed. */
+typedef struct {
+    const tagidx_entry *tags;          size_t ntags;          /* AND of entries */
+    const tagidx_entry *tags_any;      size_t ntags_any;      /* OR of entries  */
+    const tagidx_entry *not_tags;      size_t nnot_tags;      /* NOT(AND)       */
+    const tagidx_entry *not_tags_any;  size_t nnot_tags_any;  /* NOT(OR)        */
+    int without_any_tag;               /* 1: only untagged images; tag fields ignored */
+    int has_doc;  uint32_t doc;        /* resource_id exact; doc 0 = no such image */
+    const char *name;   /* resource_name, NULL if absent: a non-empty value is an
+                           ASCII-case-insensitive substring match, "" matches
+                           only the empty name (API.md §2) */
+} tagidx_query;
+
+tagidx *tagidx_new(void);
+void tagidx_free(tagidx *ix);
+
+/* Writes: return 0, or -1 on allocation failure (index left consistent). */
+int tagidx_image_add(tagidx *ix, const char *project, uint32_t doc, const char *name);
+int tagidx_image_remove(tagidx *ix, const char *project, uint32_t doc,
+                        const tagidx_tag *tags, size_t ntags);
+/* Sets key=value on doc; old_value is the key's previous value or NULL. */
+int tagidx_tag_set(tagidx *ix, const char *project, uint32_t doc,
+                   const char *key, const char *old_value, const char *value);
+int tagidx_tag_del(tagidx *ix, const char *project, uint32_t doc,
+                   const char *key, const char *old_value);
+
+/* Queries.  Return 0, or -1 on allocation failure. */
+int tagidx_count(const tagidx *ix, const char *project, const tagidx_query *q,
+                 uint64_t *total);
+/* The page [offset, offset+limit) of matches in newest-first order.  `docs`
+ * must hold `limit` entries; *ndocs receives how many were written. */
+int tagidx_page(const tagidx *ix, const char *project, const tagidx_query *q,
+                uint64_t offset, uint32_t limit, uint64_t *total,
+                uint32_t *docs, size_t *ndocs);
+
+/* Every key used in the project, sorted (byte order), with its distinct
+ * values sorted.  cb is called once per key; a non-zero return stops. */
+typedef int (*tagidx_key_cb)(void *ud, const char *key,
+                             const char *const *values, size_t nvalues);
+int tagidx_project_tags(const tagidx *ix, const char *project,
+                        tagidx_key_cb cb, void *ud);
+
+/* Statistics and checks. */
+size_t tagidx_memory(const tagidx *ix);          /* bytes held, approx. */
+uint64_t tagidx_images(const tagidx *ix);        /* live images, all projects */
+uint64_t tagidx_tags(const tagidx *ix);          /* (image, key) pairs */
+int tagidx_equal(const tagidx *a, const tagidx *b); /* 1 if same content */
+
+#endif
