@@ -1,9 +1,243 @@
-/* loader: placeholder until the bulk loader lands (issue 3). */
+/* loader: `tagway load --db PATH FILE.jsonl` (API.md §7).  Each line is a
+ * JSON object {"id"?, "project_id", "name", "status"?, "tags": [{key,
+ * value}]}; structure is checked (not tag policy), the whole file is one
+ * transaction, and a bad line is named with nothing stored.  Lines are
+ * decoded by lua-cjson in a bare Lua state.  Uses store, util, Lua. */
 #include "loader.h"
+#include "store.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lua-cjson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_TAGS_PER_LINE 1000
+
+typedef struct {
+    store *s;
+    lua_State *L;
+    int decode_ref;
+    FILE *in;
+    long long line, images, tags;
+    off_t size, read;
+    int64_t start_us, last_progress_us;
+    int tty;
+    char err[512];
+} loader;
+
+static int bad(loader *ld, const char *what)
+{
+    snprintf(ld->err, sizeof ld->err, "line %lld: %s", ld->line, what);
+    return -1;
+}
+
+static int is_uuid(const char *s)
+{
+    static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        if (shape[i] == '-' ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    }
+    return s[sizeof shape - 1] == '\0';
+}
+
+/* Reads field of the table on top: a string, or NULL when absent/null.
+ * *wrong is set when present with another type. */
+static const char *str_field(lua_State *L, const char *field, int *wrong)
+{
+    const char *v = NULL;
+    int t = lua_getfield(L, -1, field);
+    if (t == LUA_TSTRING)
+        v = lua_tostring(L, -1);
+    else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA)   /* cjson.null is lightuserdata */
+        *wrong = 1;
+    lua_pop(L, 1);              /* the string stays alive in the table */
+    return v;
+}
+
+static int read_tags(loader *ld, store_tag *tags, size_t *n)
+{
+    lua_State *L = ld->L;
+    int t = lua_getfield(L, -1, "tags");
+    *n = 0;
+    if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != LUA_TTABLE)
+        return bad(ld, "tags must be an array");
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+        int wrong = 0;
+        if (*n == MAX_TAGS_PER_LINE)
+            return bad(ld, "too many tags");
+        if (!lua_istable(L, -1))
+            return bad(ld, "each tag must be an object {key, value}");
+        tags[*n].key = str_field(L, "key", &wrong);
+        tags[*n].value = str_field(L, "value", &wrong);
+        if (wrong || !tags[*n].key || !tags[*n].value || !tags[*n].key[0])
+            return bad(ld, "each tag needs a non-empty string key and a string value");
+        for (size_t j = 0; j < *n; j++)
+            if (strcmp(tags[j].key, tags[*n].key) == 0)
+                return bad(ld, "duplicate tag key in one image");
+        lua_pop(L, 1);
+        (*n)++;
+    }
+    lua_pop(L, 2);
+    return 0;
+}
+
+static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
+{
+    lua_State *L = ld->L;
+    const char *id, *project, *name, *status;
+    char fresh[37];
+    int wrong = 0;
+    size_t ntags;
+    store_rc rc;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ld->decode_ref);
+    lua_pushlstring(L, text, len);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1))
+        return bad(ld, "not a JSON object");
+    id = str_field(L, "id", &wrong);
+    project = str_field(L, "project_id", &wrong);
+    name = str_field(L, "name", &wrong);
+    status = str_field(L, "status", &wrong);
+    if (wrong)
+        return bad(ld, "id, project_id, name and status must be strings");
+    if (!project || strlen(project) != 32 || !util_is_hex(project, 32))
+        return bad(ld, "project_id must be 32 lowercase hex characters");
+    if (!name || !name[0])
+        return bad(ld, "name must be a non-empty string");
+    if (id && !is_uuid(id))
+        return bad(ld, "id must be a lowercase UUID");
+    if (!id) {
+        if (util_uuid(fresh) != 0)
+            return bad(ld, "no randomness available");
+        id = fresh;
+    }
+    if (read_tags(ld, tags, &ntags) != 0)
+        return -1;
+    rc = store_bulk_image(ld->s, project, id, name, status ? status : "active", tags, ntags);
+    if (rc == STORE_CONFLICT)
+        return bad(ld, "id repeats an earlier line or an image already stored");
+    if (rc != STORE_OK)
+        return bad(ld, store_errmsg(ld->s));
+    ld->images++;
+    ld->tags += (long long)ntags;
+    return 0;
+}
+
+static void progress(loader *ld, int final)
+{
+    int64_t now = util_mono_us();
+    double secs = (double)(now - ld->start_us) / 1e6, rate;
+    if (!final && (!ld->tty || now - ld->last_progress_us < 500000))
+        return;
+    ld->last_progress_us = now;
+    rate = secs > 0 ? (double)ld->images / secs : 0;
+    if (!final) {
+        double done = ld->size > 0 ? (double)ld->read / (double)ld->size : 0;
+        double eta = done > 0 ? secs / done - secs : 0;
+        fprintf(stderr, "\rtagway load: line %lld, %.0f images/s, %.1f s elapsed, ~%.0f s left   ",
+                ld->line, rate, secs, eta);
+        return;
+    }
+    if (ld->tty)
+        fputc('\n', stderr);
+    printf("{\"images\": %lld, \"tags\": %lld, \"lines\": %lld, \"seconds\": %.2f, \"images_per_s\": %.0f}\n",
+           ld->images, ld->tags, ld->line, secs, rate);
+}
+
+static int setup(loader *ld, const char *db_path, const char *file)
+{
+    struct stat st;
+    if (store_open(&ld->s, db_path, ld->err, sizeof ld->err) != 0)
+        return -1;
+    if (!(ld->L = luaL_newstate())) {
+        snprintf(ld->err, sizeof ld->err, "out of memory");
+        return -1;
+    }
+    luaL_requiref(ld->L, "cjson", luaopen_cjson, 0);
+    lua_getfield(ld->L, -1, "decode");
+    ld->decode_ref = luaL_ref(ld->L, LUA_REGISTRYINDEX);
+    lua_settop(ld->L, 0);
+    if (!(ld->in = strcmp(file, "-") == 0 ? stdin : fopen(file, "r"))) {
+        snprintf(ld->err, sizeof ld->err, "cannot open %s", file);
+        return -1;
+    }
+    ld->size = fstat(fileno(ld->in), &st) == 0 ? st.st_size : 0;
+    ld->tty = isatty(STDERR_FILENO);
+    ld->start_us = util_mono_us();
+    return 0;
+}
+
+static int load_all(loader *ld)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    store_tag *tags = malloc(MAX_TAGS_PER_LINE * sizeof *tags);
+    if (!tags) {
+        snprintf(ld->err, sizeof ld->err, "out of memory");
+        return -1;
+    }
+    while (rc == 0 && (n = getline(&line, &cap, ld->in)) >= 0) {
+        ld->line++;
+        ld->read += n;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        rc = load_line(ld, line, (size_t)n, tags);
+        progress(ld, 0);
+    }
+    if (rc == 0 && ferror(ld->in)) {
+        snprintf(ld->err, sizeof ld->err, "read error after line %lld", ld->line);
+        rc = -1;
+    }
+    free(line);
+    free(tags);
+    return rc;
+}
+
 int loader_run(const char *db_path, const char *file)
 {
-    (void)db_path;
-    fprintf(stderr, "tagway load: not built yet (%s)\n", file);
-    return 1;
+    loader ld = {0};
+    int rc = 1;
+    if (setup(&ld, db_path, file) != 0)
+        goto done;
+    if (store_bulk_begin(ld.s) != 0) {
+        snprintf(ld.err, sizeof ld.err, "%s", store_errmsg(ld.s));
+        goto done;
+    }
+    if (load_all(&ld) != 0) {
+        store_bulk_rollback(ld.s);
+        goto done;
+    }
+    if (store_bulk_commit(ld.s) != 0) {
+        snprintf(ld.err, sizeof ld.err, "commit failed: %s", store_errmsg(ld.s));
+        store_bulk_rollback(ld.s);
+        goto done;
+    }
+    progress(&ld, 1);
+    rc = 0;
+done:
+    if (rc != 0) {
+        if (ld.tty && ld.line)
+            fputc('\n', stderr);
+        fprintf(stderr, "tagway load: %s: %s; nothing was stored\n", file, ld.err);
+    }
+    if (ld.in && ld.in != stdin)
+        fclose(ld.in);
+    if (ld.L)
+        lua_close(ld.L);
+    store_close(ld.s);
+    return rc;
 }

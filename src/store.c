@@ -734,3 +734,21 @@ fail:
     set_err(s, "index build");
     return -1;
 }
+
+int store_bulk_begin(store *s) { return begin(s); }
+int store_bulk_commit(store *s) { return commit(s); }
+void store_bulk_rollback(store *s) { rollback(s); }
+
+store_rc store_bulk_image(store *s, const char *project, const char *id, const char *name,
+                          const char *status, const store_tag *tags, size_t ntags)
+{
+    int64_t seq = 0, created = next_created_ms(s);
+    store_rc rc = insert_image(s, project, id, name, status, "{}", created, &seq);
+    if (rc != STORE_OK)
+        return rc;
+    for (size_t i = 0; i < ntags; i++)
+        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
+            return STORE_ERROR;
+    s->last_created_ms = created;
+    return STORE_OK;
+}

@@ -69,6 +69,14 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const store_tag *set, size_t nset,
                           const char *const *del, size_t ndel, int max_tags);
 
+/* Bulk load (tagway load): one transaction around many images; the index
+ * is not fed (the server rebuilds it at start). */
+int store_bulk_begin(store *s);
+store_rc store_bulk_image(store *s, const char *project, const char *id, const char *name,
+                          const char *status, const store_tag *tags, size_t ntags);
+int store_bulk_commit(store *s);
+void store_bulk_rollback(store *s);
+
 /* Credentials */
 store_rc store_cred_create(store *s, const char *project, const char *role,
                            const char *token_hash, const char *ak, const char *sk);
