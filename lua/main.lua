@@ -4,10 +4,19 @@ local policy = require "policy"
 local router = require "router"
 
 local main = {}
+local backend_name = "import_backend"
 
 function main.init(ctx)
   policy.init(ctx)
   router.init(ctx)
+  backend_name = (ctx.config or {}).import_backend or "import_backend"
+  assert(type(require(backend_name).step) == "function",
+         backend_name .. ".lua: must return a table with a step(job) function")
+end
+
+-- One step of an import job (the host's job runner calls this).
+function main.job_step(job)
+  return require(backend_name).step(job)
 end
 
 function main.handle(req)

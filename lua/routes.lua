@@ -16,6 +16,10 @@ return {
   { method = "GET",    path = "/v2/{project_id}/images/tags",                    handler = "tags.of_project" },
   { method = "POST",   path = "/v2/{project_id}/images/resource_instances/action", handler = "query.action" },
 
+  { method = "POST",   path = "/v2/cloudimages/quickimport/action",             handler = "import.action" },
+  { method = "GET",    path = "/v1/{project_id}/jobs/{job_id}",                  handler = "jobs.get" },
+  { method = "GET",    path = "/v1/cloudimages/job/{job_id}",                    handler = "jobs.get" },
+
   { method = "POST",   path = "/v2/images",                                      handler = "images.create" },
   { method = "GET",    path = "/v2/images/{image_id}",                           handler = "images.get" },
   { method = "DELETE", path = "/v2/images/{image_id}",                           handler = "images.delete" },

@@ -47,6 +47,7 @@ return {
     },
     formats = { ".zvhd2", ".raw" },     -- object name endings, case-insensitive
     max_running_jobs = 5,               -- per project; more -> IMG.0194
+    bytes_per_step = 256 * 1024 * 1024, -- default backend: bytes "copied" per step
   },
 
   examples = {

@@ -5,6 +5,7 @@
  * Uses lhost (current request), store, tagidx, auth, jobs, util. */
 #include "lapi.h"
 #include "auth.h"
+#include "jobs.h"
 #include "lhost.h"
 #include "sha256.h"
 #include "store.h"
@@ -14,6 +15,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define MAX_PAGE 1000
@@ -491,6 +493,128 @@ static int l_reload(lua_State *L)
     return 1;
 }
 
+/* gw.import_submit(project, {name, attrs, kind, params}, tags)
+ *   -> job_id, image_id.  Image (queued) and job (INIT) in one transaction. */
+static int l_import_submit(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1), *name, *attrs, *kind, *params;
+    char job_id[33], image_id[37];
+    size_t ntags;
+    store_tag *tags;
+    store_rc rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    name = opt_field(L, 2, "name", NULL);
+    attrs = opt_field(L, 2, "attrs", "{}");
+    kind = opt_field(L, 2, "kind", NULL);
+    params = opt_field(L, 2, "params", "{}");
+    luaL_argcheck(L, name && kind, 2, "name and kind are required");
+    tags = check_tags(L, 3, &ntags);
+    if (util_random_hex(job_id, 16) != 0)
+        return luaL_error(L, "no randomness available");
+    rc = store_import_create(gwp(L)->store, project, job_id, kind, params, name, attrs,
+                             tags, ntags, image_id);
+    if (rc != STORE_OK)
+        return store_failed(L);
+    jobs_kick(gwp(L)->jobs);
+    lua_pushstring(L, job_id);
+    lua_pushstring(L, image_id);
+    return 2;
+}
+
+static void set_opt_string(lua_State *L, const char *field, const char *v)
+{
+    if (v)
+        lua_pushstring(L, v);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, field);
+}
+
+/* gw.job_get(project, job_id) -> job table | nil, "not_found" */
+static int l_job_get(lua_State *L)
+{
+    store_job j;
+    store_rc rc = store_job_get(gwp(L)->store, luaL_checkstring(L, 1), luaL_checkstring(L, 2), &j);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    lua_createtable(L, 0, 12);
+    set_opt_string(L, "id", j.id);
+    set_opt_string(L, "project_id", j.project);
+    set_opt_string(L, "kind", j.kind);
+    set_opt_string(L, "status", j.status);
+    set_opt_string(L, "image_id", j.image_id);
+    set_opt_string(L, "image_name", j.image_name);
+    set_opt_string(L, "params", j.params);
+    set_opt_string(L, "error_code", j.error_code);
+    set_opt_string(L, "fail_reason", j.fail_reason);
+    push_time(L, j.begin_ms, "begin_time");
+    if (j.end_ms)
+        push_time(L, j.end_ms, "end_time");
+    lua_pushinteger(L, jobs_progress(gwp(L)->jobs, j.id));
+    lua_setfield(L, -2, "progress");
+    return 1;
+}
+
+/* gw.jobs_active(project) -> number of INIT/RUNNING jobs */
+static int l_jobs_active(lua_State *L)
+{
+    int64_t n = store_jobs_active_count(gwp(L)->store, luaL_checkstring(L, 1));
+    if (n < 0)
+        return store_failed(L);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int push_count_cb(void *ud, const char *status, int64_t n)
+{
+    lua_State *L = ud;
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, status);
+    return 0;
+}
+
+/* gw.job_counts() -> {INIT = n, RUNNING = n, ...} */
+static int l_job_counts(lua_State *L)
+{
+    lua_newtable(L);
+    if (store_job_counts(gwp(L)->store, push_count_cb, L) != 0)
+        return store_failed(L);
+    return 1;
+}
+
+static int valid_object_path(const char *bucket, const char *object)
+{
+    size_t nb = strlen(bucket);
+    if (nb < 3 || nb > 63 || strspn(bucket, "abcdefghijklmnopqrstuvwxyz0123456789-.") != nb ||
+        bucket[0] == '.')
+        return 0;
+    if (!object[0] || object[0] == '/' || strstr(object, "/../") ||
+        strncmp(object, "../", 3) == 0 || strcmp(object, "..") == 0 ||
+        (strlen(object) >= 3 && strcmp(object + strlen(object) - 3, "/..") == 0))
+        return 0;
+    return 1;
+}
+
+/* gw.obs_size(bucket, object) -> bytes | nil, reason: the default import
+ * backend's view of the local object store (<obs_root>/<bucket>/<object>). */
+static int l_obs_size(lua_State *L)
+{
+    const char *bucket = luaL_checkstring(L, 1), *object = luaL_checkstring(L, 2);
+    char path[PATH_MAX];
+    struct stat st;
+    if (!valid_object_path(bucket, object))
+        return fail(L, "invalid bucket or object name");
+    if (snprintf(path, sizeof path, "%s/%s/%s", gwp(L)->opt.obs_root, bucket, object) >= (int)sizeof path)
+        return fail(L, "object path too long");
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return fail(L, "object not found");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    return 1;
+}
+
 /* gw.traceback(e): message handler for xpcall.  Tables (handled
  * failures) pass through; anything else gains a traceback. */
 static int l_traceback(lua_State *L)
@@ -513,6 +637,9 @@ void lapi_open(lua_State *L, lhost *h)
         {"sha256", l_sha256},         {"log", l_log},
         {"status", l_status},         {"reload", l_reload},
         {"traceback", l_traceback},
+        {"import_submit", l_import_submit}, {"job_get", l_job_get},
+        {"jobs_active", l_jobs_active}, {"job_counts", l_job_counts},
+        {"obs_size", l_obs_size},
         {NULL, NULL}};
     lua_newtable(L);
     lua_pushlightuserdata(L, h);

@@ -31,6 +31,7 @@ struct lhost {
     int64_t instr_left;
     int killed;                  /* budget spent: the hook raises on every count */
     int handle_ref;
+    int job_step_ref;            /* main.job_step, LUA_NOREF if absent */
     const lhost_request *req;    /* set only while a request runs */
     lhost_response *resp;
     lhost_file *files;
@@ -510,6 +511,10 @@ static int init_main(lhost *h, char *err, size_t errlen)
         return -1;
     }
     h->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_getfield(L, -1, "job_step") == LUA_TFUNCTION)
+        h->job_step_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
     if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
         if (build_ctx(h, err, errlen) != 0)
             return -1;
@@ -533,6 +538,7 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
     h->generation = generation;
     h->mem_limit = g->opt.script_memory;
     h->handle_ref = LUA_NOREF;
+    h->job_step_ref = LUA_NOREF;
     if (!(h->L = lua_newstate(l_alloc, h))) {
         snprintf(err, errlen, "cannot create a Lua state");
         goto fail;
@@ -657,3 +663,70 @@ size_t lhost_memory(const lhost *h) { return h->mem_used; }
 const lhost_request *lhost_current(const lhost *h) { return h->req; }
 lhost_response *lhost_current_response(lhost *h) { return h->resp; }
 gw *lhost_gw(const lhost *h) { return h->g; }
+
+static void set_str(lua_State *L, const char *field, const char *v)
+{
+    if (!v)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, field);
+}
+
+static void read_job_result(lua_State *L, lhost_job_result *out)
+{
+    const char *state;
+    lua_getfield(L, -1, "status");
+    state = lua_tostring(L, -1);
+    out->state = state && !strcmp(state, "success") ? LHOST_JOB_SUCCESS
+               : state && !strcmp(state, "fail")    ? LHOST_JOB_FAIL
+                                                     : LHOST_JOB_RUNNING;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "progress");
+    out->progress = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "code");
+    util_copy(out->code, sizeof out->code, lua_isstring(L, -1) ? lua_tostring(L, -1) : "IMG.0061");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "reason");
+    util_copy(out->reason, sizeof out->reason, lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+}
+
+lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out)
+{
+    lua_State *L = h->L;
+    char err[2048];
+    lhost_rc rc;
+    memset(out, 0, sizeof *out);
+    if (h->job_step_ref == LUA_NOREF) {
+        out->state = LHOST_JOB_FAIL;
+        util_copy(out->code, sizeof out->code, "IMG.0061");
+        util_copy(out->reason, sizeof out->reason, "no import backend (main.job_step) is loaded");
+        return LHOST_OK;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->job_step_ref);
+    lua_createtable(L, 0, 10);
+    set_str(L, "id", job->id);
+    set_str(L, "project_id", job->project);
+    set_str(L, "kind", job->kind);
+    set_str(L, "status", job->status);
+    set_str(L, "image_id", job->image_id);
+    set_str(L, "image_name", job->image_name);
+    set_str(L, "params", job->params);
+    lua_pushinteger(L, progress);
+    lua_setfield(L, -2, "progress");
+    rc = pcall(h, 1, 1, 1, err, sizeof err);
+    if (rc != LHOST_OK) {
+        fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
+        util_fjson_string(stderr, err);
+        fputs("}\n", stderr);
+        lua_settop(L, 0);
+        return rc;
+    }
+    if (lua_istable(L, -1))
+        read_job_result(L, out);
+    else
+        out->state = LHOST_JOB_RUNNING;
+    lua_pop(L, 1);
+    return LHOST_OK;
+}

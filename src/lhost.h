@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "gw.h"
+#include "store.h"
 
 typedef struct lhost lhost;
 struct evbuffer;
@@ -48,6 +49,17 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen);
 void lhost_free(lhost *h);
 
 lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp);
+
+/* One step of an import job through main.job_step(job) (the Lua import
+ * backend).  job is a store row; progress the step's in-memory percent. */
+typedef enum { LHOST_JOB_RUNNING, LHOST_JOB_SUCCESS, LHOST_JOB_FAIL } lhost_job_state;
+typedef struct {
+    lhost_job_state state;
+    int progress;
+    char code[32];
+    char reason[256];
+} lhost_job_result;
+lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out);
 
 /* The files this generation loaded, with their hashes. */
 const lhost_file *lhost_files(const lhost *h, size_t *n);

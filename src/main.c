@@ -6,6 +6,7 @@
 #include "config.h"
 #include "gw.h"
 #include "http.h"
+#include "jobs.h"
 #include "lhost.h"
 #include "loader.h"
 #include "store.h"
@@ -203,6 +204,7 @@ static void gw_close(gw *g)
 {
     if (g->http)
         http_free(g);
+    jobs_free(g->jobs);
     lhost_free(g->lua);
     lhost_free(g->retired);
     store_close(g->store);
@@ -237,6 +239,11 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tagway: scripts failed to load: %s\n", err);
         goto done;
     }
+    if (!(g.jobs = jobs_new(&g))) {
+        fprintf(stderr, "tagway: out of memory\n");
+        goto done;
+    }
+    jobs_kick(g.jobs);          /* resume jobs a crash left INIT or RUNNING */
     if (http_start(&g, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: %s\n", err);
         goto done;

@@ -47,6 +47,8 @@ enum {
     Q_CRED_INSERT, Q_CRED_BY_TOKEN, Q_CRED_BY_AK, Q_CRED_ALL, Q_CRED_REVOKE,
     Q_CRED_COUNT, Q_COUNT_IMAGES, Q_COUNT_TAGS,
     Q_IDX_IMAGES, Q_IDX_TAGS,
+    Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_ANY, Q_JOBS_ACTIVE, Q_JOBS_ACTIVE_COUNT,
+    Q_JOB_SET, Q_JOB_COUNTS,
     Q__COUNT
 };
 
@@ -83,6 +85,19 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_COUNT_IMAGES] = "SELECT count(*) FROM images",
     [Q_COUNT_TAGS] = "SELECT count(*) FROM image_tags",
     [Q_IDX_IMAGES] = "SELECT seq, project_id, name FROM images ORDER BY seq",
+#define JOB_COLS "id, project_id, kind, status, image_id, image_name, params, error_code," \
+                 " fail_reason, begin_ms, end_ms, progress"
+    [Q_JOB_INSERT] = "INSERT INTO jobs (id, project_id, kind, status, image_id, image_name, params, begin_ms)"
+                     " VALUES (?1, ?2, ?3, 'INIT', ?4, ?5, ?6, ?7)",
+    [Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND project_id = ?2",
+    [Q_JOB_GET_ANY] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [Q_JOBS_ACTIVE] = "SELECT " JOB_COLS " FROM jobs WHERE status IN ('INIT', 'RUNNING')"
+                      " ORDER BY begin_ms, id LIMIT ?1",
+    [Q_JOBS_ACTIVE_COUNT] = "SELECT count(*) FROM jobs WHERE project_id = ?1"
+                            " AND status IN ('INIT', 'RUNNING')",
+    [Q_JOB_SET] = "UPDATE jobs SET status = ?2, error_code = ?3, fail_reason = ?4,"
+                  " end_ms = ?5 WHERE id = ?1",
+    [Q_JOB_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status",
     [Q_IDX_TAGS] = "SELECT t.seq, i.project_id, t.key, t.value FROM image_tags t"
                    " JOIN images i ON i.seq = t.seq",
 };
@@ -751,4 +766,170 @@ store_rc store_bulk_image(store *s, const char *project, const char *id, const c
             return STORE_ERROR;
     s->last_created_ms = created;
     return STORE_OK;
+}
+
+store_rc store_import_create(store *s, const char *project, const char *job_id,
+                             const char *kind, const char *params,
+                             const char *name, const char *attrs,
+                             const store_tag *tags, size_t ntags, char image_id_out[37])
+{
+    char image_id[37];
+    int64_t seq = 0, created = next_created_ms(s);
+    sqlite3_stmt *st;
+    store_rc rc;
+    if (util_uuid(image_id) != 0 || begin(s) != 0)
+        return STORE_ERROR;
+    if ((rc = insert_image(s, project, image_id, name, "queued", attrs, created, &seq)) != STORE_OK)
+        goto fail;
+    rc = STORE_ERROR;
+    for (size_t i = 0; i < ntags; i++)
+        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
+            goto fail;
+    st = stmt(s, Q_JOB_INSERT);
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, image_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, params, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, created);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        set_err(s, "job insert");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    if (commit(s) != 0)
+        goto fail;
+    s->last_created_ms = created;
+    memcpy(image_id_out, image_id, 37);
+    if (s->ix) {
+        tagidx_image_add(s->ix, project, (uint32_t)seq, name);
+        for (size_t i = 0; i < ntags; i++)
+            tagidx_tag_set(s->ix, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
+    }
+    return STORE_OK;
+fail:
+    rollback(s);
+    return rc;
+}
+
+static void read_job(sqlite3_stmt *st, store_job *j)
+{
+    j->id = col_text(st, 0);
+    j->project = col_text(st, 1);
+    j->kind = col_text(st, 2);
+    j->status = col_text(st, 3);
+    j->image_id = col_text(st, 4);
+    j->image_name = col_text(st, 5);
+    j->params = col_text(st, 6);
+    j->error_code = col_text(st, 7);
+    j->fail_reason = col_text(st, 8);
+    j->begin_ms = sqlite3_column_int64(st, 9);
+    j->end_ms = sqlite3_column_int64(st, 10);
+    j->progress = sqlite3_column_int64(st, 11);
+}
+
+store_rc store_job_get(store *s, const char *project, const char *job_id, store_job *out)
+{
+    sqlite3_stmt *st = stmt(s, project ? Q_JOB_GET : Q_JOB_GET_ANY);
+    int rc;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    if (project)
+        sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_job(st, out);
+        return STORE_OK;
+    }
+    if (rc == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    set_err(s, "job lookup");
+    return STORE_ERROR;
+}
+
+int store_jobs_active(store *s, int limit, store_job_cb cb, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOBS_ACTIVE);
+    store_job j;
+    int rc;
+    sqlite3_bind_int(st, 1, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_job(st, &j);
+        if (cb(ud, &j) != 0)
+            break;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t store_jobs_active_count(store *s, const char *project)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOBS_ACTIVE_COUNT);
+    int64_t n = -1;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+/* One transition of a job and its image, in one transaction. */
+static store_rc job_transition(store *s, const char *job_id, const char *job_status,
+                               const char *image_status, const char *code,
+                               const char *reason, int64_t end_ms)
+{
+    store_job j;
+    char image_id[64];
+    sqlite3_stmt *st;
+    store_rc rc;
+    if (begin(s) != 0)
+        return STORE_ERROR;
+    if ((rc = store_job_get(s, NULL, job_id, &j)) != STORE_OK)
+        goto fail;
+    rc = STORE_ERROR;
+    util_copy(image_id, sizeof image_id, j.image_id);
+    st = stmt(s, Q_JOB_SET);
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, job_status, -1, SQLITE_STATIC);
+    if (code) sqlite3_bind_text(st, 3, code, -1, SQLITE_STATIC);
+    if (reason) sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, end_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        set_err(s, "job update");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    /* the image may have been deleted meanwhile: the job still ends */
+    if (store_image_set_status(s, image_id, image_status) == STORE_ERROR || commit(s) != 0)
+        goto fail;
+    return STORE_OK;
+fail:
+    rollback(s);
+    return rc;
+}
+
+store_rc store_job_start(store *s, const char *job_id)
+{
+    return job_transition(s, job_id, "RUNNING", "saving", NULL, NULL, 0);
+}
+
+store_rc store_job_finish(store *s, const char *job_id, const char *error_code,
+                          const char *fail_reason)
+{
+    return job_transition(s, job_id, error_code ? "FAIL" : "SUCCESS",
+                          error_code ? "killed" : "active", error_code, fail_reason,
+                          util_now_ms());
+}
+
+int store_job_counts(store *s, store_count_cb cb, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOB_COUNTS);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(ud, col_text(st, 0), sqlite3_column_int64(st, 1)) != 0)
+            break;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }

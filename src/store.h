@@ -69,6 +69,26 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const store_tag *set, size_t nset,
                           const char *const *del, size_t ndel, int max_tags);
 
+/* Jobs (quick import).  The image (queued) and the job (INIT) are written
+ * in one transaction; so are each later transition of both. */
+store_rc store_import_create(store *s, const char *project, const char *job_id,
+                             const char *kind, const char *params,
+                             const char *name, const char *attrs,
+                             const store_tag *tags, size_t ntags, char image_id_out[37]);
+/* project NULL: any project (the runner). */
+store_rc store_job_get(store *s, const char *project, const char *job_id, store_job *out);
+typedef int (*store_job_cb)(void *ud, const store_job *j);
+/* INIT and RUNNING jobs, oldest first, at most limit. */
+int store_jobs_active(store *s, int limit, store_job_cb cb, void *ud);
+int64_t store_jobs_active_count(store *s, const char *project);
+/* INIT -> RUNNING, image queued -> saving. */
+store_rc store_job_start(store *s, const char *job_id);
+/* RUNNING -> SUCCESS (error_code NULL; image active) or FAIL (image killed). */
+store_rc store_job_finish(store *s, const char *job_id, const char *error_code,
+                          const char *fail_reason);
+typedef int (*store_count_cb)(void *ud, const char *status, int64_t n);
+int store_job_counts(store *s, store_count_cb cb, void *ud);
+
 /* Bulk load (tagway load): one transaction around many images; the index
  * is not fed (the server rebuilds it at start). */
 int store_bulk_begin(store *s);

@@ -1,0 +1,170 @@
+/* jobs: the import job runner.  A timer tick takes up to BATCH active jobs
+ * from the store, moves INIT ones to RUNNING, and gives each one step of
+ * the Lua import backend.  Progress lives in memory only (a crash restarts
+ * a job's steps from zero; the backend is deterministic, so the outcome is
+ * the same); transitions are durable.  Uses libevent, store, lhost, util. */
+#include "jobs.h"
+#include "lhost.h"
+#include "store.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 16
+#define TICK_MS 20
+
+typedef struct {
+    char id[33];
+    int progress;
+} job_progress;
+
+struct jobs {
+    gw *g;
+    struct event *timer;
+    job_progress *progress;     /* active jobs' progress, small */
+    size_t nprogress, cap;
+    int armed;
+};
+
+static job_progress *progress_of(jobs *j, const char *id)
+{
+    for (size_t i = 0; i < j->nprogress; i++)
+        if (strcmp(j->progress[i].id, id) == 0)
+            return &j->progress[i];
+    if (j->nprogress == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 32;
+        job_progress *p = realloc(j->progress, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        j->progress = p;
+        j->cap = cap;
+    }
+    util_copy(j->progress[j->nprogress].id, sizeof j->progress[0].id, id);
+    j->progress[j->nprogress].progress = 0;
+    return &j->progress[j->nprogress++];
+}
+
+static void progress_drop(jobs *j, const char *id)
+{
+    for (size_t i = 0; i < j->nprogress; i++)
+        if (strcmp(j->progress[i].id, id) == 0) {
+            j->progress[i] = j->progress[--j->nprogress];
+            return;
+        }
+}
+
+typedef struct {
+    char ids[BATCH][33];
+    int n;
+} batch;
+
+static int collect(void *ud, const store_job *job)
+{
+    batch *b = ud;
+    util_copy(b->ids[b->n++], sizeof b->ids[0], job->id);
+    return b->n == BATCH;
+}
+
+static void log_job(const char *id, const char *what, const char *detail)
+{
+    fprintf(stderr, "{\"level\":\"info\",\"job_id\":\"%s\",\"msg\":\"%s\",\"detail\":", id, what);
+    util_fjson_string(stderr, detail ? detail : "");
+    fputs("}\n", stderr);
+}
+
+/* One step of one job.  Returns 1 while it is still active. */
+static int step(jobs *j, const char *id)
+{
+    gw *g = j->g;
+    store_job row;
+    lhost_job_result res;
+    job_progress *p;
+    if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
+        return 0;
+    if (strcmp(row.status, "INIT") == 0) {
+        if (store_job_start(g->store, id) != STORE_OK)
+            return 1;          /* try again next tick */
+        log_job(id, "job running", NULL);
+        if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
+            return 0;
+    }
+    if (!(p = progress_of(j, id)))
+        return 1;
+    if (lhost_job_step(g->lua, &row, p->progress, &res) != LHOST_OK) {
+        util_copy(res.code, sizeof res.code, "IMG.0061");
+        util_copy(res.reason, sizeof res.reason, "the import backend script failed");
+        res.state = LHOST_JOB_FAIL;
+    }
+    if (res.state == LHOST_JOB_RUNNING) {
+        p->progress = res.progress;
+        return 1;
+    }
+    if (store_job_finish(g->store, id, res.state == LHOST_JOB_FAIL ? res.code : NULL,
+                         res.state == LHOST_JOB_FAIL ? res.reason : NULL) != STORE_OK)
+        return 1;
+    log_job(id, res.state == LHOST_JOB_FAIL ? "job failed" : "job succeeded", res.reason);
+    progress_drop(j, id);
+    return 0;
+}
+
+static void arm(jobs *j)
+{
+    struct timeval tv = {0, TICK_MS * 1000};
+    if (!j->armed && evtimer_add(j->timer, &tv) == 0)
+        j->armed = 1;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    jobs *j = arg;
+    batch b = {.n = 0};
+    int active = 0;
+    (void)fd, (void)what;
+    j->armed = 0;
+    j->g->in_request = 1;       /* a reload during a step must not free this state */
+    if (store_jobs_active(j->g->store, BATCH, collect, &b) == 0)
+        for (int i = 0; i < b.n; i++)
+            active += step(j, b.ids[i]);
+    j->g->in_request = 0;
+    if (active || b.n == BATCH)
+        arm(j);
+}
+
+jobs *jobs_new(gw *g)
+{
+    jobs *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->g = g;
+    if (!(j->timer = evtimer_new(g->base, on_tick, j))) {
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void jobs_kick(jobs *j)
+{
+    if (j)
+        arm(j);
+}
+
+void jobs_free(jobs *j)
+{
+    if (!j)
+        return;
+    event_free(j->timer);
+    free(j->progress);
+    free(j);
+}
+
+int jobs_progress(const jobs *j, const char *job_id)
+{
+    for (size_t i = 0; j && i < j->nprogress; i++)
+        if (strcmp(j->progress[i].id, job_id) == 0)
+            return j->progress[i].progress;
+    return 0;
+}
