@@ -615,6 +615,36 @@ static int l_obs_size(lua_State *L)
     return 1;
 }
 
+/* gw.source(path) -> text | nil: the text of a file this generation
+ * loaded (for messages that point at a line, e.g. policy examples). */
+static int l_source(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const lhost_file *f = lhost_files(host(L), &n);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        luaL_Buffer b;
+        char *dst;
+        FILE *fp;
+        size_t got;
+        if (strcmp(f[i].path, path) != 0)
+            continue;
+        if (stat(path, &st) != 0)
+            return fail(L, "cannot read the file");
+        /* the buffer is Lua's before the file is opened: no error can
+         * escape while the FILE is held */
+        dst = luaL_buffinitsize(L, &b, (size_t)st.st_size + 1);
+        if (!(fp = fopen(path, "rb")))
+            return fail(L, "cannot read the file");
+        got = fread(dst, 1, (size_t)st.st_size, fp);
+        fclose(fp);
+        luaL_pushresultsize(&b, got);
+        return 1;
+    }
+    return fail(L, "not a file of this generation");
+}
+
 /* gw.traceback(e): message handler for xpcall.  Tables (handled
  * failures) pass through; anything else gains a traceback. */
 static int l_traceback(lua_State *L)
@@ -639,7 +669,7 @@ void lapi_open(lua_State *L, lhost *h)
         {"traceback", l_traceback},
         {"import_submit", l_import_submit}, {"job_get", l_job_get},
         {"jobs_active", l_jobs_active}, {"job_counts", l_job_counts},
-        {"obs_size", l_obs_size},
+        {"obs_size", l_obs_size},     {"source", l_source},
         {NULL, NULL}};
     lua_newtable(L);
     lua_pushlightuserdata(L, h);
