@@ -9,6 +9,7 @@ local backend_name = "import_backend"
 function main.init(ctx)
   policy.init(ctx)
   router.init(ctx)
+  require("handlers.ops").init(ctx)
   backend_name = (ctx.config or {}).import_backend or "import_backend"
   assert(type(require(backend_name).step) == "function",
          backend_name .. ".lua: must return a table with a step(job) function")

@@ -6,6 +6,7 @@
 -- A path with {project_id} must name the caller's project.
 return {
   { method = "GET",    path = "/healthz",                                        handler = "ops.health", auth = false },
+  { method = "GET",    path = "/metrics",                                        handler = "ops.metrics", auth = false },
   { method = "POST",   path = "/admin/reload",                                   handler = "ops.reload", admin = true },
   { method = "GET",    path = "/admin/status",                                   handler = "ops.status", admin = true },
 

@@ -13,6 +13,7 @@ struct store;
 struct tagidx;
 struct lhost;
 struct jobs;
+struct metrics;
 
 typedef struct gw_options {
     char config[PATH_MAX];      /* "" when none */
@@ -47,6 +48,7 @@ typedef struct gw {
     struct lhost *lua;          /* the generation serving requests */
     struct lhost *retired;      /* previous generation, freed between requests */
     struct jobs *jobs;
+    struct metrics *metrics;
     uint64_t generation;
     int64_t started_ms;
     int in_request;             /* a Lua call is running: defer frees */

@@ -5,6 +5,7 @@
  * Uses libevent, lhost, util. */
 #include "http.h"
 #include "lhost.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -133,6 +134,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
         evhttp_add_header(out_headers, "Content-Type", resp.content_type);
     evhttp_send_reply(ev, resp.status, NULL, resp.body);
     access_log(g, &r, &resp, bytes, start_us);
+    metrics_request(g->metrics, resp.route[0] ? resp.route : "-", resp.status,
+                    util_mono_us() - start_us);
 done:
     free(uri);
     if (resp.body)

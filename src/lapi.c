@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "jobs.h"
 #include "lhost.h"
+#include "metrics.h"
 #include "sha256.h"
 #include "store.h"
 #include "tagidx.h"
@@ -645,6 +646,46 @@ static int l_source(lua_State *L)
     return fail(L, "not a file of this generation");
 }
 
+typedef struct {
+    metrics_job_count c[16];
+    size_t n;
+} job_counts;
+
+static int collect_count(void *ud, const char *status, int64_t n)
+{
+    job_counts *jc = ud;
+    if (jc->n < 16) {
+        jc->c[jc->n].status = status;   /* borrowed until the next store call */
+        jc->c[jc->n++].n = n;
+    }
+    return 0;
+}
+
+/* gw.metrics_write(): appends the Prometheus exposition to the response
+ * body being built (nothing crosses into Lua, so nothing can leak). */
+static int l_metrics_write(lua_State *L)
+{
+    gw *g = gwp(L);
+    lhost_response *resp = lhost_current_response(host(L));
+    metrics_gauges mg = {0};
+    job_counts jc = {.n = 0};
+    need_request(L);
+    mg.script_errors = g->stats.script_errors;
+    mg.budget_kills = g->stats.budget_kills;
+    mg.reloads_ok = g->stats.reloads_ok;
+    mg.reloads_failed = g->stats.reloads_failed;
+    mg.generation = g->generation;
+    mg.index_bytes = tagidx_memory(g->index);
+    mg.script_bytes = lhost_memory(host(L));
+    store_commit_stats(g->store, &mg.commits, &mg.commit_us_total);
+    if (store_counts(g->store, &mg.images, &mg.tags) != 0)
+        return store_failed(L);
+    if (store_job_counts(g->store, collect_count, &jc) != 0)
+        return store_failed(L);
+    metrics_render(g->metrics, &mg, jc.c, jc.n, resp->body);
+    return 0;
+}
+
 /* gw.traceback(e): message handler for xpcall.  Tables (handled
  * failures) pass through; anything else gains a traceback. */
 static int l_traceback(lua_State *L)
@@ -670,6 +711,7 @@ void lapi_open(lua_State *L, lhost *h)
         {"import_submit", l_import_submit}, {"job_get", l_job_get},
         {"jobs_active", l_jobs_active}, {"job_counts", l_job_counts},
         {"obs_size", l_obs_size},     {"source", l_source},
+        {"metrics_write", l_metrics_write},
         {NULL, NULL}};
     lua_newtable(L);
     lua_pushlightuserdata(L, h);

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "lhost.h"
+#include "metrics.h"
 #include "loader.h"
 #include "store.h"
 #include "sha256.h"
@@ -205,6 +206,7 @@ static void gw_close(gw *g)
     if (g->http)
         http_free(g);
     jobs_free(g->jobs);
+    metrics_free(g->metrics);
     lhost_free(g->lua);
     lhost_free(g->retired);
     store_close(g->store);
@@ -232,7 +234,7 @@ static int cmd_serve(int argc, char **argv)
     rc = 1;
     if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0 || bootstrap_credentials(&g) != 0)
         goto done;
-    if (!(g.base = event_base_new()))
+    if (!(g.base = event_base_new()) || !(g.metrics = metrics_new()))
         goto done;
     g.generation = 1;
     if (!(g.lua = lhost_new(&g, g.generation, err, sizeof err))) {

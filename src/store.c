@@ -107,6 +107,7 @@ struct store {
     sqlite3_stmt *q[Q__COUNT];
     tagidx *ix;              /* borrowed; may be NULL */
     int64_t last_created_ms; /* keeps creation time monotonic in seq order */
+    uint64_t commits, commit_us;
     char err[256];
 };
 
@@ -140,7 +141,20 @@ static int exec_simple(store *s, int which)
 }
 
 static int begin(store *s) { return exec_simple(s, Q_BEGIN); }
-static int commit(store *s) { return exec_simple(s, Q_COMMIT); }
+static int commit(store *s)
+{
+    int64_t t0 = util_mono_us();
+    int rc = exec_simple(s, Q_COMMIT);
+    s->commits++;
+    s->commit_us += (uint64_t)(util_mono_us() - t0);
+    return rc;
+}
+
+void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us)
+{
+    *commits = s->commits;
+    *commit_us = s->commit_us;
+}
 static void rollback(store *s)
 {
     if (!sqlite3_get_autocommit(s->db))

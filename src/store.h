@@ -108,6 +108,9 @@ int store_cred_each(store *s, store_cred_cb cb, void *ud);
 store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak);
 int64_t store_cred_count(store *s);
 
+/* Write transactions committed and the time spent committing them. */
+void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us);
+
 /* Counts for status and metrics. */
 int store_counts(store *s, int64_t *images, int64_t *tags);
 

@@ -3,6 +3,12 @@ local policy = require "policy"
 local shape = require "shape"
 
 local ops = {}
+local metrics_auth, auth_on = false, true
+
+function ops.init(ctx)
+  metrics_auth = (ctx.config or {}).metrics_auth == true
+  auth_on = ctx.auth
+end
 
 function ops.health()
   return shape.ok(200, { status = "ok" })
@@ -16,6 +22,21 @@ function ops.reload()
   end
   result.files = shape.array(result.files)
   return shape.ok(200, result)
+end
+
+-- GET /metrics: the exposition is written by C straight into the body.
+function ops.metrics(ctx)
+  if metrics_auth and auth_on then
+    local caller, status, message = gw.auth()
+    if not caller then
+      return shape.gateway(status, status == 403 and "APIGW.0302" or "APIGW.0301", message, ctx.req)
+    end
+    if caller.role ~= "admin" then
+      return shape.gateway(403, "APIGW.0302", "metrics need the admin role (metrics_auth = true)", ctx.req)
+    end
+  end
+  gw.metrics_write()
+  return 200, nil, "text/plain; version=0.0.4; charset=utf-8"
 end
 
 -- GET /admin/status
