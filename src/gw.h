@@ -14,6 +14,7 @@ struct tagidx;
 struct lhost;
 struct jobs;
 struct metrics;
+struct watch;
 
 typedef struct gw_options {
     char config[PATH_MAX];      /* "" when none */
@@ -49,6 +50,7 @@ typedef struct gw {
     struct lhost *retired;      /* previous generation, freed between requests */
     struct jobs *jobs;
     struct metrics *metrics;
+    struct watch *watch;
     uint64_t generation;
     int64_t started_ms;
     int in_request;             /* a Lua call is running: defer frees */
@@ -58,5 +60,7 @@ typedef struct gw {
 /* Builds a new Lua generation and swaps it in; on failure the current one
  * keeps serving and err says why (file:line).  0 ok, -1 failed. */
 int gw_reload(gw *g, char *err, size_t errlen);
+/* Frees the retired generation once no Lua call is running in it. */
+void gw_settle(gw *g);
 
 #endif

@@ -82,14 +82,6 @@ static void script_failure_body(lhost_response *resp, lhost_rc rc)
                                            : "Internal error while processing the request");
 }
 
-static void free_retired(gw *g)
-{
-    if (g->retired && !g->in_request) {
-        lhost_free(g->retired);
-        g->retired = NULL;
-    }
-}
-
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     gw *g = arg;
@@ -140,7 +132,7 @@ done:
     free(uri);
     if (resp.body)
         evbuffer_free(resp.body);
-    free_retired(g);
+    gw_settle(g);
 }
 
 static void on_hup(evutil_socket_t fd, short what, void *arg)
@@ -156,7 +148,7 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
         util_fjson_string(stderr, err);
         fputs("}\n", stderr);
     }
-    free_retired(g);
+    gw_settle(g);
 }
 
 /* Stop accepting, let queued answers reach their clients, then leave. */

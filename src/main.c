@@ -14,6 +14,7 @@
 #include "sha256.h"
 #include "tagidx.h"
 #include "util.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -139,6 +140,14 @@ static int open_store(const char *path, store **s)
     return 0;
 }
 
+void gw_settle(gw *g)
+{
+    if (g->retired && !g->in_request) {
+        lhost_free(g->retired);
+        g->retired = NULL;
+    }
+}
+
 int gw_reload(gw *g, char *err, size_t errlen)
 {
     lhost *next;
@@ -206,6 +215,7 @@ static void gw_close(gw *g)
     if (g->http)
         http_free(g);
     jobs_free(g->jobs);
+    watch_free(g->watch);
     metrics_free(g->metrics);
     lhost_free(g->lua);
     lhost_free(g->retired);
@@ -246,6 +256,10 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     jobs_kick(g.jobs);          /* resume jobs a crash left INIT or RUNNING */
+    if (g.opt.watch && !(g.watch = watch_start(&g, err, sizeof err))) {
+        fprintf(stderr, "tagway: --watch: %s\n", err);
+        goto done;
+    }
     if (http_start(&g, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: %s\n", err);
         goto done;

@@ -1,0 +1,116 @@
+/* watch: inotify on the script folders (and their subfolders), the policy
+ * folder and the configuration file's folder.  Events are read by the
+ * event loop; 150 ms after the last one, gw_reload runs and its outcome is
+ * logged.  Uses libevent, inotify(7), util. */
+#include "watch.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#define DEBOUNCE_MS 150
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE)
+
+struct watch {
+    gw *g;
+    int fd;
+    struct event *readable, *debounce;
+};
+
+/* Adds dir and, below it, every folder (scripts keep handlers/ etc.). */
+static int add_tree(watch *w, const char *dir, int depth)
+{
+    DIR *d;
+    struct dirent *e;
+    char sub[PATH_MAX];
+    if (inotify_add_watch(w->fd, dir, WATCH_MASK) < 0)
+        return -1;
+    if (depth == 0 || !(d = opendir(dir)))
+        return 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+            continue;
+        if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) < (int)sizeof sub)
+            add_tree(w, sub, depth - 1);
+    }
+    closedir(d);
+    return 0;
+}
+
+static void on_debounce(evutil_socket_t fd, short what, void *arg)
+{
+    watch *w = arg;
+    char err[2048];
+    (void)fd, (void)what;
+    if (gw_reload(w->g, err, sizeof err) == 0) {
+        fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (watch) ok\",\"generation\":%llu}\n",
+                (unsigned long long)w->g->generation);
+    } else {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (watch) failed\",\"error\":");
+        util_fjson_string(stderr, err);
+        fputs("}\n", stderr);
+    }
+    gw_settle(w->g);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    watch *w = arg;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    struct timeval tv = {0, DEBOUNCE_MS * 1000};
+    (void)what;
+    while (read(fd, buf, sizeof buf) > 0)
+        ;                       /* which file changed does not matter: all reload */
+    evtimer_add(w->debounce, &tv);
+}
+
+watch *watch_start(gw *g, char *err, size_t errlen)
+{
+    watch *w = calloc(1, sizeof *w);
+    char dir[PATH_MAX];
+    const char *slash = strrchr(g->opt.config, '/');
+    if (!w || (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "inotify: %s", strerror(errno));
+        free(w);
+        return NULL;
+    }
+    w->g = g;
+    if (add_tree(w, g->opt.scripts, 4) != 0 || add_tree(w, g->opt.policies, 0) != 0) {
+        snprintf(err, errlen, "cannot watch %s or %s: %s", g->opt.scripts, g->opt.policies, strerror(errno));
+        goto fail;
+    }
+    if (g->opt.config[0]) {
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - g->opt.config) : 1,
+                 slash ? g->opt.config : ".");
+        add_tree(w, dir, 0);
+    }
+    w->readable = event_new(g->base, w->fd, EV_READ | EV_PERSIST, on_readable, w);
+    w->debounce = evtimer_new(g->base, on_debounce, w);
+    if (!w->readable || !w->debounce || event_add(w->readable, NULL) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return w;
+fail:
+    watch_free(w);
+    return NULL;
+}
+
+void watch_free(watch *w)
+{
+    if (!w)
+        return;
+    if (w->readable)
+        event_free(w->readable);
+    if (w->debounce)
+        event_free(w->debounce);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w);
+}
