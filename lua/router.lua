@@ -9,6 +9,7 @@ local text = require "text"
 local router = {}
 
 local routes = {}           -- compiled, in match order
+local by_method = {}        -- method -> routes of that method, in order
 local auth_on = true
 
 -- "/v2/{project_id}/images" -> "^/v2/([^/]+)/images$", {"project_id"}
@@ -54,6 +55,15 @@ local function add_routes(list, where, handler_of)
   end
 end
 
+local function index_by_method()
+  by_method = {}
+  for _, r in ipairs(routes) do
+    local list = by_method[r.method] or {}
+    list[#list + 1] = r
+    by_method[r.method] = list
+  end
+end
+
 function router.init(ctx)
   routes = {}
   auth_on = ctx.auth
@@ -74,6 +84,7 @@ function router.init(ctx)
       end)
     end
   end
+  index_by_method()
 end
 
 function router.list()
@@ -82,15 +93,17 @@ function router.list()
   return out
 end
 
+-- Routes are grouped by method, so a request tries only its method's
+-- patterns; captures are collected only once a pattern matched.
 local function match(method, path)
-  for _, r in ipairs(routes) do
-    if r.method == method or (method == "HEAD" and r.method == "GET") then
-      local caps = { path:match(r.pattern) }
-      if caps[1] then
-        local params = {}
-        for i, name in ipairs(r.names) do params[name] = text.unescape(caps[i]) end
-        return r, params
-      end
+  local list = by_method[method] or (method == "HEAD" and by_method.GET)
+  if not list then return nil end
+  for i = 1, #list do
+    local r = list[i]
+    if path:find(r.pattern) then
+      local caps, params = { path:match(r.pattern) }, {}
+      for j, name in ipairs(r.names) do params[name] = text.unescape(caps[j]) end
+      return r, params
     end
   end
   return nil

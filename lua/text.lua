@@ -17,9 +17,11 @@ end
 
 -- Compiles a character set given as data: a list of single characters and
 -- "X-Y" ranges of code points, e.g. {"A-Z", "a-z", "0-9", "_", "-",
--- "\u{4E00}-\u{9FFF}"}.  Returns a predicate on code points.
+-- "\u{4E00}-\u{9FFF}"}.  The result is used with text.all_in: pure-ASCII
+-- strings (the common case) are checked with one Lua pattern, others code
+-- point by code point.
 function text.charset(spec)
-  local ascii, ranges = {}, {}
+  local ascii, ranges, class = {}, {}, {}
   for _, item in ipairs(spec) do
     local cps = {}
     for _, c in utf8.codes(item) do cps[#cps + 1] = c end
@@ -33,20 +35,36 @@ function text.charset(spec)
       ranges[#ranges + 1] = { lo, hi }
     end
   end
-  return function(c)
-    if c < 128 then return ascii[c] == true end
-    for i = 1, #ranges do
-      local r = ranges[i]
-      if c >= r[1] and c <= r[2] then return true end
-    end
-    return false
+  for c = 0, 127 do
+    if ascii[c] then class[#class + 1] = "%" .. string.format("%c", c) end
   end
+  -- "%" before a letter or digit would make a class (%a, %d): escape only
+  -- punctuation, keep alphanumerics literal.
+  for i, item in ipairs(class) do
+    if item:sub(2):find("%w") then class[i] = item:sub(2) end
+  end
+  local set = { ranges = ranges, ascii = ascii }
+  set.ascii_pattern = #class > 0 and ("^[" .. table.concat(class) .. "]*$") or "^$"
+  return set
 end
 
--- True when every code point of s is allowed by the predicate.
-function text.all_in(s, allowed)
+local function in_set(set, c)
+  if c < 128 then return set.ascii[c] == true end
+  local ranges = set.ranges
+  for i = 1, #ranges do
+    local r = ranges[i]
+    if c >= r[1] and c <= r[2] then return true end
+  end
+  return false
+end
+
+-- True when every code point of s is in the set (s must be valid UTF-8).
+function text.all_in(s, set)
+  if not s:find("[\128-\255]") then
+    return s:find(set.ascii_pattern) ~= nil
+  end
   for _, c in utf8.codes(s) do
-    if not allowed(c) then return false end
+    if not in_set(set, c) then return false end
   end
   return true
 end

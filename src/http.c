@@ -6,6 +6,7 @@
 #include "http.h"
 #include "lhost.h"
 #include "metrics.h"
+#include "store.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -24,10 +25,14 @@
 #define JSON_TYPE "application/json;charset=UTF-8"
 #define DRAIN_MS 500
 
+typedef struct reply reply;
+
 typedef struct http_state {
     struct evhttp_bound_socket *bound;
     struct event *sig_hup, *sig_term, *sig_int;
     uint64_t request_seq;
+    struct event *commit_ev;
+    reply *waiting, **waiting_tail;   /* answers held for the open group */
     char id_prefix[17];
     int port;
 } http_state;
@@ -55,19 +60,50 @@ static const char *method_name(enum evhttp_cmd_type cmd)
     return "UNKNOWN";
 }
 
-static void access_log(const gw *g, const lhost_request *r, const lhost_response *resp,
-                       size_t bytes, int64_t start_us)
+/* One answer, from request to the wire.  While a commit group is open,
+ * answers wait here until its COMMIT: nothing is acknowledged (or shown to
+ * a reader) before it is durable. */
+struct reply {
+    struct evhttp_request *ev;
+    char id[40];
+    const char *method;
+    int64_t start_us;
+    lhost_response resp;
+    struct reply *next;
+};
+
+static void access_log(const reply *rp, size_t bytes)
 {
     char when[32];
     util_iso8601_ms(util_now_ms(), when);
-    (void)g;
     fprintf(stderr,
             "{\"time\":\"%s\",\"request_id\":\"%s\",\"project\":\"%s\",\"method\":\"%s\","
             "\"route\":",
-            when, r->id, resp->project, r->method);
-    util_fjson_string(stderr, resp->route[0] ? resp->route : "-");
-    fprintf(stderr, ",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n", resp->status,
-            bytes, (long long)(util_mono_us() - start_us));
+            when, rp->id, rp->resp.project, rp->method);
+    util_fjson_string(stderr, rp->resp.route[0] ? rp->resp.route : "-");
+    fprintf(stderr, ",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n", rp->resp.status,
+            bytes, (long long)(util_mono_us() - rp->start_us));
+}
+
+static void reply_free(reply *rp)
+{
+    if (rp->resp.body)
+        evbuffer_free(rp->resp.body);
+    free(rp);
+}
+
+static void send_reply(gw *g, reply *rp)
+{
+    struct evkeyvalq *out_headers = evhttp_request_get_output_headers(rp->ev);
+    size_t bytes = evbuffer_get_length(rp->resp.body);
+    evhttp_add_header(out_headers, "X-Request-Id", rp->id);
+    if (bytes)
+        evhttp_add_header(out_headers, "Content-Type", rp->resp.content_type);
+    evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
+    access_log(rp, bytes);
+    metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
+                    util_mono_us() - rp->start_us);
+    reply_free(rp);
 }
 
 /* The only bodies not made by the scripts: when the scripts themselves
@@ -82,57 +118,91 @@ static void script_failure_body(lhost_response *resp, lhost_rc rc)
                                            : "Internal error while processing the request");
 }
 
+static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
+                         lhost_request *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(ev);
+    size_t body_len = evbuffer_get_length(in);
+    char *q;
+    if ((q = strchr(uri, '?')))
+        *q++ = '\0';
+    r->id = rp->id;
+    r->method = rp->method;
+    r->path = uri;
+    r->query = q;
+    r->too_large = body_len > g->opt.body_limit;
+    r->body = r->too_large ? "" : (const char *)evbuffer_pullup(in, -1);
+    r->body_len = r->too_large ? 0 : body_len;
+    r->remote = evhttp_request_get_host(ev);
+    r->header = find_header;
+    r->header_ud = ev;
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     gw *g = arg;
     http_state *st = state_of(g);
-    int64_t start_us = util_mono_us();
-    struct evbuffer *in = evhttp_request_get_input_buffer(ev);
-    struct evkeyvalq *out_headers = evhttp_request_get_output_headers(ev);
-    char id[40], *uri = NULL, *q;
+    reply *rp = calloc(1, sizeof *rp);
+    char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
-    lhost_response resp = {0};
     lhost_rc rc;
-    size_t body_len = evbuffer_get_length(in), bytes;
-
-    snprintf(id, sizeof id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
-    resp.body = evbuffer_new();
-    uri = strdup(evhttp_request_get_uri(ev));
-    if (!resp.body || !uri) {
+    if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
         evhttp_send_error(ev, 500, NULL);
-        goto done;
+        if (rp)
+            reply_free(rp);
+        free(uri);
+        return;
     }
-    if ((q = strchr(uri, '?')))
-        *q++ = '\0';
-    r.id = id;
-    r.method = method_name(evhttp_request_get_command(ev));
-    r.path = uri;
-    r.query = q;
-    r.too_large = body_len > g->opt.body_limit;
-    r.body = r.too_large ? "" : (const char *)evbuffer_pullup(in, -1);
-    r.body_len = r.too_large ? 0 : body_len;
-    r.remote = evhttp_request_get_host(ev);
-    r.header = find_header;
-    r.header_ud = ev;
+    rp->ev = ev;
+    rp->start_us = util_mono_us();
+    rp->method = method_name(evhttp_request_get_command(ev));
+    snprintf(rp->id, sizeof rp->id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
+    fill_request(g, ev, rp, uri, &r);
 
     g->in_request = 1;
-    rc = lhost_handle(g->lua, &r, &resp);
+    rc = lhost_handle(g->lua, &r, &rp->resp);
     g->in_request = 0;
     if (rc != LHOST_OK)
-        script_failure_body(&resp, rc);
-    bytes = evbuffer_get_length(resp.body);
-    evhttp_add_header(out_headers, "X-Request-Id", id);
-    if (bytes)
-        evhttp_add_header(out_headers, "Content-Type", resp.content_type);
-    evhttp_send_reply(ev, resp.status, NULL, resp.body);
-    access_log(g, &r, &resp, bytes, start_us);
-    metrics_request(g->metrics, resp.route[0] ? resp.route : "-", resp.status,
-                    util_mono_us() - start_us);
-done:
+        script_failure_body(&rp->resp, rc);
     free(uri);
-    if (resp.body)
-        evbuffer_free(resp.body);
+    if (store_group_open(g->store)) {
+        *st->waiting_tail = rp;
+        st->waiting_tail = &rp->next;
+    } else {
+        send_reply(g, rp);
+    }
     gw_settle(g);
+}
+
+/* Runs after the requests of this loop pass: one COMMIT (one fsync) for
+ * all their writes, then their answers. */
+static void on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    http_state *st = state_of(g);
+    reply *rp = st->waiting, *next;
+    int failed = store_group_commit(g->store) != 0;
+    (void)fd, (void)what;
+    st->waiting = NULL;
+    st->waiting_tail = &st->waiting;
+    for (; rp; rp = next) {
+        next = rp->next;
+        if (failed) {
+            evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
+            rp->resp.status = 503;
+            util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
+            evbuffer_add_printf(rp->resp.body, "{\"error\":{\"code\":\"IMG.0061\",\"message\":"
+                                "\"storage commit failed; nothing of this request was stored\"}}");
+        }
+        send_reply(g, rp);
+    }
+}
+
+/* store's hook: a commit group just opened. */
+static void schedule_commit(void *arg)
+{
+    gw *g = arg;
+    event_active(state_of(g)->commit_ev, EV_TIMEOUT, 0);
 }
 
 static void on_hup(evutil_socket_t fd, short what, void *arg)
@@ -246,6 +316,12 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     st->port = bound_port(st->bound);
+    st->waiting_tail = &st->waiting;
+    if (!(st->commit_ev = event_new(g->base, -1, 0, on_commit, g))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    store_group_enable(g->store, schedule_commit, g);
     if (add_signals(g, st) != 0) {
         snprintf(err, errlen, "cannot install signal handlers");
         return -1;
@@ -265,6 +341,7 @@ void http_free(gw *g)
         if (st->sig_hup) event_free(st->sig_hup);
         if (st->sig_term) event_free(st->sig_term);
         if (st->sig_int) event_free(st->sig_int);
+        if (st->commit_ev) event_free(st->commit_ev);
         free(st);
     }
     g->http_state = NULL;

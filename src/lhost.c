@@ -552,6 +552,8 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
         goto fail;
     lua_settop(h->L, 0);
     lua_gc(h->L, LUA_GCCOLLECT, 0);
+    /* requests make short-lived garbage: the generational mode suits it */
+    lua_gc(h->L, LUA_GCGEN, 0, 0);
     return h;
 fail:
     lhost_free(h);

@@ -40,7 +40,7 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 enum {
-    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
     Q_IMAGE_GET, Q_IMAGE_BY_SEQ, Q_IMAGE_SEQ, Q_IMAGE_INSERT, Q_IMAGE_DELETE,
     Q_IMAGE_TOUCH, Q_IMAGE_STATUS, Q_LAST_CREATED,
     Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
@@ -56,6 +56,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT request",
+    [Q_RELEASE] = "RELEASE request",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO request",
 #define IMAGE_COLS "seq, id, project_id, name, status, attrs, created_ms, updated_ms"
     [Q_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND project_id = ?2",
     [Q_IMAGE_BY_SEQ] = "SELECT " IMAGE_COLS " FROM images WHERE seq = ?1",
@@ -108,6 +111,12 @@ struct store {
     tagidx *ix;              /* borrowed; may be NULL */
     int64_t last_created_ms; /* keeps creation time monotonic in seq order */
     uint64_t commits, commit_us;
+    /* group commit: writes of many requests share one transaction, each in
+     * its own savepoint; index changes wait for the group's COMMIT */
+    int grouping, group_open;
+    void (*group_hook)(void *);
+    void *group_ud;
+    struct idx_op *pending, **pending_tail;
     char err[256];
 };
 
@@ -245,6 +254,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
             goto fail;
     if (load_last_created(s) != 0)
         goto fail;
+    s->pending_tail = &s->pending;
     *out = s;
     return 0;
 fail:
@@ -258,6 +268,7 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    store_group_commit(s);      /* answers already queued are on their way */
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
@@ -325,6 +336,183 @@ int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud)
         return -1;
     }
     return 0;
+}
+
+/* ---- transactions: alone, or as a savepoint of the open group ---------- */
+
+typedef enum { OP_IMAGE_ADD, OP_IMAGE_REMOVE, OP_TAG_SET, OP_TAG_DEL } idx_op_kind;
+
+/* An index change held back until the group's COMMIT; strings owned. */
+typedef struct idx_op {
+    idx_op_kind kind;
+    uint32_t doc;
+    char *project, *key, *old_value, *value;   /* value is the name for IMAGE_ADD */
+    tagidx_tag *tags;
+    size_t ntags;
+    struct idx_op *next;
+} idx_op;
+
+static int txn_begin(store *s)
+{
+    if (!s->grouping)
+        return begin(s);
+    if (!s->group_open) {
+        if (begin(s) != 0)
+            return -1;
+        s->group_open = 1;
+        if (s->group_hook)
+            s->group_hook(s->group_ud);
+    }
+    return exec_simple(s, Q_SAVEPOINT);
+}
+
+static int txn_commit(store *s)
+{
+    return s->grouping ? exec_simple(s, Q_RELEASE) : commit(s);
+}
+
+static void txn_rollback(store *s)
+{
+    if (!s->grouping) {
+        rollback(s);
+        return;
+    }
+    /* undo this request only; the group's other requests stay */
+    exec_simple(s, Q_ROLLBACK_TO);
+    exec_simple(s, Q_RELEASE);
+}
+
+static void apply_op(tagidx *ix, const idx_op *op)
+{
+    switch (op->kind) {
+    case OP_IMAGE_ADD: tagidx_image_add(ix, op->project, op->doc, op->value); break;
+    case OP_IMAGE_REMOVE: tagidx_image_remove(ix, op->project, op->doc, op->tags, op->ntags); break;
+    case OP_TAG_SET: tagidx_tag_set(ix, op->project, op->doc, op->key, op->old_value, op->value); break;
+    case OP_TAG_DEL: tagidx_tag_del(ix, op->project, op->doc, op->key, op->old_value); break;
+    }
+}
+
+static char *dup_or_null(const char *v, int *oom)
+{
+    char *d;
+    if (!v)
+        return NULL;
+    if (!(d = strdup(v)))
+        *oom = 1;
+    return d;
+}
+
+static void free_op(idx_op *op)
+{
+    free(op->project);
+    free(op->key);
+    free(op->old_value);
+    free(op->value);
+    for (size_t i = 0; i < op->ntags; i++) {
+        free((char *)op->tags[i].key);
+        free((char *)op->tags[i].value);
+    }
+    free(op->tags);
+    free(op);
+}
+
+/* Applies now when not grouping (we are after the COMMIT), else queues a
+ * deep copy for store_group_commit. */
+static void index_op(store *s, const idx_op *op)
+{
+    idx_op *copy;
+    int oom = 0;
+    if (!s->ix)
+        return;
+    if (!s->group_open) {
+        apply_op(s->ix, op);
+        return;
+    }
+    if (!(copy = calloc(1, sizeof *copy)))
+        goto oom;
+    *copy = *op;
+    copy->next = NULL;
+    copy->project = dup_or_null(op->project, &oom);
+    copy->key = dup_or_null(op->key, &oom);
+    copy->old_value = dup_or_null(op->old_value, &oom);
+    copy->value = dup_or_null(op->value, &oom);
+    copy->tags = op->ntags ? calloc(op->ntags, sizeof *copy->tags) : NULL;
+    if (op->ntags && !copy->tags)
+        copy->ntags = 0, oom = 1;
+    for (size_t i = 0; copy->tags && i < op->ntags; i++) {
+        copy->tags[i].key = dup_or_null(op->tags[i].key, &oom);
+        copy->tags[i].value = dup_or_null(op->tags[i].value, &oom);
+    }
+    if (oom) {
+        free_op(copy);
+        goto oom;
+    }
+    *s->pending_tail = copy;
+    s->pending_tail = &copy->next;
+    return;
+oom:
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory queueing an index change;"
+                    " restart to rebuild the index\"}\n");
+}
+
+static void ix_image_add(store *s, const char *project, uint32_t doc, const char *name)
+{
+    idx_op op = {.kind = OP_IMAGE_ADD, .doc = doc, .project = (char *)project, .value = (char *)name};
+    index_op(s, &op);
+}
+
+static void ix_image_remove(store *s, const char *project, uint32_t doc,
+                            const tagidx_tag *tags, size_t ntags)
+{
+    idx_op op = {.kind = OP_IMAGE_REMOVE, .doc = doc, .project = (char *)project,
+                 .tags = (tagidx_tag *)tags, .ntags = ntags};
+    index_op(s, &op);
+}
+
+static void ix_tag_set(store *s, const char *project, uint32_t doc, const char *key,
+                       const char *old_value, const char *value)
+{
+    idx_op op = {.kind = OP_TAG_SET, .doc = doc, .project = (char *)project, .key = (char *)key,
+                 .old_value = (char *)old_value, .value = (char *)value};
+    index_op(s, &op);
+}
+
+static void ix_tag_del(store *s, const char *project, uint32_t doc, const char *key,
+                       const char *old_value)
+{
+    idx_op op = {.kind = OP_TAG_DEL, .doc = doc, .project = (char *)project, .key = (char *)key,
+                 .old_value = (char *)old_value};
+    index_op(s, &op);
+}
+
+void store_group_enable(store *s, void (*hook)(void *), void *ud)
+{
+    s->grouping = 1;
+    s->group_hook = hook;
+    s->group_ud = ud;
+}
+
+int store_group_open(const store *s) { return s->group_open; }
+
+int store_group_commit(store *s)
+{
+    idx_op *op, *next;
+    int rc;
+    if (!s->group_open)
+        return 0;
+    rc = commit(s);
+    if (rc != 0)
+        rollback(s);
+    s->group_open = 0;
+    for (op = s->pending; op; op = next) {
+        next = op->next;
+        if (rc == 0 && s->ix)
+            apply_op(s->ix, op);
+        free_op(op);
+    }
+    s->pending = NULL;
+    s->pending_tail = &s->pending;
+    return rc;
 }
 
 /* A tag change remembered until after the commit, for the index. */
@@ -427,13 +615,11 @@ static int stage_change(store *s, int64_t seq, tag_change *c, const char *key, c
 static void index_changes(store *s, const char *project, int64_t seq,
                           const tag_change *ch, size_t n)
 {
-    if (!s->ix)
-        return;
     for (size_t i = 0; i < n; i++) {
         if (ch[i].value && !(ch[i].old_value && strcmp(ch[i].old_value, ch[i].value) == 0))
-            tagidx_tag_set(s->ix, project, (uint32_t)seq, ch[i].key, ch[i].old_value, ch[i].value);
+            ix_tag_set(s, project, (uint32_t)seq, ch[i].key, ch[i].old_value, ch[i].value);
         else if (!ch[i].value && ch[i].old_value)
-            tagidx_tag_del(s->ix, project, (uint32_t)seq, ch[i].key, ch[i].old_value);
+            ix_tag_del(s, project, (uint32_t)seq, ch[i].key, ch[i].old_value);
     }
 }
 
@@ -446,7 +632,7 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
     size_t n = 0;
     int64_t seq = 0;
     int changed = 0;
-    if (!ch || begin(s) != 0)
+    if (!ch || txn_begin(s) != 0)
         goto done;
     if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
         goto done;
@@ -462,13 +648,13 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         result = STORE_QUOTA;
         goto done;
     }
-    if ((changed && touch(s, seq) != 0) || commit(s) != 0)
+    if ((changed && touch(s, seq) != 0) || txn_commit(s) != 0)
         goto done;
     result = STORE_OK;
     index_changes(s, project, seq, ch, n);
 done:
     if (result != STORE_OK)
-        rollback(s);
+        txn_rollback(s);
     for (size_t i = 0; i < n; i++)
         free(ch[i].old_value);
     free(ch);
@@ -519,7 +705,7 @@ store_rc store_image_create(store *s, const char *project, const char *id,
             return STORE_ERROR;
         id = fresh;
     }
-    if (begin(s) != 0)
+    if (txn_begin(s) != 0)
         return STORE_ERROR;
     if ((result = insert_image(s, project, id, name, status, attrs, created, &seq)) != STORE_OK)
         goto fail;
@@ -527,19 +713,17 @@ store_rc store_image_create(store *s, const char *project, const char *id,
     for (size_t i = 0; i < ntags; i++)
         if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
             goto fail;
-    if (commit(s) != 0)
+    if (txn_commit(s) != 0)
         goto fail;
     s->last_created_ms = created;
     if (id_out)
         memcpy(id_out, id, 37);
-    if (s->ix) {
-        tagidx_image_add(s->ix, project, (uint32_t)seq, name);
-        for (size_t i = 0; i < ntags; i++)
-            tagidx_tag_set(s->ix, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
-    }
+    ix_image_add(s, project, (uint32_t)seq, name);
+    for (size_t i = 0; i < ntags; i++)
+        ix_tag_set(s, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
     return STORE_OK;
 fail:
-    rollback(s);
+    txn_rollback(s);
     return result;
 }
 
@@ -589,7 +773,7 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     tag_list old = {0};
     int64_t seq = 0;
     store_rc result;
-    if (begin(s) != 0)
+    if (txn_begin(s) != 0)
         return STORE_ERROR;
     if ((result = image_seq(s, project, id, &seq)) != STORE_OK)
         goto fail;
@@ -597,14 +781,13 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     if (store_image_tags(s, seq, collect_tag, &old) != 0 || old.oom)
         goto fail;
     if (run_tag_stmt(s, Q_TAGS_DELETE_ALL, seq, NULL, NULL) != 0 ||
-        run_tag_stmt(s, Q_IMAGE_DELETE, seq, NULL, NULL) != 0 || commit(s) != 0)
+        run_tag_stmt(s, Q_IMAGE_DELETE, seq, NULL, NULL) != 0 || txn_commit(s) != 0)
         goto fail;
-    if (s->ix)
-        tagidx_image_remove(s->ix, project, (uint32_t)seq, old.tags, old.n);
+    ix_image_remove(s, project, (uint32_t)seq, old.tags, old.n);
     tag_list_free(&old);
     return STORE_OK;
 fail:
-    rollback(s);
+    txn_rollback(s);
     tag_list_free(&old);
     return result;
 }
@@ -791,7 +974,7 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
     int64_t seq = 0, created = next_created_ms(s);
     sqlite3_stmt *st;
     store_rc rc;
-    if (util_uuid(image_id) != 0 || begin(s) != 0)
+    if (util_uuid(image_id) != 0 || txn_begin(s) != 0)
         return STORE_ERROR;
     if ((rc = insert_image(s, project, image_id, name, "queued", attrs, created, &seq)) != STORE_OK)
         goto fail;
@@ -813,18 +996,16 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
         goto fail;
     }
     sqlite3_reset(st);
-    if (commit(s) != 0)
+    if (txn_commit(s) != 0)
         goto fail;
     s->last_created_ms = created;
     memcpy(image_id_out, image_id, 37);
-    if (s->ix) {
-        tagidx_image_add(s->ix, project, (uint32_t)seq, name);
-        for (size_t i = 0; i < ntags; i++)
-            tagidx_tag_set(s->ix, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
-    }
+    ix_image_add(s, project, (uint32_t)seq, name);
+    for (size_t i = 0; i < ntags; i++)
+        ix_tag_set(s, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
     return STORE_OK;
 fail:
-    rollback(s);
+    txn_rollback(s);
     return rc;
 }
 
@@ -897,7 +1078,7 @@ static store_rc job_transition(store *s, const char *job_id, const char *job_sta
     char image_id[64];
     sqlite3_stmt *st;
     store_rc rc;
-    if (begin(s) != 0)
+    if (txn_begin(s) != 0)
         return STORE_ERROR;
     if ((rc = store_job_get(s, NULL, job_id, &j)) != STORE_OK)
         goto fail;
@@ -916,11 +1097,11 @@ static store_rc job_transition(store *s, const char *job_id, const char *job_sta
     }
     sqlite3_reset(st);
     /* the image may have been deleted meanwhile: the job still ends */
-    if (store_image_set_status(s, image_id, image_status) == STORE_ERROR || commit(s) != 0)
+    if (store_image_set_status(s, image_id, image_status) == STORE_ERROR || txn_commit(s) != 0)
         goto fail;
     return STORE_OK;
 fail:
-    rollback(s);
+    txn_rollback(s);
     return rc;
 }
 

@@ -46,6 +46,16 @@ int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_errmsg(const store *s);
 void store_attach_index(store *s, tagidx *ix);
+/* Group commit: from now on writes of several requests share one
+ * transaction (each in its own savepoint, so a failing request undoes only
+ * itself).  hook runs when a group opens; the caller must then call
+ * store_group_commit before acknowledging any of the group's requests. */
+void store_group_enable(store *s, void (*hook)(void *ud), void *ud);
+int store_group_open(const store *s);
+/* Commits the open group (one fsync) and feeds the index.  0 ok, -1 the
+ * commit failed and every write of the group is undone. */
+int store_group_commit(store *s);
+
 /* Fills ix from the database (start-up rebuild). */
 int store_index_build(store *s, tagidx *ix);
 
