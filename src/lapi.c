@@ -160,6 +160,16 @@ static int l_image_tags(lua_State *L)
     return 1;
 }
 
+/* A string C may treat as NUL-terminated: embedded NULs would silently
+ * shorten it, so they are a script error here (handlers reject them). */
+static const char *check_plain(lua_State *L, int at, int arg)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, at, &len);
+    luaL_argcheck(L, strlen(s) == len, arg, "strings must not contain NUL");
+    return s;
+}
+
 /* Reads {{key=, value=}, ...} at idx into a userdata array left on the
  * stack [-0, +1]; the strings stay owned by the Lua table. */
 static store_tag *check_tags(lua_State *L, int idx, size_t *n)
@@ -175,8 +185,8 @@ static store_tag *check_tags(lua_State *L, int idx, size_t *n)
         lua_getfield(L, -2, "value");
         luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING,
                       idx, "tag key and value must be strings");
-        tags[i].key = lua_tostring(L, -2);
-        tags[i].value = lua_tostring(L, -1);
+        tags[i].key = check_plain(L, -2, idx);
+        tags[i].value = check_plain(L, -1, idx);
         lua_pop(L, 3);          /* the strings stay alive in the table at idx */
     }
     return tags;
@@ -192,7 +202,7 @@ static const char **check_strings(lua_State *L, int idx, size_t *n)
     for (size_t i = 0; i < *n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, idx, "list of strings expected");
-        v[i] = lua_tostring(L, -1);
+        v[i] = check_plain(L, -1, idx);
         lua_pop(L, 1);
     }
     return v;

@@ -211,6 +211,12 @@ static void open_sandbox(lua_State *L)
         lua_setfield(L, -3, *n);
     }
     lua_pop(L, 1);
+    /* require("os") must find the trimmed table, not the full library
+     * luaL_requiref left in the loaded-modules table */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, LUA_OSLIBNAME);
+    lua_pop(L, 1);
     lua_setglobal(L, LUA_OSLIBNAME);
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_pop(L, 1);

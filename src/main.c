@@ -140,37 +140,6 @@ static int open_store(const char *path, store **s)
     return 0;
 }
 
-void gw_settle(gw *g)
-{
-    if (g->retired && !g->in_request) {
-        lhost_free(g->retired);
-        g->retired = NULL;
-    }
-}
-
-int gw_reload(gw *g, char *err, size_t errlen)
-{
-    lhost *next;
-    char *tb;
-    if (g->retired) {
-        snprintf(err, errlen, "a reload is still settling; try again");
-        g->stats.reloads_failed++;
-        return -1;
-    }
-    next = lhost_new(g, g->generation + 1, err, errlen);
-    if (!next) {
-        if ((tb = strstr(err, "\nstack traceback:")))
-            *tb = '\0';       /* the client gets file:line: what */
-        g->stats.reloads_failed++;
-        return -1;
-    }
-    g->retired = g->lua;
-    g->lua = next;
-    g->generation++;
-    g->stats.reloads_ok++;
-    return 0;
-}
-
 /* First start with no credentials: one admin credential for a new
  * project, printed once with a command to paste. */
 static int bootstrap_credentials(gw *g)

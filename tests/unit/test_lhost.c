@@ -1,0 +1,192 @@
+/* In-process tests of the Lua host: (1) table-driven rows of request ->
+ * status and error code through the real scripts (lua/, policies/) on a
+ * temporary database, no HTTP; (2) the sandbox and budgets, through a probe
+ * generation (tests/lua/probe) that runs the request body as a chunk.
+ * Run from the repository root (make unit does). */
+#include "config.h"
+#include "gw.h"
+#include "lhost.h"
+#include "store.h"
+#include "tagidx.h"
+#include "unit.h"
+
+#include <event2/buffer.h>
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define PROJECT "0123456789abcdef0123456789abcdef"
+
+static const char *header(void *ud, const char *name)
+{
+    (void)ud;
+    return strcasecmp(name, "X-Project-Id") == 0 ? PROJECT : NULL;
+}
+
+typedef struct {
+    lhost_rc rc;
+    int status;
+    char body[4096];
+} result;
+
+static result run(lhost *h, const char *method, const char *path, const char *body)
+{
+    lhost_request r = {0};
+    lhost_response resp = {0};
+    result out = {0};
+    size_t n;
+    r.id = "test";
+    r.method = method;
+    r.path = path;
+    r.body = body ? body : "";
+    r.body_len = body ? strlen(body) : 0;
+    r.header = header;
+    resp.body = evbuffer_new();
+    out.rc = lhost_handle(h, &r, &resp);
+    out.status = resp.status;
+    n = evbuffer_copyout(resp.body, out.body, sizeof out.body - 1);
+    out.body[n > 0 ? n : 0] = '\0';
+    evbuffer_free(resp.body);
+    return out;
+}
+
+static void replace(char *dst, size_t cap, const char *src, const char *what, const char *with)
+{
+    const char *at = strstr(src, what);
+    if (!at)
+        snprintf(dst, cap, "%s", src);
+    else
+        snprintf(dst, cap, "%.*s%s%s", (int)(at - src), src, with, at + strlen(what));
+}
+
+/* Layer 2: every row of tests/lua/cases.lua. */
+static void run_cases(lhost *h)
+{
+    lua_State *L = luaL_newstate();
+    char image[64] = "", path[512], body_expect[64];
+    result made = run(h, "POST", "/v2/images", "{\"name\": \"cases\"}");
+    const char *id = strstr(made.body, "\"id\":\"");
+    CHECK(made.status == 201 && id);
+    if (id)
+        snprintf(image, sizeof image, "%.36s", id + 6);
+    luaL_openlibs(L);
+    if (luaL_dofile(L, "tests/lua/cases.lua") != LUA_OK) {
+        fprintf(stderr, "cases.lua: %s\n", lua_tostring(L, -1));
+        CHECK(0);
+        lua_close(L);
+        return;
+    }
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+        const char *method, *p, *body, *code;
+        int status;
+        lua_rawgeti(L, -1, 1); method = lua_tostring(L, -1);
+        lua_rawgeti(L, -2, 2); p = lua_tostring(L, -1);
+        lua_rawgeti(L, -3, 3); body = lua_tostring(L, -1);
+        lua_rawgeti(L, -4, 4); status = (int)lua_tointeger(L, -1);
+        lua_rawgeti(L, -5, 5); code = lua_tostring(L, -1);
+        replace(path, sizeof path, p, "{image}", image);
+        result got = run(h, method, path, body);
+        snprintf(body_expect, sizeof body_expect, "\"%s\"", code ? code : "");
+        if (got.rc != LHOST_OK || got.status != status || (code && !strstr(got.body, body_expect))) {
+            fprintf(stderr, "case %lld: %s %s -> %d %s (expected %d %s)\n", (long long)i, method, path,
+                    got.status, got.body, status, code ? code : "");
+            CHECK(0);
+        } else {
+            CHECK(1);
+        }
+        lua_pop(L, 6);
+    }
+    lua_close(L);
+}
+
+typedef struct {
+    const char *chunk;
+    lhost_rc rc;
+    const char *body;     /* expected body when rc is LHOST_OK */
+} probe_case;
+
+static const probe_case probes[] = {
+    {"return rawget(_G, 'io') == nil and rawget(_G, 'package') == nil and rawget(_G, 'debug') == nil",
+     LHOST_OK, "true"},
+    {"return os.execute == nil and os.exit == nil and os.getenv == nil and os.remove == nil", LHOST_OK, "true"},
+    {"return require('os').execute == nil and require('os').time ~= nil", LHOST_OK, "true"},
+    {"return string.dump == nil and rawget(_G, 'dofile') == nil and rawget(_G, 'loadfile') == nil",
+     LHOST_OK, "true"},
+    {"return io", LHOST_ERROR, NULL},     /* reading an undeclared global raises */
+    {"return load(string.char(27) .. 'LuaT\\0') == nil", LHOST_OK, "true"},
+    {"return getmetatable('')", LHOST_OK, "false"},
+    {"return require('io')", LHOST_ERROR, NULL},
+    {"return require('debug')", LHOST_ERROR, NULL},
+    {"return require('../../etc/passwd')", LHOST_ERROR, NULL},
+    {"setmetatable(_G, {})", LHOST_ERROR, NULL},
+    {"collectgarbage('stop')", LHOST_ERROR, NULL},
+    {"leaked_global = 1", LHOST_ERROR, NULL},
+    {"error('boom')", LHOST_ERROR, NULL},
+    {"while true do end", LHOST_BUDGET, NULL},
+    {"while true do pcall(function() while true do end end) end", LHOST_BUDGET, NULL},
+    {"local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end", LHOST_BUDGET, NULL},
+    {"local t = {} for i = 1, 1e9 do pcall(function() t[#t + 1] = string.rep('y', 65536) .. i end) end",
+     LHOST_BUDGET, NULL},
+    {"return 1 + 1", LHOST_OK, "2"},
+};
+
+/* Layer 2 for the sandbox: escapes fail, budgets stop runaways, and the
+ * next request is served. */
+static void run_probes(gw *g)
+{
+    char err[2048];
+    lhost *h;
+    config_set(&g->opt, "scripts", "tests/lua/probe", err, sizeof err);
+    g->opt.script_time_ms = 300;
+    g->opt.script_memory = 32u << 20;
+    h = lhost_new(g, 2, err, sizeof err);
+    CHECK(h != NULL);
+    if (!h) {
+        fprintf(stderr, "probe host: %s\n", err);
+        return;
+    }
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        result got = run(h, "POST", "/probe", probes[i].chunk);
+        int ok = got.rc == probes[i].rc && (probes[i].rc != LHOST_OK || strcmp(got.body, probes[i].body) == 0);
+        if (!ok)
+            fprintf(stderr, "probe %zu: `%s` -> rc %d body '%s' (expected rc %d)\n", i,
+                    probes[i].chunk, got.rc, got.body, probes[i].rc);
+        CHECK(ok);
+    }
+    CHECK(lhost_memory(h) < (32u << 20));
+    lhost_free(h);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/tagway-lhost-XXXXXX", db[256], err[2048];
+    gw g = {0};
+    lhost *h;
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(db, sizeof db, "%s/t.db", dir);
+    config_defaults(&g.opt);
+    g.opt.auth = 0;
+    CHECK(store_open(&g.store, db, err, sizeof err) == 0);
+    g.index = tagidx_new();
+    store_attach_index(g.store, g.index);
+    h = lhost_new(&g, 1, err, sizeof err);
+    CHECK(h != NULL);
+    if (h) {
+        g.lua = h;
+        run_cases(h);
+        lhost_free(h);
+    } else {
+        fprintf(stderr, "host: %s\n", err);
+    }
+    run_probes(&g);
+    store_close(g.store);
+    tagidx_free(g.index);
+    snprintf(err, sizeof err, "rm -rf '%s'", dir);
+    if (system(err) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return unit_done("test_lhost");
+}
