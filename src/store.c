@@ -101,8 +101,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_JOB_SET] = "UPDATE jobs SET status = ?2, error_code = ?3, fail_reason = ?4,"
                   " end_ms = ?5 WHERE id = ?1",
     [Q_JOB_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status",
-    [Q_IDX_TAGS] = "SELECT t.seq, i.project_id, t.key, t.value FROM image_tags t"
-                   " JOIN images i ON i.seq = t.seq",
+    [Q_IDX_TAGS] = "SELECT seq, key, value FROM image_tags ORDER BY seq",
 };
 
 struct store {
@@ -918,33 +917,108 @@ int store_counts(store *s, int64_t *images, int64_t *tags)
     return *images < 0 || *tags < 0 ? -1 : 0;
 }
 
-int store_index_build(store *s, tagidx *ix)
+/* seq -> project, in seq order, so the tag pass needs no join: both
+ * passes walk their tables in seq order side by side. */
+typedef struct {
+    int64_t seq;
+    uint32_t project;            /* index into the project list */
+} seq_project;
+
+typedef struct {
+    char **names;
+    size_t n, cap;
+} project_list;
+
+/* Index of project in the list, adding it; projects are few. */
+static int project_slot(project_list *pl, const char *project, uint32_t *slot)
+{
+    if (pl->n && strcmp(pl->names[pl->n - 1], project) == 0) {
+        *slot = (uint32_t)(pl->n - 1);
+        return 0;
+    }
+    for (size_t i = 0; i < pl->n; i++)
+        if (strcmp(pl->names[i], project) == 0) {
+            *slot = (uint32_t)i;
+            return 0;
+        }
+    if (pl->n == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 16;
+        char **grown = realloc(pl->names, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        pl->names = grown;
+        pl->cap = cap;
+    }
+    if (!(pl->names[pl->n] = strdup(project)))
+        return -1;
+    *slot = (uint32_t)pl->n++;
+    return 0;
+}
+
+static int build_images(store *s, tagidx *ix, seq_project **map, size_t *nmap, project_list *pl)
 {
     sqlite3_stmt *st = stmt(s, Q_IDX_IMAGES);
+    size_t cap = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (tagidx_image_add(ix, col_text(st, 1), (uint32_t)sqlite3_column_int64(st, 0),
-                             col_text(st, 2)) != 0)
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        seq_project e = {sqlite3_column_int64(st, 0), 0};
+        if (*nmap == cap) {
+            seq_project *grown = realloc(*map, (cap = cap ? cap * 2 : 4096) * sizeof *grown);
+            if (!grown)
+                goto oom;
+            *map = grown;
+        }
+        if (project_slot(pl, col_text(st, 1), &e.project) != 0 ||
+            tagidx_image_add(ix, pl->names[e.project], (uint32_t)e.seq, col_text(st, 2)) != 0)
             goto oom;
+        (*map)[(*nmap)++] = e;
+    }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto fail;
-    st = stmt(s, Q_IDX_TAGS);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (tagidx_tag_set(ix, col_text(st, 1), (uint32_t)sqlite3_column_int64(st, 0),
-                           col_text(st, 2), NULL, col_text(st, 3)) != 0)
-            goto oom;
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto fail;
-    return 0;
+    return rc == SQLITE_DONE ? 0 : -1;
 oom:
     sqlite3_reset(st);
-    snprintf(s->err, sizeof s->err, "index build: out of memory");
-    return -1;
-fail:
-    set_err(s, "index build");
-    return -1;
+    return -2;
+}
+
+static int build_tags(store *s, tagidx *ix, const seq_project *map, size_t nmap,
+                      const project_list *pl)
+{
+    sqlite3_stmt *st = stmt(s, Q_IDX_TAGS);
+    size_t j = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        while (j < nmap && map[j].seq < seq)
+            j++;
+        if (j == nmap || map[j].seq != seq)
+            continue;           /* a tag without its image: nothing to index */
+        if (tagidx_tag_set(ix, pl->names[map[j].project], (uint32_t)seq, col_text(st, 1), NULL,
+                           col_text(st, 2)) != 0) {
+            sqlite3_reset(st);
+            return -2;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_index_build(store *s, tagidx *ix)
+{
+    seq_project *map = NULL;
+    size_t nmap = 0;
+    project_list pl = {0};
+    int rc = build_images(s, ix, &map, &nmap, &pl);
+    if (rc == 0)
+        rc = build_tags(s, ix, map, nmap, &pl);
+    if (rc == -2)
+        snprintf(s->err, sizeof s->err, "index build: out of memory");
+    else if (rc != 0)
+        set_err(s, "index build");
+    for (size_t i = 0; i < pl.n; i++)
+        free(pl.names[i]);
+    free(pl.names);
+    free(map);
+    return rc == 0 ? 0 : -1;
 }
 
 int store_bulk_begin(store *s) { return begin(s); }
