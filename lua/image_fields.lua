@@ -34,8 +34,8 @@ function fields.description(body)
   if v == nil then return "" end
   if type(v) ~= "string" or not utf8.len(v) then fail(400, "IMG.0054", "description: must be a string") end
   if utf8.len(v) > 1024 then fail(400, "IMG.0004", "description: must be at most 1024 characters") end
-  if v:find("[\r\n<>]") then
-    fail(400, "IMG.0054", "description: must not contain carriage returns, line feeds, '<' or '>'")
+  if v:find("[\r\n<>%z]") then
+    fail(400, "IMG.0054", "description: must not contain carriage returns, line feeds, NUL, '<' or '>'")
   end
   return v
 end

@@ -28,11 +28,6 @@ function request.json_object(req)
   if not utf8.len(body) then
     fail(400, "IMG.0001", "request body is not valid UTF-8")
   end
-  -- NUL would cut a key short once it reaches C and SQLite: refuse it
-  -- whether raw or escaped.
-  if body:find("\0", 1, true) or body:find("\\u0000") then
-    fail(400, "IMG.0001", "request body must not contain NUL characters")
-  end
   if not body:find("^%s*{") then
     fail(400, "IMG.0001", "request body must be a JSON object")
   end

@@ -7,8 +7,8 @@
 #include "sha256.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -81,7 +81,7 @@ static int pct_decode(const char *s, size_t n, char *out, size_t *outlen)
             out[o++] = s[i];
             continue;
         }
-        if (i + 2 >= n + 0 && i + 2 > n - 1 + 1)
+        if (n - i < 3)
             return -1;
         int hi = hexval((unsigned char)s[i + 1]);
         int lo = hexval((unsigned char)s[i + 2]);
@@ -378,6 +378,210 @@ int aksk_sign(const aksk_request *r, const char *signed_headers,
     return 0;
 fail:
     free(canon);
+    if (err)
+        *err = e;
+    return -1;
+}
+
+/* Copies src[0..n) into dst (cap bytes) if it fits.  0 ok, -1 too long. */
+static int copy_field(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        return -1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* Stores the 64-hex-digit signature lower-cased.  0 ok, -1 bad. */
+static int copy_signature(char out[65], const char *v, size_t n)
+{
+    if (n != 64)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int d = hexval((unsigned char)v[i]);
+        if (d < 0)
+            return -1;
+        out[i] = "0123456789abcdef"[d];
+    }
+    out[64] = '\0';
+    return 0;
+}
+
+/* Parses one "Key=value" part of s[0..n) (trailing blanks trimmed) into
+ * out; *seen gets bit 1 Access, 2 SignedHeaders, 4 Signature. */
+static int parse_part(const char *s, size_t n, aksk_auth *out, int *seen,
+                      const char **err)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    const char *eq = memchr(s, '=', n);
+    *err = "malformed authorization header";
+    if (!eq || eq + 1 == s + n)
+        return -1;
+    size_t kl = (size_t)(eq - s), vl = n - kl - 1;
+    for (size_t i = 0; i < vl; i++)
+        if ((unsigned char)eq[1 + i] <= ' ' || eq[1 + i] == 0x7f)
+            return -1;
+    int bit = kl == 6 && memcmp(s, "Access", 6) == 0 ? 1
+            : kl == 13 && memcmp(s, "SignedHeaders", 13) == 0 ? 2
+            : kl == 9 && memcmp(s, "Signature", 9) == 0 ? 4 : 0;
+    if (bit == 0 || (*seen & bit))
+        return -1;
+    *seen |= bit;
+    *err = "authorization field too long";
+    if (bit == 1)
+        return copy_field(out->access, sizeof out->access, eq + 1, vl);
+    if (bit == 2)
+        return copy_field(out->signed_headers, sizeof out->signed_headers,
+                          eq + 1, vl);
+    *err = "invalid signature format";
+    return copy_signature(out->signature, eq + 1, vl);
+}
+
+int aksk_parse(const char *authorization, aksk_auth *out, const char **err)
+{
+    const char *e = "malformed authorization header";
+    const char *p = authorization;
+    int seen = 0;
+    if (!p || !out)
+        goto fail;
+    memset(out, 0, sizeof *out);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t alen = strcspn(p, " \t");
+    if (alen != strlen(ALGORITHM) || memcmp(p, ALGORITHM, alen) != 0) {
+        e = "unsupported authorization algorithm";
+        goto fail;
+    }
+    for (p += alen; *p == ' ' || *p == '\t'; p++)
+        ;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (parse_part(p, n, out, &seen, &e) < 0)
+            goto fail;
+        for (p += n + (p[n] == ',' ? 1 : 0); *p == ' ' || *p == '\t'; p++)
+            ;
+    }
+    e = !(seen & 1) ? "missing Access" : !(seen & 2) ? "missing SignedHeaders"
+      : !(seen & 4) ? "missing Signature" : NULL;
+    if (e)
+        goto fail;
+    return 0;
+fail:
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (err)
+        *err = e;
+    return -1;
+}
+
+/* Value of n decimal digits at s, or -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[m - 1] + (m == 2 && leap);
+}
+
+int aksk_parse_date(const char *s, time_t *out)
+{
+    if (!s || !out || strlen(s) != 16 || s[8] != 'T' || s[15] != 'Z')
+        return -1;
+    int y = digits(s, 4), mo = digits(s + 4, 2), d = digits(s + 6, 2);
+    int h = digits(s + 9, 2), mi = digits(s + 11, 2), se = digits(s + 13, 2);
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || se < 0 || se > 59)
+        return -1;
+    if (d > days_in_month(y, mo))
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *out = t;
+    return 0;
+}
+
+/* 1 if the ';'-separated list contains name (ASCII case-insensitive). */
+static int list_has(const char *list, const char *name)
+{
+    size_t nl = strlen(name);
+    while (*list) {
+        size_t n = strcspn(list, ";");
+        if (n == nl && strncasecmp(list, name, n) == 0)
+            return 1;
+        list += n + (list[n] == ';' ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Header-level checks before the signature: date present, valid, within
+ * the window, and signed; a security token, if sent, signed too. */
+static int check_date_and_token(const aksk_request *r, const aksk_auth *auth,
+                                time_t now, int skew_s, const char **err)
+{
+    const char *date = r->header(r->header_ud, "x-sdk-date");
+    time_t t;
+    if (!date) {
+        *err = "missing x-sdk-date";
+        return -1;
+    }
+    if (aksk_parse_date(date, &t) < 0) {
+        *err = "x-sdk-date invalid";
+        return -1;
+    }
+    long long diff = (long long)now - (long long)t;
+    if (skew_s < 0 || diff > skew_s || diff < -(long long)skew_s) {
+        *err = "x-sdk-date out of range";
+        return -1;
+    }
+    if (!list_has(auth->signed_headers, "x-sdk-date")) {
+        *err = "x-sdk-date not signed";
+        return -1;
+    }
+    if (r->header(r->header_ud, "x-security-token") &&
+        !list_has(auth->signed_headers, "x-security-token")) {
+        *err = "x-security-token not signed";
+        return -1;
+    }
+    return 0;
+}
+
+int aksk_verify(const aksk_request *r, const aksk_auth *auth, const char *sk,
+                time_t now, int skew_s, const char **err)
+{
+    const char *e = "verify aksk signature fail";
+    char want[65];
+    if (!r || !r->header || !auth || !sk)
+        goto fail;
+    if (check_date_and_token(r, auth, now, skew_s, &e) < 0)
+        goto fail;
+    const char *date = r->header(r->header_ud, "x-sdk-date");
+    if (aksk_sign(r, auth->signed_headers, date, sk, want, &e) < 0)
+        goto fail;
+    e = "verify aksk signature fail";
+    if (strlen(auth->signature) != 64 || !ct_equal(want, auth->signature, 64))
+        goto fail;
+    return 0;
+fail:
     if (err)
         *err = e;
     return -1;

@@ -162,6 +162,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     g->in_request = 1;
     rc = lhost_handle(g->lua, &r, &rp->resp);
     g->in_request = 0;
+    store_release(g->store);
     if (rc != LHOST_OK)
         script_failure_body(&rp->resp, rc);
     free(uri);
@@ -303,9 +304,11 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     evhttp_set_gencb(g->http, on_request, g);
-    /* evhttp answers bodies past this itself; between body_limit and this
-     * the scripts answer the JSON 413. */
-    evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 4 + 4096));
+    /* evhttp answers bodies past this itself (413, its own HTML body and
+     * the connection closed); between body_limit and this the scripts
+     * answer the JSON 413.  Bounded so a client cannot make us buffer
+     * without limit. */
+    evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 32 + 4096));
     evhttp_set_max_headers_size(g->http, 16 * 1024);
     evhttp_set_timeout(g->http, g->opt.timeout_s);
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |

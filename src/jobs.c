@@ -129,6 +129,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < b.n; i++)
             active += step(j, b.ids[i]);
     j->g->in_request = 0;
+    store_release(j->g->store);
     if (active || b.n == BATCH)
         arm(j);
 }

@@ -276,6 +276,12 @@ void store_close(store *s)
 
 void store_attach_index(store *s, tagidx *ix) { s->ix = ix; }
 
+void store_release(store *s)
+{
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_reset(s->q[i]);
+}
+
 static const char *col_text(sqlite3_stmt *st, int i)
 {
     return (const char *)sqlite3_column_text(st, i);

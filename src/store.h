@@ -59,6 +59,11 @@ int store_group_commit(store *s);
 /* Fills ix from the database (start-up rebuild). */
 int store_index_build(store *s, tagidx *ix);
 
+/* Ends every borrowed row: resets all statements so the connection holds
+ * no read snapshot between requests (other processes' writes, such as a
+ * revoked credential, become visible).  Called after each request. */
+void store_release(store *s);
+
 /* Images */
 store_rc store_image_get(store *s, const char *project, const char *id, store_image *out);
 store_rc store_image_by_seq(store *s, int64_t seq, store_image *out);

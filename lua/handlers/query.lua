@@ -20,6 +20,7 @@ end
 
 local function check_string(v, field, max)
   if type(v) ~= "string" then bad(field .. ": must be a string") end
+  if v:find("\0", 1, true) then bad(field .. ": must not contain NUL characters") end
   local n = text.length(v)
   if not n then bad(field .. ": is not valid UTF-8") end
   if n > max then bad(field .. ": must be at most " .. max .. " characters") end
