@@ -58,6 +58,13 @@ asan:
 bench: all
 	$(PYTHON) tests/bench/bench.py --bin $(abspath $(BUILD)/tagway)
 
+demo: all
+	bash examples/demo.sh
+
+fuzz: all
+	@TAGWAY_DEPS_EXTRA=asan bash .ci/deps.sh
+	bash tests/fuzz/run.sh
+
 check: all
 	$(BUILD)/tagway check
 
