@@ -21,7 +21,7 @@ return {
   { "POST", T .. "/action", '{"action":"create","tags":[]}', 400, "IMG.0001" },
   { "POST", T .. "/action", '{"action":"create","tags":[{"key":"a b","value":"x"}]}', 400, "IMG.0115" },
   { "POST", T .. "/action", '{"action":"create","tags":[{"key":"a","value":"x"},{"key":"a","value":"y"}]}', 400, "IMG.0115" },
-  { "POST", T .. "/action", '{"action":"create","tags":[{"key":"a\\u0000b","value":"x"}]}', 400, "IMG.0001" },
+  { "POST", T .. "/action", '{"action":"create","tags":[{"key":"a\\u0000b","value":"x"}]}', 400, "IMG.0115" },
   { "POST", T .. "/action", '{"action":"create","tags":' .. tags(10) .. '}', 204 },
   { "POST", T .. "/action", '{"action":"create","tags":' .. tags(1, "extra") .. '}', 400, "IMG.0116" },
   { "POST", T .. "/action", '{"action":"delete","tags":[{"key":"k1"},{"key":"absent"}]}', 204 },

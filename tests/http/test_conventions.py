@@ -1,0 +1,369 @@
+"""API.md §0 (conventions) and §0.1 (error bodies, precedence)."""
+import json
+
+import pytest
+
+from conftest import JSON_CT, gateway_error, ims_error, random_project, raw_http
+
+MiB = 1024 * 1024
+CJK = "\u90e8"          # 部
+EMOJI = "\U0001F600"    # 4-byte UTF-8
+
+
+# ---- headers --------------------------------------------------------------
+
+def test_request_id_present_and_unique(gw, image):
+    ids = []
+    calls = [
+        ("GET", "/healthz", None),
+        ("GET", gw.tags_path(image), None),
+        ("POST", gw.tags_path(image) + "/action", {"action": "create", "tags": [{"key": "r", "value": "1"}]}),
+        ("GET", "/no/such/route", None),
+        ("POST", "/v2/images", "not json"),
+        ("GET", "/v2/%s/images/tags" % random_project(), None),
+    ]
+    for _ in range(5):
+        for method, path, body in calls:
+            st, h, _, _ = gw.request(method, path, body)
+            rid = h["X-Request-Id"]
+            assert rid, (method, path, st)
+            ids.append(rid)
+    # also without credentials
+    st, h, _, _ = gw.request("GET", gw.tags_path(image), token=None)
+    assert st == 401 and h["X-Request-Id"]
+    ids.append(h["X-Request-Id"])
+    assert len(set(ids)) == len(ids)
+
+
+def test_content_type_on_json_bodies(gw, image):
+    for method, path, body, status in [
+        ("GET", "/healthz", None, 200),
+        ("GET", gw.tags_path(image), None, 200),
+        ("POST", "/v2/images", {"name": "ct-test"}, 201),
+        ("POST", "/v2/images", "{bad", 400),
+        ("GET", "/nowhere", None, 404),
+    ]:
+        st, h, js, raw = gw.request(method, path, body)
+        assert st == status, (method, path, raw)
+        assert raw and js is not None
+        assert h["Content-Type"] == JSON_CT, (method, path, h["Content-Type"])
+
+
+def test_204_has_no_body(gw, image):
+    st, h, js, raw = gw.batch(image, "create", [{"key": "k", "value": "v"}])
+    assert st == 204
+    assert raw == b""
+
+
+# ---- UTF-8 and lengths ------------------------------------------------------
+
+def test_key_36_cjk_accepted_37_rejected(gw, image):
+    k36, k37 = CJK * 36, CJK * 37
+    st, _, _, raw = gw.batch(image, "create", [{"key": k36, "value": "v"}])
+    assert st == 204, raw
+    st, _, js, _ = gw.batch(image, "create", [{"key": k37, "value": "v"}])
+    assert st == 400
+    ims_error(js, "IMG.0115")
+    assert gw.image_tags(image) == [{"key": k36, "value": "v"}]
+
+
+def test_value_43_cjk_accepted_44_rejected(gw, image):
+    st, _, _, raw = gw.batch(image, "create", [{"key": "k", "value": CJK * 43}])
+    assert st == 204, raw
+    st, _, js, _ = gw.batch(image, "create", [{"key": "k", "value": CJK * 44}])
+    assert st == 400
+    ims_error(js, "IMG.0115")
+    assert gw.image_tags(image) == [{"key": "k", "value": CJK * 43}]
+
+
+def test_emoji_key_rejected_by_charset(gw, image):
+    st, _, js, _ = gw.batch(image, "create", [{"key": EMOJI, "value": "v"}])
+    assert st == 400
+    ims_error(js, "IMG.0115")
+    assert gw.image_tags(image) == []
+
+
+def test_delete_key_length_counts_code_points_of_4_byte_chars(gw, image):
+    # No charset check on delete; 127 code points (508 bytes) is fine.
+    st, _, _, raw = gw.batch(image, "delete", [{"key": EMOJI * 127}])
+    assert st == 204, raw
+    st, _, js, _ = gw.batch(image, "delete", [{"key": EMOJI * 128}])
+    assert st == 400
+    ims_error(js, "IMG.0115")
+
+
+def test_image_name_length_in_code_points(gw):
+    st, _, js, raw = gw.request("POST", "/v2/images", {"name": CJK * 128})
+    assert st == 201, raw
+    assert js["name"] == CJK * 128
+    st, _, js, _ = gw.request("POST", "/v2/images", {"name": CJK * 129})
+    assert st == 400
+    ims_error(js, "IMG.0002")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"action":"create","tags":[{"key":"\xff","value":"v"}]}',
+    b'{"action":"create","tags":[{"key":"k","value":"\xc3\x28"}]}',
+    b'{"action":"create","tags":[{"key":"k","value":"v"}],"junk":"\xed\xa0\x80"}',
+    b'{"action":"cr\xe9ate","tags":[{"key":"k","value":"v"}]}',
+    b'{"action":"create","tags":[{"key":"\xc0\xaf","value":"v"}]}',
+    b'{"action":"create","tags":[{"key":"k","value":"\xf4\x90\x80\x80"}]}',
+    b'{"action":"create","tags":[{"key":"k","value":"\xe9\x83"}]}',
+])
+def test_invalid_utf8_body(gw, image, body):
+    st, h, js, _ = gw.request("POST", gw.tags_path(image) + "/action", body)
+    assert st == 400
+    ims_error(js, "IMG.0001")
+    assert h["Content-Type"] == JSON_CT
+    assert gw.image_tags(image) == []
+
+
+def test_unknown_fields_ignored(gw, image):
+    body = {"action": "create", "extra": {"x": [1, 2]}, "version": 7,
+            "tags": [{"key": "a", "value": "1", "comment": "ignored"}]}
+    st, _, _, raw = gw.request("POST", gw.tags_path(image) + "/action", body)
+    assert st == 204, raw
+    assert gw.image_tags(image) == [{"key": "a", "value": "1"}]
+    st, _, js, raw = gw.request("POST", "/v2/images", {"name": "unk", "colour": "blue", "size": 3})
+    assert st == 201, raw
+    assert "colour" not in js
+
+
+# ---- body size ------------------------------------------------------------------
+
+def padded_body(total):
+    """A valid JSON object of exactly `total` bytes."""
+    head = '{"name":"big","pad":"'
+    tail = '"}'
+    return (head + "x" * (total - len(head) - len(tail)) + tail).encode()
+
+
+def test_body_over_1mib_is_413(gw):
+    body = padded_body(MiB + 1)
+    before = gw.status()["images"]
+    st, h, js, _ = gw.request("POST", "/v2/images", body)
+    assert st == 413
+    gateway_error(js, h, "APIGW.0201")
+    assert h["Content-Type"] == JSON_CT
+    assert gw.status()["images"] == before
+
+
+def test_body_of_exactly_1mib_is_accepted(gw):
+    st, _, js, raw = gw.request("POST", "/v2/images", padded_body(MiB))
+    assert st == 201, raw[:200]
+    assert js["name"] == "big"
+
+
+@pytest.mark.parametrize("size", [5 * MiB, 16 * MiB, 32 * MiB])
+def test_huge_body_is_413_json(gw, size):
+    head = ("POST /v2/images HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "X-Auth-Token: %s\r\nContent-Length: %d\r\n\r\n" % (gw.token, size)).encode()
+    body = b'{"name":"' + b"x" * (size - 11) + b'"}'
+    st, h, raw = raw_http(gw.port, head, body)
+    assert st == 413
+    assert h.get("content-type") == JSON_CT, h
+    assert h.get("x-request-id"), h
+    js = json.loads(raw)
+    assert js["error_code"] == "APIGW.0201"
+    assert js["request_id"] == h["x-request-id"]
+
+
+def test_body_beyond_buffering_cap_is_refused_and_server_healthy(gw):
+    """Past 32x the limit the gateway does not buffer at all: evhttp itself
+    refuses it (413, closing the connection; README documents this), nothing
+    is stored and other clients are unaffected."""
+    size = 40 * MiB
+    before = gw.status()["images"]
+    head = ("POST /v2/images HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "X-Auth-Token: %s\r\nContent-Length: %d\r\n\r\n" % (gw.token, size)).encode()
+    body = b'{"name":"' + b"x" * (size - 11) + b'"}'
+    st, h, raw = raw_http(gw.port, head, body)
+    assert st == 413
+    st, _, js, _ = gw.request("GET", "/healthz")
+    assert st == 200 and js == {"status": "ok"}
+    assert gw.status()["images"] == before
+
+
+def test_body_2mib_is_413(gw, image):
+    body = b'{"action":"create","tags":[{"key":"k","value":"' + b"v" * (2 * MiB) + b'"}]}'
+    st, h, js, _ = gw.request("POST", gw.tags_path(image) + "/action", body)
+    assert st == 413
+    gateway_error(js, h, "APIGW.0201")
+
+
+# ---- malformed bodies -------------------------------------------------------------
+
+def test_empty_body(gw, image):
+    st, _, js, _ = gw.request("POST", gw.tags_path(image) + "/action", b"")
+    assert st == 400
+    ims_error(js, "IMG.0007")
+    st, _, js, _ = gw.request("POST", gw.tags_path(image) + "/action", None)
+    assert st == 400
+    ims_error(js, "IMG.0007")
+    st, _, js, _ = gw.request("POST", "/v2/images", b"")
+    assert st == 400
+    ims_error(js, "IMG.0007")
+    st, _, js, _ = gw.request("POST", gw.tags_path(image), b"")
+    assert st == 400
+    ims_error(js, "IMG.0007")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"action":"create","tags":[{"key":"k","value":"v"}]',
+    b'{"action":',
+    b"action=create",
+    b"{'action':'create'}",
+    b'{"action":"create","tags":[{"key":"k","value":"v"}]} trailing',
+])
+def test_invalid_json(gw, image, body):
+    st, _, js, _ = gw.request("POST", gw.tags_path(image) + "/action", body)
+    assert st == 400
+    ims_error(js, "IMG.0001")
+    assert gw.image_tags(image) == []
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"123", b"true", b"null",
+                                  b'[{"action":"create","tags":[{"key":"k","value":"v"}]}]'])
+def test_body_not_an_object(gw, image, body):
+    st, _, js, _ = gw.request("POST", gw.tags_path(image) + "/action", body)
+    assert st == 400
+    ims_error(js, "IMG.0001")
+    st, _, js, _ = gw.request("POST", "/v2/images", body)
+    assert st == 400
+    ims_error(js, "IMG.0001")
+
+
+def test_wrong_type_names_field(gw, image):
+    st, _, js, _ = gw.batch(image, "create", "not-an-array")
+    assert st == 400
+    assert "tags" in ims_error(js, "IMG.0001")
+
+
+# ---- access log -------------------------------------------------------------------
+
+def test_access_log_line_per_request(gw, image):
+    cases = [
+        ("POST", gw.tags_path(image) + "/action",
+         {"action": "create", "tags": [{"key": "log", "value": "1"}]}, 204,
+         "POST /v2/{project_id}/images/{image_id}/tags/action"),
+        ("GET", gw.tags_path(image), None, 200, "GET /v2/{project_id}/images/{image_id}/tags"),
+        ("GET", "/v2/images/" + image, None, 200, "GET /v2/images/{image_id}"),
+        ("POST", "/v2/images", {"name": 5}, 400, "POST /v2/images"),
+        ("GET", "/healthz", None, 200, "GET /healthz"),
+    ]
+    for method, path, body, status, route in cases:
+        st, h, _, _ = gw.request(method, path, body)
+        assert st == status
+        rid = h["X-Request-Id"]
+        entries = gw.access_log(rid)
+        assert len(entries) == 1, (rid, entries)
+        e = entries[0]
+        assert e["request_id"] == rid
+        assert e["method"] == method
+        assert e["route"] == route
+        assert e["status"] == status
+        assert isinstance(e["latency_us"], int) and e["latency_us"] >= 0
+
+
+def test_access_log_for_gateway_errors(gw):
+    for method, path, token, status in [
+        ("GET", "/no/such/thing", None, 404),
+        ("GET", "/v2/%s/images/tags" % gw.project, None, 401),
+        ("GET", "/v2/%s/images/tags" % random_project(), gw.token, 403),
+    ]:
+        st, h, _, _ = gw.request(method, path, token=token)
+        assert st == status
+        entries = gw.access_log(h["X-Request-Id"])
+        assert len(entries) == 1
+        assert entries[0]["status"] == status and entries[0]["method"] == method
+        assert isinstance(entries[0]["latency_us"], int)
+
+
+# ---- §0.1 precedence ------------------------------------------------------------------
+
+def test_413_before_unknown_route(gw):
+    st, h, js, _ = gw.request("POST", "/no/such/route", padded_body(MiB + 10), token=None)
+    assert st == 413
+    gateway_error(js, h, "APIGW.0201")
+
+
+def test_413_before_401(gw, image):
+    st, h, js, _ = gw.request("POST", gw.tags_path(image) + "/action", padded_body(MiB + 10), token=None)
+    assert st == 413
+    gateway_error(js, h, "APIGW.0201")
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v2/nothing"),
+    ("GET", "/"),
+    ("POST", "/healthz"),
+    ("PUT", "/v2/images"),
+    ("GET", "/v2/images"),
+    ("PATCH", "/v2/images/00000000-0000-0000-0000-000000000000"),
+    ("PUT", "/v2/{p}/images/00000000-0000-0000-0000-000000000000/tags"),
+    ("GET", "/v2/{p}/images/00000000-0000-0000-0000-000000000000/tags/action"),
+    ("GET", "/admin/reload"),
+])
+def test_unknown_route_404_before_401(gw, method, path):
+    path = path.replace("{p}", gw.project)
+    st, h, js, _ = gw.request(method, path, body=b"{}" if method in ("PUT", "PATCH", "POST") else None,
+                              token=None)
+    assert st == 404
+    gateway_error(js, h, "APIGW.0101")
+    st, h, js, _ = gw.request(method, path, body=b"{}" if method in ("PUT", "PATCH", "POST") else None)
+    assert st == 404
+    gateway_error(js, h, "APIGW.0101")
+
+
+def test_401_before_403(gw):
+    other = random_project()
+    st, h, js, _ = gw.request("GET", "/v2/%s/images/tags" % other, token=None)
+    assert st == 401
+    gateway_error(js, h, "APIGW.0301")
+    st, h, js, _ = gw.request("POST", "/admin/reload", token="nope")
+    assert st == 401
+    gateway_error(js, h, "APIGW.0301")
+
+
+def test_401_before_400(gw, image):
+    st, h, js, _ = gw.request("POST", gw.tags_path(image) + "/action", b"not json", token=None)
+    assert st == 401
+    gateway_error(js, h, "APIGW.0301")
+
+
+def test_403_before_400(gw, image):
+    other = random_project()
+    st, h, js, _ = gw.request("POST", "/v2/%s/images/%s/tags/action" % (other, image), b"not json")
+    assert st == 403
+    gateway_error(js, h, "APIGW.0302")
+    st, h, js, _ = gw.request("POST", "/v2/%s/images/%s/tags/action" % (other, image), b"")
+    assert st == 403
+    gateway_error(js, h, "APIGW.0302")
+
+
+def test_403_before_404(gw):
+    other = random_project()
+    st, h, js, _ = gw.request("GET", "/v2/%s/images/%s/tags" % (other, "00000000-0000-0000-0000-000000000000"))
+    assert st == 403
+    gateway_error(js, h, "APIGW.0302")
+
+
+def test_400_before_image_not_found(gw):
+    missing = "00000000-0000-0000-0000-000000000001"
+    path = gw.tags_path(missing) + "/action"
+    for body, code in [
+        (b"", "IMG.0007"),
+        (b"[]", "IMG.0001"),
+        ({"action": "Create", "tags": [{"key": "k", "value": "v"}]}, "IMG.0001"),
+        ({"action": "create", "tags": [{"key": "bad key", "value": "v"}]}, "IMG.0115"),
+    ]:
+        st, _, js, _ = gw.request("POST", path, body)
+        assert st == 400, body
+        ims_error(js, code)
+    st, _, js, _ = gw.request("POST", gw.tags_path(missing), {"tag": {"key": "a.b", "value": "v"}})
+    assert st == 400
+    ims_error(js, "IMG.0115")
+    # and with a valid body, the missing image is a 404
+    st, _, js, _ = gw.request("POST", path, {"action": "create", "tags": [{"key": "k", "value": "v"}]})
+    assert st == 404
+    ims_error(js, "IMG.0027")

@@ -1,0 +1,234 @@
+"""Durability (§0), shutdown (§7), restart, and the command line (§7)."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import BIN, random_project, run_cli
+
+
+def test_durability_after_sigkill(gateway):
+    g = gateway
+    images = [g.create_image() for _ in range(20)]
+    expected = {i: {} for i in images}
+    writes = 0
+    for n in range(10):
+        for i in images:
+            key, value = "k%d" % n, "v%d-%s" % (n, i[:4])
+            st, _, _, raw = g.batch(i, "create", [{"key": key, "value": value}])
+            assert st == 204, raw
+            expected[i][key] = value
+            writes += 1
+    assert writes == 200
+    # one more: a delete, acknowledged right before the kill
+    st, _, _, _ = g.batch(images[0], "delete", [{"key": "k9"}])
+    assert st == 204
+    del expected[images[0]]["k9"]
+    g.kill9()
+    assert g.proc.returncode == -9
+    g.start()
+    for i in images:
+        got = g.image_tags(i)
+        assert got == [{"key": k, "value": v} for k, v in sorted(expected[i].items())], i
+    assert g.status()["tags"] == 199
+    assert g.status()["images"] == 20
+
+
+def test_durability_of_image_create_and_delete(gateway):
+    g = gateway
+    kept = g.create_image(image_tags=[{"key": "a", "value": "1"}])
+    gone = g.create_image(image_tags=[{"key": "b", "value": "2"}])
+    assert g.request("DELETE", "/v2/images/" + gone)[0] == 204
+    g.kill9()
+    g.start()
+    st, _, js, _ = g.request("GET", "/v2/images/" + kept)
+    assert st == 200 and js["tags"] == [{"key": "a", "value": "1"}]
+    assert g.request("GET", "/v2/images/" + gone)[0] == 404
+    st, _, js, _ = g.request("GET", "/v2/%s/images/tags" % g.project)
+    assert js == {"tags": [{"key": "a", "values": ["1"]}]}
+
+
+def test_restart_keeps_credentials_and_data(gateway):
+    g = gateway
+    g.stop()
+    member = g.new_credential(project=g.project)
+    g.start()
+    iid = g.create_image(image_tags=[{"key": "r", "value": "1"}])
+    ids_before = {g.request("GET", "/healthz")[1]["X-Request-Id"] for _ in range(3)}
+    g.restart()
+    st, h, js, _ = g.request("GET", g.tags_path(iid), token=member["token"])
+    assert st == 200 and js["tags"] == [{"key": "r", "value": "1"}]
+    assert h["X-Request-Id"] not in ids_before
+    # no second first-start credential
+    assert sum(1 for l in g.stdout_lines() if '"token"' in l) == 1
+
+
+def test_sigterm_exits_0_within_10s(gateway):
+    g = gateway
+    g.create_image()
+    elapsed = g.stop(timeout=10)
+    assert elapsed < 10
+    assert g.proc.returncode == 0
+
+
+def test_sigterm_while_idle_connection_open(gateway):
+    import socket
+    g = gateway
+    s = socket.create_connection(("127.0.0.1", g.port))
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+        assert b"200" in data.split(b"\r\n")[0]
+        elapsed = g.stop(timeout=10)
+        assert elapsed < 10
+    finally:
+        s.close()
+
+
+def test_sigterm_with_partial_request_open(gateway):
+    import socket
+    g = gateway
+    s = socket.create_connection(("127.0.0.1", g.port))
+    try:
+        s.sendall(b"POST /v2/images HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"na")
+        time.sleep(0.1)
+        elapsed = g.stop(timeout=10)
+        assert elapsed < 10
+    finally:
+        s.close()
+
+
+def test_sigterm_answers_received_requests(gateway):
+    """A request fully received on an open connection while another one is
+    being served is answered before the exit (§7)."""
+    import socket
+    import threading
+    g = gateway
+    path = os.path.join(g.scripts, "handlers", "ops.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace('return shape.ok(200, { status = "ok" })', "while true do end", 1))
+    assert g.reload()[0] == 200
+    b = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+    b.sendall(("GET /admin/status HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n\r\n" % g.token).encode())
+    first = b.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    slow = {}
+
+    def slow_request():
+        slow["resp"] = g.request("GET", "/healthz", timeout=10)
+
+    t = threading.Thread(target=slow_request)
+    t.start()
+    time.sleep(0.3)                     # the slow request is being served
+    b.sendall(("GET /admin/status HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n\r\n" % g.token).encode())
+    time.sleep(0.1)
+    g.proc.send_signal(signal.SIGTERM)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = b.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        b.close()
+    t.join(15)
+    assert g.proc.wait(timeout=10) == 0
+    assert slow["resp"][0] == 503
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+def test_sigint_exits_0(gateway):
+    import signal
+    g = gateway
+    g.proc.send_signal(signal.SIGINT)
+    assert g.proc.wait(timeout=10) == 0
+
+
+# ---- command line --------------------------------------------------------------------
+
+def test_credentials_create_bad_project_exit_2(tmp_path):
+    db = str(tmp_path / "c.db")
+    for project in ["BAD", "A" * 32, "g" * 32, "a" * 31, "a" * 33, "", "0123456789abcdef0123456789abcdeF"]:
+        p = run_cli("credentials", "create", "--db", db, "--project", project)
+        assert p.returncode == 2, (project, p.returncode, p.stdout, p.stderr)
+        assert '"token"' not in p.stdout
+    p = run_cli("credentials", "create", "--db", db)
+    assert p.returncode == 2
+
+
+def test_credentials_create_bad_role_exit_2(tmp_path):
+    p = run_cli("credentials", "create", "--db", str(tmp_path / "c.db"), "--project", random_project(),
+                "--role", "root")
+    assert p.returncode == 2
+
+
+def test_credentials_create_output(tmp_path):
+    db = str(tmp_path / "c.db")
+    project = random_project()
+    p = run_cli("credentials", "create", "--db", db, "--project", project)
+    assert p.returncode == 0, p.stderr
+    cred = json.loads(p.stdout)
+    assert cred["project_id"] == project
+    assert cred["role"] == "member"
+    for k in ("token", "ak", "sk"):
+        assert isinstance(cred[k], str) and cred[k]
+    p = run_cli("credentials", "create", "--db", db, "--project", project, "--role", "admin")
+    assert p.returncode == 0
+    assert json.loads(p.stdout)["role"] == "admin"
+
+
+def test_unknown_subcommand_exit_2(tmp_path):
+    for args in [["frobnicate"], ["credentials", "frob", "--db", str(tmp_path / "c.db")],
+                 ["serve", "--no-such-option", "1"], ["serve", "--auth", "maybe"]]:
+        p = run_cli(*args, timeout=5)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert "usage" in (p.stderr + p.stdout).lower()
+    p = subprocess.run([BIN], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 2
+
+
+def test_credentials_list_hides_secrets(tmp_path):
+    db = str(tmp_path / "c.db")
+    creds = [json.loads(run_cli("credentials", "create", "--db", db, "--project", random_project()).stdout)
+             for _ in range(2)]
+    p = run_cli("credentials", "list", "--db", db)
+    assert p.returncode == 0, p.stderr
+    for c in creds:
+        assert c["ak"] in p.stdout
+        assert c["project_id"] in p.stdout
+        assert c["token"] not in p.stdout
+        assert c["sk"] not in p.stdout
+    assert len([l for l in p.stdout.splitlines() if l.strip()]) == 2
+
+
+def test_credentials_revoke(tmp_path):
+    db = str(tmp_path / "c.db")
+    c = json.loads(run_cli("credentials", "create", "--db", db, "--project", random_project()).stdout)
+    p = run_cli("credentials", "revoke", "--db", db, "--token", c["token"])
+    assert p.returncode == 0, p.stderr
+    listing = run_cli("credentials", "list", "--db", db).stdout
+    assert json.loads(listing.splitlines()[0])["revoked"] is True
+    # revoking an unknown credential is a runtime failure, not usage
+    p = run_cli("credentials", "revoke", "--db", db, "--token", "nope")
+    assert p.returncode == 1
+    # neither or both identifiers: usage
+    assert run_cli("credentials", "revoke", "--db", db).returncode == 2
+    assert run_cli("credentials", "revoke", "--db", db, "--token", "a", "--ak", "b").returncode == 2
+
+
+def test_check_ok_and_failure(tmp_path, gateway):
+    g = gateway
+    p = run_cli("check", "--scripts", g.scripts, "--policies", g.policies)
+    assert p.returncode == 0, p.stderr
+    path = os.path.join(g.scripts, "handlers", "tags.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("local tags = {}", "local tags = {", 1))
+    p = run_cli("check", "--scripts", g.scripts, "--policies", g.policies)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "tags.lua:" in p.stderr + p.stdout

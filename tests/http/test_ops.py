@@ -1,0 +1,253 @@
+"""API.md §6 operations, reloads, and script failures."""
+import hashlib
+import json
+import os
+import re
+import time
+
+from conftest import JSON_CT, ims_error
+
+HEALTH_OK = """function ops.health()
+  return shape.ok(200, { status = "ok" })
+end"""
+
+
+def replace_in(path, old, new):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert old in text, "%s does not contain %r" % (path, old)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(old, new, 1))
+
+
+def line_of(path, needle):
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if needle in line:
+                return i
+    raise AssertionError(needle)
+
+
+def test_healthz_no_auth(gw):
+    st, h, js, raw = gw.request("GET", "/healthz", token=None)
+    assert st == 200
+    assert js == {"status": "ok"}
+    assert h["Content-Type"] == JSON_CT
+    assert h["X-Request-Id"]
+    # a bad token does not matter either
+    st, _, js, _ = gw.request("GET", "/healthz", token="bogus")
+    assert st == 200 and js == {"status": "ok"}
+
+
+def test_status_shape(gw):
+    st, h, js, raw = gw.request("GET", "/admin/status")
+    assert st == 200, raw
+    assert h["Content-Type"] == JSON_CT
+    assert isinstance(js["generation"], int) and js["generation"] >= 1
+    assert js["policies"] == {"default": "ims"}
+    assert isinstance(js["uptime_s"], (int, float)) and js["uptime_s"] >= 0
+    assert isinstance(js["images"], int) and isinstance(js["tags"], int)
+    assert isinstance(js["files"], list) and js["files"]
+    for f in js["files"]:
+        assert set(f) >= {"path", "sha256"}
+        assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"]), f
+    paths = [f["path"] for f in js["files"]]
+    assert any(p.endswith("handlers/ops.lua") for p in paths), paths
+    assert any(p.endswith("routes.lua") for p in paths), paths
+    assert any(p.endswith("ims.lua") for p in paths), paths
+
+
+def test_status_counts_images_and_tags(gw):
+    before = gw.status()
+    iid = gw.create_image()
+    assert gw.batch(iid, "create", [{"key": "a", "value": "1"}, {"key": "b", "value": "2"},
+                                    {"key": "c", "value": "3"}])[0] == 204
+    mid = gw.status()
+    assert mid["images"] == before["images"] + 1
+    assert mid["tags"] == before["tags"] + 3
+    # overwrite does not add a (image, key) pair
+    assert gw.batch(iid, "create", [{"key": "a", "value": "9"}])[0] == 204
+    assert gw.status()["tags"] == mid["tags"]
+    assert gw.batch(iid, "delete", [{"key": "a"}])[0] == 204
+    assert gw.status()["tags"] == mid["tags"] - 1
+
+
+def test_reload_increments_generation(gateway):
+    g = gateway
+    gen = g.status()["generation"]
+    st, h, js, raw = g.reload()
+    assert st == 200, raw
+    assert h["Content-Type"] == JSON_CT
+    assert js["generation"] == gen + 1
+    assert isinstance(js["files"], list) and js["files"]
+    for f in js["files"]:
+        assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"]), f
+    assert g.status()["generation"] == gen + 1
+    st, _, js2, _ = g.reload()
+    assert js2["generation"] == gen + 2
+
+
+def test_reload_files_hashes_match_disk(gateway):
+    g = gateway
+    path = g.script("handlers/ops.lua")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n-- edited by the test\n")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    st, _, js, raw = g.reload()
+    assert st == 200, raw
+    entries = [f for f in js["files"] if f["path"].endswith("handlers/ops.lua")]
+    assert len(entries) == 1, js["files"]
+    assert entries[0]["sha256"] == digest
+    status = g.status()
+    assert [f for f in status["files"] if f["path"].endswith("handlers/ops.lua")][0]["sha256"] == digest
+    with open(os.path.join(g.policies, "ims.lua"), "rb") as f:
+        pdigest = hashlib.sha256(f.read()).hexdigest()
+    assert [f for f in status["files"] if f["path"].endswith("ims.lua")][0]["sha256"] == pdigest
+
+
+def test_reload_picks_up_policy_change(gateway):
+    g = gateway
+    iid = g.create_image()
+    eleven = [{"key": "p%02d" % i, "value": "v"} for i in range(11)]
+    assert g.batch(iid, "create", eleven)[0] == 400
+    replace_in(os.path.join(g.policies, "ims.lua"), "max_tags = 10,", "max_tags = 12,")
+    st, _, _, raw = g.reload()
+    assert st == 200, raw
+    st, _, _, raw = g.batch(iid, "create", eleven)
+    assert st == 204, raw
+    assert len(g.image_tags(iid)) == 11
+
+
+def test_script_error_500_generic(gateway):
+    g = gateway
+    path = g.script("handlers/ops.lua")
+    replace_in(path, 'return shape.ok(200, { status = "ok" })', 'error("boom")')
+    lineno = line_of(path, 'error("boom")')
+    st, _, js, raw = g.reload()
+    assert st == 200, raw
+    st, h, js, raw = g.request("GET", "/healthz")
+    assert st == 500, raw
+    assert h["Content-Type"] == JSON_CT
+    assert h["X-Request-Id"]
+    msg = ims_error(js, "IMG.0061")
+    assert "boom" not in raw.decode()
+    assert ".lua" not in raw.decode()
+    assert "ops" not in msg and "traceback" not in raw.decode()
+    rid = h["X-Request-Id"]
+    # traceback in the log, with file:line
+    deadline = time.monotonic() + 2
+    while True:
+        lines = [l for l in g.stderr_lines() if "boom" in l]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert lines, "no traceback line with 'boom' on stderr"
+    assert any(re.search(r"ops\.lua:%d" % lineno, l) for l in lines), lines
+    assert any(rid in l for l in lines), "traceback line does not carry the request id"
+    # access log says 500
+    entries = g.access_log(rid)
+    assert len(entries) == 1 and entries[0]["status"] == 500
+    # the next request to another route is served
+    st, _, js, raw = g.request("GET", "/admin/status")
+    assert st == 200, raw
+    iid = g.create_image()
+    assert g.batch(iid, "create", [{"key": "k", "value": "v"}])[0] == 204
+    # health keeps failing the same way (not a crashed state)
+    assert g.request("GET", "/healthz")[0] == 500
+    assert g.running()
+
+
+def test_script_infinite_loop_503(gateway):
+    g = gateway
+    path = g.script("handlers/ops.lua")
+    replace_in(path, 'return shape.ok(200, { status = "ok" })', "while true do end")
+    st, _, _, raw = g.reload()
+    assert st == 200, raw
+    t0 = time.monotonic()
+    st, h, js, raw = g.request("GET", "/healthz", timeout=15)
+    elapsed = time.monotonic() - t0
+    assert st == 503, raw
+    assert elapsed < 5, elapsed
+    ims_error(js, "IMG.0061")
+    assert h["Content-Type"] == JSON_CT
+    # keeps serving
+    st, _, js, raw = g.request("GET", "/admin/status")
+    assert st == 200, raw
+    iid = g.create_image()
+    assert g.image_tags(iid) == []
+    # fix it and reload: health is back
+    replace_in(path, "while true do end", 'return shape.ok(200, { status = "ok" })')
+    assert g.reload()[0] == 200
+    st, _, js, _ = g.request("GET", "/healthz")
+    assert st == 200 and js == {"status": "ok"}
+
+
+def test_reload_syntax_error_422(gateway):
+    g = gateway
+    gen = g.status()["generation"]
+    path = g.script("handlers/ops.lua")
+    replace_in(path, "function ops.health()", "function ops.health( return")
+    lineno = line_of(path, "function ops.health( return")
+    st, h, js, raw = g.reload()
+    assert st == 422, raw
+    assert h["Content-Type"] == JSON_CT
+    assert set(js) == {"error"}
+    assert js["error"]["code"] == "TGW.0001"
+    msg = js["error"]["message"]
+    m = re.search(r"ops\.lua:(\d+):", msg)
+    assert m, msg
+    assert int(m.group(1)) == lineno, (msg, lineno)
+    assert "stack traceback" not in msg
+    # old generation keeps serving, generation unchanged
+    st, _, js, _ = g.request("GET", "/healthz")
+    assert st == 200 and js == {"status": "ok"}
+    assert g.status()["generation"] == gen
+    iid = g.create_image()
+    assert g.batch(iid, "create", [{"key": "k", "value": "v"}])[0] == 204
+    # fixing the file makes the next reload succeed
+    replace_in(path, "function ops.health( return", "function ops.health()")
+    st, _, js, raw = g.reload()
+    assert st == 200, raw
+    assert js["generation"] == gen + 1
+
+
+def test_reload_runtime_error_at_load_422(gateway):
+    g = gateway
+    gen = g.status()["generation"]
+    path = g.script("handlers/ops.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('error("load-time failure")\n' + text)
+    st, _, js, raw = g.reload()
+    assert st == 422, raw
+    assert js["error"]["code"] == "TGW.0001"
+    assert re.search(r"ops\.lua:1:", js["error"]["message"]), js
+    assert g.status()["generation"] == gen
+    assert g.request("GET", "/healthz")[0] == 200
+
+
+def test_reload_bad_policy_422(gateway):
+    g = gateway
+    gen = g.status()["generation"]
+    replace_in(os.path.join(g.policies, "ims.lua"), 'name = "ims",', 'name = "ims",\n  max_tags = ,')
+    st, _, js, raw = g.reload()
+    assert st == 422, raw
+    assert js["error"]["code"] == "TGW.0001"
+    assert re.search(r"ims\.lua:\d+:", js["error"]["message"]), js
+    assert g.status()["generation"] == gen
+    iid = g.create_image()
+    assert g.batch(iid, "create", [{"key": "k" * 37, "value": "v"}])[0] == 400
+
+
+def test_sighup_reloads(gateway):
+    import signal
+    g = gateway
+    gen = g.status()["generation"]
+    g.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 3
+    while g.status()["generation"] != gen + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert g.status()["generation"] == gen + 1
+    assert any("reload" in l and "ok" in l for l in g.stderr_lines())
