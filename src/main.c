@@ -26,23 +26,43 @@
 
 #define MAX_ARGS 32
 
-static const char usage_text[] =
-    "usage:\n"
-    "  tagway serve [--config FILE] [--listen ADDR:PORT] [--db PATH]\n"
-    "               [--scripts DIR] [--policies DIR] [--obs-root DIR] [--auth on|off]\n"
-    "               [--watch on|off] [--body-limit BYTES] [--script-time-ms MS]\n"
-    "               [--script-instructions N] [--script-memory-mb MB] [--timeout-s S]\n"
-    "  tagway credentials create --db PATH --project ID [--role member|admin]\n"
-    "  tagway credentials list   --db PATH\n"
-    "  tagway credentials revoke --db PATH (--token T | --ak AK)\n"
-    "  tagway load  --db PATH FILE.jsonl\n"
-    "  tagway check [--config FILE] [--scripts DIR] [--policies DIR]\n";
+static const char serve_help[] =
+    "tagway serve [options]      run the gateway\n"
+    "  --config FILE             Lua configuration file (a table; command line wins)\n"
+    "  --listen ADDR:PORT        default 127.0.0.1:8080 (:0 picks a free port)\n"
+    "  --db PATH                 SQLite database, default ./data/tagway.db\n"
+    "  --scripts DIR             route/handler/shape scripts, default ./lua\n"
+    "  --policies DIR            tag policies, default ./policies\n"
+    "  --obs-root DIR            local object store for imports, default ./data/obs\n"
+    "  --auth on|off             off only on a loopback address, default on\n"
+    "  --watch on|off            reload when script/policy/config files change, default off\n"
+    "  --body-limit BYTES        larger request bodies get 413, default 1048576\n"
+    "  --script-time-ms MS       time budget of one request's scripts, default 1000\n"
+    "  --script-instructions N   instruction budget of one request, default 50000000\n"
+    "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
+    "  --timeout-s S             idle/slow-client timeout, default 30\n";
+static const char credentials_help[] =
+    "tagway credentials create --db PATH --project ID [--role member|admin]\n"
+    "tagway credentials list   --db PATH\n"
+    "tagway credentials revoke --db PATH (--token T | --ak AK)\n"
+    "  ID is 32 lowercase hex characters; create prints token, ak and sk once.\n";
+static const char load_help[] =
+    "tagway load --db PATH FILE.jsonl   bulk-register images with tags (all or nothing)\n"
+    "  each line: {\"id\"?, \"project_id\", \"name\", \"status\"?, \"tags\": [{\"key\", \"value\"}]}\n";
+static const char check_help[] =
+    "tagway check [--config FILE] [--scripts DIR] [--policies DIR]\n"
+    "  load every script and policy as serve would and run the policy examples\n";
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage:\n%s%s%s%s", serve_help, credentials_help, load_help, check_help);
+}
 
 static int usage(const char *why)
 {
     if (why)
         fprintf(stderr, "tagway: %s\n", why);
-    fputs(usage_text, stderr);
+    print_usage(stderr);
     return 2;
 }
 
@@ -203,7 +223,7 @@ static int cmd_serve(int argc, char **argv)
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
-        return fputs(usage_text, stdout), 0;
+        return fputs(serve_help, stdout), 0;
     if ((rc = build_options(&a, &g.opt)) != 0)
         return rc;
     if (!g.opt.auth && !config_is_loopback(g.opt.listen))
@@ -307,7 +327,7 @@ static int cmd_credentials(int argc, char **argv)
     if (parse_args(argc - 1, argv + 1, &a) != 0 || a.npositional)
         return usage("credentials: invalid arguments");
     if (a.help)
-        return fputs(usage_text, stdout), 0;
+        return fputs(credentials_help, stdout), 0;
     for (size_t i = 0; i < a.n; i++)
         if (strcmp(a.name[i], "db") && strcmp(a.name[i], "project") &&
             strcmp(a.name[i], "role") && strcmp(a.name[i], "token") && strcmp(a.name[i], "ak"))
@@ -339,7 +359,7 @@ static int cmd_check(int argc, char **argv)
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("check: invalid arguments");
     if (a.help)
-        return fputs(usage_text, stdout), 0;
+        return fputs(check_help, stdout), 0;
     if ((rc = build_options(&a, &g.opt)) != 0)
         return rc;
     if (!(g.lua = lhost_new(&g, 1, err, sizeof err))) {
@@ -358,10 +378,10 @@ static int cmd_load(int argc, char **argv)
 {
     args a;
     const char *db;
+    if (parse_args(argc, argv, &a) == 0 && a.help)
+        return fputs(load_help, stdout), 0;
     if (parse_args(argc, argv, &a) != 0 || a.npositional != 1)
         return usage("load: expected --db PATH FILE.jsonl");
-    if (a.help)
-        return fputs(usage_text, stdout), 0;
     for (size_t i = 0; i < a.n; i++)
         if (strcmp(a.name[i], "db"))
             return usage("load: unknown option");
@@ -387,6 +407,6 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "load"))
         return cmd_load(argc - 2, argv + 2);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
-        return fputs(usage_text, stdout), 0;
+        return print_usage(stdout), 0;
     return usage("unknown command");
 }
