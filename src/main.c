@@ -378,9 +378,10 @@ static int cmd_load(int argc, char **argv)
 {
     args a;
     const char *db;
-    if (parse_args(argc, argv, &a) == 0 && a.help)
+    int parsed = parse_args(argc, argv, &a);
+    if (parsed == 0 && a.help)
         return fputs(load_help, stdout), 0;
-    if (parse_args(argc, argv, &a) != 0 || a.npositional != 1)
+    if (parsed != 0 || a.npositional != 1)
         return usage("load: expected --db PATH FILE.jsonl");
     for (size_t i = 0; i < a.n; i++)
         if (strcmp(a.name[i], "db"))
