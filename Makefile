@@ -59,7 +59,7 @@ bench: all
 	$(PYTHON) tests/bench/bench.py --bin $(abspath $(BUILD)/tagway)
 
 demo: all
-	bash examples/demo.sh
+	TAGWAY_BIN=$(abspath $(BUILD)/tagway) bash examples/demo.sh
 
 fuzz: all
 	@TAGWAY_DEPS_EXTRA=asan bash .ci/deps.sh

@@ -12,6 +12,9 @@ cjson.encode_sparse_array(true)
 
 local NULL = cjson.null
 local fail = shape.fail
+-- lua-cjson 2.1 decodes {} and [] to the same empty table; the raw text of
+-- each decoded body is kept (weakly) so an empty object can be told apart.
+local raw_of = setmetatable({}, { __mode = "k" })
 
 -- A JSON null counts as an absent field (API.md §9).
 function request.value(v)
@@ -35,6 +38,7 @@ function request.json_object(req)
   if not ok or type(obj) ~= "table" then
     fail(400, "IMG.0001", "request body is not valid JSON")
   end
+  raw_of[obj] = body
   return obj
 end
 
@@ -51,10 +55,24 @@ function request.string(obj, field, name, code)
   return v
 end
 
+-- True when `field` was written as an empty JSON object ({}) somewhere in
+-- the body that root was decoded from (root: a request.json_object result).
+function request.empty_object(root, field)
+  local raw = raw_of[root]
+  return raw ~= nil and raw:find('"' .. field .. '"%s*:%s*{%s*}') ~= nil
+end
+
+-- A JSON array: a table with [1], or an empty table that was not written {}.
+function request.is_array(root, v, field)
+  if type(v) ~= "table" then return false end
+  if next(v) == nil then return not request.empty_object(root, field) end
+  return v[1] ~= nil
+end
+
 function request.array(obj, field, name, code)
   local v = request.value(obj[field])
   if v == nil then return nil end
-  if type(v) ~= "table" or (next(v) ~= nil and v[1] == nil) then
+  if not request.is_array(obj, v, field) then
     fail(400, code or "IMG.0001", (name or field) .. ": must be an array")
   end
   return v

@@ -658,6 +658,7 @@ static int l_source(lua_State *L)
 
 typedef struct {
     metrics_job_count c[16];
+    char names[16][16];         /* copies: the rows are gone after the next step */
     size_t n;
 } job_counts;
 
@@ -665,7 +666,8 @@ static int collect_count(void *ud, const char *status, int64_t n)
 {
     job_counts *jc = ud;
     if (jc->n < 16) {
-        jc->c[jc->n].status = status;   /* borrowed until the next store call */
+        util_copy(jc->names[jc->n], sizeof jc->names[0], status);
+        jc->c[jc->n].status = jc->names[jc->n];
         jc->c[jc->n++].n = n;
     }
     return 0;

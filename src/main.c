@@ -164,7 +164,8 @@ static int open_store(const char *path, store **s)
  * project, printed once with a command to paste. */
 static int bootstrap_credentials(gw *g)
 {
-    char project[33], token[65], ak[33], sk[65], err[512];
+    char project[33], token[65], ak[33], sk[65], err[512], where[300];
+    const char *colon = strrchr(g->opt.listen, ':');
     if (!g->opt.auth || store_cred_count(g->store) != 0)
         return 0;
     if (util_random_hex(project, 16) != 0 ||
@@ -172,13 +173,16 @@ static int bootstrap_credentials(gw *g)
         fprintf(stderr, "tagway: cannot create the first credential: %s\n", err);
         return -1;
     }
+    /* the address to paste: with --listen HOST:0 the port actually bound */
+    snprintf(where, sizeof where, "%.*s:%d", colon ? (int)(colon - g->opt.listen) : 0,
+             g->opt.listen, http_port(g));
     printf("First start: created project %s with an admin credential (shown once).\n"
            "{\"project_id\": \"%s\", \"role\": \"admin\", \"token\": \"%s\", \"ak\": \"%s\", \"sk\": \"%s\"}\n"
            "Try:\n"
            "  curl -s -X POST http://%s/v2/images -H 'X-Auth-Token: %s' \\\n"
            "       -H 'Content-Type: application/json' -d '{\"name\": \"demo\"}'\n"
            "  curl -s http://%s/v2/%s/images/tags -H 'X-Auth-Token: %s'\n",
-           project, project, token, ak, sk, g->opt.listen, token, g->opt.listen, project, token);
+           project, project, token, ak, sk, where, token, where, project, token);
     fflush(stdout);
     return 0;
 }
@@ -231,7 +235,7 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     g.started_ms = util_now_ms();
     rc = 1;
-    if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0 || bootstrap_credentials(&g) != 0)
+    if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0)
         goto done;
     if (!(g.base = event_base_new()) || !(g.metrics = metrics_new()))
         goto done;
@@ -253,6 +257,8 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
+    if (bootstrap_credentials(&g) != 0)
+        goto done;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"listening\",\"listen\":\"%s\",\"port\":%d,\"db\":",
             g.opt.listen, http_port(&g));
     util_fjson_string(stderr, g.opt.db);

@@ -38,7 +38,7 @@ end
 local function dotted_tags(body)
   local list = value(body.tags)
   if list == nil then return nil end
-  if type(list) ~= "table" or (next(list) ~= nil and list[1] == nil) then
+  if not request.is_array(body, list, "tags") then
     fail(400, "IMG.0001", "tags: must be an array of \"key.value\" strings")
   end
   local out, names = {}, {}

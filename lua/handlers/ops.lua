@@ -44,6 +44,10 @@ function ops.status()
   local s = gw.status()
   s.files = shape.array(s.files)
   s.policies = policy.bindings()
+  s.jobs = gw.job_counts()
+  for _, status in ipairs({ "INIT", "RUNNING", "SUCCESS", "FAIL" }) do
+    s.jobs[status] = s.jobs[status] or 0
+  end
   return shape.ok(200, s)
 end
 

@@ -14,8 +14,9 @@ local TAG_FIELDS = { "tags", "tags_any", "not_tags", "not_tags_any" }
 
 local function bad(message) fail(400, "IMG.0001", message) end
 
-local function is_array(v)
-  return type(v) == "table" and (next(v) == nil or v[1] ~= nil)
+local body_of              -- the request body object, for request.is_array
+local function is_array(v, field)
+  return request.is_array(body_of, v, field)
 end
 
 local function check_string(v, field, max)
@@ -31,7 +32,7 @@ end
 local function tag_entries(body, field)
   local list = value(body[field])
   if list == nil then return nil end
-  if not is_array(list) or list[1] == nil then bad(field .. ": must be a non-empty array") end
+  if not is_array(list, field) or list[1] == nil then bad(field .. ": must be a non-empty array") end
   if #list > MAX_ENTRIES then bad(field .. ": must have at most " .. MAX_ENTRIES .. " entries") end
   local out, keys = {}, {}
   for i, e in ipairs(list) do
@@ -43,7 +44,7 @@ local function tag_entries(body, field)
     keys[key] = true
     local values = value(e.values)
     if values == nil then bad(name .. ".values: is required") end
-    if not is_array(values) then bad(name .. ".values: must be an array") end
+    if not is_array(values, "values") then bad(name .. ".values: must be an array") end
     if #values > MAX_VALUES then bad(name .. ".values: must have at most " .. MAX_VALUES .. " values") end
     local seen, vals = {}, {}
     for j, v in ipairs(values) do
@@ -61,7 +62,7 @@ end
 local function matches(body, q)
   local list = value(body.matches)
   if list == nil then return end
-  if not is_array(list) or list[1] == nil then bad("matches: must be a non-empty array") end
+  if not is_array(list, "matches") or list[1] == nil then bad("matches: must be a non-empty array") end
   local seen = {}
   for i, m in ipairs(list) do
     local name = "matches[" .. (i - 1) .. "]"
@@ -99,6 +100,7 @@ end
 
 -- The decoded, validated query for gw.query.
 function query.parse(body)
+  body_of = body
   local action = value(body.action)
   if action ~= "filter" and action ~= "count" then bad("action: is required and must be 'filter' or 'count'") end
   local q = { count = action == "count" }

@@ -1,0 +1,73 @@
+"""The examples stay true: examples/demo.sh (a throw-away gateway with auth
+off, the walkthrough against it, SIGTERM) passes against the current
+gateway; the walkthrough also passes against a gateway with auth on, and
+fails (exit 1) when the gateway does not answer as API.md says.
+"""
+import os
+import subprocess
+
+from conftest import BIN, REPO
+
+DEMO = os.path.join(REPO, "examples", "demo.sh")
+WALK = os.path.join(REPO, "examples", "walkthrough.sh")
+
+
+def run(script, env, timeout=180):
+    full = dict(os.environ)
+    full.update(env)
+    p = subprocess.run(["bash", script], env=full, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def tail(out, err, n=60):
+    return "\n".join(out.splitlines()[-n:]) + "\n--- stderr ---\n" + err[-4000:]
+
+
+def test_demo_passes():
+    rc, out, err = run(DEMO, {"TAGWAY_BIN": BIN})
+    assert rc == 0, tail(out, err)
+    assert "walkthrough: OK" in out, tail(out, err)
+    assert "demo: OK" in out, tail(out, err)
+    # The walk covered every route family it promises.
+    for needle in ("GET \"$GW/healthz\"", "POST \"$GW/v2/images\"", "/tags/action", "/tags/%E9%83%A8%E9%97%A8",
+                   "/images/tags\"", "resource_instances/action", "quickimport/action", "/v1/$P/jobs/",
+                   "/v1/cloudimages/job/", "DELETE \"$GW/v2/images/", "GET \"$GW/metrics\"",
+                   "GET \"$GW/admin/status\"", "POST \"$GW/admin/reload\"", "< 404", "< 400"):
+        assert needle in out, needle
+
+
+def test_walkthrough_with_auth_on(gateway_factory):
+    g = gateway_factory()            # auth on; the first-start admin credential
+    assert g.token and g.project
+    rc, out, err = run(WALK, {"GW": g.url, "TOKEN": g.token, "PROJECT": g.project, "OBS_ROOT": g.obs})
+    assert rc == 0, tail(out, err)
+    assert "walkthrough: OK" in out
+    assert "< 401" in out and "< 403" in out, tail(out, err)
+    # The token itself is never printed, only its variable.
+    assert g.token not in out
+    # The object dropped for the import is removed again.
+    assert not os.path.exists(os.path.join(g.obs, "walkthrough"))
+
+
+def test_walkthrough_fails_when_the_gateway_breaks_the_contract(gateway_factory):
+    g = gateway_factory(auth="off")
+    routes = g.script("routes.lua")
+    with open(routes, encoding="utf-8") as f:
+        text = f.read()
+    line = next(l for l in text.splitlines(keepends=True) if '"/v2/{project_id}/images/tags"' in l)
+    with open(routes, "w", encoding="utf-8") as f:
+        f.write(text.replace(line, ""))
+    st, _, js, raw = g.request("POST", "/admin/reload", token=None)
+    assert st == 200, raw
+    rc, out, err = run(WALK, {"GW": g.url, "AUTH": "off", "OBS_ROOT": g.obs})
+    assert rc == 1, tail(out, err)
+    assert "!! UNEXPECTED: wanted 200, got 404" in out, tail(out, err)
+    assert "walkthrough: FAILED" in out
+
+
+def test_walkthrough_without_a_gateway_or_credentials():
+    rc, out, err = run(WALK, {"GW": "http://127.0.0.1:9", "AUTH": "off"}, timeout=60)
+    assert rc == 1 and "no healthy gateway" in out, tail(out, err)
+    env = {"GW": "http://127.0.0.1:9", "AUTH": "on", "TOKEN": "", "PROJECT": ""}
+    rc, out, err = run(WALK, env, timeout=60)
+    assert rc == 2 and "TOKEN and PROJECT" in err, tail(out, err)
