@@ -10,11 +10,14 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +35,9 @@ typedef struct http_state {
     struct event *sig_hup, *sig_term, *sig_int;
     uint64_t request_seq;
     struct event *commit_ev;
+    int conns, accept_paused;         /* open client connections, for the cap */
+    int max_conns, base_sockets;      /* sockets not clients: the listener... */
+    struct event *cap_timer;
     reply *waiting, **waiting_tail;   /* answers held for the open group */
     char id_prefix[17];
     int port;
@@ -230,11 +236,76 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     struct timeval drain = {0, DRAIN_MS * 1000};
     (void)fd, (void)what;
     if (st->bound) {
-        evhttp_del_accept_socket(g->http, st->bound);
-        st->bound = NULL;
+        struct evhttp_bound_socket *b = st->bound;
+        st->bound = NULL;       /* the connection cap must not re-enable it */
+        evhttp_del_accept_socket(g->http, b);
     }
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
     event_base_loopexit(g->base, &drain);
+}
+
+/* Connection cap.  evhttp 2.1 says when a connection is accepted (the
+ * bufferevent callback) but not when it ends, so accepts are counted
+ * exactly and, near the cap, the real number of open sockets is read from
+ * /proc/self/fd.  At the cap the listener pauses (further clients wait in
+ * the kernel's backlog, holding none of our fds) and a timer resumes it
+ * once connections have gone. */
+#define CAP_RECHECK_MS 100
+
+static int open_sockets(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    char link[64];
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+        if (len > 7 && strncmp(link, "socket:", 7) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void set_accepting(http_state *st, int on)
+{
+    struct evconnlistener *l = st->bound ? evhttp_bound_socket_get_listener(st->bound) : NULL;
+    if (!l || st->accept_paused == !on)
+        return;
+    if (on)
+        evconnlistener_enable(l);
+    else
+        evconnlistener_disable(l);
+    st->accept_paused = !on;
+}
+
+/* Recounts; pauses or resumes accepting; rechecks later while paused. */
+static void enforce_cap(http_state *st)
+{
+    struct timeval tv = {0, CAP_RECHECK_MS * 1000};
+    int n = open_sockets();
+    if (n < 0)
+        return;
+    st->conns = n - st->base_sockets;
+    set_accepting(st, st->conns < st->max_conns);
+    if (st->accept_paused)
+        evtimer_add(st->cap_timer, &tv);
+}
+
+static void on_cap_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    enforce_cap(arg);
+}
+
+static struct bufferevent *new_connection(struct event_base *base, void *arg)
+{
+    http_state *st = arg;
+    if (++st->conns >= st->max_conns)
+        enforce_cap(st);
+    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 }
 
 static int split_listen(const char *listen, char *host, size_t cap, int *port)
@@ -319,6 +390,13 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     st->port = bound_port(st->bound);
+    st->max_conns = g->opt.max_connections;
+    st->base_sockets = open_sockets();
+    if (!(st->cap_timer = evtimer_new(g->base, on_cap_timer, st))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    evhttp_set_bevcb(g->http, new_connection, st);
     st->waiting_tail = &st->waiting;
     if (!(st->commit_ev = event_new(g->base, -1, 0, on_commit, g))) {
         snprintf(err, errlen, "out of memory");
@@ -345,6 +423,7 @@ void http_free(gw *g)
         if (st->sig_term) event_free(st->sig_term);
         if (st->sig_int) event_free(st->sig_int);
         if (st->commit_ev) event_free(st->commit_ev);
+        if (st->cap_timer) event_free(st->cap_timer);
         free(st);
     }
     g->http_state = NULL;

@@ -40,7 +40,8 @@ static const char serve_help[] =
     "  --script-time-ms MS       time budget of one request's scripts, default 1000\n"
     "  --script-instructions N   instruction budget of one request, default 50000000\n"
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
-    "  --timeout-s S             idle/slow-client timeout, default 30\n";
+    "  --timeout-s S             idle/slow-client timeout, default 30\n"
+    "  --max-connections N       client connections held at once, default 4096\n";
 static const char credentials_help[] =
     "tagway credentials create --db PATH --project ID [--role member|admin]\n"
     "tagway credentials list   --db PATH\n"
