@@ -991,9 +991,14 @@ static int build_tags(store *s, tagidx *ix, const seq_project *map, size_t nmap,
 {
     sqlite3_stmt *st = stmt(s, Q_IDX_TAGS);
     size_t j = 0;
+    uint64_t rows = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
+        if (++rows % 2000000 == 0)      /* a large database: show it is moving */
+            fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index build\",\"tags_indexed\":%llu,"
+                            "\"images_done\":%zu,\"images\":%zu}\n",
+                    (unsigned long long)rows, j, nmap);
         while (j < nmap && map[j].seq < seq)
             j++;
         if (j == nmap || map[j].seq != seq)
