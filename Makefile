@@ -17,7 +17,7 @@ LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
-.PHONY: all deps run test unit http asan bench demo check clean install fuzz
+.PHONY: all deps run test unit http asan bench demo check clean install fuzz valgrind
 
 all: deps $(BUILD)/tagway
 
@@ -57,6 +57,16 @@ asan:
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --bin $(abspath $(BUILD)/tagway)
+
+# The HTTP suite against the binary under valgrind memcheck (slow: minutes).
+valgrind: all
+	@command -v valgrind >/dev/null || $(if $(shell id -u | grep -qx 0 && echo y),apt-get install -y -qq valgrind,sudo apt-get install -y -qq valgrind)
+	rm -f /tmp/tagway-valgrind.*.log
+	TAGWAY_BIN=$(abspath tests/valgrind-tagway.sh) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  tests/http/test_tags_batch.py tests/http/test_tags_single.py tests/http/test_images.py \
+	  tests/http/test_lifecycle.py tests/http/test_ops.py tests/http/test_conventions.py
+	@if cat /tmp/tagway-valgrind.*.log 2>/dev/null | grep -q .; then cat /tmp/tagway-valgrind.*.log; exit 1; fi
+	@echo "valgrind: no memory errors"
 
 demo: all
 	TAGWAY_BIN=$(abspath $(BUILD)/tagway) bash examples/demo.sh
