@@ -60,7 +60,7 @@ bench: all
 
 # The HTTP suite against the binary under valgrind memcheck (slow: minutes).
 valgrind: all
-	@command -v valgrind >/dev/null || $(if $(shell id -u | grep -qx 0 && echo y),apt-get install -y -qq valgrind,sudo apt-get install -y -qq valgrind)
+	@TAGWAY_DEPS_EXTRA=valgrind bash .ci/deps.sh
 	rm -f /tmp/tagway-valgrind.*.log
 	TAGWAY_BIN=$(abspath tests/valgrind-tagway.sh) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/http/test_tags_batch.py tests/http/test_tags_single.py tests/http/test_images.py \

@@ -7,9 +7,10 @@ set -euo pipefail
 packages=(build-essential pkg-config liblua5.4-dev libevent-dev libsqlite3-dev
           lua-cjson lua-cjson-dev libroaring-dev python3 python3-pytest wrk
           sqlite3 curl)
-if [ "${TAGWAY_DEPS_EXTRA:-}" = "asan" ] || [ "${1:-}" = "--with-clang" ]; then
-  packages+=(clang libclang-rt-14-dev)
-fi
+case "${TAGWAY_DEPS_EXTRA:-}" in
+  asan) packages+=(clang libclang-rt-14-dev) ;;       # make asan, make fuzz
+  valgrind) packages+=(valgrind) ;;                   # make valgrind
+esac
 
 missing=()
 for p in "${packages[@]}"; do
