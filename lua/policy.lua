@@ -13,7 +13,9 @@ local default_name = "ims"
 
 local function lower(s) return s:lower() end
 
--- "300*" matches anything starting with "300"; anything else matches exactly.
+-- "300*" matches anything starting with "300" (so "300" too); anything
+-- else matches exactly.  Only a trailing '*' is a wildcard (compile
+-- refuses others), so a pattern never surprises with regex-like meaning.
 local function wildcard_match(pattern, s, ignore_case)
   if ignore_case then pattern, s = lower(pattern), lower(s) end
   if pattern:sub(-1) == "*" then
@@ -23,88 +25,231 @@ local function wildcard_match(pattern, s, ignore_case)
   return pattern == s
 end
 
-local function compile_text_rule(rule, what, pname)
-  assert(type(rule) == "table", pname .. ": " .. what .. " must be a table")
+-- ---- compiling ------------------------------------------------------------
+
+-- Compile errors are tables {field =, message =} so that init can point at
+-- the line of the offending field in the policy file.
+local function need(cond, field, message)
+  if not cond then error({ field = field, message = message }, 0) end
+end
+
+local KNOWN = {
+  "name", "version", "description", "max_tags", "key", "value", "delete", "reserved",
+  "overwrite", "allowed_values", "exact_case", "required", "hook", "examples", "import",
+}
+
+-- A misspelt key (overwite, edge_spaces) would silently drop a rule:
+-- every table of a policy takes only the keys it knows.
+local function only(t, field, keys)
+  for k in pairs(t) do
+    local known = false
+    for _, name in ipairs(keys) do if k == name then known = true break end end
+    need(known, field == "" and tostring(k) or (field .. "." .. tostring(k)), "is not a policy key")
+  end
+end
+
+local function check_pattern(p, field)
+  need(type(p) == "string", field, "must be a string")
+  need(not p:sub(1, -2):find("*", 1, true), field, "only a trailing '*' is a wildcard")
+end
+
+local function compile_text_rule(rule, what)
+  need(type(rule) == "table", what, "must be a table")
+  only(rule, what, { "min", "max", "chars", "describe", "edge_space" })
   local r = {
     min = rule.min or 0, max = rule.max, describe = rule.describe,
     edge_space = rule.edge_space or "allow",
-    allowed = rule.chars and text.charset(rule.chars) or nil,
   }
-  assert(type(r.max) == "number", pname .. ": " .. what .. ".max must be a number")
-  assert(r.edge_space == "allow" or r.edge_space == "reject",
-         pname .. ": " .. what .. ".edge_space must be 'allow' or 'reject'")
+  need(math.type(r.min) == "integer" and r.min >= 0, what .. ".min", "must be an integer >= 0")
+  need(math.type(r.max) == "integer" and r.max >= r.min, what .. ".max", "must be an integer >= min")
+  need(r.edge_space == "allow" or r.edge_space == "reject", what .. ".edge_space",
+       "must be 'allow' or 'reject'")
+  if rule.chars ~= nil then
+    need(type(rule.chars) == "table", what .. ".chars", "must be a list of characters and X-Y ranges")
+    local ok, set = pcall(text.charset, rule.chars)
+    need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges")
+    r.allowed = set
+  end
   return r
 end
 
-local function compile_list(list)
+local function string_list(list, field)
+  need(list == nil or type(list) == "table", field, "must be a list of strings")
   local out = {}
-  for i, v in ipairs(list or {}) do out[i] = v end
+  for i, v in ipairs(list or {}) do
+    need(type(v) == "string", field .. "[" .. i .. "]", "must be a string")
+    out[i] = v
+  end
   return out
 end
 
--- Validates a policy table and returns its compiled form; raises with a
--- message naming the policy on a malformed table.
-function policy.compile(p)
+-- Overwrite rules as an ordered list: exact keys first, then patterns by
+-- decreasing prefix length, so the most specific rule wins whatever order
+-- pairs() visits the table in ("billing*" = "deny" beats "*" = "replace").
+local function compile_overwrite(t)
+  need(t == nil or type(t) == "table", "overwrite", "must be a table of key pattern -> mode")
+  local rules = {}
+  for pattern, mode in pairs(t or {}) do
+    local field = "overwrite['" .. tostring(pattern) .. "']"
+    check_pattern(pattern, field)
+    need(mode == "replace" or mode == "immutable" or mode == "deny", field,
+         "must be 'replace', 'immutable' or 'deny'")
+    local wild = pattern:sub(-1) == "*"
+    rules[#rules + 1] = { pattern = pattern, mode = mode, wild = wild,
+                          len = wild and #pattern - 1 or #pattern }
+  end
+  table.sort(rules, function(a, b)
+    if a.wild ~= b.wild then return not a.wild end
+    if a.len ~= b.len then return a.len > b.len end
+    return a.pattern < b.pattern
+  end)
+  return rules
+end
+
+local function compile_allowed(t)
+  need(t == nil or type(t) == "table", "allowed_values", "must be a table of key -> list of values")
+  local out = {}
+  for key, list in pairs(t or {}) do
+    local field = "allowed_values['" .. tostring(key) .. "']"
+    need(type(key) == "string", field, "keys must be strings")
+    out[key] = string_list(list, field)
+    need(out[key][1] ~= nil, field, "must list at least one value")
+    for i, p in ipairs(out[key]) do check_pattern(p, field .. "[" .. i .. "]") end
+  end
+  return out
+end
+
+local function compile_examples(ex)
+  if ex == nil then return nil end
+  need(type(ex) == "table", "examples", "must be {accept = {...}, reject = {...}}")
+  only(ex, "examples", { "accept", "reject" })
+  for _, kind in ipairs({ "accept", "reject" }) do
+    local list = ex[kind]
+    need(list == nil or type(list) == "table", "examples." .. kind, "must be a list of {key =, value =}")
+    for i, tag in ipairs(list or {}) do
+      need(type(tag) == "table", "examples." .. kind .. "[" .. i .. "]", "must be a table {key =, value =}")
+    end
+  end
+  return ex
+end
+
+local function compile_import(imp)
+  if imp == nil then return nil end
+  need(type(imp) == "table", "import", "must be a table")
+  string_list(imp.os_versions, "import.os_versions")
+  string_list(imp.formats, "import.formats")
+  need(type(imp.os_versions) == "table", "import.os_versions", "is required")
+  need(type(imp.formats) == "table", "import.formats", "is required")
+  need(math.type(imp.max_running_jobs) == "integer" and imp.max_running_jobs >= 1,
+       "import.max_running_jobs", "must be an integer >= 1")
+  return imp
+end
+
+local function compile_table(p)
+  need(type(p) == "table", "name", "the file must return a table")
   local name = p.name
-  assert(type(name) == "string", "policy must have a string name")
-  assert(type(p.max_tags) == "number", name .. ": max_tags must be a number")
+  need(type(name) == "string", "name", "must be a string")
+  only(p, "", KNOWN)
+  need(math.type(p.max_tags) == "integer" and p.max_tags >= 0, "max_tags", "must be an integer >= 0")
+  local delete = p.delete or {}
+  need(type(delete) == "table", "delete", "must be a table")
+  only(delete, "delete", { "key_max", "value_max", "match_value" })
   local reserved = p.reserved or {}
+  need(type(reserved) == "table", "reserved", "must be a table")
+  only(reserved, "reserved", { "prefixes", "keys", "ignore_case", "admin_may_write", "in_values" })
   local c = {
     name = name, version = p.version, description = p.description,
     max_tags = p.max_tags,
-    key = compile_text_rule(p.key, "key", name),
-    value = compile_text_rule(p.value, "value", name),
+    key = compile_text_rule(p.key, "key"),
+    value = compile_text_rule(p.value, "value"),
     delete = {
-      key_max = (p.delete or {}).key_max or 127,
-      value_max = (p.delete or {}).value_max or 255,
-      match_value = (p.delete or {}).match_value == true,
+      key_max = delete.key_max or 127,
+      value_max = delete.value_max or 255,
+      match_value = delete.match_value == true,
     },
     reserved = {
-      prefixes = compile_list(reserved.prefixes), keys = compile_list(reserved.keys),
+      prefixes = string_list(reserved.prefixes, "reserved.prefixes"),
+      keys = string_list(reserved.keys, "reserved.keys"),
       ignore_case = reserved.ignore_case ~= false,
       admin_may_write = reserved.admin_may_write == true,
       in_values = reserved.in_values == true,
     },
-    overwrite = p.overwrite or {},           -- key pattern -> replace|immutable|deny
-    allowed_values = p.allowed_values or {}, -- key -> list of patterns
-    exact_case = compile_list(p.exact_case), -- keys whose spelling is enforced
-    required = compile_list(p.required),     -- keys required at image creation
+    overwrite = compile_overwrite(p.overwrite),      -- ordered {pattern, mode}
+    allowed_values = compile_allowed(p.allowed_values), -- key -> list of patterns
+    exact_case = string_list(p.exact_case, "exact_case"), -- keys whose spelling is enforced
+    required = string_list(p.required, "required"),  -- keys required at image creation
     hook = p.hook,
-    examples = p.examples,
-    import = p.import,                       -- quick-import rules (optional)
+    examples = compile_examples(p.examples),
+    import = compile_import(p.import),               -- quick-import rules (optional)
   }
-  for pattern, mode in pairs(c.overwrite) do
-    assert(mode == "replace" or mode == "immutable" or mode == "deny",
-           name .. ": overwrite['" .. tostring(pattern) .. "'] must be replace, immutable or deny")
-  end
-  assert(c.hook == nil or type(c.hook) == "function", name .. ": hook must be a function")
+  need(math.type(c.delete.key_max) == "integer" and c.delete.key_max >= 1, "delete.key_max",
+       "must be an integer >= 1")
+  need(math.type(c.delete.value_max) == "integer" and c.delete.value_max >= 0, "delete.value_max",
+       "must be an integer >= 0")
+  for _, k in ipairs(c.reserved.keys) do check_pattern(k, "reserved.keys") end
+  need(c.hook == nil or type(c.hook) == "function", "hook", "must be a function")
   return c
 end
+
+-- Validates a policy table and returns its compiled form; raises with a
+-- message naming the policy and the field on a malformed table.
+function policy.compile(p)
+  local ok, c = pcall(compile_table, p)
+  if ok then return c end
+  if type(c) == "table" then
+    local name = type(p) == "table" and tostring(p.name) or "?"
+    error(name .. ": " .. c.field .. ": " .. c.message, 0)
+  end
+  error(c, 0)
+end
+
+-- ---- checking -------------------------------------------------------------
 
 local function reject(pol, field, rule)
   return field .. ": " .. rule .. " (policy " .. pol.name .. ")"
 end
 
+-- true, "prefix"|"key", the matching entry when s is reserved.
 local function is_reserved(pol, s, for_value)
   local r = pol.reserved
   if for_value and not r.in_values then return false end
   for _, prefix in ipairs(r.prefixes) do
-    if wildcard_match(prefix .. "*", s, r.ignore_case) then return true, prefix end
+    if wildcard_match(prefix .. "*", s, r.ignore_case) then return true, "prefix", prefix end
   end
   if not for_value then
     for _, k in ipairs(r.keys) do
-      if wildcard_match(k, s, r.ignore_case) then return true, k end
+      if wildcard_match(k, s, r.ignore_case) then return true, "key", k end
     end
   end
   return false
 end
 
-local function check_text(pol, rule, s, field, what)
+local function reserved_rule(pol, kind, which, what)
+  local rule = kind == "prefix" and (what .. " starting with '" .. which .. "'") or ("key '" .. which .. "'")
+  if kind == "prefix" and pol.reserved.ignore_case then rule = rule .. " in any case" end
+  if pol.reserved.admin_may_write and what == "keys" then
+    return rule .. (kind == "prefix" and " are" or " is") .. " reserved for the admin role"
+  end
+  return rule .. (kind == "prefix" and " are" or " is") .. " reserved"
+end
+
+-- May the caller write (or remove) key at all?  nil or the rejection.
+local function check_reserved_key(pol, key, field, caller)
+  local reserved, kind, which = is_reserved(pol, key, false)
+  if reserved and not (caller.role == "admin" and pol.reserved.admin_may_write) then
+    return reject(pol, field, reserved_rule(pol, kind, which, "keys"))
+  end
+  return nil
+end
+
+local function check_text(pol, rule, s, field)
+  -- NUL would cut the string short once it reaches C and SQLite
+  if s:find("\0", 1, true) then return reject(pol, field, "must not contain NUL characters") end
+  local n = text.length(s)
+  if not n then return reject(pol, field, "is not valid UTF-8") end
   if rule.edge_space == "reject" and text.has_edge_space(s) then
     return reject(pol, field, "must not start or end with a space")
   end
-  local n = text.length(s)
-  if not n then return reject(pol, field, "is not valid UTF-8") end
   if n < rule.min or n > rule.max or (rule.allowed and not text.all_in(s, rule.allowed)) then
     return reject(pol, field, string.format("must be %d-%d characters of %s", rule.min, rule.max,
                                             rule.describe or "any kind"))
@@ -113,10 +258,8 @@ local function check_text(pol, rule, s, field, what)
 end
 
 local function overwrite_mode(pol, key)
-  local mode = pol.overwrite[key]
-  if mode then return mode end
-  for pattern, m in pairs(pol.overwrite) do
-    if wildcard_match(pattern, key, false) then return m end
+  for _, r in ipairs(pol.overwrite) do
+    if wildcard_match(r.pattern, key, false) then return r.mode end
   end
   return "replace"
 end
@@ -129,13 +272,11 @@ function policy.check_tag(pol, tag, field, caller)
   if text.is_blank(key) then return reject(pol, field .. ".key", "must not be blank") end
   local err = check_text(pol, pol.key, key, field .. ".key")
            or check_text(pol, pol.value, value, field .. ".value")
+           or check_reserved_key(pol, key, field .. ".key", caller)
   if err then return err end
-  local reserved, which = is_reserved(pol, key, false)
-  if reserved and not (caller.role == "admin" and pol.reserved.admin_may_write) then
-    return reject(pol, field .. ".key", "'" .. which .. "' is reserved")
-  end
-  if is_reserved(pol, value, true) then
-    return reject(pol, field .. ".value", "reserved prefix not allowed in values")
+  local reserved_value, _, which = is_reserved(pol, value, true)
+  if reserved_value then
+    return reject(pol, field .. ".value", reserved_rule(pol, "prefix", which, "values"))
   end
   for _, spelled in ipairs(pol.exact_case) do
     if lower(key) == lower(spelled) and key ~= spelled then
@@ -149,16 +290,27 @@ function policy.check_tag(pol, tag, field, caller)
       if wildcard_match(pattern, value, false) then ok = true break end
     end
     if not ok then
-      return reject(pol, field .. ".value", "not an allowed value for '" .. key .. "' ("
-                    .. table.concat(allowed, ", ") .. ")")
+      return reject(pol, field .. ".value", "'" .. value .. "' is not an allowed value for '" .. key
+                    .. "' (allowed: " .. table.concat(allowed, ", ") .. ")")
     end
   end
   return nil
 end
 
+local function copy_tags(tags)
+  local out = {}
+  for i, t in ipairs(tags) do out[i] = { key = t.key, value = t.value } end
+  return out
+end
+
 -- Checks a create against the image's current tags (key -> value) once the
 -- image is known: overwrite rules and the hook.  Quota is counted by the
--- caller.  Returns nil or field, message.
+-- caller.  Returns nil or the rejection message.
+-- The hook is called as hook(current, tags, caller, fields): current the
+-- image's tags (key -> value, {} for a new image), tags the request's
+-- {key, value} list, caller {role, project}, fields[i] the name of tag i in
+-- messages ("tags[2]", "tag", "image_tags[0]").  It returns nothing to
+-- accept, or field, message to reject (400 IMG.0115).
 function policy.check_merge(pol, current, tags, fields, caller)
   for i, tag in ipairs(tags) do
     local old = current[tag.key]
@@ -172,8 +324,16 @@ function policy.check_merge(pol, current, tags, fields, caller)
     end
   end
   if pol.hook then
-    local field, message = pol.hook(current, tags, caller)
-    if field then return reject(pol, field, message or "rejected by the policy hook") end
+    -- copies: a hook judges the write, it must not be able to alter it
+    local now = {}
+    for k, v in pairs(current) do now[k] = v end
+    local names = {}
+    for i, f in ipairs(fields or {}) do names[i] = f end
+    local field, message = pol.hook(now, copy_tags(tags),
+                                    { role = caller.role, project = caller.project }, names)
+    if field then
+      return reject(pol, tostring(field), message and tostring(message) or "rejected by the policy hook")
+    end
   end
   return nil
 end
@@ -186,6 +346,10 @@ function policy.check_delete_tag(pol, tag, field)
     return reject(pol, field .. ".value", "must be a string")
   end
   if text.is_blank(key) then return reject(pol, field .. ".key", "must not be blank") end
+  if key:find("\0", 1, true) then return reject(pol, field .. ".key", "must not contain NUL characters") end
+  if value ~= nil and value:find("\0", 1, true) then
+    return reject(pol, field .. ".value", "must not contain NUL characters")
+  end
   local n = text.length(key)
   if not n then return reject(pol, field .. ".key", "is not valid UTF-8") end
   if n > pol.delete.key_max then
@@ -201,12 +365,11 @@ function policy.check_delete_tag(pol, tag, field)
   return nil
 end
 
--- May the caller remove key (currently holding value) from an image?
+-- May the caller remove key from an image?  Reserved keys stay with those
+-- who may write them; immutable keys stay; deny keys stay for members.
 function policy.check_removal(pol, key, field, caller)
-  local reserved, which = is_reserved(pol, key, false)
-  if reserved and not (caller.role == "admin" and pol.reserved.admin_may_write) then
-    return reject(pol, field, "'" .. which .. "' is reserved")
-  end
+  local err = check_reserved_key(pol, key, field, caller)
+  if err then return err end
   local mode = overwrite_mode(pol, key)
   if mode == "immutable" then
     return reject(pol, field, "'" .. key .. "' is immutable once set")
@@ -218,65 +381,217 @@ end
 
 -- Keys the policy requires when an image is created or imported.
 function policy.check_required(pol, tags, field)
-  for _, need in ipairs(pol.required) do
+  for _, need_key in ipairs(pol.required) do
     local found = false
     for _, tag in ipairs(tags) do
-      if tag.key == need then found = true break end
+      if tag.key == need_key then found = true break end
     end
-    if not found then return reject(pol, field, "tag '" .. need .. "' is required") end
+    if not found then return reject(pol, field, "tag '" .. need_key .. "' is required") end
   end
   return nil
 end
 
--- Runs a policy's own examples: each a tag created by a member on an
--- image without tags.  Returns nil or a message naming the example.
+-- ---- examples and where they are --------------------------------------------
+
+-- The source with every comment and string blanked out (newlines kept), so
+-- braces and names can be found by position without being fooled by a
+-- "{" in a string or an "examples = {" in a comment.
+local function code_only(src)
+  local out, i, n = {}, 1, #src
+  local function blank(s) return (s:gsub("[^\n]", " ")) end
+  local function long_end(at)        -- at: index of a '[' opening a long bracket
+    local eqs = src:match("^%[(=*)%[", at)
+    if not eqs then return nil end
+    local _, e = src:find("]" .. eqs .. "]", at + #eqs + 2, true)
+    return e or n
+  end
+  while i <= n do
+    local j = src:find("[\"'%-%[]", i)
+    if not j then out[#out + 1] = src:sub(i) break end
+    out[#out + 1] = src:sub(i, j - 1)
+    local c, stop = src:sub(j, j), nil
+    if c == "-" then
+      if src:sub(j + 1, j + 1) == "-" then
+        stop = long_end(j + 2) or ((src:find("\n", j, true) or n + 1) - 1)
+      end
+    elseif c == "[" then
+      stop = long_end(j)
+    else
+      local k = j + 1
+      while k <= n do
+        local d = src:sub(k, k)
+        if d == "\\" then k = k + 2
+        elseif d == c or d == "\n" then break
+        else k = k + 1 end
+      end
+      stop = math.min(k, n)
+    end
+    if stop then
+      out[#out + 1] = blank(src:sub(j, stop))
+      i = stop + 1
+    else
+      out[#out + 1] = c
+      i = j + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local function line_at(src, pos)
+  local _, newlines = src:sub(1, pos - 1):gsub("\n", "")
+  return newlines + 1
+end
+
+-- Position of the "}" closing the "{" at open (in code), or #code.
+local function closing(code, open)
+  local depth, i = 0, open
+  while true do
+    local j = code:find("[{}]", i)
+    if not j then return #code end
+    depth = depth + (code:sub(j, j) == "{" and 1 or -1)
+    if depth == 0 then return j end
+    i = j + 1
+  end
+end
+
+-- Position of `name = {` (its "{") in code between from and to, or nil.
+local function table_field(code, name, from, to)
+  local _, e = code:find("%f[%w_]" .. name .. "%s*=%s*{", from)
+  if e and e <= to then return e end
+  return nil
+end
+
+-- Line of examples[kind][index] in a policy's source: the index-th "{"
+-- directly inside `kind = {` inside `examples = {`; else the first line
+-- naming the example's key after that marker; else the marker's line.
+local function example_line(src, kind, index, tag)
+  local code = code_only(src)
+  local ex = table_field(code, "examples", 1, #code)
+  if not ex then return nil end
+  local list = table_field(code, kind, ex, closing(code, ex))
+  if not list then return line_at(src, ex) end
+  local stop, depth, count, i = closing(code, list), 0, 0, list + 1
+  while true do
+    local j = code:find("[{}]", i)
+    if not j or j >= stop then break end
+    if code:sub(j, j) == "{" then
+      if depth == 0 then
+        count = count + 1
+        if count == index then return line_at(src, j) end
+      end
+      depth = depth + 1
+    else
+      depth = depth - 1
+    end
+    i = j + 1
+  end
+  if type(tag.key) == "string" and tag.key ~= "" then
+    local at = src:find('"' .. tag.key .. '"', list, true) or src:find("'" .. tag.key .. "'", list, true)
+    if at and at < stop then return line_at(src, at) end
+  end
+  return line_at(src, list)
+end
+
+-- Line of a compile error's field: each part of "key.max" found in turn.
+local function field_line(src, field)
+  local code, pos = code_only(src), nil
+  for part in tostring(field):match("^[^%[]*"):gmatch("[%a_][%w_]*") do
+    local at = code:find("%f[%w_]" .. part .. "%f[^%w_]%s*=", pos or 1)
+    if not at then break end
+    pos = at
+  end
+  return pos and line_at(src, pos) or nil
+end
+
+-- Runs a policy's own examples: each a tag created by a member on an image
+-- without tags (so tag checks, merge rules, the hook and the quota apply).
+-- Returns nil, or kind, index, tag and the message of the first failure.
 local function run_examples(pol)
   local ex = pol.examples
   if ex == nil then return nil end
   local member = { role = "member", project = "" }
-  for kind, expect_ok in pairs({ accept = true, reject = false }) do
+  for _, kind in ipairs({ "accept", "reject" }) do
+    local expect_ok = kind == "accept"
     for i, tag in ipairs(ex[kind] or {}) do
-      local err = policy.check_tag(pol, tag, "tag", member)
-                  or policy.check_merge(pol, {}, { tag }, { "tag" }, member)
+      local ok, err = pcall(function()
+        return policy.check_tag(pol, tag, "tag", member)
+            or policy.check_merge(pol, {}, { tag }, { "tag" }, member)
+            or (pol.max_tags < 1 and reject(pol, "tags", "at most " .. pol.max_tags .. " tags") or nil)
+      end)
+      local what = string.format("examples.%s[%d] {key = %q, value = %q}", kind, i,
+                                 tostring(tag.key), tostring(tag.value))
+      if not ok then
+        return kind, i, tag, what .. ": the check raised an error: " .. tostring(err)
+      end
       if (err == nil) ~= expect_ok then
-        return string.format("examples.%s[%d] {key=%q, value=%q}: expected %s, got %s",
-                             kind, i, tostring(tag.key), tostring(tag.value),
-                             expect_ok and "accept" or "reject", err or "accept")
+        return kind, i, tag, string.format("%s: expected %s, got %s", what,
+                                           expect_ok and "accept" or "reject",
+                                           err and ("reject: " .. err) or "accept")
       end
     end
   end
   return nil
 end
 
+-- "path:line: " when the line can be found in the loaded text, else "path: ".
+local function located(path, line)
+  if line then return path .. ":" .. line .. ": " end
+  return path .. ": "
+end
+
 -- Loads every policy table and the configuration's bindings.  Raises with
--- the file (and example) at fault.
+-- the file and line at fault; nothing is installed unless all of it holds.
 function policy.init(ctx)
-  local files = {}
-  compiled, bindings = {}, {}
-  for name, tbl in pairs(ctx.policies) do
-    local ok, c = pcall(policy.compile, tbl)
-    if not ok then error(ctx.policies_dir .. "/" .. name .. ".lua: " .. tostring(c), 0) end
-    local bad = run_examples(c)
-    if bad then error(ctx.policies_dir .. "/" .. name .. ".lua: " .. bad, 0) end
-    compiled[name] = c
-    files[#files + 1] = name
+  local next_compiled, next_bindings = {}, {}
+  local names = {}
+  for name in pairs(ctx.policies) do names[#names + 1] = name end
+  table.sort(names)              -- the first error reported is always the same one
+  for _, name in ipairs(names) do
+    local path = ctx.policies_dir .. "/" .. name .. ".lua"
+    local src = gw.source(path)
+    local ok, c = pcall(compile_table, ctx.policies[name])
+    if not ok then
+      if type(c) ~= "table" then error(path .. ": " .. tostring(c), 0) end
+      error(located(path, src and field_line(src, c.field)) .. c.field .. ": " .. c.message, 0)
+    end
+    local kind, index, tag, bad = run_examples(c)
+    if kind then
+      error(located(path, src and example_line(src, kind, index, tag)) .. bad, 0)
+    end
+    next_compiled[name] = c
   end
   local cfg = ctx.config or {}
-  default_name = cfg.default_policy or "ims"
-  if not compiled[default_name] then
-    error(ctx.config_path .. ": default_policy '" .. default_name .. "' does not exist", 0)
+  local where = ctx.config_path
+  local def = cfg.default_policy or "ims"
+  if type(def) ~= "string" then error(where .. ": default_policy must be a policy name", 0) end
+  if not next_compiled[def] then
+    error(where .. ": default_policy '" .. def .. "' does not exist in " .. ctx.policies_dir, 0)
+  end
+  if cfg.project_policies ~= nil and type(cfg.project_policies) ~= "table" then
+    error(where .. ": project_policies must be a table of project id -> policy name", 0)
   end
   for project, name in pairs(cfg.project_policies or {}) do
-    if not compiled[name] then
-      error(ctx.config_path .. ": project_policies['" .. tostring(project) .. "'] = '"
-            .. tostring(name) .. "' does not exist", 0)
+    -- a misspelt id (upper case, a dash) would bind nothing, silently
+    if type(project) ~= "string" or not project:find("^%x+$") or #project ~= 32
+       or project:find("%u") then
+      error(where .. ": project_policies['" .. tostring(project)
+            .. "']: a project id is 32 lowercase hex characters", 0)
     end
-    bindings[project] = name
+    if not next_compiled[name] then
+      error(where .. ": project_policies['" .. tostring(project) .. "'] = '" .. tostring(name)
+            .. "': policy '" .. tostring(name) .. "' does not exist in " .. ctx.policies_dir, 0)
+    end
+    next_bindings[project] = name
   end
+  -- quick import and registration need OS versions and formats from somewhere
+  if not (next_compiled[def].import or (next_compiled.ims and next_compiled.ims.import)) then
+    error(where .. ": default_policy '" .. def .. "' has no import table and there is no ims policy", 0)
+  end
+  compiled, bindings, default_name = next_compiled, next_bindings, def
 end
 
 -- Quick-import rules (OS versions, formats, job limit): the project's
--- policy's `import` table, else the default policy's.
+-- policy's `import` table, else the default policy's, else ims's.
 function policy.import_rules(pol)
   return pol.import or compiled[default_name].import or compiled.ims.import
 end

@@ -106,7 +106,7 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
 static int script_key(const char *k)
 {
     static const char *const keys[] = {"default_policy", "project_policies", "variants",
-                                       "metrics_auth", "workers", NULL};
+                                       "metrics_auth", "workers", "import_backend", NULL};
     for (const char *const *p = keys; *p; p++)
         if (!strcmp(*p, k))
             return 1;

@@ -463,7 +463,7 @@ static int load_variants(lhost *h, int cfg, char *err, size_t errlen)
         if (load_folder(h, dir, 0, err, errlen) != 0)
             return -1;
         lua_setfield(L, -2, "modules");
-        lua_rawseti(L, -4, i);
+        lua_rawseti(L, -3, i);  /* the variants list, under cfg.variants and the entry */
     }
     lua_pop(L, 2);
     return 0;

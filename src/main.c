@@ -370,6 +370,9 @@ static int cmd_check(int argc, char **argv)
     if ((rc = build_options(&a, &g.opt)) != 0)
         return rc;
     if (!(g.lua = lhost_new(&g, 1, err, sizeof err))) {
+        char *tb = strstr(err, "\nstack traceback:");
+        if (tb)
+            *tb = '\0';        /* file:line: what is the answer; the rest is noise */
         fprintf(stderr, "tagway check: %s\n", err);
         return 1;
     }

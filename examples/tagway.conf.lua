@@ -1,0 +1,92 @@
+-- tagway.conf.lua: every configuration key with its default.
+--
+--   build/tagway serve --config examples/tagway.conf.lua
+--   build/tagway check --config examples/tagway.conf.lua
+--
+-- The file is Lua returning one table, read twice: by the C side for the
+-- options (in a Lua state without libraries, so keep it plain data), and by
+-- every script generation for the keys the scripts own (policies,
+-- variants).  Every command-line option has a key here: the option's name
+-- with '-' written '_' (--obs-root -> obs_root); the command line wins.
+--
+-- Relative paths (db, scripts, policies, obs_root, variants) are relative
+-- to THIS FILE's folder, not to the working directory; that is why the
+-- paths below start with "../" (this file lives in examples/).  Absolute
+-- paths are used as they are.
+--
+-- Changes to default_policy, project_policies, variants and metrics_auth
+-- take effect on reload (POST /admin/reload, SIGHUP, or --watch on); the
+-- other keys are read at start.
+return {
+  -- Address and port to listen on.  Port 0 picks a free port (the
+  -- "listening" log line on stderr says which).
+  listen = "127.0.0.1:8080",
+
+  -- SQLite database; created with its folder on first start.
+  db = "../data/tagway.db",
+
+  -- Folder of the Lua scripts (main.lua, router, handlers, ...).
+  scripts = "../lua",
+
+  -- Folder of the tag policies: every *.lua in it is loaded and its
+  -- examples run at start and on every reload, bound or not.
+  policies = "../policies",
+
+  -- Local object store of the default import backend:
+  -- <obs_root>/<bucket>/<object>.
+  obs_root = "../data/obs",
+
+  -- true: every API call needs a token or an AK/SK signature.  false only
+  -- on a loopback listen address (development): every caller is an admin
+  -- of the project in the path or in X-Project-Id.
+  auth = true,
+
+  -- true: reload by itself when a file in the script, policy or
+  -- configuration folders changes (inotify, debounced).
+  watch = false,
+
+  -- Largest request body in bytes; larger gets 413 APIGW.0201.
+  body_limit = 1048576,
+
+  -- Budget of the scripts: memory of one Lua state in MiB, wall-clock time
+  -- and VM instructions of one request.  Over budget -> 503 IMG.0061.
+  script_memory_mb = 64,
+  script_time_ms = 1000,
+  script_instructions = 50000000,
+
+  -- Open connections at once, and seconds a connection may stay idle or
+  -- take to send its request.
+  max_connections = 4096,
+  timeout_s = 30,
+
+  -- The tag policy of projects without a binding: a file name (without
+  -- .lua) in the policies folder.
+  default_policy = "ims",
+
+  -- Project id (32 lowercase hex) -> policy name.  A binding to a policy
+  -- that does not exist fails the start or the reload, naming this file.
+  -- See examples/policies-demo.conf.lua for a working example.
+  project_policies = {
+    -- ["0123456789abcdef0123456789abcdef"] = "tms",
+  },
+
+  -- API variants: folders of Lua route modules loaded after the core
+  -- routes (relative to this file, or absolute).  None by default.
+  variants = {
+    -- "variants/v1-tags",        -- PUT|GET /v1/cloudimages/tags
+    -- "variants/glance-tags",    -- PUT|DELETE /v2/images/{image_id}/tags/{tag}
+  },
+
+  -- Lua module (in the scripts folder) that runs quick-import jobs: a
+  -- table with a step(job) function.  Default: import_backend (lua/
+  -- import_backend.lua, the local object store).
+  import_backend = "import_backend",
+
+  -- true: GET /metrics needs the admin role (when auth is on).
+  metrics_auth = false,
+
+  -- Accepted and ignored: the gateway serves from one event loop (SQLite
+  -- commits are serialised anyway).  Kept so configurations written for a
+  -- multi-worker deployment still load.
+  workers = 1,
+}
