@@ -698,13 +698,36 @@ static int64_t next_created_ms(store *s)
     return now > s->last_created_ms ? now : s->last_created_ms;
 }
 
+/* An image row and its tags, inside the caller's transaction. */
+static store_rc add_image_rows(store *s, const char *project, const char *id, const char *name,
+                               const char *status, const char *attrs, const store_tag *tags,
+                               size_t ntags, int64_t created, int64_t *seq)
+{
+    store_rc rc = insert_image(s, project, id, name, status, attrs, created, seq);
+    if (rc != STORE_OK)
+        return rc;
+    for (size_t i = 0; i < ntags; i++)
+        if (run_tag_stmt(s, Q_TAG_UPSERT, *seq, tags[i].key, tags[i].value) != 0)
+            return STORE_ERROR;
+    return STORE_OK;
+}
+
+/* After the commit: the new image and its tags in the index. */
+static void index_new_image(store *s, const char *project, int64_t seq, const char *name,
+                            const store_tag *tags, size_t ntags)
+{
+    ix_image_add(s, project, (uint32_t)seq, name);
+    for (size_t i = 0; i < ntags; i++)
+        ix_tag_set(s, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
+}
+
 store_rc store_image_create(store *s, const char *project, const char *id,
                             const char *name, const char *status, const char *attrs,
                             const store_tag *tags, size_t ntags, char id_out[37])
 {
     char fresh[37];
     int64_t seq = 0, created = next_created_ms(s);
-    store_rc result = STORE_ERROR;
+    store_rc rc;
     if (!id) {
         if (util_uuid(fresh) != 0)
             return STORE_ERROR;
@@ -712,24 +735,18 @@ store_rc store_image_create(store *s, const char *project, const char *id,
     }
     if (txn_begin(s) != 0)
         return STORE_ERROR;
-    if ((result = insert_image(s, project, id, name, status, attrs, created, &seq)) != STORE_OK)
-        goto fail;
-    result = STORE_ERROR;
-    for (size_t i = 0; i < ntags; i++)
-        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
-            goto fail;
-    if (txn_commit(s) != 0)
-        goto fail;
+    rc = add_image_rows(s, project, id, name, status, attrs, tags, ntags, created, &seq);
+    if (rc == STORE_OK && txn_commit(s) != 0)
+        rc = STORE_ERROR;
+    if (rc != STORE_OK) {
+        txn_rollback(s);
+        return rc;
+    }
     s->last_created_ms = created;
     if (id_out)
         memcpy(id_out, id, 37);
-    ix_image_add(s, project, (uint32_t)seq, name);
-    for (size_t i = 0; i < ntags; i++)
-        ix_tag_set(s, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
+    index_new_image(s, project, seq, name, tags, ntags);
     return STORE_OK;
-fail:
-    txn_rollback(s);
-    return result;
 }
 
 /* Copies the image's tags (for the index) before they are deleted. */
@@ -1040,14 +1057,32 @@ store_rc store_bulk_image(store *s, const char *project, const char *id, const c
                           const char *status, const store_tag *tags, size_t ntags)
 {
     int64_t seq = 0, created = next_created_ms(s);
-    store_rc rc = insert_image(s, project, id, name, status, "{}", created, &seq);
-    if (rc != STORE_OK)
-        return rc;
-    for (size_t i = 0; i < ntags; i++)
-        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
-            return STORE_ERROR;
-    s->last_created_ms = created;
-    return STORE_OK;
+    store_rc rc = add_image_rows(s, project, id, name, status, "{}", tags, ntags, created, &seq);
+    if (rc == STORE_OK)
+        s->last_created_ms = created;
+    return rc;
+}
+
+static int insert_job(store *s, const char *project, const char *job_id, const char *kind,
+                      const char *params, const char *image_id, const char *name,
+                      int64_t created)
+{
+    sqlite3_stmt *st = stmt(s, Q_JOB_INSERT);
+    int rc;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, image_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, params, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, created);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        set_err(s, "job insert");
+        return -1;
+    }
+    return 0;
 }
 
 store_rc store_import_create(store *s, const char *project, const char *job_id,
@@ -1057,41 +1092,21 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
 {
     char image_id[37];
     int64_t seq = 0, created = next_created_ms(s);
-    sqlite3_stmt *st;
     store_rc rc;
     if (util_uuid(image_id) != 0 || txn_begin(s) != 0)
         return STORE_ERROR;
-    if ((rc = insert_image(s, project, image_id, name, "queued", attrs, created, &seq)) != STORE_OK)
-        goto fail;
-    rc = STORE_ERROR;
-    for (size_t i = 0; i < ntags; i++)
-        if (run_tag_stmt(s, Q_TAG_UPSERT, seq, tags[i].key, tags[i].value) != 0)
-            goto fail;
-    st = stmt(s, Q_JOB_INSERT);
-    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, image_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, params, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, created);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        sqlite3_reset(st);
-        set_err(s, "job insert");
-        goto fail;
+    rc = add_image_rows(s, project, image_id, name, "queued", attrs, tags, ntags, created, &seq);
+    if (rc == STORE_OK && (insert_job(s, project, job_id, kind, params, image_id, name, created) != 0 ||
+                           txn_commit(s) != 0))
+        rc = STORE_ERROR;
+    if (rc != STORE_OK) {
+        txn_rollback(s);
+        return rc;
     }
-    sqlite3_reset(st);
-    if (txn_commit(s) != 0)
-        goto fail;
     s->last_created_ms = created;
     memcpy(image_id_out, image_id, 37);
-    ix_image_add(s, project, (uint32_t)seq, name);
-    for (size_t i = 0; i < ntags; i++)
-        ix_tag_set(s, project, (uint32_t)seq, tags[i].key, NULL, tags[i].value);
+    index_new_image(s, project, seq, name, tags, ntags);
     return STORE_OK;
-fail:
-    txn_rollback(s);
-    return rc;
 }
 
 static void read_job(sqlite3_stmt *st, store_job *j)
