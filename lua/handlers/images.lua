@@ -13,10 +13,25 @@ local fail = shape.fail
 local ATTRS = { "type", "os_version", "os_type", "min_disk", "architecture", "hw_firmware_type",
                 "description", "enterprise_project_id" }
 
+-- A new image starts without tags, so a list longer than the quota is
+-- refused before any per-tag work (a huge array must not hold the loop).
+function images.check_count(pol, body, field)
+  local list = request.value(body[field])
+  if type(list) == "table" and #list > pol.max_tags then
+    fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
+                                        field, #list, pol.max_tags, pol.name))
+  end
+end
+
 -- Validates tags of a new image against the write policy.
 function images.check_new_tags(ctx, pol, list, names, field)
   local seen = {}
   list = list or {}
+  -- a new image starts empty, so the count is known before any per-tag work
+  if #list > pol.max_tags then
+    fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
+                                        field, #list, pol.max_tags, pol.name))
+  end
   for i, tag in ipairs(list) do
     local err = policy.check_tag(pol, tag, names[i], ctx.caller)
     if err then fail(400, "IMG.0115", err) end
@@ -28,10 +43,6 @@ function images.check_new_tags(ctx, pol, list, names, field)
   local err = policy.check_merge(pol, {}, list, names, ctx.caller)
                 or policy.check_required(pol, list, field)
   if err then fail(400, "IMG.0115", err) end
-  if #list > pol.max_tags then
-    fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
-                                        field, #list, pol.max_tags, pol.name))
-  end
   return list
 end
 
@@ -61,6 +72,7 @@ function images.create(ctx)
   local body = request.json_object(ctx.req)
   local pol = policy.for_project(ctx.project)
   local a = fields.attributes(body, policy.import_rules(pol), { min_disk_default = 40 })
+  images.check_count(pol, body, "image_tags")
   local list, names = fields.image_tags(body)
   list = images.check_new_tags(ctx, pol, list, names, "image_tags")
   local id = gw.image_create(ctx.project, { name = a.name, status = "active", attrs = images.encode_attrs(a) }, list)

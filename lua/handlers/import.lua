@@ -61,6 +61,8 @@ function import.action(ctx)
   if value(body.tags) ~= nil and value(body.image_tags) ~= nil then
     fail(400, "IMG.0001", "tags and image_tags: give one or the other, not both")
   end
+  images.check_count(pol, body, "tags")
+  images.check_count(pol, body, "image_tags")
   local list, names, field = dotted_tags(body)
   field = "tags"
   if list == nil then list, names = fields.image_tags(body); field = "image_tags" end

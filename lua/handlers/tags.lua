@@ -7,6 +7,9 @@ local shape = require "shape"
 
 local tags = {}
 local fail = shape.fail
+-- A request listing more tags than this is malformed whatever the policy:
+-- refused before any per-tag work, so a huge array cannot hold the loop.
+local MAX_REQUEST_TAGS = 1000
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
@@ -87,6 +90,9 @@ local function tag_list(body)
   local list = request.array(body, "tags")
   if list == nil or list[1] == nil then
     fail(400, "IMG.0001", "tags: is required and must be a non-empty array")
+  end
+  if #list > MAX_REQUEST_TAGS then
+    fail(400, "IMG.0001", "tags: at most " .. MAX_REQUEST_TAGS .. " entries in one request")
   end
   local out, fields = {}, {}
   for i, t in ipairs(list) do
