@@ -234,6 +234,9 @@ static int cmd_serve(int argc, char **argv)
     if (!g.opt.auth && !config_is_loopback(g.opt.listen))
         return usage("--auth off is allowed only on a loopback address");
     signal(SIGPIPE, SIG_IGN);
+    /* one write per log line: stderr is unbuffered by default, which
+     * would cost a system call per character of every access-log line */
+    setvbuf(stderr, NULL, _IOLBF, 1 << 16);
     g.started_ms = util_now_ms();
     rc = 1;
     if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0)
