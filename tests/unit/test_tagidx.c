@@ -1,0 +1,871 @@
+/* test_tagidx: unit and differential tests of the tag index (src/tagidx.c).
+ * Hand-written cases pin each operator, paging, names and listing; then, for
+ * fixed seeds, random writes are mirrored in a naive model and thousands of
+ * random queries are compared against it, and an index rebuilt from the model
+ * must compare equal to the incrementally maintained one.  Uses unit.h only. */
+#include "tagidx.h"
+#include "unit.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PA "0123456789abcdef0123456789abcdef"
+#define PB "fedcba9876543210fedcba9876543210"
+
+/* ---- hand-written cases ---------------------------------------------------- */
+
+typedef struct {
+    tagidx_entry e[4];
+} fieldbuf;
+
+static tagidx_entry ent(const char *key, const char *const *values, size_t n)
+{
+    tagidx_entry e = { key, values, n };
+    return e;
+}
+
+static void join(char *out, size_t cap, const uint32_t *docs, size_t n)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len + 12 < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, i ? ",%u" : "%u", docs[i]);
+}
+
+/* Checks total, count and the page [off, off+lim) against "d1,d2,...". */
+static void expect(const tagidx *ix, const char *proj, const tagidx_query *q, uint64_t off,
+                   uint32_t lim, uint64_t want_total, const char *want, int line)
+{
+    uint32_t docs[64];
+    char got[512];
+    uint64_t total = 99, count = 99;
+    size_t n = 99;
+    int ok;
+
+    CHECK(tagidx_page(ix, proj, q, off, lim > 64 ? 64 : lim, &total, docs, &n) == 0);
+    CHECK(tagidx_count(ix, proj, q, &count) == 0);
+    join(got, sizeof got, docs, n);
+    ok = total == want_total && count == want_total && strcmp(got, want) == 0;
+    if (!ok)
+        fprintf(stderr, "line %d: total %llu count %llu docs [%s], want %llu [%s]\n", line,
+                (unsigned long long)total, (unsigned long long)count, got,
+                (unsigned long long)want_total, want);
+    CHECK(ok);
+}
+
+#define EXPECT(q, total, docs) expect(ix, PA, (q), 0, 64, (total), (docs), __LINE__)
+
+static void fixture(tagidx *ix)
+{
+    static const struct {
+        const char *proj;
+        uint32_t doc;
+        const char *name;
+        const char *tags[3][2];
+    } rows[] = {
+        { PA, 1, "Alpha One", { { "env", "prod" }, { "tier", "web" }, { 0, 0 } } },
+        { PA, 2, "beta", { { "env", "dev" }, { 0, 0 }, { 0, 0 } } },
+        { PA, 3, "", { { 0, 0 }, { 0, 0 }, { 0, 0 } } },
+        { PA, 4, "GAMMA-alpha", { { "env", "prod" }, { "tier", "db" }, { "owner", "" } } },
+        { PA, 5, "delta", { { "tier", "web" }, { 0, 0 }, { 0, 0 } } },
+        { PA, 6, "alphabet", { { 0, 0 }, { 0, 0 }, { 0, 0 } } },
+        { PB, 7, "alpha", { { "env", "prod" }, { 0, 0 }, { 0, 0 } } },
+        { PB, 8, "x", { { 0, 0 }, { 0, 0 }, { 0, 0 } } },
+    };
+
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        CHECK(tagidx_image_add(ix, rows[i].proj, rows[i].doc, rows[i].name) == 0);
+        for (int t = 0; t < 3 && rows[i].tags[t][0]; t++)
+            CHECK(tagidx_tag_set(ix, rows[i].proj, rows[i].doc, rows[i].tags[t][0], NULL,
+                                 rows[i].tags[t][1]) == 0);
+    }
+}
+
+static void test_operators(const tagidx *ix)
+{
+    static const char *const prod[] = { "prod" }, *const prod_dev[] = { "prod", "dev" };
+    static const char *const web[] = { "web" }, *const dev[] = { "dev" }, *const db[] = { "db" };
+    static const char *const nope[] = { "PROD", "nope" };
+    tagidx_entry a[2], b[3];
+    tagidx_query q = { 0 };
+
+    EXPECT(&q, 6, "6,5,4,3,2,1");
+    a[0] = ent("env", prod, 1);
+    q.tags = a, q.ntags = 1;
+    EXPECT(&q, 2, "4,1");
+    a[0] = ent("env", NULL, 0);
+    EXPECT(&q, 3, "4,2,1");
+    a[0] = ent("env", nope, 2);
+    EXPECT(&q, 0, "");
+    a[0] = ent("env", prod_dev, 2), a[1] = ent("tier", web, 1);
+    q.ntags = 2;
+    EXPECT(&q, 1, "1");
+    a[1] = ent("nokey", NULL, 0);
+    EXPECT(&q, 0, "");
+    memset(&q, 0, sizeof q);
+    b[0] = ent("env", dev, 1), b[1] = ent("tier", db, 1), b[2] = ent("nokey", NULL, 0);
+    q.tags_any = b, q.ntags_any = 3;
+    EXPECT(&q, 2, "4,2");
+    memset(&q, 0, sizeof q);
+    a[0] = ent("env", prod, 1), a[1] = ent("tier", web, 1);
+    q.not_tags = a, q.nnot_tags = 2;
+    EXPECT(&q, 5, "6,5,4,3,2");
+    q.not_tags = NULL, q.nnot_tags = 0;
+    q.not_tags_any = a, q.nnot_tags_any = 2;
+    EXPECT(&q, 3, "6,3,2");
+    q.tags = b, q.ntags = 1; /* env=dev AND NOT(env=prod OR tier=web) */
+    EXPECT(&q, 1, "2");
+}
+
+static void test_special(const tagidx *ix)
+{
+    static const char *const prod[] = { "prod" }, *const empty[] = { "" };
+    tagidx_entry a[1] = { { "env", prod, 1 } }, o[1] = { { "owner", empty, 1 } };
+    tagidx_query q = { 0 };
+
+    q.without_any_tag = 1;
+    EXPECT(&q, 2, "6,3");
+    q.tags = a, q.ntags = 1, q.not_tags_any = a, q.nnot_tags_any = 1;
+    EXPECT(&q, 2, "6,3"); /* the tag fields are ignored */
+    memset(&q, 0, sizeof q);
+    q.tags = o, q.ntags = 1;
+    EXPECT(&q, 1, "4"); /* the empty value is a value like any other */
+    memset(&q, 0, sizeof q);
+    q.has_doc = 1, q.doc = 4;
+    EXPECT(&q, 1, "4");
+    q.tags = a, q.ntags = 1;
+    EXPECT(&q, 1, "4");
+    q.doc = 2;
+    EXPECT(&q, 0, "");
+    q.ntags = 0, q.doc = 7; /* another project's image */
+    EXPECT(&q, 0, "");
+    q.doc = 0;
+    EXPECT(&q, 0, "");
+    q.doc = 99;
+    EXPECT(&q, 0, "");
+}
+
+static void test_names(const tagidx *ix)
+{
+    static const char *const prod[] = { "prod" };
+    tagidx_entry a[1] = { { "env", prod, 1 } };
+    tagidx_query q = { 0 };
+
+    q.name = "ALPHA";
+    EXPECT(&q, 3, "6,4,1");
+    q.name = "a-Al";
+    EXPECT(&q, 1, "4");
+    q.name = "";
+    EXPECT(&q, 1, "3");
+    q.name = "zeta";
+    EXPECT(&q, 0, "");
+    q.name = "alpha", q.tags = a, q.ntags = 1;
+    EXPECT(&q, 2, "4,1");
+    q.name = "";
+    EXPECT(&q, 0, "");
+    q.ntags = 0, q.without_any_tag = 1, q.name = "ALPHABET";
+    EXPECT(&q, 1, "6");
+    memset(&q, 0, sizeof q);
+    q.name = "alpha";
+    expect(ix, PB, &q, 0, 10, 1, "7", __LINE__);
+}
+
+static void test_paging(const tagidx *ix)
+{
+    tagidx_query q = { 0 };
+    uint32_t docs[4];
+    uint64_t total = 9;
+    size_t n = 9;
+
+    expect(ix, PA, &q, 2, 2, 6, "4,3", __LINE__);
+    expect(ix, PA, &q, 5, 10, 6, "1", __LINE__);
+    expect(ix, PA, &q, 6, 10, 6, "", __LINE__);
+    expect(ix, PA, &q, 1000000, 10, 6, "", __LINE__);
+    expect(ix, PA, &q, 0, 0, 6, "", __LINE__);
+    expect(ix, PA, &q, 0, 1, 6, "6", __LINE__);
+    expect(ix, PB, &q, 0, 10, 2, "8,7", __LINE__);
+    expect(ix, "00000000000000000000000000000000", &q, 0, 10, 0, "", __LINE__);
+    CHECK(tagidx_page(ix, "nope", &q, 0, 4, &total, docs, &n) == 0);
+    CHECK(total == 0 && n == 0);
+}
+
+/* project_tags callback: appends "key=v1|v2;" to a buffer. */
+static int list_cb(void *ud, const char *key, const char *const *values, size_t n)
+{
+    char *out = ud;
+
+    strcat(out, key);
+    strcat(out, "=");
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, i ? "|" : "");
+        strcat(out, values[i]);
+    }
+    strcat(out, ";");
+    return 0;
+}
+
+static int stop_cb(void *ud, const char *key, const char *const *values, size_t n)
+{
+    (void)key, (void)values, (void)n;
+    return ++*(int *)ud >= 2;
+}
+
+static void test_listing(tagidx *ix)
+{
+    char out[256] = "";
+    int calls = 0;
+
+    CHECK(tagidx_project_tags(ix, PA, list_cb, out) == 0);
+    CHECK_STR(out, "env=dev|prod;owner=;tier=db|web;");
+    CHECK(tagidx_project_tags(ix, PA, stop_cb, &calls) == 0);
+    CHECK(calls == 2);
+    out[0] = '\0';
+    CHECK(tagidx_project_tags(ix, PB, list_cb, out) == 0);
+    CHECK_STR(out, "env=prod;");
+    CHECK(tagidx_images(ix) == 8);
+    CHECK(tagidx_tags(ix) == 8);
+    /* overwrite, delete and remove keep the listing to values in use */
+    CHECK(tagidx_tag_set(ix, PA, 2, "env", "dev", "prod") == 0);
+    CHECK(tagidx_tag_del(ix, PA, 4, "owner", "") == 0);
+    CHECK(tagidx_tag_set(ix, PA, 99, "ghost", NULL, "x") == 0); /* not an image: ignored */
+    out[0] = '\0';
+    CHECK(tagidx_project_tags(ix, PA, list_cb, out) == 0);
+    CHECK_STR(out, "env=prod;tier=db|web;");
+    {
+        tagidx_tag t[2] = { { "env", "prod" }, { "tier", "db" } };
+        CHECK(tagidx_image_remove(ix, PA, 4, t, 2) == 0);
+    }
+    out[0] = '\0';
+    CHECK(tagidx_project_tags(ix, PA, list_cb, out) == 0);
+    CHECK_STR(out, "env=prod;tier=web;");
+    CHECK(tagidx_images(ix) == 7);
+    CHECK(tagidx_tags(ix) == 5);
+    CHECK(tagidx_memory(ix) > 0);
+}
+
+static void test_after_writes(const tagidx *ix)
+{
+    static const char *const prod[] = { "prod" };
+    tagidx_entry a[1] = { { "env", prod, 1 } };
+    tagidx_query q = { 0 };
+
+    EXPECT(&q, 5, "6,5,3,2,1");
+    q.tags = a, q.ntags = 1;
+    EXPECT(&q, 2, "2,1");
+    memset(&q, 0, sizeof q);
+    q.without_any_tag = 1;
+    EXPECT(&q, 2, "6,3");
+    q.without_any_tag = 0, q.name = "gamma";
+    EXPECT(&q, 0, "");
+}
+
+/* Renaming through image_add, and a project that empties disappears. */
+static void test_rename_and_empty(tagidx *ix)
+{
+    tagidx_query q = { 0 };
+    char out[64] = "";
+
+    CHECK(tagidx_image_add(ix, PA, 6, "ALPHABET") == 0); /* same name, other case */
+    CHECK(tagidx_image_add(ix, PA, 6, "Omega") == 0);
+    q.name = "alpha";
+    EXPECT(&q, 1, "1");
+    q.name = "OMEGA";
+    EXPECT(&q, 1, "6");
+    q.name = NULL, q.without_any_tag = 1;
+    EXPECT(&q, 2, "6,3");
+    CHECK(tagidx_images(ix) == 7);
+    CHECK(tagidx_image_remove(ix, PB, 8, NULL, 0) == 0);
+    CHECK(tagidx_image_remove(ix, PB, 7, NULL, 0) == 0); /* its tag is swept anyway */
+    CHECK(tagidx_image_remove(ix, PB, 7, NULL, 0) == 0); /* already gone: no-op */
+    CHECK(tagidx_project_tags(ix, PB, list_cb, out) == 0);
+    CHECK_STR(out, "");
+    memset(&q, 0, sizeof q);
+    expect(ix, PB, &q, 0, 10, 0, "", __LINE__);
+    CHECK(tagidx_images(ix) == 5);
+    CHECK(tagidx_tags(ix) == 4);
+}
+
+static void test_hand(void)
+{
+    tagidx *ix = tagidx_new();
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    fixture(ix);
+    test_operators(ix);
+    test_special(ix);
+    test_names(ix);
+    test_paging(ix);
+    test_listing(ix);
+    test_after_writes(ix);
+    test_rename_and_empty(ix);
+    tagidx_free(ix);
+}
+
+/* ---- the naive model ---------------------------------------------------------- */
+
+enum { NKEYS = 12, NPROJ = 3, MAXDOCS = 12000, MAXVOCAB = 1500, NAMELEN = 40 };
+
+static const int vocab[NKEYS] = { 2, 3, 4, 6, 10, 16, 30, 60, 120, 250, 600, MAXVOCAB };
+static const char *const projs[NPROJ + 1] = {
+    "00000000000000000000000000000001", "00000000000000000000000000000002",
+    "00000000000000000000000000000003", "0000000000000000000000000000000f" /* unused */
+};
+
+typedef struct {
+    int proj; /* -1: not live */
+    int used; /* the id was handed out once */
+    char name[NAMELEN], lname[NAMELEN];
+    int val[NKEYS]; /* -1: no tag */
+} mdoc;
+
+typedef struct {
+    mdoc d[MAXDOCS];
+    int blocky;    /* projects own runs of 64 ids: run containers */
+    uint32_t next; /* next fresh id */
+    uint64_t rng;
+    char key[NKEYS][16];
+    char val[NKEYS][MAXVOCAB][16];
+} model;
+
+static uint32_t rnd(model *m, uint32_t n)
+{
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    return (uint32_t)((m->rng * 2685821657736338717ull) >> 33) % n;
+}
+
+/* Zipf-like: small indexes far more likely. */
+static int skewed(model *m, int n)
+{
+    double u = rnd(m, 1000000) / 1000000.0;
+    return (int)(u * u * u * n);
+}
+
+static void model_init(model *m, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    m->blocky = seed % 2 == 0;
+    m->next = 1;
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(m->key[k], sizeof m->key[k], "k%d", k);
+        for (int v = 0; v < vocab[k]; v++)
+            snprintf(m->val[k][v], sizeof m->val[k][v], v % 7 == 1 ? "V%d" : "v%d", v);
+        if (k % 4 == 3)
+            m->val[k][0][0] = '\0';
+    }
+    for (int i = 0; i < MAXDOCS; i++)
+        m->d[i].proj = -1;
+}
+
+static void random_name(model *m, char *name, char *lname)
+{
+    static const char *const words[] = { "cat", "Dog", "BIRD", "img_01", "x-ray",
+                                         "\xe6\x97\xa5\xe6\x9c\xac", "a.b", "Cat", " " };
+    size_t len = 0;
+    int n = rnd(m, 8) == 0 ? 0 : 1 + (int)rnd(m, 3);
+
+    name[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        const char *w = words[rnd(m, sizeof words / sizeof words[0])];
+        if (len + strlen(w) + 1 < NAMELEN)
+            len += (size_t)snprintf(name + len, NAMELEN - len, "%s", w);
+    }
+    for (size_t i = 0; i <= len; i++)
+        lname[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] + 32) : name[i];
+}
+
+static int m_ntags(const mdoc *d)
+{
+    int n = 0;
+
+    for (int k = 0; k < NKEYS; k++)
+        n += d->val[k] >= 0;
+    return n;
+}
+
+static uint32_t pick_live(model *m)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        uint32_t id = 1 + rnd(m, m->next - 1);
+        if (m->d[id].proj >= 0)
+            return id;
+    }
+    return 0;
+}
+
+/* ---- writes applied to both ----------------------------------------------------- */
+
+static int pick_proj(model *m, uint32_t id)
+{
+    uint32_t h = (id >> 6) * 2654435761u;
+
+    if (!m->blocky)
+        return rnd(m, 10) < 6 ? 0 : 1 + (int)rnd(m, NPROJ - 1);
+    h ^= h >> 15;
+    return h % 10 < 6 ? 0 : 1 + (int)((h >> 8) % (NPROJ - 1));
+}
+
+static int w_add(tagidx *ix, model *m)
+{
+    uint32_t id = m->next;
+    int proj;
+    mdoc *d;
+    int rc = 0;
+
+    if (rnd(m, 20) == 0) { /* SQLite may hand out a removed rowid again */
+        uint32_t old = 1 + rnd(m, m->next - 1);
+        if (m->d[old].used && m->d[old].proj < 0)
+            id = old;
+    }
+    if (id == m->next) {
+        if (m->next >= MAXDOCS)
+            return 0;
+        m->next++;
+    }
+    proj = pick_proj(m, id);
+    d = &m->d[id];
+    d->proj = proj, d->used = 1;
+    random_name(m, d->name, d->lname);
+    rc |= tagidx_image_add(ix, projs[proj], id, d->name);
+    for (int k = 0; k < NKEYS; k++) {
+        d->val[k] = rnd(m, 4) == 0 ? -1 : skewed(m, vocab[k]);
+        if (d->val[k] >= 0)
+            rc |= tagidx_tag_set(ix, projs[proj], id, m->key[k], NULL, m->val[k][d->val[k]]);
+    }
+    return rc;
+}
+
+static int w_set(tagidx *ix, model *m)
+{
+    uint32_t id = pick_live(m);
+    int k = (int)rnd(m, NKEYS), v;
+    mdoc *d = &m->d[id];
+    const char *old;
+
+    if (!id)
+        return 0;
+    v = skewed(m, vocab[k]);
+    old = d->val[k] >= 0 ? m->val[k][d->val[k]] : NULL;
+    d->val[k] = v;
+    return tagidx_tag_set(ix, projs[d->proj], id, m->key[k], old, m->val[k][v]);
+}
+
+static int w_del(tagidx *ix, model *m)
+{
+    uint32_t id = pick_live(m);
+    int k = (int)rnd(m, NKEYS);
+    mdoc *d = &m->d[id];
+    int v;
+
+    if (!id || d->val[k] < 0)
+        return 0;
+    v = d->val[k];
+    d->val[k] = -1;
+    return tagidx_tag_del(ix, projs[d->proj], id, m->key[k], m->val[k][v]);
+}
+
+/* Usually passes every tag; sometimes only some, which the index must cope with. */
+static int w_remove(tagidx *ix, model *m, uint32_t id)
+{
+    tagidx_tag t[NKEYS];
+    size_t n = 0;
+    mdoc *d = &m->d[id];
+    int partial = rnd(m, 10) == 0;
+
+    if (!id || d->proj < 0)
+        return 0;
+    for (int k = 0; k < NKEYS; k++)
+        if (d->val[k] >= 0 && (!partial || rnd(m, 2))) {
+            t[n].key = m->key[k];
+            t[n++].value = m->val[k][d->val[k]];
+        }
+    if (tagidx_image_remove(ix, projs[d->proj], id, t, n) < 0)
+        return -1;
+    d->proj = -1;
+    for (int k = 0; k < NKEYS; k++)
+        d->val[k] = -1;
+    return 0;
+}
+
+static int random_ops(tagidx *ix, model *m, int nops)
+{
+    int rc = 0;
+
+    for (int i = 0; i < nops; i++) {
+        uint32_t r = rnd(m, 100);
+        if (r < 45)
+            rc |= w_set(ix, m);
+        else if (r < 70)
+            rc |= w_del(ix, m);
+        else if (r < 85)
+            rc |= w_remove(ix, m, pick_live(m));
+        else
+            rc |= w_add(ix, m);
+    }
+    return rc;
+}
+
+/* Project 0 ends with >4096 docs in one 2^16 range (bitmap containers); a
+ * mass removal in project 2 shrinks big postings back to arrays and makes
+ * the name store compact. */
+static int random_writes(tagidx *ix, model *m, int ndocs, int nops)
+{
+    int rc = 0;
+
+    for (int i = 0; i < ndocs; i++)
+        rc |= w_add(ix, m);
+    rc |= random_ops(ix, m, nops);
+    for (uint32_t id = 1; id < m->next; id++)
+        if (m->d[id].proj == 2 && rnd(m, 100) < 93)
+            rc |= w_remove(ix, m, id);
+    rc |= random_ops(ix, m, nops / 2);
+    return rc;
+}
+
+/* ---- random queries ------------------------------------------------------------------ */
+
+enum { F_TAGS, F_ANY, F_NOT, F_NOTANY, NFIELDS, MAXENT = 4, MAXVAL = 4 };
+
+typedef struct {
+    tagidx_entry ent[NFIELDS][MAXENT];
+    const char *vals[NFIELDS][MAXENT][MAXVAL];
+    char name[NAMELEN + 4], lname[NAMELEN + 4];
+    tagidx_query q;
+    int key[NFIELDS][MAXENT];                      /* model key index or -1 */
+    unsigned char any[NFIELDS][MAXENT];            /* entry lists no values */
+    unsigned char ok[NFIELDS][MAXENT][MAXVOCAB];   /* value index listed */
+} qgen;
+
+static const char *random_value(model *m, int k)
+{
+    uint32_t r = rnd(m, 20);
+
+    if (r == 0)
+        return "nosuchvalue";
+    if (r == 1)
+        return "v1"; /* only "V1" exists: values are case-sensitive */
+    return m->val[k][skewed(m, vocab[k])];
+}
+
+static void m_resolve(const model *m, qgen *g, int f, size_t i);
+
+static size_t random_field(model *m, qgen *g, int f)
+{
+    size_t n = 1 + rnd(m, f == F_NOT ? 2 : MAXENT);
+
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)rnd(m, NKEYS);
+        size_t nv = rnd(m, 3) == 0 ? 0 : 1 + rnd(m, MAXVAL);
+        for (size_t v = 0; v < nv; v++)
+            g->vals[f][i][v] = random_value(m, k);
+        g->ent[f][i] = ent(rnd(m, 30) == 0 ? "nokey" : m->key[k], g->vals[f][i], nv);
+        m_resolve(m, g, f, i);
+    }
+    return n;
+}
+
+static void random_needle(model *m, qgen *g)
+{
+    uint32_t id = 1 + rnd(m, m->next - 1), r = rnd(m, 10);
+    const char *src = m->d[id].name;
+    size_t len = strlen(src), a, b;
+
+    if (r == 0 || len == 0) {
+        g->name[0] = '\0';
+    } else if (r == 1) {
+        strcpy(g->name, "zz");
+    } else {
+        a = rnd(m, (uint32_t)len);
+        b = a + 1 + rnd(m, (uint32_t)(len - a));
+        memcpy(g->name, src + a, b - a);
+        g->name[b - a] = '\0';
+    }
+    for (size_t i = 0; g->name[i]; i++) /* random case on the query side */
+        if (g->name[i] >= 'a' && g->name[i] <= 'z' && rnd(m, 2))
+            g->name[i] = (char)(g->name[i] - 32);
+    for (size_t i = 0; i <= strlen(g->name); i++)
+        g->lname[i] = g->name[i] >= 'A' && g->name[i] <= 'Z' ? (char)(g->name[i] + 32) : g->name[i];
+    g->q.name = g->name;
+}
+
+static void random_query(model *m, qgen *g)
+{
+    const tagidx_entry **fields[NFIELDS] = { &g->q.tags, &g->q.tags_any, &g->q.not_tags,
+                                             &g->q.not_tags_any };
+    size_t *counts[NFIELDS] = { &g->q.ntags, &g->q.ntags_any, &g->q.nnot_tags,
+                                &g->q.nnot_tags_any };
+
+    memset(&g->q, 0, sizeof g->q);
+    for (int f = 0; f < NFIELDS; f++)
+        if (rnd(m, 3) == 0) {
+            *counts[f] = random_field(m, g, f);
+            *fields[f] = g->ent[f];
+        }
+    g->q.without_any_tag = rnd(m, 10) == 0;
+    if (rnd(m, 12) == 0) {
+        g->q.has_doc = 1;
+        g->q.doc = rnd(m, 8) == 0 ? 0 : rnd(m, m->next + 2);
+    }
+    if (rnd(m, 5) == 0)
+        random_needle(m, g);
+}
+
+/* ---- the naive evaluator ---------------------------------------------------------------- */
+
+/* Resolves entry i of field f by string comparison, once per query rather
+ * than once per document. */
+static void m_resolve(const model *m, qgen *g, int f, size_t i)
+{
+    const tagidx_entry *e = &g->ent[f][i];
+    int k = -1;
+
+    for (int j = 0; j < NKEYS; j++)
+        if (strcmp(m->key[j], e->key) == 0)
+            k = j;
+    g->key[f][i] = k;
+    g->any[f][i] = e->nvalues == 0;
+    memset(g->ok[f][i], 0, sizeof g->ok[f][i]);
+    for (int v = 0; k >= 0 && v < vocab[k]; v++)
+        for (size_t j = 0; j < e->nvalues; j++)
+            if (strcmp(e->values[j], m->val[k][v]) == 0)
+                g->ok[f][i][v] = 1;
+}
+
+/* How many entries of field f match d: AND/OR/NOT follow from it. */
+static size_t m_hits(const qgen *g, int f, size_t n, const mdoc *d)
+{
+    size_t hits = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int k = g->key[f][i];
+        hits += k >= 0 && d->val[k] >= 0 && (g->any[f][i] || g->ok[f][i][d->val[k]]);
+    }
+    return hits;
+}
+
+static int m_match(const model *m, int proj, uint32_t id, const qgen *g)
+{
+    const mdoc *d = &m->d[id];
+    const tagidx_query *q = &g->q;
+
+    if (d->proj != proj || (q->has_doc && q->doc != id))
+        return 0;
+    if (q->without_any_tag) {
+        if (m_ntags(d) > 0)
+            return 0;
+    } else if ((q->ntags && m_hits(g, F_TAGS, q->ntags, d) < q->ntags) ||
+               (q->ntags_any && m_hits(g, F_ANY, q->ntags_any, d) == 0) ||
+               (q->nnot_tags && m_hits(g, F_NOT, q->nnot_tags, d) == q->nnot_tags) ||
+               (q->nnot_tags_any && m_hits(g, F_NOTANY, q->nnot_tags_any, d) > 0)) {
+        return 0;
+    }
+    if (q->name && (g->lname[0] ? strstr(d->lname, g->lname) == NULL : d->lname[0] != '\0'))
+        return 0;
+    return 1;
+}
+
+/* ---- the differential run ------------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t want[MAXDOCS], got[1000];
+    int seed;
+    long queries, mismatches;
+} diffrun;
+
+static void pick_page(model *m, size_t n, uint64_t *off, uint32_t *lim)
+{
+    uint32_t r = rnd(m, 4);
+
+    *lim = rnd(m, 10) == 0 ? 1000 : 1 + rnd(m, 20);
+    if (r == 0 || n == 0)
+        *off = 0;
+    else if (r == 1)
+        *off = rnd(m, (uint32_t)n + 2);
+    else if (r == 2)
+        *off = n - 1 - rnd(m, (uint32_t)(n < 5 ? n : 5));
+    else
+        *off = n + rnd(m, 3);
+}
+
+static void diff_one(const tagidx *ix, model *m, diffrun *dr, int qno)
+{
+    qgen g;
+    int proj = rnd(m, 20) == 0 ? NPROJ : (int)rnd(m, NPROJ);
+    size_t n = 0, ngot = 0, npage;
+    uint64_t count = 0, total = 0, off;
+    uint32_t lim;
+    int rc;
+
+    random_query(m, &g);
+    for (uint32_t id = m->next - 1; id >= 1; id--)
+        if (m_match(m, proj, id, &g))
+            dr->want[n++] = id;
+    pick_page(m, n, &off, &lim);
+    rc = tagidx_count(ix, projs[proj], &g.q, &count);
+    rc |= tagidx_page(ix, projs[proj], &g.q, off, lim, &total, dr->got, &ngot);
+    npage = off >= n ? 0 : (n - off < lim ? n - off : lim);
+    dr->queries++;
+    if (rc == 0 && count == n && total == n && ngot == npage &&
+        (npage == 0 || memcmp(dr->got, dr->want + off, npage * sizeof(uint32_t)) == 0))
+        return;
+    dr->mismatches++;
+    fprintf(stderr, "seed %d query %d: rc %d count %llu total %llu ndocs %zu, want %zu page %zu"
+                    " (off %llu lim %u)\n", dr->seed, qno, rc, (unsigned long long)count,
+            (unsigned long long)total, ngot, n, npage, (unsigned long long)off, lim);
+}
+
+/* Rebuilds an index from the model's final state, newest image first. */
+static tagidx *rebuild(const model *m)
+{
+    tagidx *ix = tagidx_new();
+    int rc = 0;
+
+    if (!ix)
+        return NULL;
+    for (uint32_t id = m->next - 1; id >= 1; id--) {
+        const mdoc *d = &m->d[id];
+        if (d->proj < 0)
+            continue;
+        rc |= tagidx_image_add(ix, projs[d->proj], id, d->name);
+        for (int k = 0; k < NKEYS; k++)
+            if (d->val[k] >= 0)
+                rc |= tagidx_tag_set(ix, projs[d->proj], id, m->key[k], NULL, m->val[k][d->val[k]]);
+    }
+    if (rc) {
+        tagidx_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* What tagidx_project_tags should print for proj, in list_cb's format. */
+static void m_listing(const model *m, int proj, char *out)
+{
+    static const int order[NKEYS] = { 0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9 }; /* byte order */
+    const char *vals[MAXVOCAB];
+    unsigned char used[NKEYS][MAXVOCAB];
+
+    memset(used, 0, sizeof used);
+    for (uint32_t id = 1; id < m->next; id++)
+        for (int k = 0; k < NKEYS && m->d[id].proj == proj; k++)
+            if (m->d[id].val[k] >= 0)
+                used[k][m->d[id].val[k]] = 1;
+    out[0] = '\0';
+    for (int i = 0; i < NKEYS; i++) {
+        int k = order[i];
+        size_t n = 0;
+        for (int v = 0; v < vocab[k]; v++)
+            if (used[k][v])
+                vals[n++] = m->val[k][v];
+        if (n == 0)
+            continue;
+        qsort(vals, n, sizeof vals[0], cmp_strp);
+        strcat(out, m->key[k]);
+        strcat(out, "=");
+        for (size_t j = 0; j < n; j++) {
+            strcat(out, j ? "|" : "");
+            strcat(out, vals[j]);
+        }
+        strcat(out, ";");
+    }
+}
+
+static void check_state(const tagidx *ix, const model *m, char *want, char *got)
+{
+    uint64_t images = 0, tags = 0;
+
+    for (uint32_t id = 1; id < m->next; id++)
+        if (m->d[id].proj >= 0) {
+            images++;
+            tags += (uint64_t)m_ntags(&m->d[id]);
+        }
+    CHECK(tagidx_images(ix) == images);
+    CHECK(tagidx_tags(ix) == tags);
+    CHECK(tagidx_memory(ix) > images * 8);
+    for (int p = 0; p < NPROJ; p++) {
+        m_listing(m, p, want);
+        got[0] = '\0';
+        CHECK(tagidx_project_tags(ix, projs[p], list_cb, got) == 0);
+        CHECK(strcmp(want, got) == 0);
+    }
+}
+
+/* A rebuilt index equals the maintained one, and a difference is seen. */
+static void check_equal(const tagidx *a, const model *m)
+{
+    tagidx *b = rebuild(m);
+    uint32_t id = m->next - 1;
+
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    CHECK(tagidx_equal(a, b));
+    CHECK(tagidx_equal(b, a));
+    while (id > 1 && m->d[id].proj < 0)
+        id--;
+    CHECK(tagidx_tag_set(b, projs[m->d[id].proj], id, "k0", NULL, "mutated") == 0);
+    CHECK(!tagidx_equal(a, b));
+    CHECK(tagidx_tag_del(b, projs[m->d[id].proj], id, "k0", "mutated") == 0);
+    if (m->d[id].val[0] >= 0) /* restore: the empty value entry must vanish */
+        CHECK(tagidx_tag_set(b, projs[m->d[id].proj], id, "k0", NULL,
+                             m->val[0][m->d[id].val[0]]) == 0);
+    CHECK(tagidx_equal(a, b));
+    CHECK(tagidx_image_add(b, projs[1], MAXDOCS + 5, "extra") == 0);
+    CHECK(!tagidx_equal(a, b));
+    CHECK(tagidx_image_remove(b, projs[1], MAXDOCS + 5, NULL, 0) == 0);
+    CHECK(tagidx_equal(a, b));
+    tagidx_free(b);
+}
+
+enum { NSEEDS = 5, DOCS_PER_SEED = 8000, OPS_PER_SEED = 6000, QUERIES_PER_SEED = 6000 };
+
+static void test_differential(void)
+{
+    model *m = malloc(sizeof *m);
+    diffrun *dr = calloc(1, sizeof *dr);
+    char *want = malloc(65536), *got = malloc(65536);
+
+    CHECK(m && dr && want && got);
+    for (int seed = 1; m && dr && want && got && seed <= NSEEDS; seed++) {
+        tagidx *ix = tagidx_new();
+        long before = dr->mismatches;
+        CHECK(ix != NULL);
+        if (!ix)
+            break;
+        model_init(m, (uint64_t)seed);
+        dr->seed = seed;
+        CHECK(random_writes(ix, m, DOCS_PER_SEED, OPS_PER_SEED) == 0);
+        for (int qno = 0; qno < QUERIES_PER_SEED; qno++)
+            diff_one(ix, m, dr, qno);
+        CHECK(dr->mismatches == before);
+        check_state(ix, m, want, got);
+        check_equal(ix, m);
+        tagidx_free(ix);
+    }
+    if (dr)
+        printf("test_tagidx: differential: %ld queries checked, %ld mismatches\n", dr->queries,
+               dr->mismatches);
+    free(want);
+    free(got);
+    free(dr);
+    free(m);
+}
+
+int main(void)
+{
+    test_hand();
+    test_differential();
+    return unit_done("test_tagidx");
+}
