@@ -494,9 +494,12 @@ static int l_reload(lua_State *L)
 {
     gw *g = gwp(L);
     char err[2048];
+    int64_t t0 = util_mono_us();
     if (gw_reload(g, err, sizeof err) != 0)
         return fail(L, err);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (double)(util_mono_us() - t0) / 1000.0);
+    lua_setfield(L, -2, "ms");          /* time to build and validate it */
     lua_pushinteger(L, (lua_Integer)g->generation);
     lua_setfield(L, -2, "generation");
     push_files(L, g->lua);
