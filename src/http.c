@@ -166,11 +166,13 @@ static void on_request(struct evhttp_request *ev, void *arg)
     fill_request(g, ev, rp, uri, &r);
 
     g->in_request = 1;
+    store_request_start(g->store);
     rc = lhost_handle(g->lua, &r, &rp->resp);
     g->in_request = 0;
     store_release(g->store);
     if (rc != LHOST_OK)
         script_failure_body(&rp->resp, rc);
+    store_request_end(g->store, rp->resp.status < 300);
     free(uri);
     if (store_group_open(g->store)) {
         *st->waiting_tail = rp;

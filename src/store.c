@@ -41,6 +41,7 @@ static const char *const migrations[] = {
 
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
+    Q_REQ_SAVEPOINT, Q_REQ_RELEASE, Q_REQ_ROLLBACK_TO,
     Q_IMAGE_GET, Q_IMAGE_BY_SEQ, Q_IMAGE_SEQ, Q_IMAGE_INSERT, Q_IMAGE_DELETE,
     Q_IMAGE_TOUCH, Q_IMAGE_STATUS, Q_LAST_CREATED,
     Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
@@ -59,6 +60,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_SAVEPOINT] = "SAVEPOINT request",
     [Q_RELEASE] = "RELEASE request",
     [Q_ROLLBACK_TO] = "ROLLBACK TO request",
+    [Q_REQ_SAVEPOINT] = "SAVEPOINT whole_request",
+    [Q_REQ_RELEASE] = "RELEASE whole_request",
+    [Q_REQ_ROLLBACK_TO] = "ROLLBACK TO whole_request",
 #define IMAGE_COLS "seq, id, project_id, name, status, attrs, created_ms, updated_ms"
     [Q_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND project_id = ?2",
     [Q_IMAGE_BY_SEQ] = "SELECT " IMAGE_COLS " FROM images WHERE seq = ?1",
@@ -116,6 +120,9 @@ struct store {
     void (*group_hook)(void *);
     void *group_ud;
     struct idx_op *pending, **pending_tail;
+    /* a request's writes, all of them, in one savepoint of the group */
+    int in_request, request_open;
+    struct idx_op **request_mark;   /* pending ops before the request */
     char err[256];
 };
 
@@ -357,6 +364,8 @@ typedef struct idx_op {
     struct idx_op *next;
 } idx_op;
 
+static void free_op(idx_op *op);
+
 static int txn_begin(store *s)
 {
     if (!s->grouping)
@@ -368,7 +377,40 @@ static int txn_begin(store *s)
         if (s->group_hook)
             s->group_hook(s->group_ud);
     }
+    if (s->in_request && !s->request_open) {
+        if (exec_simple(s, Q_REQ_SAVEPOINT) != 0)
+            return -1;
+        s->request_open = 1;
+        s->request_mark = s->pending_tail;
+    }
     return exec_simple(s, Q_SAVEPOINT);
+}
+
+void store_request_start(store *s)
+{
+    s->in_request = 1;
+    s->request_open = 0;
+}
+
+void store_request_end(store *s, int keep)
+{
+    idx_op *op, *next;
+    s->in_request = 0;
+    if (!s->request_open)
+        return;
+    s->request_open = 0;
+    if (keep) {
+        exec_simple(s, Q_REQ_RELEASE);
+        return;
+    }
+    exec_simple(s, Q_REQ_ROLLBACK_TO);
+    exec_simple(s, Q_REQ_RELEASE);
+    for (op = *s->request_mark; op; op = next) {   /* its index changes too */
+        next = op->next;
+        free_op(op);
+    }
+    *s->request_mark = NULL;
+    s->pending_tail = s->request_mark;
 }
 
 static int txn_commit(store *s)

@@ -52,6 +52,11 @@ void store_attach_index(store *s, tagidx *ix);
  * store_group_commit before acknowledging any of the group's requests. */
 void store_group_enable(store *s, void (*hook)(void *ud), void *ud);
 int store_group_open(const store *s);
+/* Brackets one request: with group commit on, all of its writes share one
+ * savepoint, kept (keep != 0) or undone with their index changes at the
+ * end, so a request that fails after writing leaves nothing behind. */
+void store_request_start(store *s);
+void store_request_end(store *s, int keep);
 /* Commits the open group (one fsync) and feeds the index.  0 ok, -1 the
  * commit failed and every write of the group is undone. */
 int store_group_commit(store *s);

@@ -85,6 +85,7 @@ class Gateway:
         with self._lock:
             self._stderr_base = len(self._stderr)
             self._stdout_base = len(self._stdout)
+        first_start = not os.path.exists(self.db)
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._threads = [
@@ -113,12 +114,16 @@ class Gateway:
         self.port = port
         self.url = "http://127.0.0.1:%d" % port
         # First start with auth on: the admin credential is printed on stdout
-        # (flushed before the listening line is written).
-        if self.admin is None and self.auth == "on":
-            for line in self.stdout_lines():
-                obj = _json_or_none(line)
-                if isinstance(obj, dict) and "token" in obj:
-                    self.admin = obj
+        # (flushed before the listening line is written, but read by another
+        # thread: wait for it rather than race it).
+        if self.admin is None and self.auth == "on" and first_start:
+            while self.admin is None and time.monotonic() < deadline:
+                for line in self.stdout_lines():
+                    obj = _json_or_none(line)
+                    if isinstance(obj, dict) and "token" in obj:
+                        self.admin = obj
+                if self.admin is None:
+                    time.sleep(0.01)
         return self
 
     def running(self):
