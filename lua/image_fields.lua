@@ -120,7 +120,7 @@ end
 function fields.image_tags(body)
   local list = value(body.image_tags)
   if list == nil then return nil end
-  if not request.is_array(body, list, "image_tags") then
+  if not request.is_array(list) then
     fail(400, "IMG.0001", "image_tags: must be an array")
   end
   local out, names = {}, {}

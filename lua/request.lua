@@ -12,9 +12,38 @@ cjson.encode_sparse_array(true)
 
 local NULL = cjson.null
 local fail = shape.fail
--- lua-cjson 2.1 decodes {} and [] to the same empty table; the raw text of
--- each decoded body is kept (weakly) so an empty object can be told apart.
-local raw_of = setmetatable({}, { __mode = "k" })
+-- lua-cjson 2.1 decodes {} and [] to the same empty table.  Before
+-- decoding, every empty object outside a string is rewritten to hold one
+-- member named "\0" (a name no field has), so it decodes to a non-empty,
+-- non-array table and an empty table always means [].
+local EMPTY_OBJECT = '{"\\u0000":0}'
+
+local function mark_empty_objects(body)
+  if not body:find("{%s*}") then return body end
+  local out, from, pos = {}, 1, 1
+  while true do
+    local at = body:find('["{]', pos)
+    if not at then break end
+    if body:byte(at) == 34 then                 -- a string: skip it whole
+      local j = at + 1
+      while true do
+        local q = body:find('["\\]', j)
+        if not q then return body end           -- unterminated: decode fails
+        if body:byte(q) == 92 then j = q + 2 else pos = q + 1 break end
+      end
+    else
+      local after = body:match("^{%s*}()", at)
+      if after then
+        out[#out + 1] = body:sub(from, at - 1)
+        out[#out + 1] = EMPTY_OBJECT
+        from = after
+      end
+      pos = at + 1
+    end
+  end
+  out[#out + 1] = body:sub(from)
+  return table.concat(out)
+end
 
 -- A JSON null counts as an absent field (API.md §9).
 function request.value(v)
@@ -34,11 +63,10 @@ function request.json_object(req)
   if not body:find("^%s*{") then
     fail(400, "IMG.0001", "request body must be a JSON object")
   end
-  local ok, obj = pcall(cjson.decode, body)
+  local ok, obj = pcall(cjson.decode, mark_empty_objects(body))
   if not ok or type(obj) ~= "table" then
     fail(400, "IMG.0001", "request body is not valid JSON")
   end
-  raw_of[obj] = body
   return obj
 end
 
@@ -55,24 +83,15 @@ function request.string(obj, field, name, code)
   return v
 end
 
--- True when `field` was written as an empty JSON object ({}) somewhere in
--- the body that root was decoded from (root: a request.json_object result).
-function request.empty_object(root, field)
-  local raw = raw_of[root]
-  return raw ~= nil and raw:find('"' .. field .. '"%s*:%s*{%s*}') ~= nil
-end
-
--- A JSON array: a table with [1], or an empty table that was not written {}.
-function request.is_array(root, v, field)
-  if type(v) ~= "table" then return false end
-  if next(v) == nil then return not request.empty_object(root, field) end
-  return v[1] ~= nil
+-- A JSON array (an empty table is [], see mark_empty_objects).
+function request.is_array(v)
+  return type(v) == "table" and (next(v) == nil or v[1] ~= nil)
 end
 
 function request.array(obj, field, name, code)
   local v = request.value(obj[field])
   if v == nil then return nil end
-  if not request.is_array(obj, v, field) then
+  if not request.is_array(v) then
     fail(400, code or "IMG.0001", (name or field) .. ": must be an array")
   end
   return v

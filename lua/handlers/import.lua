@@ -38,7 +38,7 @@ end
 local function dotted_tags(body)
   local list = value(body.tags)
   if list == nil then return nil end
-  if not request.is_array(body, list, "tags") then
+  if not request.is_array(list) then
     fail(400, "IMG.0001", "tags: must be an array of \"key.value\" strings")
   end
   local out, names = {}, {}

@@ -14,10 +14,7 @@ local TAG_FIELDS = { "tags", "tags_any", "not_tags", "not_tags_any" }
 
 local function bad(message) fail(400, "IMG.0001", message) end
 
-local body_of              -- the request body object, for request.is_array
-local function is_array(v, field)
-  return request.is_array(body_of, v, field)
-end
+local is_array = request.is_array
 
 local function check_string(v, field, max)
   if type(v) ~= "string" then bad(field .. ": must be a string") end
@@ -32,7 +29,7 @@ end
 local function tag_entries(body, field)
   local list = value(body[field])
   if list == nil then return nil end
-  if not is_array(list, field) or list[1] == nil then bad(field .. ": must be a non-empty array") end
+  if not is_array(list) or list[1] == nil then bad(field .. ": must be a non-empty array") end
   if #list > MAX_ENTRIES then bad(field .. ": must have at most " .. MAX_ENTRIES .. " entries") end
   local out, keys = {}, {}
   for i, e in ipairs(list) do
@@ -44,7 +41,7 @@ local function tag_entries(body, field)
     keys[key] = true
     local values = value(e.values)
     if values == nil then bad(name .. ".values: is required") end
-    if not is_array(values, "values") then bad(name .. ".values: must be an array") end
+    if not is_array(values) then bad(name .. ".values: must be an array") end
     if #values > MAX_VALUES then bad(name .. ".values: must have at most " .. MAX_VALUES .. " values") end
     local seen, vals = {}, {}
     for j, v in ipairs(values) do
@@ -62,7 +59,7 @@ end
 local function matches(body, q)
   local list = value(body.matches)
   if list == nil then return end
-  if not is_array(list, "matches") or list[1] == nil then bad("matches: must be a non-empty array") end
+  if not is_array(list) or list[1] == nil then bad("matches: must be a non-empty array") end
   local seen = {}
   for i, m in ipairs(list) do
     local name = "matches[" .. (i - 1) .. "]"
@@ -83,11 +80,11 @@ local function integer_field(body, field, default, min, max)
   if v == nil then return default end
   local n
   if type(v) == "string" then
-    if not v:find("^%d+$") or #v > 12 then bad(field .. ": must be an integer") end
+    if not v:find("^%d+$") or #v > 15 then bad(field .. ": must be an integer") end
     n = tonumber(v)
   elseif math.type(v) == "integer" then
     n = v
-  elseif math.type(v) == "float" and v == math.floor(v) and v >= -1e12 and v <= 1e12 then
+  elseif math.type(v) == "float" and v == math.floor(v) and v >= -1e15 and v <= 1e15 then
     n = math.tointeger(v)
   else
     bad(field .. ": must be an integer")
@@ -100,7 +97,6 @@ end
 
 -- The decoded, validated query for gw.query.
 function query.parse(body)
-  body_of = body
   local action = value(body.action)
   if action ~= "filter" and action ~= "count" then bad("action: is required and must be 'filter' or 'count'") end
   local q = { count = action == "count" }
