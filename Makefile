@@ -57,7 +57,7 @@ asan:
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --bin $(abspath $(BUILD)/tagway)
-	$(PYTHON) tests/bench/reload_bench.py --bin $(abspath $(BUILD)/tagway) | tee -a $(BUILD)/bench.md
+	$(PYTHON) tests/bench/reload_bench.py --bin $(abspath $(BUILD)/tagway) | tee $(BUILD)/bench-reload.md
 
 # The HTTP suite against the binary under valgrind memcheck (slow: minutes).
 valgrind: all

@@ -71,6 +71,8 @@ def main():
         rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
         times.sort()
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print("\n| Hot reload (tests/bench/reload_bench.py) | Value | | Target | Met |\n"
+              "| --- | --- | --- | --- | --- |")
         print("| Hot reload under load: %d reloads in %.1f s during wrk -t2 -c64 GET tags | "
               "%s req/s; non-2xx %d; failed reloads %d | | non-2xx = 0 | %s |"
               % (args.reloads, span, rps, non2xx, failed, "yes" if non2xx == 0 and failed == 0 else "**NO**"))

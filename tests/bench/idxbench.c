@@ -1,0 +1,297 @@
+/* idxbench: the benchmark data generator and the in-process tag index
+ * benchmark (src/tagidx.c, no SQLite, no HTTP).
+ *
+ *   idxbench gen N PROJECT FILE.jsonl
+ *       writes N images x 10 tags as JSON lines for `tagway load`.
+ *   idxbench run N PROJECT [MS_PER_OP] < shapes.txt
+ *       builds the same N images x 10 tags in a fresh tagidx (images first,
+ *       then tags in (seq, key) order, as the server's start-up rebuild does),
+ *       prints build time and tagidx_memory(), then times every query shape
+ *       (count, and a filter page of 10) and prints one JSON line per shape.
+ *
+ * One generator serves both, so the loaded database and the in-memory index
+ * hold the same data: image i (1-based; its SQLite seq after a load into an
+ * empty database) is named "img-i", and has tags key0..key9 whose values are
+ * "v<j>", j drawn with a skew (P(j) ~ 1/sqrt(j)) from CARD[k] values: key0 has
+ * 2 values, key9 100000.  Deterministic (splitmix64, fixed seed).
+ *
+ * Shapes on stdin, one field per line, a shape ends with "end":
+ *   shape NAME
+ *   tags|tags_any|not_tags|not_tags_any KEY [VALUE ...]
+ *   name NEEDLE
+ *   without_any_tag
+ *   end
+ */
+#include "tagidx.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NKEYS 10
+#define SEED 0x7467776179ULL /* "tgway" */
+static const uint32_t CARD[NKEYS] = {2, 7, 22, 74, 246, 820, 2730, 9100, 30300, 100000};
+
+static uint64_t rng_state;
+
+static uint64_t splitmix64(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Value index of the next tag of key k: floor(card * u^2), u uniform in [0,1). */
+static uint32_t next_value(int k)
+{
+    uint64_t u = splitmix64() >> 32;
+    return (uint32_t)(((unsigned __int128)CARD[k] * (u * u)) >> 64);
+}
+
+static void image_id(uint32_t i, char out[37])
+{
+    unsigned long long tail = ((unsigned long long)i * 0x9E3779B97F4A7C15ULL) & 0xffffffffffffULL;
+    snprintf(out, 37, "%08x-b0b0-4000-8000-%012llx", i, tail);
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmd_gen(uint32_t n, const char *project, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    char id[37];
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    rng_state = SEED;
+    for (uint32_t i = 1; i <= n; i++) {
+        image_id(i, id);
+        fprintf(f, "{\"id\":\"%s\",\"project_id\":\"%s\",\"name\":\"img-%u\",\"tags\":[", id, project, i);
+        for (int k = 0; k < NKEYS; k++)
+            fprintf(f, "%s{\"key\":\"key%d\",\"value\":\"v%u\"}", k ? "," : "", k, next_value(k));
+        fputs("]}\n", f);
+    }
+    if (fclose(f) != 0) {
+        perror(path);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- shapes ------------------------------------------------------------- */
+
+#define MAXE 10
+#define MAXV 10
+
+typedef struct {
+    char key[64];
+    char vals[MAXV][64];
+    const char *vptr[MAXV];
+    size_t nv;
+} entry_buf;
+
+typedef struct {
+    char name[64];
+    entry_buf ebuf[4][MAXE];      /* tags, tags_any, not_tags, not_tags_any */
+    tagidx_entry ent[4][MAXE];
+    size_t n[4];
+    char needle[256];
+    int has_name, without;
+    tagidx_query q;
+} shape;
+
+static const char *const FIELDS[4] = {"tags", "tags_any", "not_tags", "not_tags_any"};
+
+static int read_shape(FILE *in, shape *s)
+{
+    char line[2048];
+    memset(s, 0, sizeof *s);
+    while (fgets(line, sizeof line, in)) {
+        char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+        if (!w)
+            continue;
+        if (!strcmp(w, "shape")) {
+            snprintf(s->name, sizeof s->name, "%s", strtok_r(NULL, " \t\r\n", &save));
+        } else if (!strcmp(w, "name")) {
+            char *v = strtok_r(NULL, "\r\n", &save);
+            snprintf(s->needle, sizeof s->needle, "%s", v ? v : "");
+            s->has_name = 1;
+        } else if (!strcmp(w, "without_any_tag")) {
+            s->without = 1;
+        } else if (!strcmp(w, "end")) {
+            for (int f = 0; f < 4; f++)
+                for (size_t e = 0; e < s->n[f]; e++) {
+                    entry_buf *b = &s->ebuf[f][e];
+                    for (size_t v = 0; v < b->nv; v++)
+                        b->vptr[v] = b->vals[v];
+                    s->ent[f][e].key = b->key;
+                    s->ent[f][e].values = b->vptr;
+                    s->ent[f][e].nvalues = b->nv;
+                }
+            s->q.tags = s->ent[0];          s->q.ntags = s->n[0];
+            s->q.tags_any = s->ent[1];      s->q.ntags_any = s->n[1];
+            s->q.not_tags = s->ent[2];      s->q.nnot_tags = s->n[2];
+            s->q.not_tags_any = s->ent[3];  s->q.nnot_tags_any = s->n[3];
+            s->q.without_any_tag = s->without;
+            s->q.name = s->has_name ? s->needle : NULL;
+            return 1;
+        } else {
+            int f;
+            for (f = 0; f < 4 && strcmp(w, FIELDS[f]); f++)
+                ;
+            if (f == 4 || s->n[f] == MAXE) {
+                fprintf(stderr, "idxbench: bad shape line for %s: %s\n", s->name, w);
+                exit(2);
+            }
+            entry_buf *b = &s->ebuf[f][s->n[f]++];
+            snprintf(b->key, sizeof b->key, "%s", strtok_r(NULL, " \t\r\n", &save));
+            while ((w = strtok_r(NULL, " \t\r\n", &save)) && b->nv < MAXV)
+                snprintf(b->vals[b->nv++], sizeof b->vals[0], "%s", w);
+        }
+    }
+    return 0;
+}
+
+/* ---- timing ------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, size_t n, double p)
+{
+    size_t i = (size_t)(p / 100.0 * (double)n);
+    return sorted[i >= n ? n - 1 : i];
+}
+
+#define MAX_REPS 20000
+
+typedef struct {
+    size_t reps;
+    double p50, p99, mean, max;
+} stats;
+
+/* Runs op repeatedly (after 3 warm-ups) for ms_budget ms or MAX_REPS runs. */
+static stats time_op(const tagidx *ix, const char *project, const shape *s, int page,
+                     double ms_budget, uint64_t *total_out)
+{
+    static double t[MAX_REPS];
+    uint32_t docs[10];
+    size_t nd;
+    uint64_t total = 0;
+    stats st = {0};
+    double start = now_us(), sum = 0;
+    for (int w = 0; w < 3; w++)
+        if (page ? tagidx_page(ix, project, &s->q, 0, 10, &total, docs, &nd)
+                 : tagidx_count(ix, project, &s->q, &total)) {
+            fprintf(stderr, "idxbench: query failed\n");
+            exit(1);
+        }
+    *total_out = total;
+    while (st.reps < MAX_REPS && (st.reps < 20 || now_us() - start < ms_budget * 1000)) {
+        double t0 = now_us();
+        if (page)
+            tagidx_page(ix, project, &s->q, 0, 10, &total, docs, &nd);
+        else
+            tagidx_count(ix, project, &s->q, &total);
+        t[st.reps] = now_us() - t0;
+        sum += t[st.reps++];
+    }
+    qsort(t, st.reps, sizeof t[0], cmp_double);
+    st.p50 = pct(t, st.reps, 50);
+    st.p99 = pct(t, st.reps, 99);
+    st.max = t[st.reps - 1];
+    st.mean = sum / (double)st.reps;
+    return st;
+}
+
+static int cmd_run(uint32_t n, const char *project, double ms_budget)
+{
+    tagidx *ix = tagidx_new();
+    char key[NKEYS][8], *names, **vals[NKEYS];
+    uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws);
+    size_t *name_off = malloc(((size_t)n + 1) * sizeof *name_off), nlen = 0;
+    size_t mem_images;
+    double t0, t_images;
+    shape *s = malloc(sizeof *s);
+    if (!ix || !s || !draws || !name_off || !(names = malloc((size_t)n * 16)))
+        return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    /* Generate first (untimed): the build below times the index only. */
+    rng_state = SEED;
+    for (size_t i = 0; i < (size_t)n * NKEYS; i++)
+        draws[i] = next_value((int)(i % NKEYS));
+    for (int k = 0; k < NKEYS; k++) {
+        snprintf(key[k], sizeof key[k], "key%d", k);
+        if (!(vals[k] = malloc(CARD[k] * sizeof *vals[k])))
+            return 1;
+        for (uint32_t v = 0; v < CARD[k]; v++) {
+            char buf[16];
+            snprintf(buf, sizeof buf, "v%u", v);
+            vals[k][v] = strdup(buf);
+        }
+    }
+    for (uint32_t i = 1; i <= n; i++) {
+        name_off[i - 1] = nlen;
+        nlen += (size_t)sprintf(names + nlen, "img-%u", i) + 1;
+    }
+    t0 = now_us();
+    for (uint32_t i = 1; i <= n; i++)
+        if (tagidx_image_add(ix, project, i, names + name_off[i - 1]) != 0)
+            return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    t_images = now_us();
+    mem_images = tagidx_memory(ix);
+    for (uint32_t i = 1; i <= n; i++)
+        for (int k = 0; k < NKEYS; k++)
+            if (tagidx_tag_set(ix, project, i, key[k], NULL,
+                               vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]) != 0)
+                return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    printf("{\"kind\":\"build\",\"images\":%llu,\"tags\":%llu,\"ms\":%.1f,\"bytes\":%zu,"
+           "\"images_ms\":%.1f,\"images_bytes\":%zu}\n",
+           (unsigned long long)tagidx_images(ix), (unsigned long long)tagidx_tags(ix),
+           (now_us() - t0) / 1000.0, tagidx_memory(ix), (t_images - t0) / 1000.0, mem_images);
+    fflush(stdout);
+    while (read_shape(stdin, s)) {
+        uint64_t total_c, total_p;
+        stats c = time_op(ix, project, s, 0, ms_budget, &total_c);
+        stats p = time_op(ix, project, s, 1, ms_budget, &total_p);
+        printf("{\"kind\":\"shape\",\"shape\":\"%s\",\"total\":%llu,\"page_total\":%llu,"
+               "\"count\":{\"reps\":%zu,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,\"max_us\":%.2f},"
+               "\"page\":{\"reps\":%zu,\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,\"max_us\":%.2f}}\n",
+               s->name, (unsigned long long)total_c, (unsigned long long)total_p,
+               c.reps, c.p50, c.p99, c.mean, c.max, p.reps, p.p50, p.p99, p.mean, p.max);
+        fflush(stdout);
+    }
+    free(s);
+    tagidx_free(ix);
+    for (int k = 0; k < NKEYS; k++) {
+        for (uint32_t v = 0; v < CARD[k]; v++)
+            free(vals[k][v]);
+        free(vals[k]);
+    }
+    free(draws);
+    free(names);
+    free(name_off);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && !strcmp(argv[1], "gen"))
+        return cmd_gen((uint32_t)strtoul(argv[2], NULL, 10), argv[3], argv[4]);
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "run"))
+        return cmd_run((uint32_t)strtoul(argv[2], NULL, 10), argv[3],
+                       argc == 5 ? strtod(argv[4], NULL) : 1000.0);
+    fprintf(stderr, "usage: idxbench gen N PROJECT FILE.jsonl | idxbench run N PROJECT [MS_PER_OP] < shapes\n");
+    return 2;
+}
