@@ -149,14 +149,14 @@ static int l_image_get(lua_State *L)
 /* gw.image_tags(project, id) -> sorted tags array | nil */
 static int l_image_tags(lua_State *L)
 {
-    store_image im;
-    store_rc rc = store_image_get(gwp(L)->store, luaL_checkstring(L, 1),
-                                  luaL_checkstring(L, 2), &im);
+    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    store_rc rc;
+    lua_newtable(L);
+    rc = store_image_tags_by_id(gwp(L)->store, project, id, push_tag_cb, L);
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
         return fail(L, "not_found");
-    push_tags(L, im.seq);
     return 1;
 }
 

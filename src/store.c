@@ -47,7 +47,7 @@ enum {
     Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
     Q_CRED_INSERT, Q_CRED_BY_TOKEN, Q_CRED_BY_AK, Q_CRED_ALL, Q_CRED_REVOKE,
     Q_CRED_COUNT, Q_COUNT_IMAGES, Q_COUNT_TAGS,
-    Q_IDX_IMAGES, Q_IDX_TAGS,
+    Q_IDX_IMAGES, Q_IDX_TAGS, Q_TAGS_BY_ID,
     Q_JOB_INSERT, Q_JOB_GET, Q_JOB_GET_ANY, Q_JOBS_ACTIVE, Q_JOBS_ACTIVE_COUNT,
     Q_JOB_SET, Q_JOB_COUNTS,
     Q__COUNT
@@ -91,6 +91,9 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_CRED_COUNT] = "SELECT count(*) FROM credentials",
     [Q_COUNT_IMAGES] = "SELECT count(*) FROM images",
     [Q_COUNT_TAGS] = "SELECT count(*) FROM image_tags",
+    /* one statement (one read lock) for the hottest read: an image's tags */
+    [Q_TAGS_BY_ID] = "SELECT t.key, t.value FROM images i LEFT JOIN image_tags t ON t.seq = i.seq"
+                     " WHERE i.id = ?1 AND i.project_id = ?2 ORDER BY t.key",
     [Q_IDX_IMAGES] = "SELECT seq, project_id, name FROM images ORDER BY seq",
 #define JOB_COLS "id, project_id, kind, status, image_id, image_name, params, error_code," \
                  " fail_reason, begin_ms, end_ms, progress"
@@ -332,6 +335,27 @@ store_rc store_image_by_seq(store *s, int64_t seq, store_image *out)
     sqlite3_stmt *st = stmt(s, Q_IMAGE_BY_SEQ);
     sqlite3_bind_int64(st, 1, seq);
     return step_image(s, st, out);
+}
+
+store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
+                                store_tag_cb cb, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, Q_TAGS_BY_ID);
+    int rc, rows = 0;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rows++;
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL &&     /* NULL: image without tags */
+            cb(ud, col_text(st, 0), col_text(st, 1)) != 0)
+            break;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(s, "tags of image");
+        return STORE_ERROR;
+    }
+    return rows ? STORE_OK : STORE_NOT_FOUND;
 }
 
 int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud)

@@ -75,6 +75,10 @@ store_rc store_image_by_seq(store *s, int64_t seq, store_image *out);
 /* Calls cb for each tag of the image, sorted by key (byte order). */
 typedef int (*store_tag_cb)(void *ud, const char *key, const char *value);
 int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud);
+/* The same by image id, in one statement; STORE_NOT_FOUND if no such image
+ * in the project. */
+store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
+                                store_tag_cb cb, void *ud);
 /* Creates an image with its tags; id NULL = generate.  id_out receives it. */
 store_rc store_image_create(store *s, const char *project, const char *id,
                             const char *name, const char *status, const char *attrs,
