@@ -70,6 +70,5 @@ size_t lhost_memory(const lhost *h);
 const lhost_request *lhost_current(const lhost *h);
 lhost_response *lhost_current_response(lhost *h);
 gw *lhost_gw(const lhost *h);
-/* The policy examples/self-tests ran at load; tagway check prints them. */
 
 #endif
