@@ -250,4 +250,8 @@ def test_sighup_reloads(gateway):
     while g.status()["generation"] != gen + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert g.status()["generation"] == gen + 1
-    assert any("reload" in l and "ok" in l for l in g.stderr_lines())
+    # the log line is read from the child's stderr by another thread: wait for it
+    logged = lambda: any("reload (SIGHUP) ok" in l for l in g.stderr_lines())
+    while not logged() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert logged()
