@@ -28,7 +28,7 @@ typedef struct gw_options {
     size_t body_limit;          /* bytes; larger bodies get 413 */
     size_t script_memory;       /* bytes per Lua state */
     int64_t script_time_ms;     /* wall-clock budget per request */
-    int64_t script_instructions;/* VM instructions per request */
+    int64_t script_instructions;/* VM instructions per request; 0: not counted */
     int max_connections;
     int timeout_s;              /* idle / slow-client timeout */
 } gw_options;

@@ -38,7 +38,7 @@ static const char serve_help[] =
     "  --watch on|off            reload when script/policy/config files change, default off\n"
     "  --body-limit BYTES        larger request bodies get 413, default 1048576\n"
     "  --script-time-ms MS       time budget of one request's scripts, default 1000\n"
-    "  --script-instructions N   instruction budget of one request, default 50000000\n"
+    "  --script-instructions N   also count VM instructions per request (costs ~12%), default 0 = off\n"
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
     "  --timeout-s S             idle/slow-client timeout, default 30\n"
     "  --max-connections N       client connections held at once, default 4096\n";

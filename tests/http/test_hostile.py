@@ -355,7 +355,7 @@ HUGE = [
 
 
 # The huge-array cases run on a gateway whose script budget is counted in VM
-# instructions only (a fifth of the default 50M; time 30 s), so the outcome
+# instructions only (10M, counted exactly; time 30 s), so the outcome
 # does not depend on the machine's speed or load: a rejection must not need
 # more than 10M instructions (checking the array length before validating
 # every element needs far fewer).  With the default budget the same inputs

@@ -183,6 +183,44 @@ def test_script_infinite_loop_503(gateway):
     assert st == 200 and js == {"status": "ok"}
 
 
+def _looping_health(g):
+    replace_in(g.script("handlers/ops.lua"), 'return shape.ok(200, { status = "ok" })',
+               "local n = 0 while true do n = n + 1 end")
+    st, _, _, raw = g.reload()
+    assert st == 200, raw
+
+
+def test_time_budget_is_kept_by_the_watchdog(gateway_factory):
+    """Without instruction counting (the default) a runaway is stopped by
+    the watchdog thread: 503 near the configured time, not long after."""
+    g = gateway_factory(extra_args=["--script-time-ms", "300"])
+    _looping_health(g)
+    for _ in range(3):
+        t0 = time.monotonic()
+        st, _, js, raw = g.request("GET", "/healthz", timeout=15)
+        elapsed = time.monotonic() - t0
+        assert st == 503, raw
+        ims_error(js, "IMG.0061")
+        assert 0.28 <= elapsed < 1.0, elapsed
+    kills = [o for o in g.log_objects() if o.get("kind") == "budget"]
+    assert len(kills) == 3 and "script budget exceeded" in kills[0]["traceback"]
+    st, _, js, raw = g.request("GET", "/admin/status")
+    assert st == 200, raw
+
+
+def test_instruction_budget_counts_when_asked(gateway_factory):
+    """--script-instructions N counts VM instructions: the same loop dies
+    long before a generous time budget would stop it."""
+    g = gateway_factory(extra_args=["--script-instructions", "200000", "--script-time-ms", "20000"])
+    _looping_health(g)
+    t0 = time.monotonic()
+    st, _, js, raw = g.request("GET", "/healthz", timeout=30)
+    assert st == 503, raw
+    assert time.monotonic() - t0 < 2.0
+    st, _, _, raw = g.request("GET", "/admin/status")
+    assert st == 200, raw
+
+
 def test_reload_syntax_error_422(gateway):
     g = gateway
     gen = g.status()["generation"]
