@@ -7,9 +7,18 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One event loop per core the process may run on. */
+int config_default_workers(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return n < 1 ? 1 : n > 64 ? 64 : n;
+}
 
 void config_defaults(gw_options *o)
 {
@@ -26,6 +35,7 @@ void config_defaults(gw_options *o)
     o->script_instructions = 0;   /* not counted: the watchdog keeps time */
     o->max_connections = 4096;
     o->timeout_s = 30;
+    o->workers = config_default_workers();
 }
 
 static int parse_long(const char *v, long long min, long long max, long long *out)
@@ -68,6 +78,7 @@ static const option_def options[] = {
     {"script_instructions", 'l', offsetof(gw_options, script_instructions), 1, 0, 1LL << 40},
     {"max_connections", 'i', offsetof(gw_options, max_connections), 1, 1, 1000000},
     {"timeout_s", 'i', offsetof(gw_options, timeout_s), 1, 1, 3600},
+    {"workers", 'i', offsetof(gw_options, workers), 1, 1, 64},
 };
 
 int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen)

@@ -16,4 +16,7 @@ int config_load_file(gw_options *o, char *err, size_t errlen);
 /* 1 if the listen address is loopback (auth may be off). */
 int config_is_loopback(const char *listen);
 
+/* Cores this process may run on (1..64): the default of --workers. */
+int config_default_workers(void);
+
 #endif

@@ -1,40 +1,152 @@
-/* gw: operations on the whole process state that more than one module
- * triggers: swapping in a new script generation (reload from SIGHUP,
- * /admin/reload or --watch) and freeing the one it replaced.
- * Uses lhost. */
+/* gw: operations on the process state that more than one module triggers:
+ * the shared part's locks, swapping in a new script generation (reload
+ * from SIGHUP, /admin/reload or --watch) on every worker, and freeing the
+ * one it replaced.  Uses lhost. */
 #include "gw.h"
+#include "http.h"
 #include "lhost.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+int gw_shared_init(gw_shared *s, int nworkers)
+{
+    pthread_rwlockattr_t attr;
+    memset(s, 0, sizeof *s);
+    s->nworkers = nworkers;
+    s->workers = calloc((size_t)nworkers, sizeof *s->workers);
+    s->next = calloc((size_t)nworkers, sizeof *s->next);
+    if (!s->workers || !s->next)
+        goto fail;
+    /* index writes are short; without writer preference a steady stream
+     * of queries could hold a commit's index feed (and the writer) back */
+    if (pthread_rwlockattr_init(&attr) != 0)
+        goto fail;
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    if (pthread_rwlock_init(&s->index_lock, &attr) != 0) {
+        pthread_rwlockattr_destroy(&attr);
+        goto fail;
+    }
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&s->write_lock, NULL);
+    pthread_mutex_init(&s->reload_lock, NULL);
+    atomic_init(&s->generation, 1);
+    return 0;
+fail:
+    free(s->workers);
+    free(s->next);
+    s->workers = NULL;
+    s->next = NULL;
+    return -1;
+}
+
+void gw_shared_destroy(gw_shared *s)
+{
+    if (!s->workers)
+        return;
+    for (int i = 0; i < s->nworkers; i++)
+        lhost_free(s->next[i]);
+    free(s->next);
+    free(s->workers);
+    pthread_rwlock_destroy(&s->index_lock);
+    pthread_mutex_destroy(&s->write_lock);
+    pthread_mutex_destroy(&s->reload_lock);
+    s->workers = NULL;
+    s->next = NULL;
+}
+
+void gw_worker_init(gw *g, gw_shared *s, int worker, const gw_options *opt)
+{
+    memset(g, 0, sizeof *g);
+    g->opt = *opt;
+    g->worker = worker;
+    g->shared = s;
+    g->stats = &s->stats;
+    g->generation = atomic_load(&s->generation);
+    s->workers[worker] = g;
+}
+
+void gw_index_read(gw *g) { pthread_rwlock_rdlock(&g->shared->index_lock); }
+void gw_index_done(gw *g) { pthread_rwlock_unlock(&g->shared->index_lock); }
+
+/* Takes the generation another worker built for this one, if any. */
+static void catch_up(gw *g)
+{
+    gw_shared *sh = g->shared;
+    lhost *next;
+    if (g->generation == atomic_load(&sh->generation))
+        return;
+    pthread_mutex_lock(&sh->reload_lock);
+    next = sh->next[g->worker];
+    sh->next[g->worker] = NULL;
+    pthread_mutex_unlock(&sh->reload_lock);
+    if (!next)
+        return;
+    lhost_free(g->lua);         /* not in a request: nothing runs in it */
+    g->lua = next;
+    g->generation = lhost_generation(next);
+}
 
 void gw_settle(gw *g)
 {
-    if (g->retired && !g->in_request) {
+    if (g->in_request)
+        return;
+    if (g->retired) {
         lhost_free(g->retired);
         g->retired = NULL;
     }
+    catch_up(g);
 }
 
 int gw_reload(gw *g, char *err, size_t errlen)
 {
-    lhost *next;
+    gw_shared *sh = g->shared;
+    lhost **built;
+    uint64_t gen;
     char *tb;
+    int n = sh->nworkers;
     if (g->retired) {
         snprintf(err, errlen, "a reload is still settling; try again");
-        g->stats.reloads_failed++;
+        sh->stats.reloads_failed++;
         return -1;
     }
-    next = lhost_new(g, g->generation + 1, err, errlen);
-    if (!next) {
+    if (!(built = calloc((size_t)n, sizeof *built))) {
+        snprintf(err, errlen, "out of memory");
+        sh->stats.reloads_failed++;
+        return -1;
+    }
+    pthread_mutex_lock(&sh->reload_lock);
+    gen = atomic_load(&sh->generation) + 1;
+    /* every worker's state is built and checked before any is handed
+     * out: a reload reaches all workers or none */
+    for (int i = 0; i < n; i++) {
+        if ((built[i] = lhost_new(sh->workers[i], gen, err, errlen)))
+            continue;
+        pthread_mutex_unlock(&sh->reload_lock);
+        for (int j = 0; j < i; j++)
+            lhost_free(built[j]);
+        free(built);
         if ((tb = strstr(err, "\nstack traceback:")))
             *tb = '\0';       /* the client gets file:line: what */
-        g->stats.reloads_failed++;
+        sh->stats.reloads_failed++;
         return -1;
     }
+    for (int i = 0; i < n; i++) {
+        if (i == g->worker)
+            continue;
+        lhost_free(sh->next[i]);    /* one an idle worker never took */
+        sh->next[i] = built[i];
+    }
+    atomic_store(&sh->generation, gen);
+    pthread_mutex_unlock(&sh->reload_lock);
+    /* this worker at once (it may be inside the /admin/reload request:
+     * the old state finishes it and is freed after) */
     g->retired = g->lua;
-    g->lua = next;
-    g->generation++;
-    g->stats.reloads_ok++;
+    g->lua = built[g->worker];
+    g->generation = gen;
+    free(built);
+    sh->stats.reloads_ok++;
+    http_wake_all(g);           /* idle workers take it now, not at their next request */
     return 0;
 }

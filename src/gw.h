@@ -1,9 +1,19 @@
-/* gw: the per-process state, one struct passed explicitly to every module
- * (no hidden globals), and the options it was started with.  The options
- * come from the command line and the optional Lua configuration file. */
+/* gw: the state of one event loop ("worker"), one struct passed explicitly
+ * to every module (no hidden globals), the state all workers share, and the
+ * options the process was started with.  The options come from the command
+ * line and the optional Lua configuration file.
+ *
+ * With --workers N there are N gw structs, one per thread: each has its own
+ * event loop, HTTP server, SQLite connection and Lua generation; they share
+ * the tag index (read-locked by queries, write-locked by the writer), one
+ * writer at a time for SQLite (so the index is fed in commit order), the
+ * metrics, the import job runner (worker 0 runs it) and the generation
+ * counter a reload bumps. */
 #ifndef TAGWAY_GW_H
 #define TAGWAY_GW_H
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,36 +41,70 @@ typedef struct gw_options {
     int64_t script_instructions;/* VM instructions per request; 0: not counted */
     int max_connections;
     int timeout_s;              /* idle / slow-client timeout */
+    int workers;                /* event loops (threads), default: cores */
 } gw_options;
 
-/* Counters the metrics endpoint reports; owned by gw. */
+/* Counters the metrics endpoint reports, summed over the workers. */
 typedef struct gw_stats {
-    uint64_t script_errors, budget_kills;
-    uint64_t reloads_ok, reloads_failed;
+    _Atomic uint64_t script_errors, budget_kills;
+    _Atomic uint64_t reloads_ok, reloads_failed;
 } gw_stats;
 
-typedef struct gw {
+typedef struct gw gw;
+
+/* What the workers share.  Lock order: write_lock, then index_lock. */
+typedef struct gw_shared {
+    pthread_mutex_t write_lock;   /* one SQLite writer: BEGIN .. COMMIT + index feed */
+    pthread_rwlock_t index_lock;  /* the tag index: queries read, the writer writes */
+    pthread_mutex_t reload_lock;  /* reloads, and handing generations to workers */
+    _Atomic uint64_t generation;  /* the newest generation; workers catch up */
+    gw **workers;                 /* [nworkers], worker 0 first */
+    int nworkers;
+    struct lhost **next;          /* [nworkers]: a built generation not yet taken */
+    gw_stats stats;
+    _Atomic int stopping;
+    _Atomic int conns;            /* client connections, all workers (estimate) */
+} gw_shared;
+
+struct gw {
     gw_options opt;
+    int worker;                 /* 0 .. nworkers-1 */
+    gw_shared *shared;
+    pthread_t thread;
+    int started;                /* its thread runs (workers 1..n-1) */
     struct event_base *base;
     struct evhttp *http;
     void *http_state;           /* owned by http.c */
-    struct store *store;
-    struct tagidx *index;
-    struct lhost *lua;          /* the generation serving requests */
+    struct store *store;        /* this worker's connection */
+    struct tagidx *index;       /* shared: under shared->index_lock */
+    struct lhost *lua;          /* the generation serving this worker's requests */
     struct lhost *retired;      /* previous generation, freed between requests */
-    struct jobs *jobs;
-    struct metrics *metrics;
-    struct watch *watch;
-    uint64_t generation;
+    struct jobs *jobs;          /* shared; worker 0 runs the jobs */
+    struct metrics *metrics;    /* shared; locks itself */
+    struct watch *watch;        /* worker 0 only */
+    uint64_t generation;        /* of g->lua */
     int64_t started_ms;
     int in_request;             /* a Lua call is running: defer frees */
-    gw_stats stats;
-} gw;
+    gw_stats *stats;            /* &shared->stats */
+};
 
-/* Builds a new Lua generation and swaps it in; on failure the current one
- * keeps serving and err says why (file:line).  0 ok, -1 failed. */
+int gw_shared_init(gw_shared *s, int nworkers);
+void gw_shared_destroy(gw_shared *s);
+/* Makes g worker number `worker` of s (options copied from opt). */
+void gw_worker_init(gw *g, gw_shared *s, int worker, const gw_options *opt);
+
+/* Builds a new Lua generation for every worker, swaps it in here and hands
+ * it to the others, which take it before their next request; on failure
+ * the current one keeps serving and err says why (file:line).
+ * 0 ok, -1 failed. */
 int gw_reload(gw *g, char *err, size_t errlen);
-/* Frees the retired generation once no Lua call is running in it. */
+/* Frees the retired generation once no Lua call is running in it, and
+ * takes a newer generation another worker built.  Between requests only. */
 void gw_settle(gw *g);
+
+/* The shared index, for reading (queries, status).  No Lua call may run
+ * between these two: a Lua error would leave the lock held. */
+void gw_index_read(gw *g);
+void gw_index_done(gw *g);
 
 #endif

@@ -1,7 +1,10 @@
-/* http: the libevent evhttp front end.  One event loop; each request runs
- * the script generation current when it arrived, start to finish.
- * Signals arrive through the loop: SIGHUP reloads, SIGTERM/SIGINT stop
- * accepting, let written answers drain, and leave the loop.
+/* http: the libevent evhttp front end of one worker (event loop).  Each
+ * request runs the script generation current when it arrived, start to
+ * finish.  With several workers each binds its own SO_REUSEPORT socket on
+ * the same port, so the kernel spreads connections over the loops.
+ * Signals arrive through worker 0's loop: SIGHUP reloads, SIGTERM/SIGINT
+ * stop accepting on every worker, let written answers drain, and leave.
+ * Other threads reach a worker through its wake-up eventfd.
  * Uses libevent, lhost, util. */
 #include "http.h"
 #include "lhost.h"
@@ -11,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <netdb.h>
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -19,14 +23,17 @@
 #include <event2/listener.h>
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #define JSON_TYPE "application/json;charset=UTF-8"
 #define DRAIN_MS 500
+#define LOG_FLUSH_BYTES 65536
 
 typedef struct reply reply;
 
@@ -35,15 +42,21 @@ typedef struct http_state {
     struct event *sig_hup, *sig_term, *sig_int;
     uint64_t request_seq;
     struct event *commit_ev;
-    int conns, accept_paused;         /* open client connections, for the cap */
+    gw *g;
+    int accept_paused;                /* at the cap: this loop's listener is off */
     int max_conns, base_sockets;      /* sockets not clients: the listener... */
     struct event *cap_timer;
+    int wake_fd;                      /* eventfd: other threads wake this loop */
+    struct event *wake_ev;
+    struct evbuffer *log;             /* access-log lines of this loop pass */
+    struct event *log_ev;             /* writes them once the pass is done */
     reply *waiting, **waiting_tail;   /* answers held for the open group */
     char id_prefix[17];
     int port;
 } http_state;
 
 static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
+static void enforce_cap(http_state *st);
 
 static const char *find_header(void *ud, const char *name)
 {
@@ -78,17 +91,49 @@ struct reply {
     struct reply *next;
 };
 
-static void access_log(const reply *rp, size_t bytes)
+/* The lines of a pass go out in one write after it (not one write per
+ * request), under stderr's lock so workers' lines never interleave. */
+static void log_flush(http_state *st)
 {
-    char when[32];
+    size_t len = evbuffer_get_length(st->log);
+    if (!len)
+        return;
+    fwrite(evbuffer_pullup(st->log, -1), 1, len, stderr);
+    fflush(stderr);
+    evbuffer_drain(st->log, len);
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    log_flush(arg);
+}
+
+static void access_log(http_state *st, const reply *rp, size_t bytes)
+{
+    char when[32], route[400];
+    const char *r = rp->resp.route[0] ? rp->resp.route : "-";
+    size_t i, o = 0;
+    int was_empty = evbuffer_get_length(st->log) == 0;
+    /* route templates are the scripts' words: quote and backslash escaped,
+     * control characters dropped */
+    for (i = 0; r[i] && o + 2 < sizeof route; i++) {
+        if (r[i] == '"' || r[i] == '\\')
+            route[o++] = '\\';
+        if ((unsigned char)r[i] >= 0x20)
+            route[o++] = r[i];
+    }
+    route[o] = '\0';
     util_iso8601_ms(util_now_ms(), when);
-    fprintf(stderr,
-            "{\"time\":\"%s\",\"request_id\":\"%s\",\"project\":\"%s\",\"method\":\"%s\","
-            "\"route\":",
-            when, rp->id, rp->resp.project, rp->method);
-    util_fjson_string(stderr, rp->resp.route[0] ? rp->resp.route : "-");
-    fprintf(stderr, ",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n", rp->resp.status,
-            bytes, (long long)(util_mono_us() - rp->start_us));
+    evbuffer_add_printf(st->log,
+                        "{\"time\":\"%s\",\"request_id\":\"%s\",\"project\":\"%s\",\"method\":\"%s\","
+                        "\"route\":\"%s\",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n",
+                        when, rp->id, rp->resp.project, rp->method, route, rp->resp.status,
+                        bytes, (long long)(util_mono_us() - rp->start_us));
+    if (evbuffer_get_length(st->log) >= LOG_FLUSH_BYTES)
+        log_flush(st);
+    else if (was_empty)
+        event_active(st->log_ev, EV_TIMEOUT, 0);
 }
 
 static void reply_free(reply *rp)
@@ -106,7 +151,7 @@ static void send_reply(gw *g, reply *rp)
     if (bytes)
         evhttp_add_header(out_headers, "Content-Type", rp->resp.content_type);
     evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
-    access_log(rp, bytes);
+    access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
                     util_mono_us() - rp->start_us);
     reply_free(rp);
@@ -164,6 +209,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     rp->method = method_name(evhttp_request_get_command(ev));
     snprintf(rp->id, sizeof rp->id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
     fill_request(g, ev, rp, uri, &r);
+    gw_settle(g);               /* a reload on another worker reaches this one here */
 
     g->in_request = 1;
     store_request_start(g->store);
@@ -231,19 +277,63 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Stop accepting, let queued answers reach their clients, then leave. */
-static void on_term(evutil_socket_t fd, short what, void *arg)
+static void stop_worker(gw *g)
 {
-    gw *g = arg;
     http_state *st = state_of(g);
     struct timeval drain = {0, DRAIN_MS * 1000};
-    (void)fd, (void)what;
     if (st->bound) {
         struct evhttp_bound_socket *b = st->bound;
         st->bound = NULL;       /* the connection cap must not re-enable it */
         evhttp_del_accept_socket(g->http, b);
     }
-    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
+    log_flush(st);
     event_base_loopexit(g->base, &drain);
+}
+
+static void wake(gw *w)
+{
+    uint64_t one = 1;
+    http_state *st = state_of(w);
+    if (st && st->wake_fd >= 0 && write(st->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"cannot wake worker %d\"}\n", w->worker);
+}
+
+/* Another thread asked: stop, or take the new generation while idle. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        return;
+    if (atomic_load(&g->shared->stopping)) {
+        stop_worker(g);
+        return;
+    }
+    gw_settle(g);
+    if (atomic_load(&g->shared->conns) >= state_of(g)->max_conns)
+        enforce_cap(state_of(g));
+}
+
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    gw_shared *sh = g->shared;
+    (void)fd, (void)what;
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
+    atomic_store(&sh->stopping, 1);
+    for (int i = 0; i < sh->nworkers; i++)
+        if (sh->workers[i] != g)
+            wake(sh->workers[i]);
+    stop_worker(g);
+}
+
+void http_wake_all(gw *g)
+{
+    gw_shared *sh = g->shared;
+    for (int i = 0; i < sh->nworkers; i++)
+        if (sh->workers[i] != g)
+            wake(sh->workers[i]);
 }
 
 /* Connection cap.  evhttp 2.1 says when a connection is accepted (the
@@ -290,8 +380,9 @@ static void enforce_cap(http_state *st)
     int n = open_sockets();
     if (n < 0)
         return;
-    st->conns = n - st->base_sockets;
-    set_accepting(st, st->conns < st->max_conns);
+    /* the count is the process's: every worker's clients */
+    atomic_store(&st->g->shared->conns, n - st->base_sockets);
+    set_accepting(st, n - st->base_sockets < st->max_conns);
     if (st->accept_paused)
         evtimer_add(st->cap_timer, &tv);
 }
@@ -305,8 +396,12 @@ static void on_cap_timer(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
     http_state *st = arg;
-    if (++st->conns >= st->max_conns)
+    gw_shared *sh = st->g->shared;
+    if (atomic_fetch_add(&sh->conns, 1) + 1 >= st->max_conns) {
         enforce_cap(st);
+        if (st->accept_paused)
+            http_wake_all(st->g);   /* the others stop accepting too */
+    }
     return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 }
 
@@ -334,16 +429,20 @@ static int split_listen(const char *listen, char *host, size_t cap, int *port)
     return 0;
 }
 
-static int bound_port(struct evhttp_bound_socket *b)
+static int fd_port(evutil_socket_t fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(b);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return -1;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int bound_port(struct evhttp_bound_socket *b)
+{
+    return fd_port(evhttp_bound_socket_get_fd(b));
 }
 
 static int add_signals(gw *g, http_state *st)
@@ -357,6 +456,63 @@ static int add_signals(gw *g, http_state *st)
            evsignal_add(st->sig_int, NULL);
 }
 
+/* A listening socket on host:port; with reuseport set, one of several
+ * that share the port.  Returns the fd, or -1 with err filled. */
+static evutil_socket_t listen_socket(const char *host, int port, int reuseport, int backlog,
+                                     char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    char service[16];
+    evutil_socket_t fd = -1;
+    int one = 1, rc;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof service, "%d", port);
+    if ((rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &ai)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (backlog && listen(fd, backlog) != 0)) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* Several workers: each binds its own SO_REUSEPORT socket to the port and
+ * the kernel spreads new connections over them.  Worker 0 first binds a
+ * plain socket as a probe, so a port that another process holds is an
+ * error here, never silently shared with it (SO_REUSEPORT would allow
+ * that for the same user); with port 0 the probe also picks the port. */
+static int bind_shared(gw *g, http_state *st, const char *host, int port, char *err, size_t errlen)
+{
+    evutil_socket_t fd;
+    if (g->worker == 0) {
+        if ((fd = listen_socket(host, port, 0, 0, err, errlen)) < 0)
+            return -1;
+        port = fd_port(fd);
+        close(fd);
+    } else {
+        port = http_port(g->shared->workers[0]);
+    }
+    if ((fd = listen_socket(host, port, 1, SOMAXCONN, err, errlen)) < 0)
+        return -1;
+    if (!(st->bound = evhttp_accept_socket_with_handle(g->http, fd))) {
+        close(fd);
+        snprintf(err, errlen, "cannot listen on %s", g->opt.listen);
+        return -1;
+    }
+    return 0;
+}
+
 int http_start(gw *g, char *err, size_t errlen)
 {
     char host[256];
@@ -367,6 +523,8 @@ int http_start(gw *g, char *err, size_t errlen)
         free(st);
         return -1;
     }
+    st->wake_fd = -1;
+    st->g = g;
     g->http_state = st;
     if (split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
         snprintf(err, errlen, "--listen %s: expected ADDR:PORT", g->opt.listen);
@@ -387,15 +545,26 @@ int http_start(gw *g, char *err, size_t errlen)
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
-    if (!(st->bound = evhttp_bind_socket_with_handle(g->http, host, (ev_uint16_t)port))) {
+    if (g->shared->nworkers > 1) {
+        if (bind_shared(g, st, host, port, err, errlen) != 0)
+            return -1;
+    } else if (!(st->bound = evhttp_bind_socket_with_handle(g->http, host, (ev_uint16_t)port))) {
         snprintf(err, errlen, "cannot listen on %s", g->opt.listen);
         return -1;
     }
     st->port = bound_port(st->bound);
     st->max_conns = g->opt.max_connections;
     st->base_sockets = open_sockets();
-    if (!(st->cap_timer = evtimer_new(g->base, on_cap_timer, st))) {
+    if (!(st->cap_timer = evtimer_new(g->base, on_cap_timer, st)) ||
+        !(st->log = evbuffer_new()) ||
+        !(st->log_ev = event_new(g->base, -1, 0, on_log_flush, st))) {
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if ((st->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        !(st->wake_ev = event_new(g->base, st->wake_fd, EV_READ | EV_PERSIST, on_wake, g)) ||
+        event_add(st->wake_ev, NULL) != 0) {
+        snprintf(err, errlen, "cannot create the wake-up eventfd: %s", strerror(errno));
         return -1;
     }
     evhttp_set_bevcb(g->http, new_connection, st);
@@ -405,7 +574,7 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     store_group_enable(g->store, schedule_commit, g);
-    if (add_signals(g, st) != 0) {
+    if (g->worker == 0 && add_signals(g, st) != 0) {
         snprintf(err, errlen, "cannot install signal handlers");
         return -1;
     }
@@ -413,6 +582,11 @@ int http_start(gw *g, char *err, size_t errlen)
 }
 
 int http_port(const gw *g) { return state_of(g)->port; }
+
+void http_ready(gw *g)
+{
+    state_of(g)->base_sockets = open_sockets();
+}
 
 void http_free(gw *g)
 {
@@ -426,6 +600,13 @@ void http_free(gw *g)
         if (st->sig_int) event_free(st->sig_int);
         if (st->commit_ev) event_free(st->commit_ev);
         if (st->cap_timer) event_free(st->cap_timer);
+        if (st->wake_ev) event_free(st->wake_ev);
+        if (st->wake_fd >= 0) close(st->wake_fd);
+        if (st->log) {
+            log_flush(st);
+            evbuffer_free(st->log);
+        }
+        if (st->log_ev) event_free(st->log_ev);
         free(st);
     }
     g->http_state = NULL;

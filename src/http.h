@@ -13,5 +13,9 @@ int http_start(gw *g, char *err, size_t errlen);
 /* The port actually bound (for --listen 127.0.0.1:0). */
 int http_port(const gw *g);
 void http_free(gw *g);
+/* After every worker's http_start: what is open now is not a client. */
+void http_ready(gw *g);
+/* Wakes the other workers' loops (stop, or a generation to take). */
+void http_wake_all(gw *g);
 
 #endif

@@ -9,6 +9,8 @@
 #include "util.h"
 
 #include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +23,18 @@ typedef struct {
     int progress;
 } job_progress;
 
+/* One runner per process, on worker 0's loop.  Other workers submit jobs
+ * too: their kick is a flag the runner's own loop looks at every tick, and
+ * they read progress under the lock. */
 struct jobs {
-    gw *g;
+    gw *g;                      /* worker 0 */
     struct event *timer;
+    struct event *kick_poll;    /* several workers: looks at `kicked` */
+    pthread_mutex_t lock;       /* guards progress */
     job_progress *progress;     /* active jobs' progress, small */
     size_t nprogress, cap;
     int armed;
+    _Atomic int kicked;
 };
 
 static job_progress *progress_of(jobs *j, const char *id)
@@ -82,6 +90,7 @@ static int step(jobs *j, const char *id)
     store_job row;
     lhost_job_result res;
     job_progress *p;
+    int progress;
     if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
         return 0;
     if (strcmp(row.status, "INIT") == 0) {
@@ -91,22 +100,31 @@ static int step(jobs *j, const char *id)
         if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
             return 0;
     }
-    if (!(p = progress_of(j, id)))
+    pthread_mutex_lock(&j->lock);
+    p = progress_of(j, id);
+    progress = p ? p->progress : 0;
+    pthread_mutex_unlock(&j->lock);
+    if (!p)
         return 1;
-    if (lhost_job_step(g->lua, &row, p->progress, &res) != LHOST_OK) {
+    if (lhost_job_step(g->lua, &row, progress, &res) != LHOST_OK) {
         util_copy(res.code, sizeof res.code, "IMG.0061");
         util_copy(res.reason, sizeof res.reason, "the import backend script failed");
         res.state = LHOST_JOB_FAIL;
     }
     if (res.state == LHOST_JOB_RUNNING) {
-        p->progress = res.progress;
+        pthread_mutex_lock(&j->lock);
+        if ((p = progress_of(j, id)))
+            p->progress = res.progress;
+        pthread_mutex_unlock(&j->lock);
         return 1;
     }
     if (store_job_finish(g->store, id, res.state == LHOST_JOB_FAIL ? res.code : NULL,
                          res.state == LHOST_JOB_FAIL ? res.reason : NULL) != STORE_OK)
         return 1;
     log_job(id, res.state == LHOST_JOB_FAIL ? "job failed" : "job succeeded", res.reason);
+    pthread_mutex_lock(&j->lock);
     progress_drop(j, id);
+    pthread_mutex_unlock(&j->lock);
     return 0;
 }
 
@@ -124,6 +142,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     int active = 0;
     (void)fd, (void)what;
     j->armed = 0;
+    gw_settle(j->g);            /* a reload on another worker: take it first */
     j->g->in_request = 1;       /* a reload during a step must not free this state */
     if (store_jobs_active(j->g->store, BATCH, collect, &b) == 0)
         for (int i = 0; i < b.n; i++)
@@ -134,38 +153,69 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         arm(j);
 }
 
+static void on_kick_poll(evutil_socket_t fd, short what, void *arg)
+{
+    jobs *j = arg;
+    (void)fd, (void)what;
+    if (atomic_exchange(&j->kicked, 0))
+        arm(j);
+}
+
 jobs *jobs_new(gw *g)
 {
     jobs *j = calloc(1, sizeof *j);
+    struct timeval tick = {0, TICK_MS * 1000};
     if (!j)
         return NULL;
     j->g = g;
-    if (!(j->timer = evtimer_new(g->base, on_tick, j))) {
+    if (pthread_mutex_init(&j->lock, NULL) != 0) {
         free(j);
         return NULL;
     }
+    if (!(j->timer = evtimer_new(g->base, on_tick, j)))
+        goto fail;
+    if (g->shared->nworkers > 1 &&
+        (!(j->kick_poll = event_new(g->base, -1, EV_PERSIST, on_kick_poll, j)) ||
+         event_add(j->kick_poll, &tick) != 0))
+        goto fail;
     return j;
+fail:
+    jobs_free(j);
+    return NULL;
 }
 
 void jobs_kick(jobs *j)
 {
-    if (j)
+    if (!j)
+        return;
+    if (pthread_equal(pthread_self(), j->g->thread))
         arm(j);
+    else
+        atomic_store(&j->kicked, 1);    /* seen within a tick */
 }
 
 void jobs_free(jobs *j)
 {
     if (!j)
         return;
-    event_free(j->timer);
+    if (j->timer)
+        event_free(j->timer);
+    if (j->kick_poll)
+        event_free(j->kick_poll);
+    pthread_mutex_destroy(&j->lock);
     free(j->progress);
     free(j);
 }
 
-int jobs_progress(const jobs *j, const char *job_id)
+int jobs_progress(jobs *j, const char *job_id)
 {
-    for (size_t i = 0; j && i < j->nprogress; i++)
+    int progress = 0;
+    if (!j)
+        return 0;
+    pthread_mutex_lock(&j->lock);
+    for (size_t i = 0; i < j->nprogress; i++)
         if (strcmp(j->progress[i].id, job_id) == 0)
-            return j->progress[i].progress;
-    return 0;
+            progress = j->progress[i].progress;
+    pthread_mutex_unlock(&j->lock);
+    return progress;
 }

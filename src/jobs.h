@@ -10,10 +10,11 @@ typedef struct jobs jobs;
 
 jobs *jobs_new(gw *g);
 void jobs_free(jobs *j);
-/* A job was submitted (or the server started): run the runner soon. */
+/* A job was submitted (or the server started): run the runner soon.
+ * Any worker may call it. */
 void jobs_kick(jobs *j);
 
 /* In-memory progress (percent) of a running job; 0 if unknown. */
-int jobs_progress(const jobs *j, const char *job_id);
+int jobs_progress(jobs *j, const char *job_id);
 
 #endif

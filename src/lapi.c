@@ -278,29 +278,92 @@ static int l_image_delete(lua_State *L)
     return 1;
 }
 
-static int push_key_cb(void *ud, const char *key, const char *const *values, size_t n)
+/* The project's keys and values copied out of the index under its read
+ * lock, so no Lua call (which may raise) runs while the lock is held:
+ * per key "key\0" then the value count (uint32) then "value\0" each. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} tag_dump;
+
+static void dump_put(tag_dump *d, const void *p, size_t n)
 {
-    lua_State *L = ud;
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, key);
-    lua_setfield(L, -2, "key");
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, values[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    if (d->oom)
+        return;
+    if (d->len + n > d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4096;
+        char *grown;
+        while (cap < d->len + n)
+            cap *= 2;
+        if (!(grown = realloc(d->buf, cap))) {
+            d->oom = 1;
+            return;
+        }
+        d->buf = grown;
+        d->cap = cap;
     }
-    lua_setfield(L, -2, "values");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    return 0;
+    memcpy(d->buf + d->len, p, n);
+    d->len += n;
+}
+
+static int dump_key_cb(void *ud, const char *key, const char *const *values, size_t n)
+{
+    tag_dump *d = ud;
+    uint32_t count = (uint32_t)n;
+    dump_put(d, key, strlen(key) + 1);
+    dump_put(d, &count, sizeof count);
+    for (size_t i = 0; i < n; i++)
+        dump_put(d, values[i], strlen(values[i]) + 1);
+    return d->oom;
+}
+
+/* Pushes {{key=, values={...}}, ...}; frees the dump even if Lua raises. */
+static int push_dump(lua_State *L)
+{
+    tag_dump *d = lua_touserdata(L, 1);
+    size_t at = 0;
+    lua_newtable(L);
+    while (at < d->len) {
+        uint32_t count;
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, d->buf + at);
+        lua_setfield(L, -2, "key");
+        at += strlen(d->buf + at) + 1;
+        memcpy(&count, d->buf + at, sizeof count);
+        at += sizeof count;
+        lua_createtable(L, (int)count, 0);
+        for (uint32_t i = 0; i < count; i++) {
+            lua_pushstring(L, d->buf + at);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+            at += strlen(d->buf + at) + 1;
+        }
+        lua_setfield(L, -2, "values");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    return 1;
 }
 
 /* gw.project_tags(project) -> {{key=, values={...}}, ...} sorted */
 static int l_project_tags(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1);
-    lua_newtable(L);
-    if (tagidx_project_tags(gwp(L)->index, project, push_key_cb, L) != 0)
+    gw *g = gwp(L);
+    tag_dump d = {0};
+    int rc;
+    gw_index_read(g);
+    rc = tagidx_project_tags(g->index, project, dump_key_cb, &d);
+    gw_index_done(g);
+    if (rc != 0 || d.oom) {
+        free(d.buf);
         return luaL_error(L, "out of memory listing tags");
+    }
+    lua_pushcfunction(L, push_dump);
+    lua_pushlightuserdata(L, &d);
+    rc = lua_pcall(L, 1, 1, 0);
+    free(d.buf);
+    if (rc != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 
@@ -368,8 +431,10 @@ static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *
 static int l_query(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1);
-    tagidx *ix = gwp(L)->index;
+    gw *g = gwp(L);
+    tagidx *ix = g->index;
     tagidx_query iq;
+    int rc;
     uint64_t total = 0;
     lua_Integer offset, limit;
     uint32_t *docs;
@@ -378,7 +443,10 @@ static int l_query(lua_State *L)
     build_query(L, 2, &iq);
     resolve_doc(L, 2, project, &iq);
     if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1)) {
-        if (tagidx_count(ix, project, &iq, &total) != 0)
+        gw_index_read(g);
+        rc = tagidx_count(ix, project, &iq, &total);
+        gw_index_done(g);
+        if (rc != 0)
             return luaL_error(L, "out of memory evaluating the query");
         lua_pushinteger(L, (lua_Integer)total);
         return 1;
@@ -389,17 +457,25 @@ static int l_query(lua_State *L)
     limit = luaL_optinteger(L, -1, 10);
     luaL_argcheck(L, offset >= 0 && limit >= 1 && limit <= MAX_PAGE, 2, "offset/limit out of range");
     docs = lua_newuserdatauv(L, (size_t)limit * sizeof *docs, 0);
-    if (tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs) != 0)
+    gw_index_read(g);
+    rc = tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs);
+    gw_index_done(g);
+    if (rc != 0)
         return luaL_error(L, "out of memory evaluating the query");
     lua_pushinteger(L, (lua_Integer)total);
     lua_createtable(L, (int)ndocs, 0);
-    for (size_t i = 0; i < ndocs; i++) {
+    for (size_t i = 0, n = 0; i < ndocs; i++) {
         store_image im;
-        store_rc rc = store_image_by_seq(gwp(L)->store, docs[i], &im);
-        if (rc != STORE_OK)
+        store_rc src = store_image_by_seq(g->store, docs[i], &im);
+        /* with several workers, another one may have deleted the image
+         * between the index read and this one (its index feed follows its
+         * commit): the page then holds one image fewer */
+        if (src == STORE_NOT_FOUND && g->shared->nworkers > 1)
+            continue;
+        if (src != STORE_OK)
             return luaL_error(L, "index and storage disagree on document %d", (int)docs[i]);
         push_image(L, &im);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        lua_rawseti(L, -2, (lua_Integer)++n);
     }
     return 2;
 }
@@ -463,7 +539,16 @@ static void push_files(lua_State *L, const lhost *h)
     }
 }
 
-/* gw.status() -> {generation, files, uptime_s, images, tags, memory} */
+static size_t index_memory(gw *g)
+{
+    size_t bytes;
+    gw_index_read(g);
+    bytes = tagidx_memory(g->index);
+    gw_index_done(g);
+    return bytes;
+}
+
+/* gw.status() -> {generation, files, uptime_s, images, tags, memory, workers} */
 static int l_status(lua_State *L)
 {
     gw *g = gwp(L);
@@ -481,10 +566,12 @@ static int l_status(lua_State *L)
     lua_setfield(L, -2, "images");
     lua_pushinteger(L, tags);
     lua_setfield(L, -2, "tags");
-    lua_pushinteger(L, (lua_Integer)tagidx_memory(g->index));
+    lua_pushinteger(L, (lua_Integer)index_memory(g));
     lua_setfield(L, -2, "index_bytes");
     lua_pushinteger(L, (lua_Integer)lhost_memory(host(L)));
     lua_setfield(L, -2, "script_bytes");
+    lua_pushinteger(L, g->shared->nworkers);
+    lua_setfield(L, -2, "workers");
     return 1;
 }
 
@@ -507,7 +594,7 @@ static int l_reload(lua_State *L)
     return 1;
 }
 
-/* gw.import_submit(project, {name, attrs, kind, params}, tags)
+/* gw.import_submit(project, {name, attrs, kind, params}, tags[, max_active])
  *   -> job_id, image_id.  Image (queued) and job (INIT) in one transaction. */
 static int l_import_submit(lua_State *L)
 {
@@ -516,18 +603,22 @@ static int l_import_submit(lua_State *L)
     size_t ntags;
     store_tag *tags;
     store_rc rc;
+    int max_active;
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 3);
+    lua_settop(L, 4);
     name = opt_field(L, 2, "name", NULL);
     attrs = opt_field(L, 2, "attrs", "{}");
     kind = opt_field(L, 2, "kind", NULL);
     params = opt_field(L, 2, "params", "{}");
     luaL_argcheck(L, name && kind, 2, "name and kind are required");
+    max_active = (int)luaL_optinteger(L, 4, -1);
     tags = check_tags(L, 3, &ntags);
     if (util_random_hex(job_id, 16) != 0)
         return luaL_error(L, "no randomness available");
     rc = store_import_create(gwp(L)->store, project, job_id, kind, params, name, attrs,
-                             tags, ntags, image_id);
+                             tags, ntags, max_active, image_id);
+    if (rc == STORE_QUOTA)
+        return fail(L, "quota");
     if (rc != STORE_OK)
         return store_failed(L);
     jobs_kick(gwp(L)->jobs);
@@ -685,14 +776,19 @@ static int l_metrics_write(lua_State *L)
     metrics_gauges mg = {0};
     job_counts jc = {.n = 0};
     need_request(L);
-    mg.script_errors = g->stats.script_errors;
-    mg.budget_kills = g->stats.budget_kills;
-    mg.reloads_ok = g->stats.reloads_ok;
-    mg.reloads_failed = g->stats.reloads_failed;
+    mg.script_errors = g->stats->script_errors;
+    mg.budget_kills = g->stats->budget_kills;
+    mg.reloads_ok = g->stats->reloads_ok;
+    mg.reloads_failed = g->stats->reloads_failed;
     mg.generation = g->generation;
-    mg.index_bytes = tagidx_memory(g->index);
+    mg.index_bytes = index_memory(g);
     mg.script_bytes = lhost_memory(host(L));
-    store_commit_stats(g->store, &mg.commits, &mg.commit_us_total);
+    for (int i = 0; i < g->shared->nworkers; i++) {
+        uint64_t commits, us;
+        store_commit_stats(g->shared->workers[i]->store, &commits, &us);
+        mg.commits += commits;
+        mg.commit_us_total += us;
+    }
     if (store_counts(g->store, &mg.images, &mg.tags) != 0)
         return store_failed(L);
     if (store_job_counts(g->store, collect_count, &jc) != 0)

@@ -681,9 +681,9 @@ lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp)
         util_fjson_string(stderr, err);
         fputs("}\n", stderr);
         if (rc == LHOST_BUDGET)
-            h->g->stats.budget_kills++;
+            h->g->stats->budget_kills++;
         else
-            h->g->stats.script_errors++;
+            h->g->stats->script_errors++;
         lua_settop(L, 0);
         /* a state that hit its memory cap gets a full collection now */
         lua_gc(L, LUA_GCCOLLECT, 0);

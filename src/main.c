@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,8 @@ static const char serve_help[] =
     "  --script-instructions N   also count VM instructions per request (costs ~12%), default 0 = off\n"
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
     "  --timeout-s S             idle/slow-client timeout, default 30\n"
-    "  --max-connections N       client connections held at once, default 4096\n";
+    "  --max-connections N       client connections held at once, default 4096\n"
+    "  --workers N               event loops (threads), default: the cores available\n";
 static const char credentials_help[] =
     "tagway credentials create --db PATH --project ID [--role member|admin]\n"
     "tagway credentials list   --db PATH\n"
@@ -204,73 +206,160 @@ static int load_index(gw *g)
     return 0;
 }
 
-static void gw_close(gw *g)
+/* One worker's own parts: SQLite connection, event loop, Lua generation.
+ * The index, metrics and job runner are worker 0's, shared. */
+static int worker_open(gw *g, char *err, size_t errlen)
+{
+    gw *first = g->shared->workers[0];
+    if (g->worker > 0) {
+        if (open_store(g->opt.db, &g->store) != 0)
+            return -1;
+        g->index = first->index;
+        store_attach_index(g->store, g->index);
+    }
+    if (g->shared->nworkers > 1)
+        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock);
+    g->metrics = first->metrics;
+    if (!(g->base = event_base_new())) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return -1;
+    }
+    if (!(g->lua = lhost_new(g, g->generation, err, errlen))) {
+        fprintf(stderr, "tagway: scripts failed to load: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void worker_close(gw *g)
 {
     if (g->http)
         http_free(g);
-    jobs_free(g->jobs);
-    watch_free(g->watch);
-    metrics_free(g->metrics);
     lhost_free(g->lua);
     lhost_free(g->retired);
     store_close(g->store);
-    tagidx_free(g->index);
     if (g->base)
         event_base_free(g->base);
 }
 
+static void *worker_run(void *arg)
+{
+    gw *g = arg;
+    if (event_base_dispatch(g->base) < 0)
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"worker %d: event loop failed\"}\n", g->worker);
+    return NULL;
+}
+
+/* Workers 1..n-1 on their own threads, which leave signals to worker 0's
+ * loop (SIGALRM stays open: the script watchdog uses it). */
+static int start_threads(gw *w, int n)
+{
+    sigset_t block, old;
+    int rc = 0;
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 1; i < n && rc == 0; i++)
+        if (pthread_create(&w[i].thread, NULL, worker_run, &w[i]) != 0)
+            rc = -1;
+        else
+            w[i].started = 1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static void stop_threads(gw *w, int n)
+{
+    atomic_store(&w[0].shared->stopping, 1);
+    http_wake_all(&w[0]);
+    for (int i = 1; i < n; i++)
+        if (w[i].started)
+            pthread_join(w[i].thread, NULL);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-    gw g = {0};
+    gw_options opt;
+    gw_shared shared;
+    gw *w = NULL, *g;
     args a;
     char err[4096];
-    int rc;
+    int rc, n = 0;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
         return fputs(serve_help, stdout), 0;
-    if ((rc = build_options(&a, &g.opt)) != 0)
+    if ((rc = build_options(&a, &opt)) != 0)
         return rc;
-    if (!g.opt.auth && !config_is_loopback(g.opt.listen))
+    if (!opt.auth && !config_is_loopback(opt.listen))
         return usage("--auth off is allowed only on a loopback address");
     signal(SIGPIPE, SIG_IGN);
     /* one write per log line: stderr is unbuffered by default, which
      * would cost a system call per character of every access-log line */
     setvbuf(stderr, NULL, _IOLBF, 1 << 16);
-    g.started_ms = util_now_ms();
-    rc = 1;
-    if (open_store(g.opt.db, &g.store) != 0 || load_index(&g) != 0)
-        goto done;
-    if (!(g.base = event_base_new()) || !(g.metrics = metrics_new()))
-        goto done;
-    g.generation = 1;
-    if (!(g.lua = lhost_new(&g, g.generation, err, sizeof err))) {
-        fprintf(stderr, "tagway: scripts failed to load: %s\n", err);
-        goto done;
+    n = opt.workers;
+    if (gw_shared_init(&shared, n) != 0 || !(w = calloc((size_t)n, sizeof *w))) {
+        fprintf(stderr, "tagway: out of memory\n");
+        free(w);
+        return 1;
     }
-    if (!(g.jobs = jobs_new(&g))) {
+    for (int i = 0; i < n; i++) {
+        gw_worker_init(&w[i], &shared, i, &opt);
+        w[i].started_ms = util_now_ms();
+    }
+    g = &w[0];
+    g->thread = pthread_self();
+    rc = 1;
+    if (open_store(g->opt.db, &g->store) != 0 || load_index(g) != 0)
+        goto done;
+    if (!(g->metrics = metrics_new()))
+        goto done;
+    for (int i = 0; i < n; i++)
+        if (worker_open(&w[i], err, sizeof err) != 0)
+            goto done;
+    if (!(g->jobs = jobs_new(g))) {
         fprintf(stderr, "tagway: out of memory\n");
         goto done;
     }
-    jobs_kick(g.jobs);          /* resume jobs a crash left INIT or RUNNING */
-    if (g.opt.watch && !(g.watch = watch_start(&g, err, sizeof err))) {
+    for (int i = 1; i < n; i++)
+        w[i].jobs = g->jobs;
+    jobs_kick(g->jobs);         /* resume jobs a crash left INIT or RUNNING */
+    if (g->opt.watch && !(g->watch = watch_start(g, err, sizeof err))) {
         fprintf(stderr, "tagway: --watch: %s\n", err);
         goto done;
     }
-    if (http_start(&g, err, sizeof err) != 0) {
-        fprintf(stderr, "tagway: %s\n", err);
+    for (int i = 0; i < n; i++)
+        if (http_start(&w[i], err, sizeof err) != 0) {
+            fprintf(stderr, "tagway: %s\n", err);
+            goto done;
+        }
+    for (int i = 0; i < n; i++)
+        http_ready(&w[i]);
+    if (bootstrap_credentials(g) != 0)
+        goto done;
+    if (start_threads(w, n) != 0) {
+        fprintf(stderr, "tagway: cannot start the worker threads\n");
         goto done;
     }
-    if (bootstrap_credentials(&g) != 0)
-        goto done;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"listening\",\"listen\":\"%s\",\"port\":%d,\"db\":",
-            g.opt.listen, http_port(&g));
-    util_fjson_string(stderr, g.opt.db);
-    fprintf(stderr, ",\"auth\":%s,\"generation\":1}\n", g.opt.auth ? "true" : "false");
-    rc = event_base_dispatch(g.base) < 0 ? 1 : 0;
+            g->opt.listen, http_port(g));
+    util_fjson_string(stderr, g->opt.db);
+    fprintf(stderr, ",\"auth\":%s,\"workers\":%d,\"generation\":1}\n",
+            g->opt.auth ? "true" : "false", n);
+    rc = event_base_dispatch(g->base) < 0 ? 1 : 0;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
 done:
-    gw_close(&g);
+    stop_threads(w, n);
+    jobs_free(g->jobs);
+    watch_free(g->watch);
+    for (int i = n - 1; i >= 0; i--)
+        worker_close(&w[i]);
+    metrics_free(g->metrics);
+    tagidx_free(g->index);
+    gw_shared_destroy(&shared);
+    free(w);
     return rc;
 }
 

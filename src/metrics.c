@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <event2/buffer.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ typedef struct {
 } series;
 
 struct metrics {
+    pthread_mutex_t lock;               /* every worker records here */
     series s[MAX_SERIES];
     size_t n;
     uint64_t overflow;                  /* requests past MAX_SERIES series */
@@ -30,8 +32,23 @@ struct metrics {
     double sum_s;
 };
 
-metrics *metrics_new(void) { return calloc(1, sizeof(metrics)); }
-void metrics_free(metrics *m) { free(m); }
+metrics *metrics_new(void)
+{
+    metrics *m = calloc(1, sizeof(metrics));
+    if (m && pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void metrics_free(metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
 
 void metrics_request(metrics *m, const char *route, int status, int64_t latency_us)
 {
@@ -39,6 +56,7 @@ void metrics_request(metrics *m, const char *route, int status, int64_t latency_
     size_t i;
     if (!m)
         return;
+    pthread_mutex_lock(&m->lock);
     for (i = 0; i < m->n; i++)
         if (m->s[i].status == status && strcmp(m->s[i].route, route) == 0)
             break;
@@ -56,6 +74,7 @@ void metrics_request(metrics *m, const char *route, int status, int64_t latency_
             m->bucket[b]++;
     m->count++;
     m->sum_s += secs;
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* Label values escape backslash, quote and newline. */
@@ -92,10 +111,12 @@ static void render_requests(const metrics *m, struct evbuffer *out)
                         (unsigned long long)m->count, m->sum_s, (unsigned long long)m->count);
 }
 
-int metrics_render(const metrics *m, const metrics_gauges *g, const metrics_job_count *jobs,
+int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count *jobs,
                    size_t njobs, struct evbuffer *out)
 {
+    pthread_mutex_lock(&m->lock);
     render_requests(m, out);
+    pthread_mutex_unlock(&m->lock);
     evbuffer_add_printf(out,
         "# HELP tagway_script_errors_total Script failures by kind.\n"
         "# TYPE tagway_script_errors_total counter\n"

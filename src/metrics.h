@@ -1,6 +1,7 @@
 /* metrics: request counters by route and status, a latency histogram and
  * SQLite commit timing, rendered in the Prometheus text format together
- * with the gauges other modules report.  Owned by gw; no globals. */
+ * with the gauges other modules report.  One per process, shared by the
+ * workers (it locks itself); no globals. */
 #ifndef TAGWAY_METRICS_H
 #define TAGWAY_METRICS_H
 #include <stddef.h>
@@ -28,7 +29,7 @@ typedef struct {
 } metrics_job_count;
 
 /* Appends the whole exposition to out.  0 ok, -1 out of memory. */
-int metrics_render(const metrics *m, const metrics_gauges *g, const metrics_job_count *jobs,
+int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count *jobs,
                    size_t njobs, struct evbuffer *out);
 
 #endif

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,8 +117,10 @@ struct store {
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
     tagidx *ix;              /* borrowed; may be NULL */
+    pthread_mutex_t *write_lock;    /* shared with other connections, or NULL */
+    pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
     int64_t last_created_ms; /* keeps creation time monotonic in seq order */
-    uint64_t commits, commit_us;
+    _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
     /* group commit: writes of many requests share one transaction, each in
      * its own savepoint; index changes wait for the group's COMMIT */
     int grouping, group_open;
@@ -158,6 +162,7 @@ static int exec_simple(store *s, int which)
     return 0;
 }
 
+static int load_last_created(store *s);
 static int begin(store *s) { return exec_simple(s, Q_BEGIN); }
 static int commit(store *s)
 {
@@ -170,8 +175,54 @@ static int commit(store *s)
 
 void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us)
 {
-    *commits = s->commits;
-    *commit_us = s->commit_us;
+    *commits = atomic_load(&s->commits);
+    *commit_us = atomic_load(&s->commit_us);
+}
+
+void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
+{
+    s->write_lock = write_lock;
+    s->index_lock = index_lock;
+}
+
+/* The write lock spans BEGIN .. COMMIT and the index feed after it, so
+ * the index takes the writers' changes in their commit order. */
+static int write_lock(store *s)
+{
+    if (!s->write_lock)
+        return 0;
+    /* a read statement of this request still stepping holds a snapshot
+     * that may predate another worker's commit; BEGIN IMMEDIATE could not
+     * upgrade it (SQLITE_BUSY at once).  Rows read so far are the
+     * caller's no longer, as for any store call. */
+    store_release(s);
+    pthread_mutex_lock(s->write_lock);
+    /* another connection may have created images since: creation times
+     * stay monotonic in seq order across all of them */
+    if (load_last_created(s) != 0) {
+        set_err(s, "last creation time");
+        pthread_mutex_unlock(s->write_lock);
+        return -1;
+    }
+    return 0;
+}
+
+static void write_unlock(store *s)
+{
+    if (s->write_lock)
+        pthread_mutex_unlock(s->write_lock);
+}
+
+static void index_write_lock(store *s)
+{
+    if (s->index_lock)
+        pthread_rwlock_wrlock(s->index_lock);
+}
+
+static void index_write_unlock(store *s)
+{
+    if (s->index_lock)
+        pthread_rwlock_unlock(s->index_lock);
 }
 static void rollback(store *s)
 {
@@ -217,7 +268,16 @@ fail:
  * keys.  SQLite gives its -wal and -shm files the same mode. */
 static int create_private(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    struct stat st;
+    int fd;
+    /* an existing file is never opened here: closing any descriptor of a
+     * file drops every POSIX lock this process holds on it, and another
+     * connection of this process (a second worker) may hold SQLite's */
+    if (stat(path, &st) == 0)
+        return 0;
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return 0;
     if (fd < 0) {
         snprintf(err, errlen, "cannot open database %s: %s", path, strerror(errno));
         return -1;
@@ -395,8 +455,12 @@ static int txn_begin(store *s)
     if (!s->grouping)
         return begin(s);
     if (!s->group_open) {
-        if (begin(s) != 0)
+        if (write_lock(s) != 0)
             return -1;
+        if (begin(s) != 0) {
+            write_unlock(s);
+            return -1;
+        }
         s->group_open = 1;
         if (s->group_hook)
             s->group_hook(s->group_ud);
@@ -496,7 +560,9 @@ static void index_op(store *s, const idx_op *op)
     if (!s->ix)
         return;
     if (!s->group_open) {
+        index_write_lock(s);
         apply_op(s->ix, op);
+        index_write_unlock(s);
         return;
     }
     if (!(copy = calloc(1, sizeof *copy)))
@@ -575,10 +641,15 @@ int store_group_commit(store *s)
     if (rc != 0)
         rollback(s);
     s->group_open = 0;
+    if (rc == 0 && s->ix && s->pending) {
+        index_write_lock(s);
+        for (op = s->pending; op; op = op->next)
+            apply_op(s->ix, op);
+        index_write_unlock(s);
+    }
+    write_unlock(s);
     for (op = s->pending; op; op = next) {
         next = op->next;
-        if (rc == 0 && s->ix)
-            apply_op(s->ix, op);
         free_op(op);
     }
     s->pending = NULL;
@@ -792,7 +863,7 @@ store_rc store_image_create(store *s, const char *project, const char *id,
                             const store_tag *tags, size_t ntags, char id_out[37])
 {
     char fresh[37];
-    int64_t seq = 0, created = next_created_ms(s);
+    int64_t seq = 0, created;
     store_rc rc;
     if (!id) {
         if (util_uuid(fresh) != 0)
@@ -801,6 +872,7 @@ store_rc store_image_create(store *s, const char *project, const char *id,
     }
     if (txn_begin(s) != 0)
         return STORE_ERROR;
+    created = next_created_ms(s);   /* inside: after other writers' images */
     rc = add_image_rows(s, project, id, name, status, attrs, tags, ntags, created, &seq);
     if (rc == STORE_OK && txn_commit(s) != 0)
         rc = STORE_ERROR;
@@ -1154,14 +1226,23 @@ static int insert_job(store *s, const char *project, const char *job_id, const c
 store_rc store_import_create(store *s, const char *project, const char *job_id,
                              const char *kind, const char *params,
                              const char *name, const char *attrs,
-                             const store_tag *tags, size_t ntags, char image_id_out[37])
+                             const store_tag *tags, size_t ntags, int max_active,
+                             char image_id_out[37])
 {
     char image_id[37];
-    int64_t seq = 0, created = next_created_ms(s);
-    store_rc rc;
+    int64_t seq = 0, created;
+    store_rc rc = STORE_OK;
     if (util_uuid(image_id) != 0 || txn_begin(s) != 0)
         return STORE_ERROR;
-    rc = add_image_rows(s, project, image_id, name, "queued", attrs, tags, ntags, created, &seq);
+    created = next_created_ms(s);
+    /* counted inside the write transaction: two workers submitting at once
+     * cannot both take the last place */
+    if (max_active >= 0) {
+        int64_t active = store_jobs_active_count(s, project);
+        rc = active < 0 ? STORE_ERROR : active >= max_active ? STORE_QUOTA : STORE_OK;
+    }
+    if (rc == STORE_OK)
+        rc = add_image_rows(s, project, image_id, name, "queued", attrs, tags, ntags, created, &seq);
     if (rc == STORE_OK && (insert_job(s, project, job_id, kind, params, image_id, name, created) != 0 ||
                            txn_commit(s) != 0))
         rc = STORE_ERROR;

@@ -5,6 +5,7 @@
  * the next store call ("borrowed"). */
 #ifndef TAGWAY_STORE_H
 #define TAGWAY_STORE_H
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "tagidx.h"
@@ -46,6 +47,10 @@ int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_errmsg(const store *s);
 void store_attach_index(store *s, tagidx *ix);
+/* Several connections in one process (--workers): write_lock is held from
+ * a write transaction's BEGIN to its COMMIT and index feed, index_lock
+ * (write side) while the index is fed.  NULL: this connection is alone. */
+void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock);
 /* Group commit: from now on writes of several requests share one
  * transaction (each in its own savepoint, so a failing request undoes only
  * itself).  hook runs when a group opens; the caller must then call
@@ -94,11 +99,13 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const char *const *del, size_t ndel, int max_tags);
 
 /* Jobs (quick import).  The image (queued) and the job (INIT) are written
- * in one transaction; so are each later transition of both. */
+ * in one transaction; so are each later transition of both.  STORE_QUOTA
+ * when the project already has max_active INIT/RUNNING jobs (-1: no limit). */
 store_rc store_import_create(store *s, const char *project, const char *job_id,
                              const char *kind, const char *params,
                              const char *name, const char *attrs,
-                             const store_tag *tags, size_t ntags, char image_id_out[37]);
+                             const store_tag *tags, size_t ntags, int max_active,
+                             char image_id_out[37]);
 /* project NULL: any project (the runner). */
 store_rc store_job_get(store *s, const char *project, const char *job_id, store_job *out);
 typedef int (*store_job_cb)(void *ud, const store_job *j);

@@ -15,7 +15,8 @@
 #define WATCHDOG_SIGNAL SIGALRM  /* nothing else in tagway uses alarm() */
 
 struct watchdog {
-    pthread_t watched, poller;
+    pthread_t poller;
+    _Atomic(pthread_t) watched;  /* the thread running the armed call */
     int64_t period_us;
     watchdog_fire_fn fire;
     void *ud;
@@ -67,7 +68,7 @@ static void *poll_loop(void *arg)
          * on and the handler ignores the signal */
         atomic_store(&wd->fire_seq, seq);
         union sigval v = {.sival_ptr = wd};
-        if (pthread_sigqueue(wd->watched, WATCHDOG_SIGNAL, v) == 0)
+        if (pthread_sigqueue(atomic_load(&wd->watched), WATCHDOG_SIGNAL, v) == 0)
             signalled = seq;
     }
     return NULL;
@@ -78,7 +79,7 @@ watchdog *watchdog_new(int64_t period_us, watchdog_fire_fn fire, void *ud)
     watchdog *wd = calloc(1, sizeof *wd);
     if (!wd)
         return NULL;
-    wd->watched = pthread_self();
+    atomic_store(&wd->watched, pthread_self());
     wd->period_us = period_us > 0 ? period_us : 1000;
     wd->fire = fire;
     wd->ud = ud;
@@ -103,6 +104,9 @@ void watchdog_free(watchdog *wd)
 
 void watchdog_arm(watchdog *wd, int64_t deadline_us)
 {
+    /* a generation is built by the reloading worker and then serves on
+     * its own one: the thread is taken at each call */
+    atomic_store(&wd->watched, pthread_self());
     atomic_store(&wd->deadline_us, deadline_us);
     atomic_fetch_add(&wd->seq, 1);
 }

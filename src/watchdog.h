@@ -14,12 +14,14 @@ typedef struct watchdog watchdog;
  * work only (lua_sethook is). */
 typedef void (*watchdog_fire_fn)(void *ud);
 
-/* Watches the calling thread; polls every period_us.  NULL on failure. */
+/* Polls every period_us.  NULL on failure. */
 watchdog *watchdog_new(int64_t period_us, watchdog_fire_fn fire, void *ud);
-/* Stops and joins the thread.  Must be called by the watched thread. */
+/* Stops and joins the poller.  Call it from a thread that has armed
+ * this watchdog, or from the only thread that ever did. */
 void watchdog_free(watchdog *wd);
 
-/* A call starts that must end by deadline_us (util_mono_us clock). */
+/* A call starts on this thread that must end by deadline_us (util_mono_us
+ * clock); an overrun signals this thread. */
 void watchdog_arm(watchdog *wd, int64_t deadline_us);
 /* The call ended; a late signal for it is ignored. */
 void watchdog_disarm(watchdog *wd);

@@ -67,14 +67,16 @@ function import.action(ctx)
   field = "tags"
   if list == nil then list, names = fields.image_tags(body); field = "image_tags" end
   list = images.check_new_tags(ctx, pol, list, names or {}, field)
-  if gw.jobs_active(ctx.project) >= rules.max_running_jobs then
-    fail(400, "IMG.0194", string.format("too many import jobs running in this project (at most %d)",
-                                        rules.max_running_jobs))
-  end
+  local too_many = string.format("too many import jobs running in this project (at most %d)",
+                                 rules.max_running_jobs)
   local params = cjson.encode({ image_url = url, min_disk = a.min_disk, type = a.type })
   local kind = a.type == "DataImage" and "imsImportDataImageJob" or "imsImportImageJob"
-  local job_id = gw.import_submit(ctx.project, { name = a.name, attrs = images.encode_attrs(a),
-                                                 kind = kind, params = params }, list)
+  -- the limit is checked again inside the write transaction, where two
+  -- workers submitting at once cannot both take the last place
+  local job_id, why = gw.import_submit(ctx.project, { name = a.name, attrs = images.encode_attrs(a),
+                                                      kind = kind, params = params }, list,
+                                       rules.max_running_jobs)
+  if not job_id and why == "quota" then fail(400, "IMG.0194", too_many) end
   return shape.ok(200, { job_id = job_id })
 end
 

@@ -44,6 +44,13 @@ def random_project():
     return secrets.token_hex(16)
 
 
+# Every gateway the suite starts runs this many event loops unless a test
+# asks otherwise (a later --workers wins): the multi-worker paths (shared
+# index, one SQLite writer, reload reaching every loop) are exercised by
+# every test, whatever the machine's core count.
+WORKERS = os.environ.get("TAGWAY_TEST_WORKERS", "2")
+
+
 class Gateway:
     def __init__(self, root, auth="on", listen="127.0.0.1:0", extra_args=()):
         self.root = root
@@ -78,7 +85,8 @@ class Gateway:
     def command(self):
         return [BIN, "serve", "--listen", self.listen, "--db", self.db,
                 "--scripts", self.scripts, "--policies", self.policies,
-                "--obs-root", self.obs, "--auth", self.auth, *self.extra_args]
+                "--obs-root", self.obs, "--auth", self.auth, "--workers", WORKERS,
+                *self.extra_args]
 
     def start(self, timeout=15):
         assert self.proc is None or self.proc.poll() is not None, "already running"

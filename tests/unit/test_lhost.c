@@ -163,13 +163,16 @@ static void run_probes(gw *g)
 int main(void)
 {
     char dir[] = "/tmp/tagway-lhost-XXXXXX", db[256], err[2048];
-    gw g = {0};
+    gw g;
+    gw_shared shared;
+    gw_options opt;
     lhost *h;
-    if (!mkdtemp(dir))
+    if (!mkdtemp(dir) || gw_shared_init(&shared, 1) != 0)
         return 1;
     snprintf(db, sizeof db, "%s/t.db", dir);
-    config_defaults(&g.opt);
-    g.opt.auth = 0;
+    config_defaults(&opt);
+    opt.auth = 0;
+    gw_worker_init(&g, &shared, 0, &opt);
     CHECK(store_open(&g.store, db, err, sizeof err) == 0);
     g.index = tagidx_new();
     store_attach_index(g.store, g.index);
@@ -185,6 +188,7 @@ int main(void)
     run_probes(&g);
     store_close(g.store);
     tagidx_free(g.index);
+    gw_shared_destroy(&shared);
     snprintf(err, sizeof err, "rm -rf '%s'", dir);
     if (system(err) != 0)
         fprintf(stderr, "could not remove %s\n", dir);

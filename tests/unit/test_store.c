@@ -111,7 +111,12 @@ static void test_jobs(store *s)
     store_image im;
     store_tag tags[] = {{"k", "v"}};
     CHECK(store_import_create(s, P2, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "imsImportImageJob", "{}",
-                              "imp", "{}", tags, 1, image_id) == STORE_OK);
+                              "imp", "{}", tags, 1, 1, image_id) == STORE_OK);
+    /* the per-project limit is counted inside the transaction */
+    CHECK(store_import_create(s, P2, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "imsImportImageJob", "{}",
+                              "imp2", "{}", tags, 1, 1, image_id) == STORE_QUOTA);
+    CHECK(store_job_get(s, P2, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &j) == STORE_NOT_FOUND);
+    CHECK(store_jobs_active_count(s, P2) == 1);
     CHECK(store_job_get(s, P2, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &j) == STORE_OK);
     CHECK_STR(j.status, "INIT");
     CHECK(store_job_get(s, P1, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &j) == STORE_NOT_FOUND);
