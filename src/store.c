@@ -1044,7 +1044,8 @@ static int project_slot(project_list *pl, const char *project, uint32_t *slot)
     return 0;
 }
 
-static int build_images(store *s, tagidx *ix, seq_project **map, size_t *nmap, project_list *pl)
+static int build_images(store *s, tagidx_loader *ld, seq_project **map, size_t *nmap,
+                        project_list *pl)
 {
     sqlite3_stmt *st = stmt(s, Q_IDX_IMAGES);
     size_t cap = 0;
@@ -1058,7 +1059,7 @@ static int build_images(store *s, tagidx *ix, seq_project **map, size_t *nmap, p
             *map = grown;
         }
         if (project_slot(pl, col_text(st, 1), &e.project) != 0 ||
-            tagidx_image_add(ix, pl->names[e.project], (uint32_t)e.seq, col_text(st, 2)) != 0)
+            tagidx_load_image(ld, pl->names[e.project], (uint32_t)e.seq, col_text(st, 2)) != 0)
             goto oom;
         (*map)[(*nmap)++] = e;
     }
@@ -1069,7 +1070,7 @@ oom:
     return -2;
 }
 
-static int build_tags(store *s, tagidx *ix, const seq_project *map, size_t nmap,
+static int build_tags(store *s, tagidx_loader *ld, const seq_project *map, size_t nmap,
                       const project_list *pl)
 {
     sqlite3_stmt *st = stmt(s, Q_IDX_TAGS);
@@ -1086,8 +1087,8 @@ static int build_tags(store *s, tagidx *ix, const seq_project *map, size_t nmap,
             j++;
         if (j == nmap || map[j].seq != seq)
             continue;           /* a tag without its image: nothing to index */
-        if (tagidx_tag_set(ix, pl->names[map[j].project], (uint32_t)seq, col_text(st, 1), NULL,
-                           col_text(st, 2)) != 0) {
+        if (tagidx_load_tag(ld, pl->names[map[j].project], (uint32_t)seq, col_text(st, 1),
+                            col_text(st, 2)) != 0) {
             sqlite3_reset(st);
             return -2;
         }
@@ -1101,9 +1102,12 @@ int store_index_build(store *s, tagidx *ix)
     seq_project *map = NULL;
     size_t nmap = 0;
     project_list pl = {0};
-    int rc = build_images(s, ix, &map, &nmap, &pl);
+    tagidx_loader *ld = tagidx_load_begin(ix);   /* the bulk path: rows come in seq order */
+    int rc = ld ? build_images(s, ld, &map, &nmap, &pl) : -2;
     if (rc == 0)
-        rc = build_tags(s, ix, map, nmap, &pl);
+        rc = build_tags(s, ld, map, nmap, &pl);
+    if (ld && tagidx_load_finish(ld) != 0 && rc == 0)
+        rc = -2;
     if (rc == -2)
         snprintf(s->err, sizeof s->err, "index build: out of memory");
     else if (rc != 0)
