@@ -1679,15 +1679,108 @@ static void plan_neg(plan *pl, opnd o)
         pl->neg[pl->nneg++] = o;
 }
 
+/* Docs matching e, from an upper bound without building anything. */
+static uint64_t entry_estimate(const project *p, const tagidx_entry *e)
+{
+    const keyent *ke = smap_get(&p->keys, e->key);
+    uint64_t n = 0;
+
+    if (!ke)
+        return 0;
+    if (e->nvalues == 0)
+        return pst_card(&ke->docs);
+    for (size_t i = 0; i < e->nvalues; i++) {
+        const posting *ve = vt_get(&ke->vals, e->values[i]);
+        n += ve ? pst_card(ve) : 0;
+    }
+    return n;
+}
+
+/* acc AND e as the OR of acc AND each value: when acc is much smaller than
+ * the union of e's values, the union is never built. */
+static int entry_and_small(const project *p, const tagidx_entry *e, opnd *acc)
+{
+    const keyent *ke = smap_get(&p->keys, e->key);
+    roaring_bitmap_t *res = roaring_bitmap_create();
+    opnd v;
+
+    if (!res)
+        return -1;
+    for (size_t i = 0; ke && i < e->nvalues; i++) {
+        const posting *ve = vt_get(&ke->vals, e->values[i]);
+        roaring_bitmap_t *part;
+        if (!ve || pst_view(ve, &v) < 0 || !v.bm)
+            continue; /* a failed view only loses speed: retried below */
+        part = roaring_bitmap_and(acc->bm, v.bm);
+        op_free(&v);
+        if (!part)
+            goto fail;
+        roaring_bitmap_or_inplace(res, part);
+        roaring_bitmap_free(part);
+    }
+    op_free(acc);
+    op_own(acc, res);
+    return 0;
+fail:
+    roaring_bitmap_free(res);
+    return -1;
+}
+
+enum { SMALL_AND_RATIO = 16 }; /* acc this many times smaller: per-value ANDs */
+
+/* The AND entries, rarest first: the rarest is evaluated, and an entry with
+ * several values whose union would dwarf it is ANDed value by value; the
+ * rest become operands for materialise/plan_count, which order them too. */
+static int plan_and_entries(const project *p, const tagidx_query *q, plan *pl)
+{
+    size_t n = q->ntags, *ord = malloc(n * sizeof *ord);
+    uint64_t *est = malloc(n * sizeof *est);
+    opnd acc = { 0 }, o;
+    int rc = -1;
+
+    if (!ord || !est)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i;
+        est[i] = entry_estimate(p, &q->tags[i]);
+        for (; j > 0 && est[ord[j - 1]] > est[i]; j--)
+            ord[j] = ord[j - 1];
+        ord[j] = i;
+    }
+    if (est[ord[0]] == 0) {
+        pl->empty = 1;
+        rc = 0;
+        goto done;
+    }
+    if (entry_eval(p, &q->tags[ord[0]], &acc) < 0)
+        goto done;
+    for (size_t k = 1; k < n && acc.bm; k++) {
+        const tagidx_entry *e = &q->tags[ord[k]];
+        if (e->nvalues > 1 && acc.card * SMALL_AND_RATIO < est[ord[k]]) {
+            if (entry_and_small(p, e, &acc) < 0)
+                goto done;
+            continue;
+        }
+        if (entry_eval(p, e, &o) < 0)
+            goto done;
+        plan_pos(pl, o);
+    }
+    plan_pos(pl, acc);
+    acc.own = NULL;
+    rc = 0;
+done:
+    op_free(&acc);
+    free(ord);
+    free(est);
+    return rc;
+}
+
 static int plan_tags(const project *p, const tagidx_query *q, plan *pl)
 {
     opnd o;
 
-    for (size_t i = 0; i < q->ntags && !pl->empty; i++) {
-        if (entry_eval(p, &q->tags[i], &o) < 0)
-            return -1;
-        plan_pos(pl, o);
-    }
+    if (q->ntags && plan_and_entries(p, q, pl) < 0)
+        return -1;
     if (q->ntags_any && !pl->empty) {
         if (union_eval(p, q->tags_any, q->ntags_any, &o) < 0)
             return -1;

@@ -288,6 +288,44 @@ static void test_rename_and_empty(tagidx *ix)
     CHECK(tagidx_tags(ix) == 4);
 }
 
+/* Many values come and go on one key: the value table's name arena is
+ * compacted under live entries, which must keep their names and postings. */
+static void test_value_churn(void)
+{
+    tagidx *ix = tagidx_new();
+    char v[32], old[32] = "", want[128];
+    const char *vals[1];
+    tagidx_entry e[1];
+    tagidx_query q = { 0 };
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (uint32_t d = 1; d <= 40; d++) {
+        CHECK(tagidx_image_add(ix, PA, d, "n") == 0);
+        snprintf(v, sizeof v, "keep-%u", d % 7);
+        CHECK(tagidx_tag_set(ix, PA, d, "churn", NULL, v) == 0);
+    }
+    for (int i = 0; i < 3000; i++) { /* doc 40 walks through 3000 values */
+        snprintf(v, sizeof v, "a-rather-long-value-%d", i);
+        CHECK(tagidx_tag_set(ix, PA, 40, "churn", i ? old : "keep-5", v) == 0);
+        strcpy(old, v);
+    }
+    vals[0] = "keep-3";
+    e[0] = ent("churn", vals, 1);
+    q.tags = e, q.ntags = 1;
+    EXPECT(&q, 6, "38,31,24,17,10,3");
+    vals[0] = old;
+    EXPECT(&q, 1, "40");
+    snprintf(want, sizeof want, "churn=%s|keep-0|keep-1|keep-2|keep-3|keep-4|keep-5|keep-6;", old);
+    {
+        char out[256] = "";
+        CHECK(tagidx_project_tags(ix, PA, list_cb, out) == 0);
+        CHECK_STR(out, want);
+    }
+    tagidx_free(ix);
+}
+
 static void test_hand(void)
 {
     tagidx *ix = tagidx_new();
@@ -304,6 +342,7 @@ static void test_hand(void)
     test_after_writes(ix);
     test_rename_and_empty(ix);
     tagidx_free(ix);
+    test_value_churn();
 }
 
 /* ---- the naive model ---------------------------------------------------------- */
