@@ -167,11 +167,20 @@ static const char **smap_sorted_keys(const smap *m)
 
 /* ---- roaring helpers --------------------------------------------------- */
 
+/* What glibc malloc really takes for a request: an 8-byte header, 16-byte
+ * granules, 32 bytes at least.  Keeps tagidx_memory honest. */
+static size_t msize(size_t req)
+{
+    size_t n = (req + 8 + 15) & ~(size_t)15;
+
+    return req == 0 ? 0 : n < 32 ? 32 : n;
+}
+
 static size_t bm_bytes(const roaring_bitmap_t *r)
 {
     size_t n = (size_t)r->high_low_container.size;
 
-    return sizeof *r + roaring_bitmap_size_in_bytes(r) +
+    return msize(sizeof *r) + roaring_bitmap_size_in_bytes(r) +
            n * (sizeof(void *) + 3 + 16 + MALLOC_OVERHEAD) + 3 * MALLOC_OVERHEAD;
 }
 
@@ -183,9 +192,13 @@ static void bm_optimize(roaring_bitmap_t *r)
 
 /* ---- posting sets ------------------------------------------------------ */
 
+/* 16 bytes; `aux` is the owner's (a value keeps its name offset there, so a
+ * value table entry is one posting).  The array capacity is not stored: it is
+ * always pst_cap(n), so arrays carry at most ~12% slack, also after a bulk
+ * build, and grow by realloc only when n crosses a class. */
 typedef struct {
-    uint32_t n;   /* members while small */
-    uint32_t cap; /* 0: big, in u.bm; <= PST_INLINE: in u.one; else u.arr */
+    uint32_t aux;
+    uint32_t n; /* members while small; PST_BIG: in u.bm */
     union {
         uint32_t one[PST_INLINE];
         uint32_t *arr;
@@ -193,20 +206,46 @@ typedef struct {
     } u;
 } posting;
 
+#define PST_BIG UINT32_MAX
+
+static int pst_big(const posting *p)
+{
+    return p->n == PST_BIG;
+}
+
+static uint32_t floor_log2(uint32_t x)
+{
+    return 31u - (uint32_t)__builtin_clz(x);
+}
+
+/* Capacity classes 4k+2 (so 4*cap + glibc's 8-byte header fill 16-byte
+ * granules exactly), spaced n/8..n/16 apart above 64. */
+static uint32_t pst_cap(uint32_t n)
+{
+    uint32_t g;
+
+    if (n <= PST_INLINE)
+        return PST_INLINE;
+    g = n < 64 ? 4 : 1u << (floor_log2(n) - 3);
+    return (n - 2 + g - 1) / g * g + 2;
+}
+
 static const uint32_t *pst_items(const posting *p)
 {
-    return p->cap <= PST_INLINE ? p->u.one : p->u.arr;
+    return p->n <= PST_INLINE ? p->u.one : p->u.arr;
 }
 
 static uint32_t *pst_items_mut(posting *p)
 {
-    return p->cap <= PST_INLINE ? p->u.one : p->u.arr;
+    return p->n <= PST_INLINE ? p->u.one : p->u.arr;
 }
 
 static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
 {
     uint32_t lo = 0, hi = n;
 
+    if (n == 0 || a[n - 1] < x)
+        return n; /* appends in doc order, the bulk-build case */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (a[mid] < x)
@@ -219,7 +258,7 @@ static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
 
 static uint64_t pst_card(const posting *p)
 {
-    return p->cap == 0 ? roaring_bitmap_get_cardinality(p->u.bm) : p->n;
+    return pst_big(p) ? roaring_bitmap_get_cardinality(p->u.bm) : p->n;
 }
 
 static int pst_contains(const posting *p, uint32_t doc)
@@ -227,7 +266,7 @@ static int pst_contains(const posting *p, uint32_t doc)
     const uint32_t *a;
     uint32_t i;
 
-    if (p->cap == 0)
+    if (pst_big(p))
         return roaring_bitmap_contains(p->u.bm, doc);
     a = pst_items(p);
     i = lower_bound(a, p->n, doc);
@@ -236,20 +275,19 @@ static int pst_contains(const posting *p, uint32_t doc)
 
 static void pst_free(posting *p)
 {
-    if (p->cap == 0)
+    if (pst_big(p))
         roaring_bitmap_free(p->u.bm);
-    else if (p->cap > PST_INLINE)
+    else if (p->n > PST_INLINE)
         free(p->u.arr);
     p->n = 0;
-    p->cap = PST_INLINE;
 }
 
 static size_t pst_bytes(const posting *p)
 {
-    if (p->cap == 0)
+    if (pst_big(p))
         return bm_bytes(p->u.bm);
-    if (p->cap > PST_INLINE)
-        return (size_t)p->cap * sizeof(uint32_t) + MALLOC_OVERHEAD;
+    if (p->n > PST_INLINE)
+        return msize((size_t)pst_cap(p->n) * sizeof(uint32_t));
     return 0;
 }
 
@@ -261,31 +299,38 @@ static int pst_to_big(posting *p, uint32_t doc)
     if (!r)
         return -1;
     roaring_bitmap_add(r, doc);
-    if (p->cap > PST_INLINE)
+    if (p->n > PST_INLINE)
         free(p->u.arr);
     p->u.bm = r;
-    p->cap = 0;
-    p->n = 0;
+    p->n = PST_BIG;
     return 1;
 }
 
-/* ~1.5x growth to capacities of 4k+2 entries: 4k+2 uint32s plus glibc's
- * 8-byte chunk header fill a 16-byte-aligned chunk exactly. */
-static int pst_grow(posting *p)
+/* Makes the storage fit n members (from p->n members now); -1 leaves p as
+ * it was.  Shrinking never fails: a refused realloc keeps the larger block. */
+static int pst_resize(posting *p, uint32_t n)
 {
-    uint32_t ncap = ((p->cap * 3 / 2 + 1) & ~3u) + 2;
-    uint32_t *na;
+    uint32_t *na, tmp[PST_INLINE];
 
-    if (ncap > PST_SMALL_MAX)
-        ncap = PST_SMALL_MAX;
-    na = malloc((size_t)ncap * sizeof *na);
-    if (!na)
-        return -1;
-    memcpy(na, pst_items(p), (size_t)p->n * sizeof *na);
-    if (p->cap > PST_INLINE)
+    if (pst_cap(n) == pst_cap(p->n))
+        return 0;
+    if (n <= PST_INLINE) { /* back inline: n < p->n */
+        memcpy(tmp, p->u.arr, sizeof tmp);
         free(p->u.arr);
+        memcpy(p->u.one, tmp, sizeof tmp);
+        return 0;
+    }
+    if (p->n <= PST_INLINE) {
+        na = malloc((size_t)pst_cap(n) * sizeof *na);
+        if (!na)
+            return -1;
+        memcpy(na, p->u.one, sizeof p->u.one);
+    } else {
+        na = realloc(p->u.arr, (size_t)pst_cap(n) * sizeof *na);
+        if (!na)
+            return n < p->n ? 0 : -1;
+    }
     p->u.arr = na;
-    p->cap = ncap;
     return 0;
 }
 
@@ -294,49 +339,46 @@ static int pst_add(posting *p, uint32_t doc)
 {
     uint32_t *a, i;
 
-    if (p->cap == 0)
+    if (pst_big(p))
         return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
     a = pst_items_mut(p);
     i = lower_bound(a, p->n, doc);
     if (i < p->n && a[i] == doc)
         return 0;
-    if (p->n == p->cap) {
-        if (p->n >= PST_SMALL_MAX)
-            return pst_to_big(p, doc);
-        if (pst_grow(p) < 0)
-            return -1;
-        a = p->u.arr;
-    }
-    memmove(a + i + 1, a + i, (size_t)(p->n - i) * sizeof *a);
-    a[i] = doc;
+    if (p->n >= PST_SMALL_MAX)
+        return pst_to_big(p, doc);
+    if (pst_resize(p, p->n + 1) < 0)
+        return -1;
     p->n++;
+    a = pst_items_mut(p);
+    memmove(a + i + 1, a + i, (size_t)(p->n - 1 - i) * sizeof *a);
+    a[i] = doc;
     return 1;
 }
 
-/* Gives memory back when a set shrinks; failing to allocate is harmless. */
-static void pst_shrink(posting *p)
+/* A big posting this small goes back to an array; failing to allocate is
+ * harmless. */
+static void pst_shrink_big(posting *p)
 {
-    uint64_t card;
+    uint64_t card = roaring_bitmap_get_cardinality(p->u.bm);
     uint32_t *na;
+    posting s = { 0 };
 
-    if (p->cap > PST_INLINE && p->n <= PST_INLINE) {
-        na = p->u.arr;
-        memcpy(p->u.one, na, (size_t)p->n * sizeof *na);
-        free(na);
-        p->cap = PST_INLINE;
+    if (card > PST_SHRINK_AT)
         return;
+    if (card <= PST_INLINE) {
+        roaring_bitmap_to_uint32_array(p->u.bm, s.u.one);
+    } else {
+        na = malloc((size_t)pst_cap((uint32_t)card) * sizeof *na);
+        if (!na)
+            return;
+        roaring_bitmap_to_uint32_array(p->u.bm, na);
+        s.u.arr = na;
     }
-    if (p->cap != 0 || (card = roaring_bitmap_get_cardinality(p->u.bm)) > PST_SHRINK_AT)
-        return;
-    na = malloc(((size_t)card * 2 + PST_INLINE + 1) * sizeof *na);
-    if (!na)
-        return;
-    roaring_bitmap_to_uint32_array(p->u.bm, na);
+    s.aux = p->aux;
+    s.n = (uint32_t)card;
     roaring_bitmap_free(p->u.bm);
-    p->u.arr = na;
-    p->cap = (uint32_t)card * 2 + PST_INLINE + 1;
-    p->n = (uint32_t)card;
-    pst_shrink(p);
+    *p = s;
 }
 
 /* 1 if removed, 0 if absent; never fails. */
@@ -344,10 +386,10 @@ static int pst_remove(posting *p, uint32_t doc)
 {
     uint32_t *a, i;
 
-    if (p->cap == 0) {
+    if (pst_big(p)) {
         if (!roaring_bitmap_remove_checked(p->u.bm, doc))
             return 0;
-        pst_shrink(p);
+        pst_shrink_big(p);
         return 1;
     }
     a = pst_items_mut(p);
@@ -355,8 +397,8 @@ static int pst_remove(posting *p, uint32_t doc)
     if (i >= p->n || a[i] != doc)
         return 0;
     memmove(a + i, a + i + 1, (size_t)(p->n - i - 1) * sizeof *a);
+    pst_resize(p, p->n - 1);
     p->n--;
-    pst_shrink(p);
     return 1;
 }
 
@@ -365,134 +407,237 @@ static int pst_equal(const posting *a, const posting *b)
 {
     const posting *s;
 
-    if (a->cap == 0 && b->cap == 0)
+    if (pst_big(a) && pst_big(b))
         return roaring_bitmap_equals(a->u.bm, b->u.bm);
     if (pst_card(a) != pst_card(b))
         return 0;
-    if (a->cap != 0 && b->cap != 0)
+    if (!pst_big(a) && !pst_big(b))
         return memcmp(pst_items(a), pst_items(b), (size_t)a->n * sizeof(uint32_t)) == 0;
-    s = a->cap != 0 ? a : b;
+    s = !pst_big(a) ? a : b;
     for (uint32_t i = 0; i < s->n; i++)
         if (!pst_contains(s == a ? b : a, pst_items(s)[i]))
             return 0;
     return 1;
 }
+/* ---- a key's values: one table, no allocation per value ------------------ */
 
-/* ---- names: doc -> lower-cased name ------------------------------------ */
+/* Entries are postings packed in an array (aux: the value's offset in the
+ * arena); idx is an open-addressing index of entry numbers at load <= 1/2.
+ * A removed entry is replaced by the last one, so the array stays dense.
+ * Names live in one arena: offsets, because the arena moves as it grows. */
+#define VT_NONE UINT32_MAX
 
 typedef struct {
-    uint32_t off;  /* start of the name in blob */
-    uint32_t doc;
-    uint32_t meta; /* the doc's tag count; NM_DEAD once the image is gone */
-} nrec;
+    posting *ents;
+    uint32_t n, cap;
+    uint32_t *idx; /* VT_NONE: empty */
+    uint32_t mask;
+    char *arena;
+    uint32_t alen, acap, adead; /* adead: bytes of removed names */
+} vtab;
 
-/* Records are in blob order, so a substring hit maps back to its record by
- * binary search.  slots is a doc-keyed hash of record indexes. */
-typedef struct {
-    char *blob; /* NUL-terminated names, dead ones included until compaction */
-    size_t blen, bcap;
-    nrec *recs;
-    uint32_t nrecs, rcap;
-    uint32_t *slots; /* NM_NONE: empty */
-    uint32_t mask, nlive, ndead;
-} names;
-
-static uint32_t nm_find(const names *nm, uint32_t doc)
+static const char *vt_name(const vtab *t, const posting *e)
 {
-    if (!nm->slots)
-        return NM_NONE;
-    for (uint32_t i = mix32(doc) & nm->mask;; i = (i + 1) & nm->mask) {
-        uint32_t r = nm->slots[i];
-        if (r == NM_NONE || nm->recs[r].doc == doc)
-            return r;
+    return t->arena + e->aux;
+}
+
+/* The index slot holding entry e, or the empty slot where value belongs. */
+static uint32_t vt_slot(const vtab *t, const char *value, uint32_t h)
+{
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t e = t->idx[i];
+        if (e == VT_NONE || strcmp(t->arena + t->ents[e].aux, value) == 0)
+            return i;
     }
 }
 
-static void nm_slot_put(names *nm, uint32_t r)
+static posting *vt_get(const vtab *t, const char *value)
 {
-    uint32_t i = mix32(nm->recs[r].doc) & nm->mask;
+    uint32_t e;
 
-    while (nm->slots[i] != NM_NONE)
-        i = (i + 1) & nm->mask;
-    nm->slots[i] = r;
+    if (!t->idx)
+        return NULL;
+    e = t->idx[vt_slot(t, value, str_hash(value))];
+    return e == VT_NONE ? NULL : &t->ents[e];
 }
 
-static void nm_slot_del(names *nm, uint32_t doc)
+static int vt_rehash(vtab *t, uint32_t nslots)
 {
-    uint32_t i = mix32(doc) & nm->mask, j, k;
+    uint32_t *ni = malloc((size_t)nslots * sizeof *ni);
 
-    while (nm->recs[nm->slots[i]].doc != doc)
-        i = (i + 1) & nm->mask;
-    for (j = i;;) {
-        j = (j + 1) & nm->mask;
-        if (nm->slots[j] == NM_NONE)
+    if (!ni)
+        return -1;
+    memset(ni, 0xff, (size_t)nslots * sizeof *ni);
+    free(t->idx);
+    t->idx = ni;
+    t->mask = nslots - 1;
+    for (uint32_t e = 0; e < t->n; e++) {
+        uint32_t i = str_hash(vt_name(t, &t->ents[e])) & t->mask;
+        while (t->idx[i] != VT_NONE)
+            i = (i + 1) & t->mask;
+        t->idx[i] = e;
+    }
+    return 0;
+}
+
+static int vt_reserve(vtab *t, size_t len)
+{
+    if (t->n == UINT32_MAX / 4 || (uint64_t)t->alen + len + 1 > UINT32_MAX)
+        return -1;
+    if (t->n == t->cap) {
+        uint32_t ncap = t->cap < 4 ? 4 : t->cap + t->cap / 2;
+        posting *ne = realloc(t->ents, (size_t)ncap * sizeof *ne);
+        if (!ne)
+            return -1;
+        t->ents = ne;
+        t->cap = ncap;
+    }
+    if (t->alen + len + 1 > t->acap) {
+        uint64_t ncap = t->acap < 64 ? 64 : (uint64_t)t->acap + t->acap / 2;
+        char *na;
+        if (ncap < t->alen + len + 1)
+            ncap = t->alen + len + 1;
+        if (ncap > UINT32_MAX)
+            ncap = UINT32_MAX;
+        na = realloc(t->arena, ncap);
+        if (!na)
+            return -1;
+        t->arena = na;
+        t->acap = (uint32_t)ncap;
+    }
+    if (!t->idx || (uint64_t)(t->n + 1) * 2 > (uint64_t)t->mask + 1)
+        return vt_rehash(t, t->idx ? (t->mask + 1) * 2 : 8);
+    return 0;
+}
+
+static posting *vt_get_or_add(vtab *t, const char *value)
+{
+    size_t len = strlen(value);
+    uint32_t h = str_hash(value), i;
+    posting *e;
+
+    if (t->idx && t->idx[i = vt_slot(t, value, h)] != VT_NONE)
+        return &t->ents[t->idx[i]];
+    if (vt_reserve(t, len) < 0)
+        return NULL;
+    i = vt_slot(t, value, h);
+    e = &t->ents[t->n];
+    memset(e, 0, sizeof *e);
+    e->aux = t->alen;
+    memcpy(t->arena + t->alen, value, len + 1);
+    t->alen += (uint32_t)len + 1;
+    t->idx[i] = t->n++;
+    return e;
+}
+
+/* Drops removed names from the arena; a failed allocation keeps them. */
+static void vt_compact_arena(vtab *t)
+{
+    uint32_t size = t->alen - t->adead + 1, len = 0;
+    char *na = malloc(size);
+
+    if (!na)
+        return;
+    for (uint32_t e = 0; e < t->n; e++) {
+        size_t l = strlen(vt_name(t, &t->ents[e])) + 1;
+        memcpy(na + len, vt_name(t, &t->ents[e]), l);
+        t->ents[e].aux = len;
+        len += (uint32_t)l;
+    }
+    free(t->arena);
+    t->arena = na;
+    t->alen = len;
+    t->acap = size;
+    t->adead = 0;
+}
+
+/* Removes entry e (its posting already empty and freed).  Backward-shift
+ * deletion keeps probe chains intact without tombstones. */
+static void vt_del(vtab *t, posting *ent)
+{
+    uint32_t e = (uint32_t)(ent - t->ents), last = t->n - 1;
+    uint32_t i = vt_slot(t, vt_name(t, ent), str_hash(vt_name(t, ent))), j = i, k;
+
+    t->adead += (uint32_t)strlen(vt_name(t, ent)) + 1;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        if (t->idx[j] == VT_NONE)
             break;
-        k = mix32(nm->recs[nm->slots[j]].doc) & nm->mask;
+        k = str_hash(vt_name(t, &t->ents[t->idx[j]])) & t->mask;
         if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
             continue;
-        nm->slots[i] = nm->slots[j];
+        t->idx[i] = t->idx[j];
         i = j;
     }
-    nm->slots[i] = NM_NONE;
-}
-
-static void nm_rehash(names *nm)
-{
-    memset(nm->slots, 0xff, (size_t)(nm->mask + 1) * sizeof *nm->slots);
-    for (uint32_t r = 0; r < nm->nrecs; r++)
-        if (!(nm->recs[r].meta & NM_DEAD))
-            nm_slot_put(nm, r);
-}
-
-static int nm_reserve_slots(names *nm)
-{
-    uint32_t cap = nm->slots ? nm->mask + 1 : 0, ncap;
-    uint32_t *ns;
-
-    if (nm->slots && (uint64_t)(nm->nlive + 1) * 4 <= (uint64_t)cap * 3)
-        return 0;
-    if (cap >= 0x80000000u)
-        return -1;
-    ncap = cap ? cap * 2 : 16;
-    ns = malloc((size_t)ncap * sizeof *ns);
-    if (!ns)
-        return -1;
-    free(nm->slots);
-    nm->slots = ns;
-    nm->mask = ncap - 1;
-    nm_rehash(nm);
-    return 0;
-}
-
-/* Room for one more record with a name of len bytes; nothing is lost when a
- * later step fails, the buffers are merely larger. */
-static int nm_reserve(names *nm, size_t len)
-{
-    if (nm->blen + len + 1 > UINT32_MAX || nm->nrecs == UINT32_MAX - 1)
-        return -1;
-    if (nm_reserve_slots(nm) < 0)
-        return -1;
-    if (nm->nrecs == nm->rcap) {
-        uint32_t ncap = nm->rcap < 16 ? 16 : nm->rcap + nm->rcap / 2;
-        nrec *nr = realloc(nm->recs, (size_t)ncap * sizeof *nr);
-        if (!nr)
-            return -1;
-        nm->recs = nr;
-        nm->rcap = ncap;
+    t->idx[i] = VT_NONE;
+    if (e != last) { /* the last entry moves into the hole */
+        const char *ln = vt_name(t, &t->ents[last]);
+        t->idx[vt_slot(t, ln, str_hash(ln))] = e;
+        t->ents[e] = t->ents[last];
     }
-    if (nm->blen + len + 1 > nm->bcap) {
-        size_t ncap = nm->bcap < 256 ? 256 : nm->bcap + nm->bcap / 2;
-        char *nb;
-        if (ncap < nm->blen + len + 1)
-            ncap = nm->blen + len + 1;
-        nb = realloc(nm->blob, ncap);
-        if (!nb)
-            return -1;
-        nm->blob = nb;
-        nm->bcap = ncap;
-    }
-    return 0;
+    t->n--;
+    if (t->adead > 4096 && t->adead > t->alen / 2)
+        vt_compact_arena(t);
 }
+
+static void vt_free(vtab *t)
+{
+    for (uint32_t e = 0; e < t->n; e++)
+        pst_free(&t->ents[e]);
+    free(t->ents);
+    free(t->idx);
+    free(t->arena);
+    memset(t, 0, sizeof *t);
+}
+
+/* Gives back growth slack once a bulk build is over; failures are harmless. */
+static void vt_fit(vtab *t)
+{
+    posting *ne;
+    char *na;
+
+    if (t->n && t->n < t->cap && (ne = realloc(t->ents, (size_t)t->n * sizeof *ne))) {
+        t->ents = ne;
+        t->cap = t->n;
+    }
+    if (t->alen && t->alen < t->acap && (na = realloc(t->arena, t->alen))) {
+        t->arena = na;
+        t->acap = t->alen;
+    }
+}
+
+static size_t vt_bytes(const vtab *t)
+{
+    size_t n = msize((size_t)t->cap * sizeof(posting)) + msize(t->acap) +
+               (t->idx ? msize((size_t)(t->mask + 1) * sizeof(uint32_t)) : 0);
+
+    for (uint32_t e = 0; e < t->n; e++)
+        n += pst_bytes(&t->ents[e]);
+    return n;
+}
+/* ---- names: doc -> lower-cased name ------------------------------------ */
+
+/* A run of name records: docs[] ascending, offs[r] where doc r's name starts
+ * in blob, NM_DEAD set once the record is stale.  8 bytes a record plus the
+ * name: no hash, docs are found by binary search. */
+typedef struct {
+    char *blob;
+    uint32_t blen, bcap;
+    uint32_t *docs, *offs;
+    uint32_t n, cap;
+    uint32_t ndead; /* main: dead records; ovf: bytes of replaced names */
+} nseg;
+
+/* SQLite hands out rowids in increasing order, so images nearly always
+ * append to `main`, whose records are in doc order and in blob order: one
+ * pass over the blob finds substrings, the offsets map a hit back to its
+ * record.  The rest (a re-used rowid, a rename to a longer name) goes to
+ * `ovf`, sorted by doc but with its names in arrival order, scanned record by
+ * record, and merged into main before it grows large. */
+typedef struct {
+    nseg main, ovf;
+    uint32_t nlive;
+} names;
 
 static char ascii_lower(char c)
 {
@@ -506,114 +651,310 @@ static int lower_eq(const char *lowered, const char *raw)
     return *lowered == '\0' && *raw == '\0';
 }
 
-static void nm_kill(names *nm, uint32_t r)
+static uint32_t seg_off(const nseg *s, uint32_t r)
 {
-    nm_slot_del(nm, nm->recs[r].doc);
-    nm->recs[r].meta |= NM_DEAD;
-    nm->nlive--;
-    nm->ndead++;
+    return s->offs[r] & ~NM_DEAD;
 }
 
-/* Returns the slack left by a compaction; a failed realloc keeps the old,
- * larger buffer, which is harmless. */
-static void nm_shrink(names *nm)
+static int seg_dead(const nseg *s, uint32_t r)
 {
-    size_t bcap = nm->blen + nm->blen / 4 + 64;
-    uint32_t rcap = nm->nrecs + nm->nrecs / 4 + 16;
+    return (s->offs[r] & NM_DEAD) != 0;
+}
+
+/* The record of doc at or after `from` (docs at from-1 and before are
+ * smaller): gallops, as callers walk docs in increasing order. */
+static uint32_t seg_find_from(const nseg *s, uint32_t doc, uint32_t *from)
+{
+    uint32_t lo = *from, hi, step = 1;
+
+    while (lo + step < s->n && s->docs[lo + step] <= doc) {
+        lo += step;
+        step *= 2;
+    }
+    hi = lo + step < s->n ? lo + step + 1 : s->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->docs[mid] < doc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *from = lo;
+    return lo < s->n && s->docs[lo] == doc ? lo : NM_NONE;
+}
+
+static uint32_t seg_find(const nseg *s, uint32_t doc)
+{
+    uint32_t from = 0;
+
+    if (s->n == 0 || doc > s->docs[s->n - 1] || doc < s->docs[0])
+        return NM_NONE;
+    return seg_find_from(s, doc, &from);
+}
+
+/* Room for one more record with a name of len bytes; on failure nothing is
+ * lost, the buffers are merely larger. */
+static int seg_reserve(nseg *s, size_t len)
+{
+    if ((uint64_t)s->blen + len + 1 >= NM_DEAD || s->n >= NM_DEAD - 1)
+        return -1;
+    if (s->n == s->cap) {
+        uint32_t ncap = s->cap < 16 ? 16 : s->cap + s->cap / 2;
+        uint32_t *nd = realloc(s->docs, (size_t)ncap * sizeof *nd), *no;
+        if (!nd)
+            return -1;
+        s->docs = nd;
+        if (!(no = realloc(s->offs, (size_t)ncap * sizeof *no)))
+            return -1; /* docs merely larger */
+        s->offs = no;
+        s->cap = ncap;
+    }
+    if (s->blen + len + 1 > s->bcap) {
+        uint64_t ncap = s->bcap < 256 ? 256 : (uint64_t)s->bcap + s->bcap / 2;
+        char *nb;
+        if (ncap < s->blen + len + 1)
+            ncap = s->blen + len + 1;
+        if (ncap >= NM_DEAD)
+            ncap = NM_DEAD - 1;
+        if (!(nb = realloc(s->blob, ncap)))
+            return -1;
+        s->blob = nb;
+        s->bcap = (uint32_t)ncap;
+    }
+    return 0;
+}
+
+/* Appends the lower-cased name to the blob: its offset.  After seg_reserve. */
+static uint32_t seg_put_name(nseg *s, const char *name, size_t len)
+{
+    uint32_t off = s->blen;
+
+    for (size_t i = 0; i <= len; i++)
+        s->blob[off + i] = ascii_lower(name[i]);
+    s->blen += (uint32_t)len + 1;
+    return off;
+}
+
+/* Inserts a record at r, keeping docs sorted.  After seg_reserve. */
+static void seg_insert(nseg *s, uint32_t r, uint32_t doc, const char *name, size_t len)
+{
+    memmove(s->docs + r + 1, s->docs + r, (size_t)(s->n - r) * sizeof *s->docs);
+    memmove(s->offs + r + 1, s->offs + r, (size_t)(s->n - r) * sizeof *s->offs);
+    s->docs[r] = doc;
+    s->offs[r] = seg_put_name(s, name, len);
+    s->n++;
+}
+
+static uint32_t seg_insert_pos(const nseg *s, uint32_t doc)
+{
+    uint32_t from = 0;
+
+    if (s->n == 0 || doc > s->docs[s->n - 1])
+        return s->n;
+    seg_find_from(s, doc, &from);
+    return from;
+}
+
+static void seg_free(nseg *s)
+{
+    free(s->blob);
+    free(s->docs);
+    free(s->offs);
+    memset(s, 0, sizeof *s);
+}
+
+static size_t seg_bytes(const nseg *s)
+{
+    return msize(s->bcap) + 2 * msize((size_t)s->cap * sizeof(uint32_t));
+}
+
+/* Trims growth slack; a refused realloc keeps the larger block. */
+static void seg_fit(nseg *s)
+{
+    uint32_t *nd, *no;
     char *nb;
-    nrec *nr;
 
-    if (bcap < nm->bcap && (nb = realloc(nm->blob, bcap)) != NULL) {
-        nm->blob = nb;
-        nm->bcap = bcap;
+    if (s->blen && s->blen < s->bcap && (nb = realloc(s->blob, s->blen))) {
+        s->blob = nb;
+        s->bcap = s->blen;
     }
-    if (rcap < nm->rcap && (nr = realloc(nm->recs, (size_t)rcap * sizeof *nr)) != NULL) {
-        nm->recs = nr;
-        nm->rcap = rcap;
-    }
+    if (s->n == 0 || s->n == s->cap)
+        return;
+    if ((nd = realloc(s->docs, (size_t)s->n * sizeof *nd)))
+        s->docs = nd;
+    if ((no = realloc(s->offs, (size_t)s->n * sizeof *no)))
+        s->offs = no;
+    if (nd || no) /* the other one is merely larger */
+        s->cap = s->n;
 }
 
-/* Drops dead records in place: it needs no allocation, so it cannot fail. */
-static void nm_compact(names *nm)
+/* The live name of doc, or NULL. */
+static const char *nm_get(const names *nm, uint32_t doc)
 {
-    uint32_t w = 0;
-    size_t bw = 0;
+    uint32_t r = seg_find(&nm->ovf, doc);
 
-    for (uint32_t r = 0; r < nm->nrecs; r++) {
+    if (r != NM_NONE)
+        return nm->ovf.blob + nm->ovf.offs[r];
+    r = seg_find(&nm->main, doc);
+    return r != NM_NONE && !seg_dead(&nm->main, r) ? nm->main.blob + seg_off(&nm->main, r) : NULL;
+}
+
+/* Rebuilds main from main's live records and ovf, in doc order, at exact
+ * size.  Failing to allocate leaves both as they were, which is harmless. */
+static void nm_merge(names *nm)
+{
+    nseg m = { 0 }, *a = &nm->main, *o = &nm->ovf;
+    size_t bytes = 0;
+    uint32_t i = 0, j = 0;
+
+    for (uint32_t r = 0; r < a->n; r++)
+        if (!seg_dead(a, r))
+            bytes += strlen(a->blob + seg_off(a, r)) + 1;
+    for (uint32_t r = 0; r < o->n; r++)
+        bytes += strlen(o->blob + o->offs[r]) + 1;
+    if (bytes >= NM_DEAD)
+        return;
+    m.cap = nm->nlive ? nm->nlive : 1;
+    m.bcap = bytes ? (uint32_t)bytes : 1;
+    m.blob = malloc(m.bcap);
+    m.docs = malloc((size_t)m.cap * sizeof *m.docs);
+    m.offs = malloc((size_t)m.cap * sizeof *m.offs);
+    if (!m.blob || !m.docs || !m.offs)
+        goto fail;
+    while (i < a->n || j < o->n) {
+        const char *src;
         size_t len;
-        if (nm->recs[r].meta & NM_DEAD)
+        if (i < a->n && seg_dead(a, i)) {
+            i++;
             continue;
-        len = strlen(nm->blob + nm->recs[r].off) + 1;
-        memmove(nm->blob + bw, nm->blob + nm->recs[r].off, len);
-        nm->recs[w] = nm->recs[r];
-        nm->recs[w].off = (uint32_t)bw;
-        w++;
-        bw += len;
+        }
+        if (j >= o->n || (i < a->n && a->docs[i] < o->docs[j])) {
+            m.docs[m.n] = a->docs[i];
+            src = a->blob + seg_off(a, i++);
+        } else {
+            m.docs[m.n] = o->docs[j];
+            src = o->blob + o->offs[j++];
+        }
+        len = strlen(src) + 1;
+        memcpy(m.blob + m.blen, src, len);
+        m.offs[m.n++] = m.blen;
+        m.blen += (uint32_t)len;
     }
-    nm->nrecs = w;
-    nm->blen = bw;
-    nm->ndead = 0;
-    nm_rehash(nm);
-    nm_shrink(nm);
+    seg_free(a);
+    seg_free(o);
+    *a = m;
+    return;
+fail:
+    seg_free(&m);
 }
 
-static void nm_maybe_compact(names *nm)
+static void nm_maybe_merge(names *nm)
 {
-    if (nm->ndead >= NM_COMPACT_MIN && nm->ndead > nm->nrecs / 2)
-        nm_compact(nm);
+    const nseg *a = &nm->main, *o = &nm->ovf;
+
+    if (o->n > 1024 + a->n / 32 || o->ndead > 65536 + a->blen / 16 ||
+        (a->ndead > NM_COMPACT_MIN && a->ndead > a->n / 2))
+        nm_merge(nm);
 }
 
-/* Sets doc's name, keeping its tag count if it already had one. */
+/* After a bulk load: one segment, so every name is found by the blob pass. */
+static void nm_merge_if_ovf(names *nm)
+{
+    if (nm->ovf.n || nm->main.ndead)
+        nm_merge(nm);
+}
+
+/* Renames a doc whose record is in ovf at r. */
+static int nm_rename_ovf(names *nm, uint32_t r, const char *name, size_t len)
+{
+    nseg *o = &nm->ovf;
+
+    if (seg_reserve(o, len) < 0)
+        return -1;
+    o->ndead += (uint32_t)strlen(o->blob + o->offs[r]) + 1;
+    o->offs[r] = seg_put_name(o, name, len);
+    return 0;
+}
+
 static int nm_add(names *nm, uint32_t doc, const char *name)
 {
     size_t len = strlen(name);
-    uint32_t old, meta = 0;
-    nrec *rec;
+    nseg *a = &nm->main, *o = &nm->ovf;
+    uint32_t r = seg_find(o, doc), ra;
+    char *old;
 
-    if (nm_reserve(nm, len) < 0)
-        return -1;
-    old = nm_find(nm, doc);
-    if (old != NM_NONE) {
-        if (lower_eq(nm->blob + nm->recs[old].off, name))
+    if (r != NM_NONE) {
+        if (lower_eq(o->blob + o->offs[r], name))
             return 0;
-        meta = nm->recs[old].meta;
-        nm_kill(nm, old);
+        if (nm_rename_ovf(nm, r, name, len) < 0)
+            return -1;
+        nm_maybe_merge(nm);
+        return 0;
     }
-    rec = &nm->recs[nm->nrecs];
-    rec->off = (uint32_t)nm->blen;
-    rec->doc = doc;
-    rec->meta = meta;
-    for (size_t i = 0; i <= len; i++)
-        nm->blob[nm->blen + i] = ascii_lower(name[i]);
-    nm->blen += len + 1;
-    nm_slot_put(nm, nm->nrecs++);
+    ra = seg_find(a, doc);
+    if (ra != NM_NONE && !seg_dead(a, ra)) {
+        old = a->blob + seg_off(a, ra);
+        if (lower_eq(old, name))
+            return 0;
+        if (len <= strlen(old)) { /* in place; the NUL padding never matches */
+            size_t olen = strlen(old);
+            for (size_t i = 0; i < olen; i++)
+                old[i] = i < len ? ascii_lower(name[i]) : '\0';
+            return 0;
+        }
+        if (seg_reserve(o, len) < 0)
+            return -1;
+        a->offs[ra] |= NM_DEAD;
+        a->ndead++;
+        seg_insert(o, seg_insert_pos(o, doc), doc, name, len);
+        nm_maybe_merge(nm);
+        return 0;
+    }
+    if (ra == NM_NONE && (a->n == 0 || doc > a->docs[a->n - 1])) {
+        if (seg_reserve(a, len) < 0)
+            return -1;
+        seg_insert(a, a->n, doc, name, len);
+    } else {
+        if (seg_reserve(o, len) < 0)
+            return -1;
+        seg_insert(o, seg_insert_pos(o, doc), doc, name, len);
+    }
     nm->nlive++;
-    nm_maybe_compact(nm);
+    nm_maybe_merge(nm);
     return 0;
 }
 
 static void nm_del(names *nm, uint32_t doc)
 {
-    uint32_t r = nm_find(nm, doc);
+    nseg *o = &nm->ovf;
+    uint32_t r = seg_find(o, doc);
 
-    if (r == NM_NONE)
-        return;
-    nm_kill(nm, r);
-    nm_maybe_compact(nm);
+    if (r != NM_NONE) {
+        o->ndead += (uint32_t)strlen(o->blob + o->offs[r]) + 1;
+        memmove(o->docs + r, o->docs + r + 1, (size_t)(o->n - r - 1) * sizeof *o->docs);
+        memmove(o->offs + r, o->offs + r + 1, (size_t)(o->n - r - 1) * sizeof *o->offs);
+        o->n--;
+    } else {
+        r = seg_find(&nm->main, doc);
+        if (r == NM_NONE || seg_dead(&nm->main, r))
+            return;
+        nm->main.offs[r] |= NM_DEAD;
+        nm->main.ndead++;
+    }
+    nm->nlive--;
+    nm_maybe_merge(nm);
 }
 
 static void nm_free(names *nm)
 {
-    free(nm->blob);
-    free(nm->recs);
-    free(nm->slots);
-    memset(nm, 0, sizeof *nm);
+    seg_free(&nm->main);
+    seg_free(&nm->ovf);
+    nm->nlive = 0;
 }
 
 static size_t nm_bytes(const names *nm)
 {
-    return nm->bcap + (size_t)nm->rcap * sizeof(nrec) +
-           (nm->slots ? (size_t)(nm->mask + 1) * sizeof(uint32_t) : 0) + 3 * MALLOC_OVERHEAD;
+    return seg_bytes(&nm->main) + seg_bytes(&nm->ovf);
 }
 
 /* ---- growable doc list -------------------------------------------------- */
@@ -646,20 +987,20 @@ static int name_match(const char *lowered, const char *needle)
 
 /* The record whose name contains blob offset pos, searching from r up
  * (a few steps, then gallop and binary search): hits arrive in order. */
-static uint32_t nm_rec_at(const names *nm, uint32_t r, size_t pos)
+static uint32_t nm_rec_at(const nseg *s, uint32_t r, size_t pos)
 {
     uint32_t step = 1, lo = r, hi;
 
-    for (int i = 0; i < 4 && lo + 1 < nm->nrecs && nm->recs[lo + 1].off <= pos; i++)
+    for (int i = 0; i < 4 && lo + 1 < s->n && seg_off(s, lo + 1) <= pos; i++)
         lo++; /* the next hit is usually a few names on */
-    while (lo + step < nm->nrecs && nm->recs[lo + step].off <= pos) {
+    while (lo + step < s->n && seg_off(s, lo + step) <= pos) {
         lo += step;
         step *= 2;
     }
-    hi = lo + step < nm->nrecs ? lo + step : nm->nrecs;
+    hi = lo + step < s->n ? lo + step : s->n;
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (nm->recs[mid].off <= pos)
+        if (seg_off(s, mid) <= pos)
             lo = mid;
         else
             hi = mid;
@@ -669,15 +1010,14 @@ static uint32_t nm_rec_at(const names *nm, uint32_t r, size_t pos)
 
 /* A hit at blob offset pos: records the doc of the name holding it and sets
  * *next to where the following name starts, so the rest is skipped. */
-static int scan_hit(const names *nm, size_t pos, uint32_t *r, docbuf *out, size_t *next)
+static int scan_hit(const nseg *s, size_t pos, uint32_t *r, docbuf *out, size_t *next)
 {
-    *r = nm_rec_at(nm, *r, pos);
-    *next = *r + 1 < nm->nrecs ? nm->recs[*r + 1].off : nm->blen;
-    if (nm->recs[*r].meta & NM_DEAD)
+    *r = nm_rec_at(s, *r, pos);
+    *next = *r + 1 < s->n ? seg_off(s, *r + 1) : s->blen;
+    if (seg_dead(s, *r))
         return 0;
-    return docbuf_push(out, nm->recs[*r].doc);
+    return docbuf_push(out, s->docs[*r]);
 }
-
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 typedef unsigned char u8x16 __attribute__((vector_size(16)));
 typedef uint64_t u64x2 __attribute__((vector_size(16)));
@@ -685,7 +1025,7 @@ typedef uint64_t u64x2 __attribute__((vector_size(16)));
 /* Tests the needle's first and last byte at 16 positions per step, in one
  * pass with no restart per hit: ~3x faster than chained glibc memmem calls
  * on a blob of short names.  *pos returns where the caller must go on. */
-static int scan_blocks(const names *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
+static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
                        uint32_t *r)
 {
     const char *b = nm->blob;
@@ -717,7 +1057,7 @@ static int scan_blocks(const names *nm, const char *n, size_t nl, docbuf *out, s
     return 0;
 }
 #else
-static int scan_blocks(const names *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
+static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
                        uint32_t *r)
 {
     (void)nm, (void)n, (void)nl, (void)out, (void)pos, (void)r;
@@ -727,15 +1067,15 @@ static int scan_blocks(const names *nm, const char *n, size_t nl, docbuf *out, s
 
 /* Every live doc whose name matches, in one pass over the blob (a needle
  * holds no NUL, so a hit never spans two names); memmem does the tail. */
-static int nm_scan(const names *nm, const char *needle, docbuf *out)
+static int seg_scan(const nseg *nm, const char *needle, docbuf *out)
 {
     size_t nlen = strlen(needle), pos = 0;
     uint32_t r = 0;
 
     if (nlen == 0) {
-        for (r = 0; r < nm->nrecs; r++)
-            if (!(nm->recs[r].meta & NM_DEAD) && nm->blob[nm->recs[r].off] == '\0' &&
-                docbuf_push(out, nm->recs[r].doc) < 0)
+        for (r = 0; r < nm->n; r++)
+            if (!seg_dead(nm, r) && nm->blob[seg_off(nm, r)] == '\0' &&
+                docbuf_push(out, nm->docs[r]) < 0)
                 return -1;
         return 0;
     }
@@ -751,19 +1091,44 @@ static int nm_scan(const names *nm, const char *needle, docbuf *out)
     return 0;
 }
 
+/* main in one blob pass, then ovf (small) name by name. */
+static int nm_scan(const names *nm, const char *needle, docbuf *out)
+{
+    const nseg *o = &nm->ovf;
+
+    if (seg_scan(&nm->main, needle, out) < 0)
+        return -1;
+    for (uint32_t r = 0; r < o->n; r++)
+        if (name_match(o->blob + o->offs[r], needle) && docbuf_push(out, o->docs[r]) < 0)
+            return -1;
+    return 0;
+}
+
+/* The live name of doc, walking main's records from *from (docs come in
+ * increasing order). */
+static const char *nm_get_from(const names *nm, uint32_t doc, uint32_t *from)
+{
+    const nseg *a = &nm->main;
+    uint32_t r;
+
+    if (nm->ovf.n && (r = seg_find(&nm->ovf, doc)) != NM_NONE)
+        return nm->ovf.blob + nm->ovf.offs[r];
+    r = seg_find_from(a, doc, from);
+    return r != NM_NONE && !seg_dead(a, r) ? a->blob + seg_off(a, r) : NULL;
+}
+
 /* The candidates whose name matches, by per-doc lookup. */
 static int nm_filter(const names *nm, const roaring_bitmap_t *cand, const char *needle,
                      docbuf *out)
 {
     roaring_uint32_iterator_t it;
-    uint32_t batch[256], n;
+    uint32_t batch[256], n, from = 0;
 
     roaring_init_iterator(cand, &it);
     while ((n = roaring_read_uint32_iterator(&it, batch, 256)) > 0) {
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t r = nm_find(nm, batch[i]);
-            if (r != NM_NONE && name_match(nm->blob + nm->recs[r].off, needle) &&
-                docbuf_push(out, batch[i]) < 0)
+            const char *name = nm_get_from(nm, batch[i], &from);
+            if (name && name_match(name, needle) && docbuf_push(out, batch[i]) < 0)
                 return -1;
         }
     }
@@ -773,13 +1138,8 @@ static int nm_filter(const names *nm, const roaring_bitmap_t *cand, const char *
 /* ---- the index ---------------------------------------------------------- */
 
 typedef struct {
-    posting docs;
-    char name[];
-} valent;
-
-typedef struct {
     posting docs; /* docs having the key, whatever the value */
-    smap vals;    /* value -> valent */
+    vtab vals;    /* value -> docs */
     char name[];
 } keyent;
 
@@ -787,7 +1147,7 @@ typedef struct {
     roaring_bitmap_t *live;   /* the project's images */
     roaring_bitmap_t *tagged; /* live docs with at least one tag */
     smap keys;                /* key -> keyent */
-    names nm;                 /* also holds each doc's tag count */
+    names nm;
     uint32_t writes;          /* paces the occasional run_optimize */
     char id[];
 } project;
@@ -810,18 +1170,9 @@ static void *named_new(size_t size, size_t off, const char *name)
     return e;
 }
 
-static void val_free(valent *ve)
-{
-    pst_free(&ve->docs);
-    free(ve);
-}
-
 static void key_free(keyent *ke)
 {
-    for (uint32_t i = 0; ke->vals.slots && i <= ke->vals.mask; i++)
-        if (ke->vals.slots[i].key)
-            val_free(ke->vals.slots[i].val);
-    free(ke->vals.slots);
+    vt_free(&ke->vals);
     pst_free(&ke->docs);
     free(ke);
 }
@@ -879,17 +1230,21 @@ static void proj_drop_if_empty(tagidx *ix, project *p)
     proj_free(p);
 }
 
-static void proj_touch(project *p)
+static void proj_optimize(project *p)
 {
-    if (++p->writes % OPT_EVERY != 0)
-        return;
     bm_optimize(p->live);
     bm_optimize(p->tagged);
     for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
         keyent *ke = p->keys.slots[i].val;
-        if (p->keys.slots[i].key && ke->docs.cap == 0)
+        if (p->keys.slots[i].key && pst_big(&ke->docs))
             bm_optimize(ke->docs.u.bm);
     }
+}
+
+static void proj_touch(project *p)
+{
+    if (++p->writes % OPT_EVERY == 0)
+        proj_optimize(p);
 }
 
 static keyent *key_get_or_create(project *p, const char *key)
@@ -903,33 +1258,16 @@ static keyent *key_get_or_create(project *p, const char *key)
     ke = named_new(sizeof *ke, offsetof(keyent, name), key);
     if (!ke)
         return NULL;
-    ke->docs.cap = PST_INLINE;
     smap_put(&p->keys, ke->name, ke);
     return ke;
 }
 
-static valent *val_get_or_create(keyent *ke, const char *value)
+static void val_drop_if_empty(keyent *ke, posting *ve)
 {
-    valent *ve = smap_get(&ke->vals, value);
-
-    if (ve)
-        return ve;
-    if (smap_reserve(&ke->vals) < 0)
-        return NULL;
-    ve = named_new(sizeof *ve, offsetof(valent, name), value);
-    if (!ve)
-        return NULL;
-    ve->docs.cap = PST_INLINE;
-    smap_put(&ke->vals, ve->name, ve);
-    return ve;
-}
-
-static void val_drop_if_empty(keyent *ke, valent *ve)
-{
-    if (pst_card(&ve->docs) != 0)
+    if (pst_card(ve) != 0)
         return;
-    smap_del(&ke->vals, ve->name);
-    val_free(ve);
+    pst_free(ve);
+    vt_del(&ke->vals, ve);
 }
 
 static void key_drop_if_empty(project *p, keyent *ke)
@@ -940,76 +1278,64 @@ static void key_drop_if_empty(project *p, keyent *ke)
     key_free(ke);
 }
 
-/* Keeps the per-doc tag count, the tagged bitmap and the pair total. */
-static void doc_tags_adjust(tagidx *ix, project *p, uint32_t doc, int delta)
+/* Whether any key still holds doc: the tagged bitmap needs no per-doc tag
+ * count (4 bytes an image) when removals ask the keys instead. */
+static int doc_has_tags(const project *p, uint32_t doc)
 {
-    uint32_t r = nm_find(&p->nm, doc);
-    uint32_t *meta;
-
-    if (r == NM_NONE)
-        return;
-    meta = &p->nm.recs[r].meta;
-    if (delta > 0) {
-        if ((*meta)++ == 0)
-            roaring_bitmap_add(p->tagged, doc);
-        ix->ntags++;
-    } else if (*meta > 0) {
-        if (--(*meta) == 0)
-            roaring_bitmap_remove(p->tagged, doc);
-        ix->ntags--;
+    for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
+        const keyent *ke = p->keys.slots[i].val;
+        if (p->keys.slots[i].key && pst_contains(&ke->docs, doc))
+            return 1;
     }
-}
-
-static uint32_t doc_tag_count(const project *p, uint32_t doc)
-{
-    uint32_t r = nm_find(&p->nm, doc);
-
-    return r == NM_NONE ? 0 : p->nm.recs[r].meta & ~NM_DEAD;
+    return 0;
 }
 
 /* ---- writes -------------------------------------------------------------- */
 
-static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const char *value)
+/* Adds key=value on doc; with defer_tagged the caller fills p->tagged. */
+static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const char *value,
+                   int defer_tagged)
 {
     keyent *ke = key_get_or_create(p, key);
-    valent *ve = NULL;
+    posting *ve = NULL;
     int rv, rk;
 
     if (!ke)
         return -1;
-    ve = val_get_or_create(ke, value);
+    ve = vt_get_or_add(&ke->vals, value);
     if (!ve)
         goto fail;
-    rv = pst_add(&ve->docs, doc);
+    rv = pst_add(ve, doc);
     if (rv < 0)
         goto fail;
     rk = pst_add(&ke->docs, doc);
     if (rk < 0) {
         if (rv > 0)
-            pst_remove(&ve->docs, doc);
+            pst_remove(ve, doc);
         goto fail;
     }
-    if (rk > 0)
-        doc_tags_adjust(ix, p, doc, +1);
+    if (rk > 0) {
+        ix->ntags++;
+        if (!defer_tagged)
+            roaring_bitmap_add(p->tagged, doc);
+    }
     return 0;
 fail:
     /* anything created above is still empty; pre-existing entries never are */
     if (ve)
         val_drop_if_empty(ke, ve);
-    if (ke->vals.count == 0)
+    if (ke->vals.n == 0)
         key_drop_if_empty(p, ke);
     return -1;
 }
 
 /* The value of key holding doc, by a scan: only for callers that named no
  * value or the wrong one. */
-static valent *val_of_doc(const keyent *ke, uint32_t doc)
+static posting *val_of_doc(const keyent *ke, uint32_t doc)
 {
-    for (uint32_t i = 0; ke->vals.slots && i <= ke->vals.mask; i++) {
-        valent *ve = ke->vals.slots[i].val;
-        if (ke->vals.slots[i].key && pst_contains(&ve->docs, doc))
-            return ve;
-    }
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        if (pst_contains(&ke->vals.ents[e], doc))
+            return &ke->vals.ents[e];
     return NULL;
 }
 
@@ -1017,27 +1343,32 @@ static void tag_remove(tagidx *ix, project *p, uint32_t doc, const char *key,
                        const char *value)
 {
     keyent *ke = smap_get(&p->keys, key);
-    valent *ve;
+    posting *ve;
 
     if (!ke)
         return;
-    ve = value ? smap_get(&ke->vals, value) : NULL;
-    if (!ve || !pst_remove(&ve->docs, doc)) {
+    ve = value ? vt_get(&ke->vals, value) : NULL;
+    if (!ve || !pst_remove(ve, doc)) {
         ve = val_of_doc(ke, doc);
         if (ve)
-            pst_remove(&ve->docs, doc);
+            pst_remove(ve, doc);
     }
     if (ve)
         val_drop_if_empty(ke, ve);
-    if (pst_remove(&ke->docs, doc))
-        doc_tags_adjust(ix, p, doc, -1);
+    if (pst_remove(&ke->docs, doc)) {
+        ix->ntags--;
+        key_drop_if_empty(p, ke);
+        if (!doc_has_tags(p, doc))
+            roaring_bitmap_remove(p->tagged, doc);
+        return;
+    }
     key_drop_if_empty(p, ke);
 }
 
 /* Tags a caller forgot to pass to image_remove must not outlive the image. */
 static void tags_sweep(tagidx *ix, project *p, uint32_t doc)
 {
-    while (doc_tag_count(p, doc) > 0) {
+    while (roaring_bitmap_contains(p->tagged, doc)) {
         const char *key = NULL;
         for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask && !key; i++) {
             const keyent *ke = p->keys.slots[i].val;
@@ -1112,12 +1443,12 @@ int tagidx_tag_set(tagidx *ix, const char *project_id, uint32_t doc, const char 
 
     if (!p || !roaring_bitmap_contains(p->live, doc))
         return 0;
-    if (tag_add(ix, p, doc, key, value) < 0)
+    if (tag_add(ix, p, doc, key, value, 0) < 0)
         return -1;
     if (old_value && strcmp(old_value, value) != 0) {
         keyent *ke = smap_get(&p->keys, key);
-        valent *ve = smap_get(&ke->vals, old_value);
-        if (ve && pst_remove(&ve->docs, doc))
+        posting *ve = vt_get(&ke->vals, old_value);
+        if (ve && pst_remove(ve, doc))
             val_drop_if_empty(ke, ve);
     }
     proj_touch(p);
@@ -1174,7 +1505,7 @@ static int pst_view(const posting *p, opnd *o)
 {
     roaring_bitmap_t *r;
 
-    if (p->cap == 0) {
+    if (pst_big(p)) {
         op_borrow(o, p->u.bm);
         return 0;
     }
@@ -1187,7 +1518,7 @@ static int pst_view(const posting *p, opnd *o)
 
 static void pst_or_into(roaring_bitmap_t *acc, const posting *p)
 {
-    if (p->cap == 0)
+    if (pst_big(p))
         roaring_bitmap_or_inplace(acc, p->u.bm);
     else if (p->n)
         roaring_bitmap_add_many(acc, p->n, pst_items(p));
@@ -1204,9 +1535,9 @@ static void entry_or_into(const project *p, const tagidx_entry *e, roaring_bitma
         return;
     }
     for (size_t i = 0; i < e->nvalues; i++) {
-        const valent *ve = smap_get(&ke->vals, e->values[i]);
+        const posting *ve = vt_get(&ke->vals, e->values[i]);
         if (ve)
-            pst_or_into(acc, &ve->docs);
+            pst_or_into(acc, ve);
     }
 }
 
@@ -1222,8 +1553,8 @@ static int entry_eval(const project *p, const tagidx_entry *e, opnd *o)
     if (e->nvalues == 0)
         return pst_view(&ke->docs, o);
     if (e->nvalues == 1) {
-        const valent *ve = smap_get(&ke->vals, e->values[0]);
-        return ve ? pst_view(&ve->docs, o) : 0;
+        const posting *ve = vt_get(&ke->vals, e->values[0]);
+        return ve ? pst_view(ve, o) : 0;
     }
     acc = roaring_bitmap_create();
     if (!acc)
@@ -1348,15 +1679,108 @@ static void plan_neg(plan *pl, opnd o)
         pl->neg[pl->nneg++] = o;
 }
 
+/* Docs matching e, from an upper bound without building anything. */
+static uint64_t entry_estimate(const project *p, const tagidx_entry *e)
+{
+    const keyent *ke = smap_get(&p->keys, e->key);
+    uint64_t n = 0;
+
+    if (!ke)
+        return 0;
+    if (e->nvalues == 0)
+        return pst_card(&ke->docs);
+    for (size_t i = 0; i < e->nvalues; i++) {
+        const posting *ve = vt_get(&ke->vals, e->values[i]);
+        n += ve ? pst_card(ve) : 0;
+    }
+    return n;
+}
+
+/* acc AND e as the OR of acc AND each value: when acc is much smaller than
+ * the union of e's values, the union is never built. */
+static int entry_and_small(const project *p, const tagidx_entry *e, opnd *acc)
+{
+    const keyent *ke = smap_get(&p->keys, e->key);
+    roaring_bitmap_t *res = roaring_bitmap_create();
+    opnd v;
+
+    if (!res)
+        return -1;
+    for (size_t i = 0; ke && i < e->nvalues; i++) {
+        const posting *ve = vt_get(&ke->vals, e->values[i]);
+        roaring_bitmap_t *part;
+        if (!ve || pst_view(ve, &v) < 0 || !v.bm)
+            continue; /* a failed view only loses speed: retried below */
+        part = roaring_bitmap_and(acc->bm, v.bm);
+        op_free(&v);
+        if (!part)
+            goto fail;
+        roaring_bitmap_or_inplace(res, part);
+        roaring_bitmap_free(part);
+    }
+    op_free(acc);
+    op_own(acc, res);
+    return 0;
+fail:
+    roaring_bitmap_free(res);
+    return -1;
+}
+
+enum { SMALL_AND_RATIO = 16 }; /* acc this many times smaller: per-value ANDs */
+
+/* The AND entries, rarest first: the rarest is evaluated, and an entry with
+ * several values whose union would dwarf it is ANDed value by value; the
+ * rest become operands for materialise/plan_count, which order them too. */
+static int plan_and_entries(const project *p, const tagidx_query *q, plan *pl)
+{
+    size_t n = q->ntags, *ord = malloc(n * sizeof *ord);
+    uint64_t *est = malloc(n * sizeof *est);
+    opnd acc = { 0 }, o;
+    int rc = -1;
+
+    if (!ord || !est)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i;
+        est[i] = entry_estimate(p, &q->tags[i]);
+        for (; j > 0 && est[ord[j - 1]] > est[i]; j--)
+            ord[j] = ord[j - 1];
+        ord[j] = i;
+    }
+    if (est[ord[0]] == 0) {
+        pl->empty = 1;
+        rc = 0;
+        goto done;
+    }
+    if (entry_eval(p, &q->tags[ord[0]], &acc) < 0)
+        goto done;
+    for (size_t k = 1; k < n && acc.bm; k++) {
+        const tagidx_entry *e = &q->tags[ord[k]];
+        if (e->nvalues > 1 && acc.card * SMALL_AND_RATIO < est[ord[k]]) {
+            if (entry_and_small(p, e, &acc) < 0)
+                goto done;
+            continue;
+        }
+        if (entry_eval(p, e, &o) < 0)
+            goto done;
+        plan_pos(pl, o);
+    }
+    plan_pos(pl, acc);
+    acc.own = NULL;
+    rc = 0;
+done:
+    op_free(&acc);
+    free(ord);
+    free(est);
+    return rc;
+}
+
 static int plan_tags(const project *p, const tagidx_query *q, plan *pl)
 {
     opnd o;
 
-    for (size_t i = 0; i < q->ntags && !pl->empty; i++) {
-        if (entry_eval(p, &q->tags[i], &o) < 0)
-            return -1;
-        plan_pos(pl, o);
-    }
+    if (q->ntags && plan_and_entries(p, q, pl) < 0)
+        return -1;
     if (q->ntags_any && !pl->empty) {
         if (union_eval(p, q->tags_any, q->ntags_any, &o) < 0)
             return -1;
@@ -1442,7 +1866,7 @@ static int has_conditions(const tagidx_query *q)
  * candidate sets under ~1/256 of the blob size. */
 static int filter_is_cheaper(const names *nm, uint64_t ncand)
 {
-    return ncand * 256 < nm->blen;
+    return ncand * 256 < (uint64_t)nm->main.blen + nm->ovf.blen;
 }
 
 /* Docs of cand (NULL: all live docs) whose name matches `name`. */
@@ -1566,15 +1990,154 @@ int tagidx_page(const tagidx *ix, const char *project_id, const tagidx_query *q,
     return 0;
 }
 
+/* ---- bulk load ------------------------------------------------------------ */
+
+enum { LD_KEYS = 32 };
+
+struct tagidx_loader {
+    tagidx *ix;
+    project *p;          /* the project of the previous call */
+    uint32_t doc;        /* the previous tag's doc, known live */
+    keyent *keys[LD_KEYS]; /* recently used keys of p */
+    uint32_t nkeys, next; /* next: where the next key probably is */
+    int failed;
+};
+
+tagidx_loader *tagidx_load_begin(tagidx *ix)
+{
+    tagidx_loader *l = calloc(1, sizeof *l);
+
+    if (l)
+        l->ix = ix;
+    return l;
+}
+
+static project *ld_project(tagidx_loader *l, const char *project_id)
+{
+    if (l->p && strcmp(l->p->id, project_id) == 0)
+        return l->p;
+    l->p = proj_get(l->ix, project_id);
+    l->nkeys = l->next = 0;
+    l->doc = 0;
+    return l->p;
+}
+
+int tagidx_load_image(tagidx_loader *l, const char *project_id, uint32_t doc, const char *name)
+{
+    int created;
+    project *p = proj_get_or_create(l->ix, project_id, &created);
+
+    if (!p || nm_add(&p->nm, doc, name ? name : "") < 0) {
+        if (p && created)
+            proj_drop_if_empty(l->ix, p);
+        l->p = NULL;
+        l->failed = 1;
+        return -1;
+    }
+    if (roaring_bitmap_add_checked(p->live, doc))
+        l->ix->nimages++;
+    return 0;
+}
+
+/* Tags arrive doc by doc with the same few keys in the same order, so the
+ * key is nearly always the one after the previous one. */
+static keyent *ld_key(tagidx_loader *l, const char *key)
+{
+    keyent *ke;
+
+    for (uint32_t i = 0; i < l->nkeys; i++) {
+        uint32_t j = (l->next + i) % l->nkeys;
+        if (strcmp(l->keys[j]->name, key) == 0) {
+            l->next = (j + 1) % l->nkeys;
+            return l->keys[j];
+        }
+    }
+    ke = key_get_or_create(l->p, key);
+    if (ke && l->nkeys < LD_KEYS) {
+        l->keys[l->nkeys++] = ke;
+        l->next = 0;
+    }
+    return ke;
+}
+
+int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, const char *key,
+                    const char *value)
+{
+    project *p = ld_project(l, project_id);
+    keyent *ke;
+    posting *ve;
+    int rv, rk;
+
+    if (!p || (doc != l->doc && !roaring_bitmap_contains(p->live, doc)))
+        return 0; /* as tagidx_tag_set: not an image of the project */
+    l->doc = doc;
+    if (!(ke = ld_key(l, key)) || !(ve = vt_get_or_add(&ke->vals, value)))
+        goto fail;
+    if ((rv = pst_add(ve, doc)) < 0)
+        goto fail;
+    if ((rk = pst_add(&ke->docs, doc)) < 0) {
+        if (rv > 0)
+            pst_remove(ve, doc);
+        goto fail;
+    }
+    l->ix->ntags += rk > 0;
+    return 0;
+fail:
+    /* the slow path cleans up (empty entries) and keeps the index whole */
+    l->p = NULL;
+    if (tag_add(l->ix, p, doc, key, value, 1) == 0)
+        return 0;
+    l->failed = 1;
+    return -1;
+}
+
+/* What the load deferred: the tagged bitmap (the union of the keys), the
+ * run containers, and no growth slack left anywhere. */
+static void ld_finish_project(project *p)
+{
+    for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
+        keyent *ke = p->keys.slots[i].val;
+        if (!p->keys.slots[i].key)
+            continue;
+        pst_or_into(p->tagged, &ke->docs);
+        vt_fit(&ke->vals);
+        for (uint32_t e = 0; e < ke->vals.n; e++)
+            if (pst_big(&ke->vals.ents[e]))
+                bm_optimize(ke->vals.ents[e].u.bm);
+    }
+    proj_optimize(p);
+    nm_merge_if_ovf(&p->nm);
+    seg_fit(&p->nm.main);
+}
+
+int tagidx_load_finish(tagidx_loader *l)
+{
+    tagidx *ix;
+    int failed;
+
+    if (!l)
+        return -1;
+    ix = l->ix;
+    failed = l->failed;
+    free(l);
+    for (uint32_t i = 0; ix->projects.slots && i <= ix->projects.mask; i++)
+        if (ix->projects.slots[i].key)
+            ld_finish_project(ix->projects.slots[i].val);
+    return failed ? -1 : 0;
+}
+
 /* ---- listing, statistics, equality --------------------------------------- */
 
 static int key_list(const keyent *ke, tagidx_key_cb cb, void *ud, int *stop)
 {
-    const char **vals = smap_sorted_keys(&ke->vals);
+    const char **vals = malloc((ke->vals.n ? ke->vals.n : 1) * sizeof *vals);
 
     if (!vals)
         return -1;
-    *stop = cb(ud, ke->name, vals, ke->vals.count) != 0;
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        vals[e] = vt_name(&ke->vals, &ke->vals.ents[e]);
+    qsort(vals, ke->vals.n, sizeof *vals, cmp_str);
+    *stop = cb(ud, ke->name, vals, ke->vals.n) != 0;
     free(vals);
     return 0;
 }
@@ -1598,15 +2161,7 @@ int tagidx_project_tags(const tagidx *ix, const char *project_id, tagidx_key_cb 
 
 static size_t key_bytes(const keyent *ke)
 {
-    size_t n = sizeof *ke + strlen(ke->name) + 1 + MALLOC_OVERHEAD + pst_bytes(&ke->docs) +
-               smap_bytes(&ke->vals);
-
-    for (uint32_t i = 0; ke->vals.slots && i <= ke->vals.mask; i++) {
-        const valent *ve = ke->vals.slots[i].val;
-        if (ke->vals.slots[i].key)
-            n += sizeof *ve + strlen(ve->name) + 1 + MALLOC_OVERHEAD + pst_bytes(&ve->docs);
-    }
-    return n;
+    return msize(sizeof *ke + strlen(ke->name) + 1) + pst_bytes(&ke->docs) + vt_bytes(&ke->vals);
 }
 
 size_t tagidx_memory(const tagidx *ix)
@@ -1617,7 +2172,7 @@ size_t tagidx_memory(const tagidx *ix)
         const project *p = ix->projects.slots[i].val;
         if (!ix->projects.slots[i].key)
             continue;
-        n += sizeof *p + strlen(p->id) + 1 + bm_bytes(p->live) + bm_bytes(p->tagged) +
+        n += msize(sizeof *p + strlen(p->id) + 1) + bm_bytes(p->live) + bm_bytes(p->tagged) +
              smap_bytes(&p->keys) + nm_bytes(&p->nm);
         for (uint32_t k = 0; p->keys.slots && k <= p->keys.mask; k++)
             if (p->keys.slots[k].key)
@@ -1636,33 +2191,32 @@ uint64_t tagidx_tags(const tagidx *ix)
     return ix->ntags;
 }
 
-static int names_equal(const names *a, const names *b)
+/* Same live docs with the same names, wherever each side keeps them. */
+static int seg_names_in(const nseg *s, int skip_dead, const names *b)
 {
-    if (a->nlive != b->nlive)
-        return 0;
-    for (uint32_t r = 0; r < a->nrecs; r++) {
-        const nrec *ra = &a->recs[r];
-        uint32_t rb;
-        if (ra->meta & NM_DEAD)
+    for (uint32_t r = 0; r < s->n; r++) {
+        const char *nb;
+        if (skip_dead && seg_dead(s, r))
             continue;
-        rb = nm_find(b, ra->doc);
-        if (rb == NM_NONE || b->recs[rb].meta != ra->meta ||
-            strcmp(a->blob + ra->off, b->blob + b->recs[rb].off) != 0)
+        nb = nm_get(b, s->docs[r]);
+        if (!nb || strcmp(s->blob + seg_off(s, r), nb) != 0)
             return 0;
     }
     return 1;
 }
 
+static int names_equal(const names *a, const names *b)
+{
+    return a->nlive == b->nlive && seg_names_in(&a->main, 1, b) && seg_names_in(&a->ovf, 0, b);
+}
+
 static int key_equal(const keyent *a, const keyent *b)
 {
-    if (!b || a->vals.count != b->vals.count || !pst_equal(&a->docs, &b->docs))
+    if (!b || a->vals.n != b->vals.n || !pst_equal(&a->docs, &b->docs))
         return 0;
-    for (uint32_t i = 0; a->vals.slots && i <= a->vals.mask; i++) {
-        const valent *va = a->vals.slots[i].val, *vb;
-        if (!a->vals.slots[i].key)
-            continue;
-        vb = smap_get(&b->vals, va->name);
-        if (!vb || !pst_equal(&va->docs, &vb->docs))
+    for (uint32_t e = 0; e < a->vals.n; e++) {
+        const posting *vb = vt_get(&b->vals, vt_name(&a->vals, &a->vals.ents[e]));
+        if (!vb || !pst_equal(&a->vals.ents[e], vb))
             return 0;
     }
     return 1;

@@ -50,6 +50,21 @@ int tagidx_tag_set(tagidx *ix, const char *project, uint32_t doc,
 int tagidx_tag_del(tagidx *ix, const char *project, uint32_t doc,
                    const char *key, const char *old_value);
 
+/* Bulk load, for the start-up rebuild: the same result as tagidx_image_add
+ * and tagidx_tag_set calls, faster.  Images first, then tags; both fastest
+ * in increasing doc order (tags grouped by doc), as SQLite's rowid order
+ * gives them, but any order is correct.  Until tagidx_load_finish the index
+ * may only be fed through the loader (it is not queried, and the `tagged`
+ * set and run containers are derived at the end).  A failed call returns -1;
+ * tagidx_load_finish always frees the loader, and returns -1 if any call
+ * failed (the index is then consistent but incomplete). */
+typedef struct tagidx_loader tagidx_loader;
+tagidx_loader *tagidx_load_begin(tagidx *ix);
+int tagidx_load_image(tagidx_loader *l, const char *project, uint32_t doc, const char *name);
+int tagidx_load_tag(tagidx_loader *l, const char *project, uint32_t doc, const char *key,
+                    const char *value);
+int tagidx_load_finish(tagidx_loader *l);
+
 /* Queries.  Return 0, or -1 on allocation failure. */
 int tagidx_count(const tagidx *ix, const char *project, const tagidx_query *q,
                  uint64_t *total);

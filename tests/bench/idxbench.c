@@ -3,9 +3,11 @@
  *
  *   idxbench gen N PROJECT FILE.jsonl
  *       writes N images x 10 tags as JSON lines for `tagway load`.
- *   idxbench run N PROJECT [MS_PER_OP] < shapes.txt
+ *   idxbench run N PROJECT [MS_PER_OP [load|incremental]] < shapes.txt
  *       builds the same N images x 10 tags in a fresh tagidx (images first,
- *       then tags in (seq, key) order, as the server's start-up rebuild does),
+ *       then tags in (seq, key) order, as the server's start-up rebuild does;
+ *       through the bulk loader it uses, or with "incremental" through
+ *       tagidx_image_add / tagidx_tag_set as live writes do),
  *       prints build time and tagidx_memory(), then times every query shape
  *       (count, and a filter page of 10) and prints one JSON line per shape.
  *
@@ -216,7 +218,7 @@ static stats time_op(const tagidx *ix, const char *project, const shape *s, int 
     return st;
 }
 
-static int cmd_run(uint32_t n, const char *project, double ms_budget)
+static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
 {
     tagidx *ix = tagidx_new();
     char key[NKEYS][8], *names, **vals[NKEYS];
@@ -246,20 +248,35 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget)
         nlen += (size_t)sprintf(names + nlen, "img-%u", i) + 1;
     }
     t0 = now_us();
-    for (uint32_t i = 1; i <= n; i++)
-        if (tagidx_image_add(ix, project, i, names + name_off[i - 1]) != 0)
+    if (bulk) {
+        tagidx_loader *l = tagidx_load_begin(ix);
+        int rc = l ? 0 : -1;
+        for (uint32_t i = 1; i <= n && rc == 0; i++)
+            rc = tagidx_load_image(l, project, i, names + name_off[i - 1]);
+        t_images = now_us();
+        for (uint32_t i = 1; i <= n && rc == 0; i++)
+            for (int k = 0; k < NKEYS && rc == 0; k++)
+                rc = tagidx_load_tag(l, project, i, key[k],
+                                     vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]);
+        if (tagidx_load_finish(l) != 0 || rc != 0)
             return fprintf(stderr, "idxbench: out of memory\n"), 1;
-    t_images = now_us();
-    mem_images = tagidx_memory(ix);
-    for (uint32_t i = 1; i <= n; i++)
-        for (int k = 0; k < NKEYS; k++)
-            if (tagidx_tag_set(ix, project, i, key[k], NULL,
-                               vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]) != 0)
+        mem_images = 0; /* not observable before the load is finished */
+    } else {
+        for (uint32_t i = 1; i <= n; i++)
+            if (tagidx_image_add(ix, project, i, names + name_off[i - 1]) != 0)
                 return fprintf(stderr, "idxbench: out of memory\n"), 1;
-    printf("{\"kind\":\"build\",\"images\":%llu,\"tags\":%llu,\"ms\":%.1f,\"bytes\":%zu,"
+        t_images = now_us();
+        mem_images = tagidx_memory(ix);
+        for (uint32_t i = 1; i <= n; i++)
+            for (int k = 0; k < NKEYS; k++)
+                if (tagidx_tag_set(ix, project, i, key[k], NULL,
+                                   vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]) != 0)
+                    return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    }
+    printf("{\"kind\":\"build\",\"mode\":\"%s\",\"images\":%llu,\"tags\":%llu,\"ms\":%.1f,\"bytes\":%zu,"
            "\"images_ms\":%.1f,\"images_bytes\":%zu}\n",
-           (unsigned long long)tagidx_images(ix), (unsigned long long)tagidx_tags(ix),
-           (now_us() - t0) / 1000.0, tagidx_memory(ix), (t_images - t0) / 1000.0, mem_images);
+           bulk ? "load" : "incremental", (unsigned long long)tagidx_images(ix),
+           (unsigned long long)tagidx_tags(ix), (now_us() - t0) / 1000.0, tagidx_memory(ix), (t_images - t0) / 1000.0, mem_images);
     fflush(stdout);
     while (read_shape(stdin, s)) {
         uint64_t total_c, total_p;
@@ -289,9 +306,11 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "gen"))
         return cmd_gen((uint32_t)strtoul(argv[2], NULL, 10), argv[3], argv[4]);
-    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "run"))
+    if (argc >= 4 && argc <= 6 && !strcmp(argv[1], "run"))
         return cmd_run((uint32_t)strtoul(argv[2], NULL, 10), argv[3],
-                       argc == 5 ? strtod(argv[4], NULL) : 1000.0);
-    fprintf(stderr, "usage: idxbench gen N PROJECT FILE.jsonl | idxbench run N PROJECT [MS_PER_OP] < shapes\n");
+                       argc >= 5 ? strtod(argv[4], NULL) : 1000.0,
+                       argc == 6 ? strcmp(argv[5], "incremental") != 0 : 1);
+    fprintf(stderr, "usage: idxbench gen N PROJECT FILE.jsonl | "
+                    "idxbench run N PROJECT [MS_PER_OP [load|incremental]] < shapes\n");
     return 2;
 }

@@ -288,6 +288,44 @@ static void test_rename_and_empty(tagidx *ix)
     CHECK(tagidx_tags(ix) == 4);
 }
 
+/* Many values come and go on one key: the value table's name arena is
+ * compacted under live entries, which must keep their names and postings. */
+static void test_value_churn(void)
+{
+    tagidx *ix = tagidx_new();
+    char v[32], old[32] = "", want[128];
+    const char *vals[1];
+    tagidx_entry e[1];
+    tagidx_query q = { 0 };
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (uint32_t d = 1; d <= 40; d++) {
+        CHECK(tagidx_image_add(ix, PA, d, "n") == 0);
+        snprintf(v, sizeof v, "keep-%u", d % 7);
+        CHECK(tagidx_tag_set(ix, PA, d, "churn", NULL, v) == 0);
+    }
+    for (int i = 0; i < 3000; i++) { /* doc 40 walks through 3000 values */
+        snprintf(v, sizeof v, "a-rather-long-value-%d", i);
+        CHECK(tagidx_tag_set(ix, PA, 40, "churn", i ? old : "keep-5", v) == 0);
+        strcpy(old, v);
+    }
+    vals[0] = "keep-3";
+    e[0] = ent("churn", vals, 1);
+    q.tags = e, q.ntags = 1;
+    EXPECT(&q, 6, "38,31,24,17,10,3");
+    vals[0] = old;
+    EXPECT(&q, 1, "40");
+    snprintf(want, sizeof want, "churn=%s|keep-0|keep-1|keep-2|keep-3|keep-4|keep-5|keep-6;", old);
+    {
+        char out[256] = "";
+        CHECK(tagidx_project_tags(ix, PA, list_cb, out) == 0);
+        CHECK_STR(out, want);
+    }
+    tagidx_free(ix);
+}
+
 static void test_hand(void)
 {
     tagidx *ix = tagidx_new();
@@ -304,6 +342,7 @@ static void test_hand(void)
     test_after_writes(ix);
     test_rename_and_empty(ix);
     tagidx_free(ix);
+    test_value_churn();
 }
 
 /* ---- the naive model ---------------------------------------------------------- */
@@ -471,6 +510,19 @@ static int w_del(tagidx *ix, model *m)
     return tagidx_tag_del(ix, projs[d->proj], id, m->key[k], m->val[k][v]);
 }
 
+/* A rename through image_add: to a longer name (the record moves out of
+ * the doc-ordered segment), a shorter one (rewritten in place) or the same. */
+static int w_rename(tagidx *ix, model *m)
+{
+    uint32_t id = pick_live(m);
+    mdoc *d = &m->d[id];
+
+    if (!id)
+        return 0;
+    random_name(m, d->name, d->lname);
+    return tagidx_image_add(ix, projs[d->proj], id, d->name);
+}
+
 /* Usually passes every tag; sometimes only some, which the index must cope with. */
 static int w_remove(tagidx *ix, model *m, uint32_t id)
 {
@@ -504,8 +556,10 @@ static int random_ops(tagidx *ix, model *m, int nops)
             rc |= w_set(ix, m);
         else if (r < 70)
             rc |= w_del(ix, m);
-        else if (r < 85)
+        else if (r < 80)
             rc |= w_remove(ix, m, pick_live(m));
+        else if (r < 85)
+            rc |= w_rename(ix, m);
         else
             rc |= w_add(ix, m);
     }
@@ -745,6 +799,35 @@ static tagidx *rebuild(const model *m)
     return ix;
 }
 
+/* The same through the bulk loader: oldest first (the start-up order) or
+ * newest first (every image out of order). */
+static tagidx *load(const model *m, int newest_first)
+{
+    tagidx *ix = tagidx_new();
+    tagidx_loader *l = ix ? tagidx_load_begin(ix) : NULL;
+    int rc = l ? 0 : -1;
+
+    for (uint32_t i = 1; l && i < m->next; i++) {
+        uint32_t id = newest_first ? m->next - i : i;
+        if (m->d[id].proj >= 0)
+            rc |= tagidx_load_image(l, projs[m->d[id].proj], id, m->d[id].name);
+    }
+    rc |= tagidx_load_tag(l, projs[0], MAXDOCS + 9, "k0", "ghost"); /* no such image: ignored */
+    for (uint32_t i = 1; l && i < m->next; i++) {
+        uint32_t id = newest_first ? m->next - i : i;
+        for (int k = 0; k < NKEYS && m->d[id].proj >= 0; k++)
+            if (m->d[id].val[k] >= 0)
+                rc |= tagidx_load_tag(l, projs[m->d[id].proj], id, m->key[k],
+                                      m->val[k][m->d[id].val[k]]);
+    }
+    rc |= tagidx_load_finish(l);
+    if (rc) {
+        tagidx_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -827,9 +910,52 @@ static void check_equal(const tagidx *a, const model *m)
     CHECK(tagidx_image_remove(b, projs[1], MAXDOCS + 5, NULL, 0) == 0);
     CHECK(tagidx_equal(a, b));
     tagidx_free(b);
+    for (int order = 0; order < 2; order++) { /* bulk load == incremental build */
+        b = load(m, order);
+        CHECK(b != NULL);
+        if (!b)
+            return;
+        CHECK(tagidx_equal(a, b));
+        CHECK(tagidx_equal(b, a));
+        CHECK(tagidx_memory(b) <= tagidx_memory(a) + 4096);
+        tagidx_free(b);
+    }
 }
 
 enum { NSEEDS = 5, DOCS_PER_SEED = 8000, OPS_PER_SEED = 6000, QUERIES_PER_SEED = 6000 };
+
+/* An index from the bulk loader, then written to like a live one (adds,
+ * re-used ids, renames, deletes, postings growing and shrinking across
+ * representations): queries still agree with the model. */
+static void test_after_load(model *m, diffrun *dr, char *want, char *got)
+{
+    tagidx *ix;
+    long before = dr->mismatches;
+
+    model_init(m, 77);
+    dr->seed = 77;
+    ix = tagidx_new();
+    CHECK(ix && random_writes(ix, m, DOCS_PER_SEED, OPS_PER_SEED) == 0);
+    tagidx_free(ix);
+    ix = load(m, 0);
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (int qno = 0; qno < 2000; qno++)
+        diff_one(ix, m, dr, qno);
+    CHECK(random_ops(ix, m, OPS_PER_SEED) == 0);
+    for (uint32_t id = 1; id < m->next; id++) /* shrink project 1 hard */
+        if (m->d[id].proj == 1 && rnd(m, 100) < 95)
+            CHECK(w_remove(ix, m, id) == 0);
+    for (int i = 0; i < 3000; i++)
+        CHECK(w_add(ix, m) == 0 && w_rename(ix, m) == 0);
+    for (int qno = 0; qno < 4000; qno++)
+        diff_one(ix, m, dr, qno);
+    CHECK(dr->mismatches == before);
+    check_state(ix, m, want, got);
+    check_equal(ix, m);
+    tagidx_free(ix);
+}
 
 static void test_differential(void)
 {
@@ -854,6 +980,8 @@ static void test_differential(void)
         check_equal(ix, m);
         tagidx_free(ix);
     }
+    if (m && dr && want && got)
+        test_after_load(m, dr, want, got);
     if (dr)
         printf("test_tagidx: differential: %ld queries checked, %ld mismatches\n", dr->queries,
                dr->mismatches);
