@@ -61,6 +61,11 @@ return {
   max_connections = 4096,
   timeout_s = 30,
 
+  -- Event loops (threads), each with its own Lua state and SQLite
+  -- connection, sharing the tag index.  Default: the cores this process
+  -- may run on (sched_getaffinity).  1 keeps everything on one thread.
+  workers = 2,
+
   -- The tag policy of projects without a binding: a file name (without
   -- .lua) in the policies folder.
   default_policy = "ims",

@@ -308,6 +308,10 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* SQLite's allocation statistics take a global mutex on every malloc;
+     * nothing reads them.  Takes effect only before the first connection
+     * (later calls are refused, harmlessly). */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     if (create_private(path, err, errlen) != 0)
         goto fail_quiet;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)

@@ -71,3 +71,22 @@ def test_walkthrough_without_a_gateway_or_credentials():
     env = {"GW": "http://127.0.0.1:9", "AUTH": "on", "TOKEN": "", "PROJECT": ""}
     rc, out, err = run(WALK, env, timeout=60)
     assert rc == 2 and "TOKEN and PROJECT" in err, tail(out, err)
+
+
+def test_config_example_documents_every_serve_option(tmp_path):
+    """examples/tagway.conf.lua has a key for every option of `serve --help`
+    (except --config itself), and tagway accepts the file as it is."""
+    import re
+    helptext = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True).stdout
+    options = re.findall(r"^\s+--([a-z-]+)", helptext, re.M)
+    assert "workers" in options and "listen" in options, helptext
+    conf_path = os.path.join(REPO, "examples", "tagway.conf.lua")
+    with open(conf_path, encoding="utf-8") as f:
+        conf = f.read()
+    keys = set(re.findall(r"^\s*([a-z_]+)\s*=", conf, re.M))
+    missing = [o for o in options if o != "config" and o.replace("-", "_") not in keys
+               and o.replace("-", "_") + "_mb" not in keys]
+    assert not missing, missing
+    p = subprocess.run([BIN, "check", "--config", conf_path], capture_output=True, text=True,
+                       cwd=os.path.join(REPO))
+    assert p.returncode == 0, p.stdout + p.stderr

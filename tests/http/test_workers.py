@@ -1,0 +1,224 @@
+"""--workers N (issue: both cores): several event loops in one process,
+each with its own Lua state and SQLite connection, sharing the tag index.
+A worker is recognised by the first 16 hex digits of X-Request-Id (each
+loop draws its own random prefix); the kernel spreads connections over the
+loops (SO_REUSEPORT), so enough keep-alive connections reach every one."""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+
+from conftest import BIN, Gateway, ims_error
+
+
+class Conn:
+    """One keep-alive connection: every request on it is served by the same
+    worker, whose prefix is learnt from the first answer."""
+
+    def __init__(self, g):
+        self.g = g
+        self.c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+        self.worker = None
+
+    def request(self, method, path, body=None):
+        hdrs = {"X-Auth-Token": self.g.token}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        self.c.request(method, path, body=data, headers=hdrs)
+        r = self.c.getresponse()
+        raw = r.read()
+        worker = r.headers["X-Request-Id"][:16]
+        assert self.worker in (None, worker), "a keep-alive connection changed worker"
+        self.worker = worker
+        return r.status, (json.loads(raw) if raw else None)
+
+    def close(self):
+        self.c.close()
+
+
+def conns_per_worker(g, workers, tries=64):
+    """{worker prefix: Conn}, one connection for each of `workers` loops."""
+    found, spare = {}, []
+    for _ in range(tries):
+        c = Conn(g)
+        st, _ = c.request("GET", "/healthz")
+        assert st == 200
+        if c.worker in found:
+            spare.append(c)
+        else:
+            found[c.worker] = c
+        if len(found) == workers:
+            break
+    for c in spare:
+        c.close()
+    assert len(found) == workers, "only %d of %d workers answered over %d connections" % (
+        len(found), workers, tries)
+    return found
+
+
+def test_status_reports_the_workers(gateway_factory):
+    for n in (1, 2, 3):
+        g = gateway_factory(extra_args=["--workers", str(n)])
+        st, _, js, raw = g.request("GET", "/admin/status")
+        assert st == 200, raw
+        assert js["workers"] == n
+        listening = [o for o in g.log_objects() if o.get("msg") == "listening"]
+        assert listening and listening[0]["workers"] == n
+        g.kill9()
+
+
+def test_every_worker_serves(gateway_factory):
+    g = gateway_factory(extra_args=["--workers", "3"])
+    conns = conns_per_worker(g, 3)
+    assert len(set(conns)) == 3
+    for c in conns.values():
+        c.close()
+
+
+def test_a_write_on_one_worker_is_seen_by_the_other_at_once(gateway_factory):
+    """The index is shared and fed before the write is acknowledged: the
+    next request on the other loop finds it, by id and by tag query."""
+    g = gateway_factory(extra_args=["--workers", "2"])
+    a, b = conns_per_worker(g, 2).values()
+    p = g.project
+    query = "/v2/%s/images/resource_instances/action" % p
+    for i in range(20):
+        writer, reader = (a, b) if i % 2 == 0 else (b, a)
+        st, js = writer.request("POST", "/v2/images", {"name": "w-%d" % i})
+        assert st == 201, js
+        iid = js["id"]
+        st, _ = writer.request("POST", "/v2/%s/images/%s/tags/action" % (p, iid),
+                               {"action": "create", "tags": [{"key": "round", "value": str(i)}]})
+        assert st == 204
+        st, js = reader.request("GET", "/v2/%s/images/%s/tags" % (p, iid))
+        assert st == 200 and js == {"tags": [{"key": "round", "value": str(i)}]}, js
+        st, js = reader.request("POST", query, {"action": "filter",
+                                                "tags": [{"key": "round", "values": [str(i)]}]})
+        assert st == 200 and js["total_count"] == 1, js
+        assert js["resources"][0]["resource_id"] == iid
+        st, _ = reader.request("DELETE", "/v2/images/%s" % iid)
+        assert st == 204
+        st, js = writer.request("POST", query, {"action": "count",
+                                                "tags": [{"key": "round", "values": [str(i)]}]})
+        assert st == 200 and js["total_count"] == 0, js
+    a.close()
+    b.close()
+
+
+def test_reload_reaches_every_worker_before_its_next_request(gateway_factory):
+    g = gateway_factory(extra_args=["--workers", "2"])
+    conns = conns_per_worker(g, 2)
+    gens = {w: c.request("GET", "/admin/status")[1]["generation"] for w, c in conns.items()}
+    assert len(set(gens.values())) == 1
+    first = next(iter(conns.values()))
+    st, js = first.request("POST", "/admin/reload")
+    assert st == 200, js
+    for w, c in conns.items():
+        st, js = c.request("GET", "/admin/status")
+        assert st == 200 and js["generation"] == gens[w] + 1, (w, js["generation"])
+    # a policy change is served by both loops after one reload
+    path = os.path.join(g.policies, "ims.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert "max_tags = 10," in text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("max_tags = 10,", "max_tags = 1,", 1))
+    st, js = first.request("POST", "/admin/reload")
+    assert st == 200, js
+    for c in conns.values():
+        st, js = c.request("POST", "/v2/images", {"name": "two-tags", "image_tags": [
+            {"key": "a", "value": "1"}, {"key": "b", "value": "2"}]})
+        assert st == 400, js
+        ims_error(js, "IMG.0116")
+    for c in conns.values():
+        c.close()
+
+
+def test_a_failed_reload_changes_no_worker(gateway_factory):
+    g = gateway_factory(extra_args=["--workers", "2"])
+    conns = conns_per_worker(g, 2)
+    before = {w: c.request("GET", "/admin/status")[1]["generation"] for w, c in conns.items()}
+    with open(g.script("router.lua"), "a", encoding="utf-8") as f:
+        f.write("\nthis is not lua\n")
+    st, js = next(iter(conns.values())).request("POST", "/admin/reload")
+    assert st == 422, js
+    for w, c in conns.items():
+        st, js = c.request("GET", "/admin/status")
+        assert st == 200 and js["generation"] == before[w]
+    for c in conns.values():
+        c.close()
+
+
+def test_the_import_limit_holds_across_workers(gateway_factory):
+    """Submits race on both loops while the jobs run slowly; the
+    per-project limit (5) is counted inside the write transaction, so
+    exactly 5 are taken, whichever loop each submit reached."""
+    import threading
+    from test_import import put_object, slow_down
+    g = gateway_factory(extra_args=["--workers", "2"])
+    slow_down(g)
+    url = put_object(g, "slow", "slow.zvhd2", 200 * 1024)     # minutes of steps
+    conns = list(conns_per_worker(g, 2).values())
+    body = {"name": "race", "os_version": "CentOS 7.9 64bit", "image_url": url, "min_disk": 40}
+    results = []
+    go = threading.Barrier(len(conns))
+
+    def submit(c):
+        go.wait()
+        for _ in range(6):
+            results.append(c.request("POST", "/v2/cloudimages/quickimport/action", body))
+
+    ts = [threading.Thread(target=submit, args=(c,)) for c in conns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ok = [js for st, js in results if st == 200]
+    refused = [js for st, js in results if st == 400]
+    assert len(ok) == 5 and len(refused) == 7, results
+    for js in refused:
+        ims_error(js, "IMG.0194")
+    st, _, js, _ = g.request("GET", "/admin/status")
+    assert js["jobs"]["INIT"] + js["jobs"]["RUNNING"] == 5, js["jobs"]
+    for c in conns:
+        c.close()
+
+
+def test_a_port_in_use_is_refused_not_shared(gateway_factory, tmp_path):
+    """Each worker binds with SO_REUSEPORT; a second gateway on the same
+    port must still fail, not take half of the first one's connections."""
+    g = gateway_factory(extra_args=["--workers", "2"])
+    other = Gateway(str(tmp_path / "other"), listen="127.0.0.1:%d" % g.port,
+                    extra_args=["--workers", "2"])
+    p = subprocess.run(other.command(), capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0
+    assert "cannot listen" in p.stderr, p.stderr
+    # a plain listener on a port refuses a gateway too
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        third = Gateway(str(tmp_path / "third"), listen="127.0.0.1:%d" % s.getsockname()[1],
+                        extra_args=["--workers", "2"])
+        p = subprocess.run(third.command(), capture_output=True, text=True, timeout=20)
+        assert p.returncode != 0 and "cannot listen" in p.stderr, p.stderr
+    finally:
+        s.close()
+    assert g.request("GET", "/healthz")[0] == 200
+
+
+def test_sigterm_stops_every_worker(gateway_factory):
+    g = gateway_factory(extra_args=["--workers", "3"])
+    conns = conns_per_worker(g, 3)
+    for c in conns.values():
+        c.close()
+    t0 = time.monotonic()
+    g.proc.terminate()
+    assert g.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 5
+    assert any(o.get("msg") == "stopped" for o in g.log_objects())
+    assert BIN
