@@ -94,15 +94,26 @@ function router.list()
 end
 
 -- Routes are grouped by method, so a request tries only its method's
--- patterns; captures are collected only once a pattern matched.
+-- patterns, each once: a template has at most a few {names}, and
+-- string.match returns the whole match when a pattern captures nothing.
 local function match(method, path)
   local list = by_method[method] or (method == "HEAD" and by_method.GET)
   if not list then return nil end
   for i = 1, #list do
     local r = list[i]
-    if path:find(r.pattern) then
-      local caps, params = { path:match(r.pattern) }, {}
-      for j, name in ipairs(r.names) do params[name] = text.unescape(caps[j]) end
+    local c1, c2, c3, c4 = path:match(r.pattern)
+    if c1 then
+      local names, params = r.names, {}
+      if #names > 4 then
+        local caps = { path:match(r.pattern) }
+        for j, name in ipairs(names) do params[name] = text.unescape(caps[j]) end
+      else
+        local unescape = text.unescape
+        if names[1] then params[names[1]] = unescape(c1) end
+        if names[2] then params[names[2]] = unescape(c2) end
+        if names[3] then params[names[3]] = unescape(c3) end
+        if names[4] then params[names[4]] = unescape(c4) end
+      end
       return r, params
     end
   end

@@ -42,6 +42,7 @@ typedef struct http_state {
     struct event *sig_hup, *sig_term, *sig_int;
     uint64_t request_seq;
     struct event *commit_ev;
+    struct event *pass_ev;            /* ends the pass's read transaction */
     gw *g;
     int accept_paused;                /* at the cap: this loop's listener is off */
     int max_conns, base_sockets;      /* sockets not clients: the listener... */
@@ -50,6 +51,8 @@ typedef struct http_state {
     struct event *wake_ev;
     struct evbuffer *log;             /* access-log lines of this loop pass */
     struct event *log_ev;             /* writes them once the pass is done */
+    int64_t log_second;               /* the second log_date formats */
+    char log_date[20];
     reply *waiting, **waiting_tail;   /* answers held for the open group */
     char id_prefix[17];
     int port;
@@ -109,27 +112,80 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
     log_flush(arg);
 }
 
+/* Appends s (at most cap - *n - 1 bytes) to buf. */
+static void put_str(char *buf, size_t cap, size_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > cap - *n - 1)
+        len = cap - *n - 1;
+    memcpy(buf + *n, s, len);
+    *n += len;
+}
+
+static void put_u64(char *buf, size_t cap, size_t *n, uint64_t v)
+{
+    char digits[24];
+    size_t k = sizeof digits;
+    digits[--k] = '\0';
+    do
+        digits[--k] = (char)('0' + v % 10);
+    while ((v /= 10) && k > 0);
+    put_str(buf, cap, n, digits + k);
+}
+
+/* s inside a JSON string: quote and backslash escaped, control characters
+ * dropped (route templates and, with auth off, X-Project-Id are words the
+ * scripts or the client chose). */
+static void put_json_chars(char *buf, size_t cap, size_t *n, const char *s)
+{
+    for (; *s && *n + 8 < cap; s++) {
+        if (*s == '"' || *s == '\\')
+            buf[(*n)++] = '\\';
+        if ((unsigned char)*s >= 0x20)
+            buf[(*n)++] = *s;
+    }
+}
+
+/* One line per request, formatted by hand (it is on every request's path):
+ * the date part of the time is formatted once per second. */
 static void access_log(http_state *st, const reply *rp, size_t bytes)
 {
-    char when[32], route[400];
+    char line[1024];
     const char *r = rp->resp.route[0] ? rp->resp.route : "-";
-    size_t i, o = 0;
+    size_t n = 0;
+    int64_t now = util_now_ms(), latency = util_mono_us() - rp->start_us;
     int was_empty = evbuffer_get_length(st->log) == 0;
-    /* route templates are the scripts' words: quote and backslash escaped,
-     * control characters dropped */
-    for (i = 0; r[i] && o + 2 < sizeof route; i++) {
-        if (r[i] == '"' || r[i] == '\\')
-            route[o++] = '\\';
-        if ((unsigned char)r[i] >= 0x20)
-            route[o++] = r[i];
+    if (now / 1000 != st->log_second) {
+        char when[32];
+        st->log_second = now / 1000;
+        util_iso8601_ms(st->log_second * 1000, when);
+        when[19] = '\0';                /* keep YYYY-MM-DDTHH:MM:SS */
+        memcpy(st->log_date, when, 20);
     }
-    route[o] = '\0';
-    util_iso8601_ms(util_now_ms(), when);
-    evbuffer_add_printf(st->log,
-                        "{\"time\":\"%s\",\"request_id\":\"%s\",\"project\":\"%s\",\"method\":\"%s\","
-                        "\"route\":\"%s\",\"status\":%d,\"bytes\":%zu,\"latency_us\":%lld}\n",
-                        when, rp->id, rp->resp.project, rp->method, route, rp->resp.status,
-                        bytes, (long long)(util_mono_us() - rp->start_us));
+    put_str(line, sizeof line, &n, "{\"time\":\"");
+    put_str(line, sizeof line, &n, st->log_date);
+    line[n++] = '.';
+    line[n++] = (char)('0' + now % 1000 / 100);
+    line[n++] = (char)('0' + now % 100 / 10);
+    line[n++] = (char)('0' + now % 10);
+    put_str(line, sizeof line, &n, "Z\",\"request_id\":\"");
+    put_str(line, sizeof line, &n, rp->id);
+    put_str(line, sizeof line, &n, "\",\"project\":\"");
+    put_json_chars(line, sizeof line, &n, rp->resp.project);
+    put_str(line, sizeof line, &n, "\",\"method\":\"");
+    put_str(line, sizeof line, &n, rp->method);
+    put_str(line, sizeof line, &n, "\",\"route\":\"");
+    put_json_chars(line, sizeof line, &n, r);
+    put_str(line, sizeof line, &n, "\",\"status\":");
+    put_u64(line, sizeof line, &n, (uint64_t)rp->resp.status);
+    put_str(line, sizeof line, &n, ",\"bytes\":");
+    put_u64(line, sizeof line, &n, bytes);
+    put_str(line, sizeof line, &n, ",\"latency_us\":");
+    put_u64(line, sizeof line, &n, latency > 0 ? (uint64_t)latency : 0);
+    put_str(line, sizeof line, &n, "}\n");
+    if (line[n - 1] != '\n')
+        line[n - 1] = '\n';            /* truncated: still one line */
+    evbuffer_add(st->log, line, n);
     if (evbuffer_get_length(st->log) >= LOG_FLUSH_BYTES)
         log_flush(st);
     else if (was_empty)
@@ -251,6 +307,20 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
         }
         send_reply(g, rp);
     }
+}
+
+static void on_pass_end(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    (void)fd, (void)what;
+    store_pass_end(g->store);
+}
+
+/* store's hook: this pass's read transaction just opened. */
+static void schedule_pass_end(void *arg)
+{
+    gw *g = arg;
+    event_active(state_of(g)->pass_ev, EV_TIMEOUT, 0);
 }
 
 /* store's hook: a commit group just opened. */
@@ -574,6 +644,11 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     store_group_enable(g->store, schedule_commit, g);
+    if (!(st->pass_ev = event_new(g->base, -1, 0, on_pass_end, g))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    store_pass_reads(g->store, schedule_pass_end, g);
     if (g->worker == 0 && add_signals(g, st) != 0) {
         snprintf(err, errlen, "cannot install signal handlers");
         return -1;
@@ -599,6 +674,10 @@ void http_free(gw *g)
         if (st->sig_term) event_free(st->sig_term);
         if (st->sig_int) event_free(st->sig_int);
         if (st->commit_ev) event_free(st->commit_ev);
+        if (st->pass_ev) {
+            store_pass_end(g->store);
+            event_free(st->pass_ev);
+        }
         if (st->cap_timer) event_free(st->cap_timer);
         if (st->wake_ev) event_free(st->wake_ev);
         if (st->wake_fd >= 0) close(st->wake_fd);

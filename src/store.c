@@ -45,6 +45,7 @@ static const char *const migrations[] = {
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
     Q_REQ_SAVEPOINT, Q_REQ_RELEASE, Q_REQ_ROLLBACK_TO,
+    Q_READ_BEGIN, /* this one and those above open or end transactions */
     Q_IMAGE_GET, Q_IMAGE_BY_SEQ, Q_IMAGE_SEQ, Q_IMAGE_INSERT, Q_IMAGE_DELETE,
     Q_IMAGE_TOUCH, Q_IMAGE_STATUS, Q_LAST_CREATED,
     Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
@@ -66,6 +67,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_REQ_SAVEPOINT] = "SAVEPOINT whole_request",
     [Q_REQ_RELEASE] = "RELEASE whole_request",
     [Q_REQ_ROLLBACK_TO] = "ROLLBACK TO whole_request",
+    [Q_READ_BEGIN] = "BEGIN DEFERRED",
 #define IMAGE_COLS "seq, id, project_id, name, status, attrs, created_ms, updated_ms"
     [Q_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1 AND project_id = ?2",
     [Q_IMAGE_BY_SEQ] = "SELECT " IMAGE_COLS " FROM images WHERE seq = ?1",
@@ -130,18 +132,64 @@ struct store {
     struct idx_op *pending, **pending_tail;
     /* a request's writes, all of them, in one savepoint of the group */
     int in_request, request_open;
+    /* reads of one loop pass share one read transaction (one snapshot,
+     * one WAL read lock) instead of one each */
+    int pass_reads, read_open;
+    void (*pass_hook)(void *);
+    void *pass_ud;
     struct idx_op **request_mark;   /* pending ops before the request */
     char err[256];
 };
 
 /* Returns the statement reset and unbound: callers never inherit a
  * half-stepped statement, even when a previous caller longjmp'd away. */
+static int exec_simple(store *s, int which);
+
+/* The first read of a loop pass opens its read transaction; the owner's
+ * hook then arranges store_pass_end once the pass is done. */
+static void read_begin(store *s)
+{
+    if (exec_simple(s, Q_READ_BEGIN) != 0)
+        return;                 /* reads then run one transaction each */
+    s->read_open = 1;
+    if (s->pass_hook)
+        s->pass_hook(s->pass_ud);
+}
+
 static sqlite3_stmt *stmt(store *s, int which)
 {
     sqlite3_stmt *st = s->q[which];
+    if (which > Q_READ_BEGIN && s->pass_reads && !s->read_open && sqlite3_get_autocommit(s->db))
+        read_begin(s);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return st;
+}
+
+/* Ends the pass's read transaction, so a write can begin (BEGIN IMMEDIATE
+ * cannot upgrade a snapshot another connection's commit has passed) or
+ * the next pass sees the latest commits. */
+static void read_end(store *s)
+{
+    if (!s->read_open)
+        return;
+    s->read_open = 0;
+    store_release(s);
+    if (sqlite3_get_autocommit(s->db) == 0)
+        exec_simple(s, Q_COMMIT);
+}
+
+void store_pass_reads(store *s, void (*hook)(void *ud), void *ud)
+{
+    s->pass_reads = 1;
+    s->pass_hook = hook;
+    s->pass_ud = ud;
+}
+
+void store_pass_end(store *s)
+{
+    if (!s->group_open)
+        read_end(s);
 }
 
 static void set_err(store *s, const char *what)
@@ -190,6 +238,7 @@ void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_
  * the index takes the writers' changes in their commit order. */
 static int write_lock(store *s)
 {
+    int pass_reads, rc;
     if (!s->write_lock)
         return 0;
     /* a read statement of this request still stepping holds a snapshot
@@ -199,8 +248,13 @@ static int write_lock(store *s)
     store_release(s);
     pthread_mutex_lock(s->write_lock);
     /* another connection may have created images since: creation times
-     * stay monotonic in seq order across all of them */
-    if (load_last_created(s) != 0) {
+     * stay monotonic in seq order across all of them (read on its own,
+     * not as the start of a pass's read transaction: BEGIN follows) */
+    pass_reads = s->pass_reads;
+    s->pass_reads = 0;
+    rc = load_last_created(s);
+    s->pass_reads = pass_reads;
+    if (rc != 0) {
         set_err(s, "last creation time");
         pthread_mutex_unlock(s->write_lock);
         return -1;
@@ -460,6 +514,7 @@ static int txn_begin(store *s)
     if (!s->grouping)
         return begin(s);
     if (!s->group_open) {
+        read_end(s);
         if (write_lock(s) != 0)
             return -1;
         if (begin(s) != 0) {

@@ -66,6 +66,12 @@ void store_request_end(store *s, int keep);
  * commit failed and every write of the group is undone. */
 int store_group_commit(store *s);
 
+/* From now on the reads of one event-loop pass share one read transaction:
+ * hook runs when it opens; the caller must then call store_pass_end once
+ * the pass's requests are done (a write ends it earlier by itself). */
+void store_pass_reads(store *s, void (*hook)(void *ud), void *ud);
+void store_pass_end(store *s);
+
 /* Fills ix from the database (start-up rebuild). */
 int store_index_build(store *s, tagidx *ix);
 
