@@ -176,6 +176,14 @@ static int bootstrap_credentials(gw *g)
         fprintf(stderr, "tagway: cannot create the first credential: %s\n", err);
         return -1;
     }
+    /* written in the loop's commit group, which commits once the loop
+     * runs: commit now, before the credential is shown or any worker
+     * serves (another worker's connection would not see it yet) */
+    if (store_group_commit(g->store) != 0) {
+        fprintf(stderr, "tagway: cannot store the first credential: %s\n", store_errmsg(g->store));
+        return -1;
+    }
+    store_pass_end(g->store);
     /* the address to paste: with --listen HOST:0 the port actually bound */
     snprintf(where, sizeof where, "%.*s:%d", colon ? (int)(colon - g->opt.listen) : 0,
              g->opt.listen, http_port(g));
