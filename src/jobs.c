@@ -17,6 +17,7 @@
 
 #define BATCH 16
 #define TICK_MS 20
+#define KICK_LINGER_US 2000000      /* a commit group is durable well before */
 
 typedef struct {
     char id[33];
@@ -35,6 +36,7 @@ struct jobs {
     size_t nprogress, cap;
     int armed;
     _Atomic int kicked;
+    _Atomic int64_t kicked_us;  /* when another worker last kicked */
 };
 
 static job_progress *progress_of(jobs *j, const char *id)
@@ -149,7 +151,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             active += step(j, b.ids[i]);
     j->g->in_request = 0;
     store_release(j->g->store);
-    if (active || b.n == BATCH)
+    /* another worker's kick comes before its commit group is durable, so
+     * its job may not be visible yet: keep looking for a while */
+    if (active || b.n == BATCH || util_mono_us() - atomic_load(&j->kicked_us) < KICK_LINGER_US)
         arm(j);
 }
 
@@ -188,10 +192,12 @@ void jobs_kick(jobs *j)
 {
     if (!j)
         return;
-    if (pthread_equal(pthread_self(), j->g->thread))
+    if (pthread_equal(pthread_self(), j->g->thread)) {
         arm(j);
-    else
-        atomic_store(&j->kicked, 1);    /* seen within a tick */
+        return;
+    }
+    atomic_store(&j->kicked_us, util_mono_us());
+    atomic_store(&j->kicked, 1);        /* seen within a tick */
 }
 
 void jobs_free(jobs *j)
