@@ -44,6 +44,28 @@ static uint32_t str_hash(const char *s)
     return mix32(h);
 }
 
+/* Grows a byte buffer (1.5x, at least `floor`, at most `ceiling` bytes)
+ * so it holds `need` bytes.  0, or -1 when it cannot (buffer unchanged). */
+static int bytes_reserve(char **buf, uint32_t *cap, uint64_t need, uint32_t floor, uint32_t ceiling)
+{
+    uint64_t ncap;
+    char *nb;
+    if (need <= *cap)
+        return 0;
+    if (need > ceiling)
+        return -1;
+    ncap = *cap < floor ? floor : (uint64_t)*cap + *cap / 2;
+    if (ncap < need)
+        ncap = need;
+    if (ncap > ceiling)
+        ncap = ceiling;
+    if (!(nb = realloc(*buf, ncap)))
+        return -1;
+    *buf = nb;
+    *cap = (uint32_t)ncap;
+    return 0;
+}
+
 /* ---- string -> pointer map (open addressing, linear probing) ----------- */
 
 typedef struct {
@@ -492,19 +514,8 @@ static int vt_reserve(vtab *t, size_t len)
         t->ents = ne;
         t->cap = ncap;
     }
-    if (t->alen + len + 1 > t->acap) {
-        uint64_t ncap = t->acap < 64 ? 64 : (uint64_t)t->acap + t->acap / 2;
-        char *na;
-        if (ncap < t->alen + len + 1)
-            ncap = t->alen + len + 1;
-        if (ncap > UINT32_MAX)
-            ncap = UINT32_MAX;
-        na = realloc(t->arena, ncap);
-        if (!na)
-            return -1;
-        t->arena = na;
-        t->acap = (uint32_t)ncap;
-    }
+    if (bytes_reserve(&t->arena, &t->acap, (uint64_t)t->alen + len + 1, 64, UINT32_MAX) != 0)
+        return -1;
     if (!t->idx || (uint64_t)(t->n + 1) * 2 > (uint64_t)t->mask + 1)
         return vt_rehash(t, t->idx ? (t->mask + 1) * 2 : 8);
     return 0;
@@ -709,18 +720,8 @@ static int seg_reserve(nseg *s, size_t len)
         s->offs = no;
         s->cap = ncap;
     }
-    if (s->blen + len + 1 > s->bcap) {
-        uint64_t ncap = s->bcap < 256 ? 256 : (uint64_t)s->bcap + s->bcap / 2;
-        char *nb;
-        if (ncap < s->blen + len + 1)
-            ncap = s->blen + len + 1;
-        if (ncap >= NM_DEAD)
-            ncap = NM_DEAD - 1;
-        if (!(nb = realloc(s->blob, ncap)))
-            return -1;
-        s->blob = nb;
-        s->bcap = (uint32_t)ncap;
-    }
+    if (bytes_reserve(&s->blob, &s->bcap, (uint64_t)s->blen + len + 1, 256, NM_DEAD - 1) != 0)
+        return -1;
     return 0;
 }
 
