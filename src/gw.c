@@ -133,10 +133,8 @@ int gw_reload(gw *g, char *err, size_t errlen)
         return -1;
     }
     for (int i = 0; i < n; i++) {
-        if (i == g->worker)
-            continue;
-        lhost_free(sh->next[i]);    /* one an idle worker never took */
-        sh->next[i] = built[i];
+        lhost_free(sh->next[i]);    /* one a worker never took (this one's too) */
+        sh->next[i] = i == g->worker ? NULL : built[i];
     }
     atomic_store(&sh->generation, gen);
     pthread_mutex_unlock(&sh->reload_lock);

@@ -16,6 +16,7 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lua-cjson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@ struct lhost {
     int64_t deadline_us;         /* budget end of the running call */
     int64_t instr_left;
     int killed;                  /* budget spent: the hook raises on every count */
+    int armed;                   /* a budgeted call is running */
+    int building;                /* lhost_new is running the scripts' init */
+    volatile sig_atomic_t overrun_hook; /* the watchdog installed the hook */
     watchdog *wd;                /* enforces the time budget */
     int handle_ref;
     int job_step_ref;            /* main.job_step, LUA_NOREF if absent */
@@ -165,8 +169,18 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     if (!h->killed) {
         h->instr_left -= HOOK_EVERY;
-        if (h->instr_left > 0 && util_mono_us() < h->deadline_us)
+        if (h->instr_left > 0 && util_mono_us() < h->deadline_us) {
+            if (h->overrun_hook) {
+                /* the deadline moved after the watchdog fired (time spent
+                 * waiting for a lock is not the script's): back to normal */
+                h->overrun_hook = 0;
+                if (h->g->opt.script_instructions > 0)
+                    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+                else
+                    lua_sethook(L, NULL, 0, 0);
+            }
             return;
+        }
         h->killed = 1;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     }
@@ -178,8 +192,19 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 static void budget_overrun(void *ud)
 {
     lhost *h = ud;
+    h->overrun_hook = 1;
     lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, 1);
 }
+
+void lhost_extend_budget(lhost *h, int64_t us)
+{
+    if (!h || !h->armed || us <= 0)
+        return;
+    h->deadline_us += us;
+    watchdog_extend(h->wd, h->deadline_us);
+}
+
+int lhost_building(const lhost *h) { return h->building; }
 
 /* Time is watched from outside, so a call costs two atomic stores.  A count
  * hook makes the VM stop at every instruction (Lua 5.4 sets its trap for
@@ -190,6 +215,8 @@ static void budget_start(lhost *h, int64_t scale)
     gw_options *o = &h->g->opt;
     h->killed = 0;
     h->mem_exceeded = 0;
+    h->overrun_hook = 0;
+    h->armed = 1;
     h->deadline_us = util_mono_us() + o->script_time_ms * 1000 * scale;
     if (o->script_instructions > 0) {
         h->instr_left = o->script_instructions * scale;
@@ -202,6 +229,7 @@ static void budget_start(lhost *h, int64_t scale)
 
 static void budget_stop(lhost *h)
 {
+    h->armed = 0;
     watchdog_disarm(h->wd);
     lua_sethook(h->L, NULL, 0, 0);
 }
@@ -669,8 +697,12 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
     lua_pushcclosure(h->L, l_require, 1);
     lua_setglobal(h->L, "require");
     lapi_open(h->L, h);
+    /* another worker may build this state (a reload reaches all workers):
+     * its init must not touch the storage of the worker it is for */
+    h->building = 1;
     if (init_main(h, err, errlen) != 0 || lock_state(h, err, errlen) != 0)
         goto fail;
+    h->building = 0;
     lua_settop(h->L, 0);
     lua_gc(h->L, LUA_GCCOLLECT, 0);
     /* requests make short-lived garbage: the generational mode suits it */

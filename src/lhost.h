@@ -68,6 +68,12 @@ size_t lhost_memory(const lhost *h);
 
 /* For lapi: the request being served, or NULL outside a request. */
 const lhost_request *lhost_current(const lhost *h);
+/* Moves the running call's deadline later by us (time the call spent
+ * blocked on something that is not the script, e.g. another worker's
+ * write lock).  No effect between calls. */
+void lhost_extend_budget(lhost *h, int64_t us);
+/* 1 while lhost_new runs the scripts' init. */
+int lhost_building(const lhost *h);
 lhost_response *lhost_current_response(lhost *h);
 gw *lhost_gw(const lhost *h);
 

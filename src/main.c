@@ -214,6 +214,16 @@ static int load_index(gw *g)
     return 0;
 }
 
+/* Waiting for another worker's write lock is not the script's time: the
+ * running call (in the current generation, or the retired one finishing
+ * its request) gets it back. */
+static void write_waited(void *ud, int64_t us)
+{
+    gw *g = ud;
+    lhost_extend_budget(g->lua, us);
+    lhost_extend_budget(g->retired, us);
+}
+
 /* One worker's own parts: SQLite connection, event loop, Lua generation.
  * The index, metrics and job runner are worker 0's, shared. */
 static int worker_open(gw *g, char *err, size_t errlen)
@@ -226,7 +236,7 @@ static int worker_open(gw *g, char *err, size_t errlen)
         store_attach_index(g->store, g->index);
     }
     if (g->shared->nworkers > 1)
-        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock);
+        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock, write_waited, g);
     g->metrics = first->metrics;
     if (!(g->base = event_base_new())) {
         snprintf(err, errlen, "cannot create an event loop");

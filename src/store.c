@@ -124,6 +124,8 @@ struct store {
     tagidx *ix;              /* borrowed; may be NULL */
     pthread_mutex_t *write_lock;    /* shared with other connections, or NULL */
     pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
+    void (*waited)(void *ud, int64_t us);   /* told how long write_lock took */
+    void *waited_ud;
     int64_t last_created_ms; /* keeps creation time monotonic in seq order */
     _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
     /* group commit: writes of many requests share one transaction, each in
@@ -232,10 +234,13 @@ void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us)
     *commit_us = atomic_load(&s->commit_us);
 }
 
-void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
+void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
+                 void (*waited)(void *ud, int64_t us), void *ud)
 {
     s->write_lock = write_lock;
     s->index_lock = index_lock;
+    s->waited = waited;
+    s->waited_ud = ud;
 }
 
 /* The write lock spans BEGIN .. COMMIT and the index feed after it, so
@@ -250,7 +255,12 @@ static int write_lock(store *s)
      * upgrade it (SQLITE_BUSY at once).  Rows read so far are the
      * caller's no longer, as for any store call. */
     store_release(s);
-    pthread_mutex_lock(s->write_lock);
+    if (pthread_mutex_trylock(s->write_lock) != 0) {
+        int64_t t0 = util_mono_us();
+        pthread_mutex_lock(s->write_lock);
+        if (s->waited)
+            s->waited(s->waited_ud, util_mono_us() - t0);
+    }
     /* another connection may have created images since: creation times
      * stay monotonic in seq order across all of them (read on its own,
      * not as the start of a pass's read transaction: BEGIN follows) */
@@ -1037,8 +1047,13 @@ store_rc store_image_set_status(store *s, const char *id, const char *status)
 store_rc store_cred_create(store *s, const char *project, const char *role,
                            const char *token_hash, const char *ak, const char *sk)
 {
-    sqlite3_stmt *st = stmt(s, Q_CRED_INSERT);
+    sqlite3_stmt *st;
     int rc;
+    /* a write like any other: its own transaction, or a savepoint of the
+     * serving loop's group, never folded into a read transaction */
+    if (txn_begin(s) != 0)
+        return STORE_ERROR;
+    st = stmt(s, Q_CRED_INSERT);
     sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, token_hash, -1, SQLITE_STATIC);
@@ -1047,10 +1062,14 @@ store_rc store_cred_create(store *s, const char *project, const char *role,
     sqlite3_bind_int64(st, 6, util_now_ms());
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc == SQLITE_CONSTRAINT)
-        return STORE_CONFLICT;
     if (rc != SQLITE_DONE) {
-        set_err(s, "credential insert");
+        if (rc != SQLITE_CONSTRAINT)
+            set_err(s, "credential insert");
+        txn_rollback(s);
+        return rc == SQLITE_CONSTRAINT ? STORE_CONFLICT : STORE_ERROR;
+    }
+    if (txn_commit(s) != 0) {
+        txn_rollback(s);
         return STORE_ERROR;
     }
     return STORE_OK;
@@ -1109,8 +1128,11 @@ int store_cred_each(store *s, store_cred_cb cb, void *ud)
 
 store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak)
 {
-    sqlite3_stmt *st = stmt(s, Q_CRED_REVOKE);
-    int rc;
+    sqlite3_stmt *st;
+    int rc, changed;
+    if (txn_begin(s) != 0)
+        return STORE_ERROR;
+    st = stmt(s, Q_CRED_REVOKE);
     if (token_hash)
         sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_STATIC);
     if (ak)
@@ -1118,11 +1140,14 @@ store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak)
     sqlite3_bind_int64(st, 3, util_now_ms());
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        set_err(s, "credential revoke");
+    changed = sqlite3_changes(s->db);
+    if (rc != SQLITE_DONE || txn_commit(s) != 0) {
+        if (rc != SQLITE_DONE)
+            set_err(s, "credential revoke");
+        txn_rollback(s);
         return STORE_ERROR;
     }
-    return sqlite3_changes(s->db) ? STORE_OK : STORE_NOT_FOUND;
+    return changed ? STORE_OK : STORE_NOT_FOUND;
 }
 
 static int64_t count_of(store *s, int which)

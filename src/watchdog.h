@@ -23,6 +23,8 @@ void watchdog_free(watchdog *wd);
 /* A call starts on this thread that must end by deadline_us (util_mono_us
  * clock); an overrun signals this thread. */
 void watchdog_arm(watchdog *wd, int64_t deadline_us);
+/* The armed call may run until deadline_us instead. */
+void watchdog_extend(watchdog *wd, int64_t deadline_us);
 /* The call ended; a late signal for it is ignored. */
 void watchdog_disarm(watchdog *wd);
 

@@ -40,24 +40,27 @@ class Conn:
         self.c.close()
 
 
-def conns_per_worker(g, workers, tries=64):
-    """{worker prefix: Conn}, one connection for each of `workers` loops."""
+def conns_by_worker(g, workers, per, tries=96):
+    """{worker prefix: [Conn] * per} for each of `workers` loops."""
     found, spare = {}, []
     for _ in range(tries):
         c = Conn(g)
         st, _ = c.request("GET", "/healthz")
         assert st == 200
-        if c.worker in found:
-            spare.append(c)
-        else:
-            found[c.worker] = c
-        if len(found) == workers:
+        mine = found.setdefault(c.worker, [])
+        (mine if len(mine) < per else spare).append(c)
+        if len(found) == workers and all(len(v) == per for v in found.values()):
             break
     for c in spare:
         c.close()
-    assert len(found) == workers, "only %d of %d workers answered over %d connections" % (
-        len(found), workers, tries)
+    assert len(found) == workers and all(len(v) == per for v in found.values()), \
+        "only %s connections per worker over %d tries" % ({w: len(v) for w, v in found.items()}, tries)
     return found
+
+
+def conns_per_worker(g, workers, tries=64):
+    """{worker prefix: Conn}, one connection for each of `workers` loops."""
+    return {w: v[0] for w, v in conns_by_worker(g, workers, 1, tries).items()}
 
 
 def test_status_reports_the_workers(gateway_factory):
@@ -222,3 +225,79 @@ def test_sigterm_stops_every_worker(gateway_factory):
     assert time.monotonic() - t0 < 5
     assert any(o.get("msg") == "stopped" for o in g.log_objects())
     assert BIN
+
+
+def _patch(g, rel, old, new):
+    path = g.script(rel)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert old in text, (rel, old)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(old, new, 1))
+
+
+def test_waiting_for_another_workers_write_is_not_the_scripts_time(gateway_factory):
+    """One worker holds the write lock for its whole loop pass; a second
+    worker's write waits for it.  That wait must not count against the
+    waiting request's script budget (it used to end in 503s)."""
+    import threading
+    g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "150"])
+    # each create spends 60 ms of wall clock in its script after its write,
+    # while its worker holds the write lock
+    _patch(g, "handlers/images.lua", "return shape.ok(201,",
+           "do local t = gw.now_ms() while gw.now_ms() - t < 60 do end end\n  return shape.ok(201,")
+    st, _, _, raw = g.reload()
+    assert st == 200, raw
+    conns = [c for v in conns_by_worker(g, 2, 2).values() for c in v]
+    results = []
+
+    def create(c):
+        for i in range(5):
+            results.append(c.request("POST", "/v2/images", {"name": "slow-%d" % i})[0])
+
+    ts = [threading.Thread(target=create, args=(c,)) for c in conns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert results.count(201) == 20, results
+    for c in conns:
+        c.close()
+
+
+def test_a_reload_of_many_workers_does_not_use_up_the_callers_budget(gateway_factory):
+    """Building a generation for every worker takes longer than a small
+    script budget; the reload is the gateway's work, so it answers 200."""
+    g = gateway_factory(extra_args=["--workers", "8", "--script-time-ms", "20"])
+    for _ in range(3):
+        st, _, js, raw = g.reload()
+        assert st == 200, raw
+    st, _, js, _ = g.request("GET", "/admin/status")
+    assert st == 200 and js["workers"] == 8
+
+
+def test_init_cannot_touch_storage(gateway_factory):
+    """A reload builds every worker's state on the reloading thread; a
+    script's init that reaches for storage is refused with a clear error
+    and the old generation keeps serving."""
+    g = gateway_factory(extra_args=["--workers", "2"])
+    before = g.request("GET", "/admin/status")[2]["generation"]
+    _patch(g, "main.lua", "function main.init(ctx)\n", "function main.init(ctx)\n  gw.status()\n")
+    st, _, js, raw = g.reload()
+    assert st == 422, raw
+    assert "not available while the scripts load" in raw.decode(), raw
+    st, _, js, _ = g.request("GET", "/admin/status")
+    assert st == 200 and js["generation"] == before
+
+
+def test_a_stray_sigalrm_is_ignored(gateway_factory):
+    """SIGALRM carries the script watchdog's interrupts; one sent from
+    outside (kill -ALRM) changes nothing."""
+    import signal
+    g = gateway_factory(extra_args=["--workers", "2"])
+    for _ in range(3):
+        g.proc.send_signal(signal.SIGALRM)
+    time.sleep(0.2)
+    assert g.proc.poll() is None
+    assert g.request("GET", "/healthz")[0] == 200
+    assert g.create_image()
