@@ -987,8 +987,8 @@ def report(R):
     head = ("| Figure | Value | vs ceiling / baseline | Target | Met |\n"
             "| --- | --- | --- | --- | --- |\n")
     notes = ("\n`make bench` (tests/bench/bench.py), %s images. wrk shares the %d cores with the server. "
-             "Per-query HTTP latency is measured with one connection (at 64 connections a single event loop "
-             "queues requests, see the -c64 rows). Targets in parentheses are shown for reference "
+             "Per-query HTTP latency is measured with one connection (at 64 connections requests queue "
+             "behind the event loops, see the -c64 rows). Targets in parentheses are shown for reference "
              "(they are set for the typical shape%s).\n" % (
                  fmt_int(n), mach["cores"], "" if big else "; targets for 10^6 images are not judged at this size"))
     notes += ("\nAt 64 connections a closed loop's mean latency is 64 / throughput (Little's law): "
