@@ -388,13 +388,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void on_term(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;
-    gw_shared *sh = g->shared;
     (void)fd, (void)what;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
-    atomic_store(&sh->stopping, 1);
-    for (int i = 0; i < sh->nworkers; i++)
-        if (sh->workers[i] != g)
-            wake(sh->workers[i]);
+    atomic_store(&g->shared->stopping, 1);
+    http_wake_all(g);
     stop_worker(g);
 }
 
