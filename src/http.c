@@ -554,23 +554,25 @@ static evutil_socket_t listen_socket(const char *host, int port, int reuseport, 
     return fd;
 }
 
-/* Several workers: each binds its own SO_REUSEPORT socket to the port and
- * the kernel spreads new connections over them.  Worker 0 first binds a
- * plain socket as a probe, so a port that another process holds is an
- * error here, never silently shared with it (SO_REUSEPORT would allow
- * that for the same user); with port 0 the probe also picks the port. */
-static int bind_shared(gw *g, http_state *st, const char *host, int port, char *err, size_t errlen)
+/* The worker's listening socket.  Several workers each bind their own
+ * SO_REUSEPORT socket to the port and the kernel spreads new connections
+ * over them; worker 0 first binds a plain socket as a probe, so a port
+ * that another process holds is an error here, never silently shared with
+ * it (SO_REUSEPORT would allow that for the same user); with port 0 the
+ * probe also picks the port.  One worker binds a plain socket. */
+static int bind_listener(gw *g, http_state *st, const char *host, int port, char *err, size_t errlen)
 {
     evutil_socket_t fd;
-    if (g->worker == 0) {
+    int shared = g->shared->nworkers > 1;
+    if (shared && g->worker == 0) {
         if ((fd = listen_socket(host, port, 0, 0, err, errlen)) < 0)
             return -1;
         port = fd_port(fd);
         close(fd);
-    } else {
+    } else if (shared) {
         port = http_port(g->shared->workers[0]);
     }
-    if ((fd = listen_socket(host, port, 1, SOMAXCONN, err, errlen)) < 0)
+    if ((fd = listen_socket(host, port, shared, SOMAXCONN, err, errlen)) < 0)
         return -1;
     if (!(st->bound = evhttp_accept_socket_with_handle(g->http, fd))) {
         close(fd);
@@ -612,13 +614,8 @@ int http_start(gw *g, char *err, size_t errlen)
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
-    if (g->shared->nworkers > 1) {
-        if (bind_shared(g, st, host, port, err, errlen) != 0)
-            return -1;
-    } else if (!(st->bound = evhttp_bind_socket_with_handle(g->http, host, (ev_uint16_t)port))) {
-        snprintf(err, errlen, "cannot listen on %s", g->opt.listen);
+    if (bind_listener(g, st, host, port, err, errlen) != 0)
         return -1;
-    }
     st->port = bound_port(st->bound);
     st->max_conns = g->opt.max_connections;
     st->base_sockets = open_sockets();

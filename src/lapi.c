@@ -13,6 +13,7 @@
 #include "tagidx.h"
 #include "util.h"
 
+#include <event2/buffer.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,65 +287,49 @@ static int l_image_delete(lua_State *L)
     return 1;
 }
 
-/* The project's keys and values copied out of the index under its read
- * lock, so no Lua call (which may raise) runs while the lock is held:
- * per key "key\0" then the value count (uint32) then "value\0" each. */
+/* The project's keys and values are copied out of the index under its
+ * read lock into an evbuffer, so no Lua call (which may raise) runs while
+ * the lock is held: per key "key\0", the value count (uint32), "value\0"
+ * each. */
 typedef struct {
-    char *buf;
-    size_t len, cap;
-    int oom;
+    struct evbuffer *buf;
+    int failed;                 /* out of memory: the listing stopped short */
 } tag_dump;
-
-static void dump_put(tag_dump *d, const void *p, size_t n)
-{
-    if (d->oom)
-        return;
-    if (d->len + n > d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 4096;
-        char *grown;
-        while (cap < d->len + n)
-            cap *= 2;
-        if (!(grown = realloc(d->buf, cap))) {
-            d->oom = 1;
-            return;
-        }
-        d->buf = grown;
-        d->cap = cap;
-    }
-    memcpy(d->buf + d->len, p, n);
-    d->len += n;
-}
 
 static int dump_key_cb(void *ud, const char *key, const char *const *values, size_t n)
 {
     tag_dump *d = ud;
     uint32_t count = (uint32_t)n;
-    dump_put(d, key, strlen(key) + 1);
-    dump_put(d, &count, sizeof count);
+    if (evbuffer_add(d->buf, key, strlen(key) + 1) != 0 ||
+        evbuffer_add(d->buf, &count, sizeof count) != 0)
+        return d->failed = 1;
     for (size_t i = 0; i < n; i++)
-        dump_put(d, values[i], strlen(values[i]) + 1);
-    return d->oom;
+        if (evbuffer_add(d->buf, values[i], strlen(values[i]) + 1) != 0)
+            return d->failed = 1;
+    return 0;
 }
 
-/* Pushes {{key=, values={...}}, ...}; frees the dump even if Lua raises. */
+/* Pushes {{key=, values={...}}, ...} from the dump (a protected call: the
+ * caller frees the dump even if Lua raises). */
 static int push_dump(lua_State *L)
 {
-    tag_dump *d = lua_touserdata(L, 1);
-    size_t at = 0;
+    struct evbuffer *b = lua_touserdata(L, 1);
+    size_t len = evbuffer_get_length(b), at = 0;
+    const char *d = len ? (const char *)evbuffer_pullup(b, -1) : "";
     lua_newtable(L);
-    while (at < d->len) {
+    while (at < len) {
         uint32_t count;
         lua_createtable(L, 0, 2);
-        lua_pushstring(L, d->buf + at);
+        lua_pushstring(L, d + at);
         lua_setfield(L, -2, "key");
-        at += strlen(d->buf + at) + 1;
-        memcpy(&count, d->buf + at, sizeof count);
+        at += strlen(d + at) + 1;
+        memcpy(&count, d + at, sizeof count);
         at += sizeof count;
         lua_createtable(L, (int)count, 0);
         for (uint32_t i = 0; i < count; i++) {
-            lua_pushstring(L, d->buf + at);
+            lua_pushstring(L, d + at);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
-            at += strlen(d->buf + at) + 1;
+            at += strlen(d + at) + 1;
         }
         lua_setfield(L, -2, "values");
         lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
@@ -357,19 +342,21 @@ static int l_project_tags(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1);
     gw *g = gwp(L);
-    tag_dump d = {0};
+    tag_dump d = {evbuffer_new(), 0};
     int rc;
+    if (!d.buf)
+        return luaL_error(L, "out of memory listing tags");
     gw_index_read(g);
     rc = tagidx_project_tags(g->index, project, dump_key_cb, &d);
     gw_index_done(g);
-    if (rc != 0 || d.oom) {
-        free(d.buf);
+    if (rc != 0 || d.failed) {
+        evbuffer_free(d.buf);
         return luaL_error(L, "out of memory listing tags");
     }
     lua_pushcfunction(L, push_dump);
-    lua_pushlightuserdata(L, &d);
+    lua_pushlightuserdata(L, d.buf);
     rc = lua_pcall(L, 1, 1, 0);
-    free(d.buf);
+    evbuffer_free(d.buf);
     if (rc != LUA_OK)
         return lua_error(L);
     return 1;

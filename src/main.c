@@ -236,7 +236,8 @@ static int worker_open(gw *g, char *err, size_t errlen)
         store_attach_index(g->store, g->index);
     }
     if (g->shared->nworkers > 1)
-        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock, write_waited, g);
+        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock,
+                    &g->shared->last_created_ms, write_waited, g);
     g->metrics = first->metrics;
     if (!(g->base = event_base_new())) {
         snprintf(err, errlen, "cannot create an event loop");

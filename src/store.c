@@ -126,7 +126,9 @@ struct store {
     pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
     void (*waited)(void *ud, int64_t us);   /* told how long write_lock took */
     void *waited_ud;
-    int64_t last_created_ms; /* keeps creation time monotonic in seq order */
+    int64_t own_last_created;       /* keeps creation time monotonic in seq order */
+    int64_t *last_created;          /* &own_last_created, or the workers' shared one
+                                       (read and written under write_lock) */
     _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
     /* group commit: writes of many requests share one transaction, each in
      * its own savepoint; index changes wait for the group's COMMIT */
@@ -217,7 +219,6 @@ static int exec_simple(store *s, int which)
     return 0;
 }
 
-static int load_last_created(store *s);
 static int begin(store *s) { return exec_simple(s, Q_BEGIN); }
 static int commit(store *s)
 {
@@ -235,8 +236,11 @@ void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us)
 }
 
 void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
-                 void (*waited)(void *ud, int64_t us), void *ud)
+                 int64_t *last_created, void (*waited)(void *ud, int64_t us), void *ud)
 {
+    if (*last_created < s->own_last_created)
+        *last_created = s->own_last_created;
+    s->last_created = last_created;
     s->write_lock = write_lock;
     s->index_lock = index_lock;
     s->waited = waited;
@@ -245,11 +249,10 @@ void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_
 
 /* The write lock spans BEGIN .. COMMIT and the index feed after it, so
  * the index takes the writers' changes in their commit order. */
-static int write_lock(store *s)
+static void write_lock(store *s)
 {
-    int pass_reads, rc;
     if (!s->write_lock)
-        return 0;
+        return;
     /* a read statement of this request still stepping holds a snapshot
      * that may predate another worker's commit; BEGIN IMMEDIATE could not
      * upgrade it (SQLITE_BUSY at once).  Rows read so far are the
@@ -261,19 +264,6 @@ static int write_lock(store *s)
         if (s->waited)
             s->waited(s->waited_ud, util_mono_us() - t0);
     }
-    /* another connection may have created images since: creation times
-     * stay monotonic in seq order across all of them (read on its own,
-     * not as the start of a pass's read transaction: BEGIN follows) */
-    pass_reads = s->pass_reads;
-    s->pass_reads = 0;
-    rc = load_last_created(s);
-    s->pass_reads = pass_reads;
-    if (rc != 0) {
-        set_err(s, "last creation time");
-        pthread_mutex_unlock(s->write_lock);
-        return -1;
-    }
-    return 0;
 }
 
 static void write_unlock(store *s)
@@ -360,7 +350,7 @@ static int load_last_created(store *s)
     sqlite3_stmt *st = stmt(s, Q_LAST_CREATED);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        s->last_created_ms = sqlite3_column_int64(st, 0);
+        s->own_last_created = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
@@ -394,6 +384,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
     for (int i = 0; i < Q__COUNT; i++)
         if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK)
             goto fail;
+    s->last_created = &s->own_last_created;
     if (load_last_created(s) != 0)
         goto fail;
     s->pending_tail = &s->pending;
@@ -531,8 +522,7 @@ static int txn_begin(store *s)
         return begin(s);
     if (!s->group_open) {
         read_end(s);
-        if (write_lock(s) != 0)
-            return -1;
+        write_lock(s);
         if (begin(s) != 0) {
             write_unlock(s);
             return -1;
@@ -908,7 +898,7 @@ static store_rc insert_image(store *s, const char *project, const char *id,
 static int64_t next_created_ms(store *s)
 {
     int64_t now = util_now_ms();
-    return now > s->last_created_ms ? now : s->last_created_ms;
+    return now > *s->last_created ? now : *s->last_created;
 }
 
 /* An image row and its tags, inside the caller's transaction. */
@@ -956,7 +946,7 @@ store_rc store_image_create(store *s, const char *project, const char *id,
         txn_rollback(s);
         return rc;
     }
-    s->last_created_ms = created;
+    *s->last_created = created;
     if (id_out)
         memcpy(id_out, id, 37);
     index_new_image(s, project, seq, name, tags, ntags);
@@ -1421,7 +1411,7 @@ store_rc store_bulk_image(store *s, const char *project, const char *id, const c
     int64_t seq = 0, created = next_created_ms(s);
     store_rc rc = add_image_rows(s, project, id, name, status, "{}", tags, ntags, created, &seq);
     if (rc == STORE_OK)
-        s->last_created_ms = created;
+        *s->last_created = created;
     return rc;
 }
 
@@ -1474,7 +1464,7 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
         txn_rollback(s);
         return rc;
     }
-    s->last_created_ms = created;
+    *s->last_created = created;
     memcpy(image_id_out, image_id, 37);
     index_new_image(s, project, seq, name, tags, ntags);
     return STORE_OK;

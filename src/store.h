@@ -50,10 +50,13 @@ void store_attach_index(store *s, tagidx *ix);
 /* Several connections in one process (--workers): write_lock is held from
  * a write transaction's BEGIN to its COMMIT and index feed, index_lock
  * (write side) while the index is fed.  NULL: this connection is alone.
+ * last_created (the newest image's creation time, kept under write_lock)
+ * is shared by the connections so creation times stay monotonic in seq
+ * order across them.
  * waited(ud, us) reports a wait for the write lock (it is not the
  * waiting script's time). */
 void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
-                 void (*waited)(void *ud, int64_t us), void *ud);
+                 int64_t *last_created, void (*waited)(void *ud, int64_t us), void *ud);
 /* Group commit: from now on writes of several requests share one
  * transaction (each in its own savepoint, so a failing request undoes only
  * itself).  hook runs when a group opens; the caller must then call

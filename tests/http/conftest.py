@@ -177,6 +177,17 @@ class Gateway:
         with self._lock:
             return list(self._stdout)
 
+    def wait_logged(self, done, timeout=3.0):
+        """Polls the log objects until done(objects) is true or the time is
+        up (stderr is read by another thread, so a line written before an
+        answer may arrive after it); returns the objects seen last."""
+        deadline = time.monotonic() + timeout
+        objs = self.log_objects()
+        while not done(objs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            objs = self.log_objects()
+        return objs
+
     def log_objects(self):
         out = []
         for line in self.stderr_lines():
@@ -187,13 +198,8 @@ class Gateway:
 
     def access_log(self, request_id, timeout=2.0):
         """Access-log entries (JSON lines with this request_id and a status)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [o for o in self.log_objects()
-                     if o.get("request_id") == request_id and "status" in o]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
+        mine = lambda objs: [o for o in objs if o.get("request_id") == request_id and "status" in o]
+        return mine(self.wait_logged(mine, timeout))
 
     # ---- HTTP --------------------------------------------------------------
     @property

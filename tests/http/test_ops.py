@@ -202,12 +202,8 @@ def test_time_budget_is_kept_by_the_watchdog(gateway_factory):
         assert st == 503, raw
         ims_error(js, "IMG.0061")
         assert 0.28 <= elapsed < 1.0, elapsed
-    # the error lines are read from the child's stderr by another thread
-    deadline = time.monotonic() + 3
-    kills = []
-    while len(kills) < 3 and time.monotonic() < deadline:
-        kills = [o for o in g.log_objects() if o.get("kind") == "budget"]
-        time.sleep(0.02)
+    budget = lambda objs: [o for o in objs if o.get("kind") == "budget"]
+    kills = budget(g.wait_logged(lambda objs: len(budget(objs)) >= 3))
     assert len(kills) == 3 and "script budget exceeded" in kills[0]["traceback"]
     st, _, js, raw = g.request("GET", "/admin/status")
     assert st == 200, raw
@@ -293,8 +289,5 @@ def test_sighup_reloads(gateway):
     while g.status()["generation"] != gen + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert g.status()["generation"] == gen + 1
-    # the log line is read from the child's stderr by another thread: wait for it
-    logged = lambda: any("reload (SIGHUP) ok" in l for l in g.stderr_lines())
-    while not logged() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert logged()
+    objs = g.wait_logged(lambda objs: any(o.get("msg") == "reload (SIGHUP) ok" for o in objs))
+    assert any(o.get("msg") == "reload (SIGHUP) ok" for o in objs)

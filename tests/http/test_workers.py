@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from conftest import BIN, Gateway, ims_error
+from test_ops import replace_in
 
 
 class Conn:
@@ -124,12 +125,7 @@ def test_reload_reaches_every_worker_before_its_next_request(gateway_factory):
         st, js = c.request("GET", "/admin/status")
         assert st == 200 and js["generation"] == gens[w] + 1, (w, js["generation"])
     # a policy change is served by both loops after one reload
-    path = os.path.join(g.policies, "ims.lua")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    assert "max_tags = 10," in text
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace("max_tags = 10,", "max_tags = 1,", 1))
+    replace_in(os.path.join(g.policies, "ims.lua"), "max_tags = 10,", "max_tags = 1,")
     st, js = first.request("POST", "/admin/reload")
     assert st == 200, js
     for c in conns.values():
@@ -227,15 +223,6 @@ def test_sigterm_stops_every_worker(gateway_factory):
     assert BIN
 
 
-def _patch(g, rel, old, new):
-    path = g.script(rel)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    assert old in text, (rel, old)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace(old, new, 1))
-
-
 def test_waiting_for_another_workers_write_is_not_the_scripts_time(gateway_factory):
     """One worker holds the write lock for its whole loop pass; a second
     worker's write waits for it.  That wait must not count against the
@@ -244,7 +231,7 @@ def test_waiting_for_another_workers_write_is_not_the_scripts_time(gateway_facto
     g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "150"])
     # each create spends 60 ms of wall clock in its script after its write,
     # while its worker holds the write lock
-    _patch(g, "handlers/images.lua", "return shape.ok(201,",
+    replace_in(g.script("handlers/images.lua"), "return shape.ok(201,",
            "do local t = gw.now_ms() while gw.now_ms() - t < 60 do end end\n  return shape.ok(201,")
     st, _, _, raw = g.reload()
     assert st == 200, raw
@@ -282,7 +269,7 @@ def test_init_cannot_touch_storage(gateway_factory):
     and the old generation keeps serving."""
     g = gateway_factory(extra_args=["--workers", "2"])
     before = g.request("GET", "/admin/status")[2]["generation"]
-    _patch(g, "main.lua", "function main.init(ctx)\n", "function main.init(ctx)\n  gw.status()\n")
+    replace_in(g.script("main.lua"), "function main.init(ctx)\n", "function main.init(ctx)\n  gw.status()\n")
     st, _, js, raw = g.reload()
     assert st == 422, raw
     assert "not available while the scripts load" in raw.decode(), raw
