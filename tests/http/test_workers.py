@@ -288,3 +288,22 @@ def test_a_stray_sigalrm_is_ignored(gateway_factory):
     assert g.proc.poll() is None
     assert g.request("GET", "/healthz")[0] == 200
     assert g.create_image()
+
+
+def test_a_queued_sigalrm_from_another_process_is_ignored(gateway_factory):
+    """sigqueue(2) can attach any pointer to a signal; the watchdog's
+    handler must not follow one that another process sent."""
+    import ctypes
+    import signal
+
+    class Sigval(ctypes.Union):
+        _fields_ = [("sival_int", ctypes.c_int), ("sival_ptr", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, Sigval]
+    g = gateway_factory(extra_args=["--workers", "2"])
+    for _ in range(3):
+        assert libc.sigqueue(g.proc.pid, signal.SIGALRM, Sigval(sival_ptr=0x1234)) == 0
+    time.sleep(0.2)
+    assert g.proc.poll() is None, "the gateway died on a foreign queued SIGALRM"
+    assert g.request("GET", "/healthz")[0] == 200
