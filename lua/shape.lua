@@ -28,6 +28,11 @@ function shape.ok(status, value)
   return status, shape.encode(value), JSON
 end
 
+-- A body already encoded (JSON text built by a gw.*_json call).
+function shape.json(status, text)
+  return status, text, JSON
+end
+
 function shape.no_content()
   return 204, nil, nil
 end

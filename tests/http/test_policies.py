@@ -782,3 +782,53 @@ def test_start_fails_on_binding_to_missing_policy(scratch):
         server.stop()
     assert "nosuch" in str(info.value) and "tagway.conf.lua" in str(info.value)
     assert server.proc.returncode not in (None, 0)
+
+
+# ---- any character: what storage and the JSON answers must carry --------------
+
+ANYCHAR = r'''-- anychar: no character set, so values reach storage and the answers as sent.
+return {
+  name = "anychar", version = 1, max_tags = 20,
+  key = { min = 1, max = 36, edge_space = "allow" },
+  value = { min = 0, max = 43, edge_space = "allow" },
+  delete = { key_max = 127, value_max = 255, match_value = false },
+  reserved = { prefixes = {}, keys = {} },
+  overwrite = { ["*"] = "replace" },
+}
+'''
+
+
+def test_tags_answer_escapes_every_character(fresh):
+    """GET tags is built as JSON text in C (gw.image_tags_json), image GET by
+    cjson from Lua tables: both must carry quotes, backslashes, control
+    characters, DEL, slashes and 4-byte characters back exactly."""
+    with open(os.path.join(fresh.policies, "anychar.lua"), "w") as f:
+        f.write(ANYCHAR)
+    with open(fresh.config, "w") as f:
+        f.write(config_text(bindings={P_OTHER: "anychar"}))
+    status, data = fresh.reload()
+    assert status == 200, data
+    values = {
+        "quote": 'say "hi"', "backslash": "a\\b\\", "slash": "a/b", "tab": "a\tb",
+        "newline": "a\nb", "ctl": "\x01\x1f", "del": "x\x7fy", "cjk": "研发.v1",
+        "emoji": "😀 ok", "empty": "", "mixed": '"\\\n\x02/😀',
+    }
+    img = fresh.new_image(P_OTHER)
+    ok(fresh.create(P_OTHER, img, sorted(values.items())))
+    conn = http.client.HTTPConnection("127.0.0.1", fresh.port, timeout=30)
+    conn.request("GET", "/v2/%s/images/%s/tags" % (P_OTHER, img))
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("application/json")
+    assert not any(b < 0x20 for b in raw), raw           # control characters escaped
+    body = json.loads(raw)
+    assert body == {"tags": [{"key": k, "value": values[k]} for k in sorted(values)]}
+    status, image = fresh.request("GET", "/v2/images/%s" % img, project=P_OTHER)
+    assert status == 200, image
+    got = image.get("tags") or image.get("image_tags")
+    assert got is not None, image
+    assert {t["key"]: t["value"] for t in got} == values
+    # an image without tags answers an empty array, not an object
+    bare = fresh.new_image(P_OTHER)
+    assert fresh.request("GET", "/v2/%s/images/%s/tags" % (P_OTHER, bare)) == (200, {"tags": []})
