@@ -54,8 +54,9 @@ typedef struct gw gw;
 
 /* What the workers share.  Lock order: write_lock, then index_lock. */
 typedef struct gw_shared {
-    pthread_mutex_t write_lock;   /* one SQLite writer: BEGIN .. COMMIT + index feed */
-    int64_t last_created_ms;      /* newest image's creation time, under write_lock */
+    struct store *writer;         /* the one write connection, under write_lock */
+    pthread_mutex_t write_lock;   /* held by a request from its first write to its end,
+                                     and for a group's COMMIT + index feed */
     pthread_rwlock_t index_lock;  /* the tag index: queries read, the writer writes */
     pthread_mutex_t reload_lock;  /* reloads, and handing generations to workers */
     _Atomic uint64_t generation;  /* the newest generation; workers catch up */

@@ -82,9 +82,9 @@ static const char *method_name(enum evhttp_cmd_type cmd)
     return "UNKNOWN";
 }
 
-/* One answer, from request to the wire.  While a commit group is open,
- * answers wait here until its COMMIT: nothing is acknowledged (or shown to
- * a reader) before it is durable. */
+/* One answer, from request to the wire.  The answer of a request that
+ * wrote waits here until its group's COMMIT: nothing is acknowledged (or
+ * shown to a reader) before it is durable. */
 struct reply {
     struct evhttp_request *ev;
     char id[40];
@@ -253,6 +253,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
     lhost_rc rc;
+    int waits;
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
         evhttp_send_error(ev, 500, NULL);
         if (rp)
@@ -274,9 +275,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     store_release(g->store);
     if (rc != LHOST_OK)
         script_failure_body(&rp->resp, rc);
-    store_request_end(g->store, rp->resp.status < 300);
+    waits = store_request_end(g->store, rp->resp.status < 300);
     free(uri);
-    if (store_group_open(g->store)) {
+    if (waits) {
         *st->waiting_tail = rp;
         st->waiting_tail = &rp->next;
     } else {
@@ -285,8 +286,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     gw_settle(g);
 }
 
-/* Runs after the requests of this loop pass: one COMMIT (one fsync) for
- * all their writes, then their answers. */
+/* Runs after the requests of this loop pass: the COMMIT (one fsync) of
+ * the group holding their writes (unless another worker's came first),
+ * then their answers. */
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;

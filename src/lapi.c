@@ -275,6 +275,18 @@ static const char **check_strings(lua_State *L, int idx, size_t *n)
     return v;
 }
 
+/* gw.write_begin(): from now until the request ends, it holds the one
+ * writer: its reads see the latest state (writes of requests not yet
+ * committed too) and no other request writes, so what it read still holds
+ * when it writes.  Read-check-write handlers call it before reading. */
+static int l_write_begin(lua_State *L)
+{
+    need_request(L);
+    if (store_write_begin(gwp(L)->store) != 0)
+        return store_failed(L);
+    return 0;
+}
+
 /* gw.tags_apply(project, image_id, set, del, max_tags) -> true | nil, reason */
 static int l_tags_apply(lua_State *L)
 {
@@ -841,12 +853,7 @@ static int l_metrics_write(lua_State *L)
     mg.generation = g->generation;
     mg.index_bytes = index_memory(g);
     mg.script_bytes = lhost_memory(host(L));
-    for (int i = 0; i < g->shared->nworkers; i++) {
-        uint64_t commits, us;
-        store_commit_stats(g->shared->workers[i]->store, &commits, &us);
-        mg.commits += commits;
-        mg.commit_us_total += us;
-    }
+    store_commit_stats(g->store, &mg.commits, &mg.commit_us_total, &mg.syncs, &mg.sync_us_total);
     if (store_counts(g->store, &mg.images, &mg.tags) != 0)
         return store_failed(L);
     if (store_job_counts(g->store, collect_count, &jc) != 0)
@@ -872,7 +879,7 @@ void lapi_open(lua_State *L, lhost *h)
         {"image_get", l_image_get},   {"image_tags", l_image_tags},
         {"image_tags_json", l_image_tags_json},
         {"image_create", l_image_create}, {"image_delete", l_image_delete},
-        {"tags_apply", l_tags_apply}, {"project_tags", l_project_tags},
+        {"tags_apply", l_tags_apply}, {"write_begin", l_write_begin}, {"project_tags", l_project_tags},
         {"query", l_query},           {"uuid", l_uuid},
         {"now_ms", l_now_ms},         {"iso8601", l_iso8601},
         {"sha256", l_sha256},         {"log", l_log},

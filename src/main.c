@@ -176,13 +176,8 @@ static int bootstrap_credentials(gw *g)
         fprintf(stderr, "tagway: cannot create the first credential: %s\n", err);
         return -1;
     }
-    /* written in the loop's commit group, which commits once the loop
-     * runs: commit now, before the credential is shown or any worker
-     * serves (another worker's connection would not see it yet) */
-    if (store_group_commit(g->store) != 0) {
-        fprintf(stderr, "tagway: cannot store the first credential: %s\n", store_errmsg(g->store));
-        return -1;
-    }
+    /* written outside any request: committed (durable) on return, before
+     * the credential is shown or any worker serves */
     store_pass_end(g->store);
     /* the address to paste: with --listen HOST:0 the port actually bound */
     snprintf(where, sizeof where, "%.*s:%d", colon ? (int)(colon - g->opt.listen) : 0,
@@ -235,9 +230,7 @@ static int worker_open(gw *g, char *err, size_t errlen)
         g->index = first->index;
         store_attach_index(g->store, g->index);
     }
-    if (g->shared->nworkers > 1)
-        store_share(g->store, &g->shared->write_lock, &g->shared->index_lock,
-                    &g->shared->last_created_ms, write_waited, g);
+    store_share(g->store, g->shared->writer, write_waited, g);
     g->metrics = first->metrics;
     if (!(g->base = event_base_new())) {
         snprintf(err, errlen, "cannot create an event loop");
@@ -331,8 +324,11 @@ static int cmd_serve(int argc, char **argv)
     g = &w[0];
     g->thread = pthread_self();
     rc = 1;
-    if (open_store(g->opt.db, &g->store) != 0 || load_index(g) != 0)
+    if (open_store(g->opt.db, &g->store) != 0 || load_index(g) != 0 ||
+        open_store(g->opt.db, &shared.writer) != 0)
         goto done;
+    store_attach_index(shared.writer, g->index);
+    store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock);
     if (!(g->metrics = metrics_new()))
         goto done;
     for (int i = 0; i < n; i++)
@@ -375,6 +371,7 @@ done:
     watch_free(g->watch);
     for (int i = n - 1; i >= 0; i--)
         worker_close(&w[i]);
+    store_close(shared.writer);     /* after the workers: their groups end here */
     metrics_free(g->metrics);
     tagidx_free(g->index);
     gw_shared_destroy(&shared);

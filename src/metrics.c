@@ -138,14 +138,19 @@ int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count 
         "# TYPE tagway_script_bytes gauge\ntagway_script_bytes %zu\n"
         "# HELP tagway_sqlite_commits_total Write transactions committed.\n"
         "# TYPE tagway_sqlite_commits_total counter\ntagway_sqlite_commits_total %llu\n"
-        "# HELP tagway_sqlite_commit_seconds_total Time spent committing (fsync included).\n"
+        "# HELP tagway_sqlite_commit_seconds_total Time spent in COMMIT, under the write lock (the sync is apart).\n"
         "# TYPE tagway_sqlite_commit_seconds_total counter\ntagway_sqlite_commit_seconds_total %.6f\n"
+        "# HELP tagway_sqlite_syncs_total fdatasyncs of the WAL; one makes every earlier commit durable.\n"
+        "# TYPE tagway_sqlite_syncs_total counter\ntagway_sqlite_syncs_total %llu\n"
+        "# HELP tagway_sqlite_sync_seconds_total Time spent syncing the WAL (outside the write lock).\n"
+        "# TYPE tagway_sqlite_sync_seconds_total counter\ntagway_sqlite_sync_seconds_total %.6f\n"
         "# HELP tagway_jobs Import jobs by status.\n# TYPE tagway_jobs gauge\n",
         (unsigned long long)g->script_errors, (unsigned long long)g->budget_kills,
         (unsigned long long)g->reloads_ok, (unsigned long long)g->reloads_failed,
         (unsigned long long)g->generation, (long long)g->images, (long long)g->tags,
         g->index_bytes, g->script_bytes, (unsigned long long)g->commits,
-        (double)g->commit_us_total / 1e6);
+        (double)g->commit_us_total / 1e6, (unsigned long long)g->syncs,
+        (double)g->sync_us_total / 1e6);
     for (const char *const *st = (const char *const[]){"INIT", "RUNNING", "SUCCESS", "FAIL", NULL}; *st; st++) {
         int64_t n = 0;
         for (size_t i = 0; i < njobs; i++)

@@ -21,6 +21,7 @@ typedef struct {
     size_t index_bytes, script_bytes;
     uint64_t generation;
     uint64_t commits, commit_us_total;
+    uint64_t syncs, sync_us_total;
 } metrics_gauges;
 
 typedef struct {

@@ -118,39 +118,67 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_IDX_TAGS] = "SELECT seq, key, value FROM image_tags ORDER BY seq",
 };
 
+/* write calls nest at most this deep; group outcomes remembered */
+#define TXN_MAX_DEPTH 8
+#define GROUP_RING 4096
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
     tagidx *ix;              /* borrowed; may be NULL */
-    pthread_mutex_t *write_lock;    /* shared with other connections, or NULL */
-    pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
-    void (*waited)(void *ud, int64_t us);   /* told how long write_lock took */
-    void *waited_ud;
     int64_t own_last_created;       /* keeps creation time monotonic in seq order */
-    int64_t *last_created;          /* &own_last_created, or the workers' shared one
-                                       (read and written under write_lock) */
+    int64_t *last_created;          /* &own_last_created (the writer's: under write_lock) */
     _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
-    /* group commit: writes of many requests share one transaction, each in
-     * its own savepoint; index changes wait for the group's COMMIT */
-    int grouping, group_open;
-    void (*group_hook)(void *);
-    void *group_ud;
-    struct idx_op *pending, **pending_tail;
-    /* a request's writes, all of them, in one savepoint of the group */
-    int in_request, request_open;
+    _Atomic uint64_t syncs, sync_us;
+    int wal;                        /* WAL mode: commits are synced by wal_sync */
     /* reads of one loop pass share one read transaction (one snapshot,
      * one WAL read lock) instead of one each */
     int pass_reads, read_open;
     uint64_t stepped;       /* statements used since the last store_release */
     void (*pass_hook)(void *);
     void *pass_ud;
-    struct idx_op **request_mark;   /* pending ops before the request */
+
+    /* A worker's side.  Serving, the workers' writes all run on one write
+     * connection, `writer` (a store of its own), in one open transaction
+     * per group: a request holds the writer (its lock) from its first write
+     * (or store_write_begin) to its end, with a savepoint of its own, so
+     * workers run everything else of their requests at once and the
+     * group's COMMIT (one fsync) serves both.  Without a writer (one
+     * connection, the CLI) each write call is its own transaction. */
+    store *writer;
+    pthread_mutex_t *write_lock;    /* the writer's, or NULL */
+    void (*waited)(void *ud, int64_t us);   /* told how long write_lock took */
+    void *waited_ud;
+    int grouping, in_request, holding, request_open;
+    int commit_due;                 /* answers wait for group wait_group */
+    uint64_t wait_group;
+    void (*group_hook)(void *);     /* schedules store_group_commit */
+    void *group_ud;
+
+    /* The writer's side (under write_lock).  Index changes wait in pending
+     * until the group's COMMIT, so the index takes them in commit order. */
+    pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
+    store *holder;                  /* whose request or call holds it */
+    int txn_open, depth;
+    uint64_t group_no, ended_no;    /* the open (or last) group; the last ended */
+    _Atomic uint64_t synced_no;     /* groups up to this one are durable */
+    uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
+    struct idx_op *pending, **pending_tail;
+    struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
+    struct idx_op **request_mark;           /* ... at the holder request's savepoint */
     char err[256];
 };
+
+static store *wconn(store *s) { return s->writer ? s->writer : s; }
+
+/* Where a read runs: a request holding the writer reads there, so it sees
+ * its own writes (and its group's) before they are committed. */
+static store *rconn(store *s) { return s->holding && s->writer ? s->writer : s; }
 
 /* Returns the statement reset and unbound: callers never inherit a
  * half-stepped statement, even when a previous caller longjmp'd away. */
 static int exec_simple(store *s, int which);
+static int group_end(store *w, int keep);
 
 /* The first read of a loop pass opens its read transaction; the owner's
  * hook then arranges store_pass_end once the pass is done. */
@@ -196,7 +224,7 @@ void store_pass_reads(store *s, void (*hook)(void *ud), void *ud)
 
 void store_pass_end(store *s)
 {
-    if (!s->group_open)
+    if (!s->holding)
         read_end(s);
 }
 
@@ -205,7 +233,11 @@ static void set_err(store *s, const char *what)
     snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
 }
 
-const char *store_errmsg(const store *s) { return s->err; }
+/* While a request holds the writer, its store errors are the writer's. */
+const char *store_errmsg(const store *s)
+{
+    return s->holding && s->writer ? s->writer->err : s->err;
+}
 
 static int exec_simple(store *s, int which)
 {
@@ -220,7 +252,35 @@ static int exec_simple(store *s, int which)
 }
 
 static int begin(store *s) { return exec_simple(s, Q_BEGIN); }
-static int commit(store *s)
+
+/* Makes every commit so far durable: one fdatasync of the WAL through
+ * SQLite's own file object (the VFS call synchronous=FULL makes at each
+ * COMMIT).  Any connection's will do: it syncs the file.  Outside WAL
+ * mode SQLite synced at COMMIT already. */
+static int wal_sync(store *s)
+{
+    sqlite3_file *f = NULL;
+    int64_t t0;
+    if (!s->wal)
+        return 0;
+    t0 = util_mono_us();
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK ||
+        !f || !f->pMethods) {
+        snprintf(s->err, sizeof s->err, "sync: the write-ahead log is not open");
+        return -1;
+    }
+    if (f->pMethods->xSync(f, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
+        snprintf(s->err, sizeof s->err, "sync of the write-ahead log failed: %s", strerror(errno));
+        return -1;
+    }
+    /* counted on the writer: workers sync on their own connections */
+    (s->writer ? s->writer : s)->syncs++;
+    (s->writer ? s->writer : s)->sync_us += (uint64_t)(util_mono_us() - t0);
+    return 0;
+}
+
+/* COMMIT alone: durable once a wal_sync follows. */
+static int commit_nosync(store *s)
 {
     int64_t t0 = util_mono_us();
     int rc = exec_simple(s, Q_COMMIT);
@@ -229,35 +289,42 @@ static int commit(store *s)
     return rc;
 }
 
-void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us)
+/* COMMIT, durable on return. */
+static int commit(store *s)
 {
-    *commits = atomic_load(&s->commits);
-    *commit_us = atomic_load(&s->commit_us);
+    return commit_nosync(s) == 0 ? wal_sync(s) : -1;
 }
 
-void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
-                 int64_t *last_created, void (*waited)(void *ud, int64_t us), void *ud)
+void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us,
+                        uint64_t *syncs, uint64_t *sync_us)
 {
-    if (*last_created < s->own_last_created)
-        *last_created = s->own_last_created;
-    s->last_created = last_created;
-    s->write_lock = write_lock;
-    s->index_lock = index_lock;
+    const store *w = s->writer ? s->writer : s;
+    *commits = atomic_load(&w->commits);
+    *commit_us = atomic_load(&w->commit_us);
+    *syncs = atomic_load(&w->syncs);
+    *sync_us = atomic_load(&w->sync_us);
+}
+
+void store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
+{
+    w->write_lock = write_lock;
+    w->index_lock = index_lock;
+}
+
+void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud)
+{
+    s->writer = writer;
+    s->write_lock = writer->write_lock;
     s->waited = waited;
     s->waited_ud = ud;
 }
 
-/* The write lock spans BEGIN .. COMMIT and the index feed after it, so
- * the index takes the writers' changes in their commit order. */
+/* A worker takes the writer's lock; a wait is reported (it is not the
+ * waiting script's time). */
 static void write_lock(store *s)
 {
     if (!s->write_lock)
         return;
-    /* a read statement of this request still stepping holds a snapshot
-     * that may predate another worker's commit; BEGIN IMMEDIATE could not
-     * upgrade it (SQLITE_BUSY at once).  Rows read so far are the
-     * caller's no longer, as for any store call. */
-    store_release(s);
     if (pthread_mutex_trylock(s->write_lock) != 0) {
         int64_t t0 = util_mono_us();
         pthread_mutex_lock(s->write_lock);
@@ -311,7 +378,7 @@ static int migrate(store *s)
         if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(s->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK || wal_sync(s) != 0) {
             set_err(s, "migration");
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return -1;
@@ -345,6 +412,29 @@ static int create_private(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* In WAL mode every commit path syncs the WAL itself (wal_sync: at once,
+ * or for a group before any of its answers, outside the write lock), so
+ * synchronous=NORMAL keeps SQLite from syncing inside COMMIT.  NORMAL
+ * still syncs the WAL before a checkpoint copies it into the database.
+ * Any other journal mode (no shared memory on this filesystem) keeps
+ * FULL. */
+static int set_sync_mode(store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        s->wal = mode && strcmp(mode, "wal") == 0;
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_exec(s->db, s->wal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+                                NULL, NULL, NULL) != SQLITE_OK)
+        rc = -1;
+    return rc;
+}
+
 static int load_last_created(store *s)
 {
     sqlite3_stmt *st = stmt(s, Q_LAST_CREATED);
@@ -358,7 +448,7 @@ static int load_last_created(store *s)
 int store_open(store **out, const char *path, char *err, size_t errlen)
 {
     static const char pragmas[] =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;";
     store *s = calloc(1, sizeof *s);
     *out = NULL;
@@ -375,7 +465,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(s->db, 5000);
-    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || set_sync_mode(s) != 0)
         goto fail;
     if (migrate(s) != 0) {
         snprintf(err, errlen, "%s: %s", path, s->err);
@@ -402,6 +492,10 @@ void store_close(store *s)
     if (!s)
         return;
     store_group_commit(s);      /* answers already queued are on their way */
+    if (s->txn_open) {          /* a writer's open group: its requests ended kept */
+        group_end(s, 1);
+        wal_sync(s);
+    }
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
@@ -450,6 +544,7 @@ static store_rc step_image(store *s, sqlite3_stmt *st, store_image *out)
 
 store_rc store_image_get(store *s, const char *project, const char *id, store_image *out)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_IMAGE_GET);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
@@ -458,6 +553,7 @@ store_rc store_image_get(store *s, const char *project, const char *id, store_im
 
 store_rc store_image_by_seq(store *s, int64_t seq, store_image *out)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_IMAGE_BY_SEQ);
     sqlite3_bind_int64(st, 1, seq);
     return step_image(s, st, out);
@@ -466,6 +562,7 @@ store_rc store_image_by_seq(store *s, int64_t seq, store_image *out)
 store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
                                 store_tag_cb cb, void *ud)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_TAGS_BY_ID);
     int rc, rows = 0;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -486,6 +583,7 @@ store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
 
 int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_TAGS_OF);
     int rc;
     sqlite3_bind_int64(st, 1, seq);
@@ -500,7 +598,7 @@ int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud)
     return 0;
 }
 
-/* ---- transactions: alone, or as a savepoint of the open group ---------- */
+/* ---- write transactions ------------------------------------------------ */
 
 typedef enum { OP_IMAGE_ADD, OP_IMAGE_REMOVE, OP_TAG_SET, OP_TAG_DEL } idx_op_kind;
 
@@ -515,72 +613,239 @@ typedef struct idx_op {
 } idx_op;
 
 static void free_op(idx_op *op);
+static void apply_op(tagidx *ix, const idx_op *op);
 
-static int txn_begin(store *s)
+/* Frees the queued index changes from *from on (undone writes'). */
+static void drop_ops(store *w, idx_op **from)
 {
-    if (!s->grouping)
-        return begin(s);
-    if (!s->group_open) {
-        read_end(s);
-        write_lock(s);
-        if (begin(s) != 0) {
-            write_unlock(s);
-            return -1;
-        }
-        s->group_open = 1;
-        if (s->group_hook)
-            s->group_hook(s->group_ud);
+    idx_op *op, *next;
+    for (op = *from; op; op = next) {
+        next = op->next;
+        free_op(op);
     }
-    if (s->in_request && !s->request_open) {
-        if (exec_simple(s, Q_REQ_SAVEPOINT) != 0)
-            return -1;
+    *from = NULL;
+    w->pending_tail = from;
+}
+
+/* Ends the writer's open group: COMMIT or ROLLBACK; after a COMMIT the
+ * index takes the group's changes, still under the write lock, so in
+ * commit order.  The outcome is kept for the workers whose answers wait
+ * on it.  Durable only after a wal_sync: the caller's, made once the lock
+ * is released so the other workers write meanwhile. */
+static int group_end(store *w, int keep)
+{
+    int ok = 0;
+    if (!w->txn_open)
+        return 0;
+    w->txn_open = 0;
+    w->depth = 0;
+    if (keep && commit_nosync(w) == 0)
+        ok = 1;
+    else
+        rollback(w);
+    if (ok && w->ix && w->pending) {
+        index_write_lock(w);
+        for (idx_op *op = w->pending; op; op = op->next)
+            apply_op(w->ix, op);
+        index_write_unlock(w);
+    }
+    drop_ops(w, &w->pending);
+    w->ended_no = w->group_no;
+    w->failed[w->group_no % GROUP_RING] = (uint8_t)!ok;
+    return ok ? 0 : -1;
+}
+
+/* The caller (a request, or one write call outside requests) takes the
+ * writer: its lock, the group's transaction (the group's first writer
+ * opens it), and a request's savepoint. */
+static int acquire(store *s)
+{
+    store *w = wconn(s);
+    if (s->holding)
+        return 0;
+    write_lock(s);
+    if (!w->txn_open) {
+        if (w == s)
+            read_end(s);        /* one connection: the pass snapshot cannot become a write */
+        if (begin(w) != 0)
+            goto fail;
+        w->txn_open = 1;
+        w->depth = 0;
+        w->group_no++;
+    }
+    if (s->grouping && s->in_request) {
+        if (exec_simple(w, Q_REQ_SAVEPOINT) != 0)
+            goto fail;
         s->request_open = 1;
-        s->request_mark = s->pending_tail;
+        w->request_mark = w->pending_tail;
     }
-    return exec_simple(s, Q_SAVEPOINT);
+    w->holder = s;
+    s->holding = 1;
+    return 0;
+fail:
+    if (w != s)
+        snprintf(s->err, sizeof s->err, "%s", w->err);
+    write_unlock(s);            /* an open group stays: others' requests are in it */
+    return -1;
+}
+
+static void release_writer(store *s)
+{
+    store *w = wconn(s);
+    s->holding = 0;
+    w->holder = NULL;
+    if (w != s) {
+        memcpy(s->err, w->err, sizeof s->err);   /* the caller may report it */
+        store_release(w);
+        write_unlock(s);
+    }
+}
+
+/* Makes the groups up to `upto` (ended while s held the lock) durable:
+ * nothing to do when another worker's sync covered them already, else one
+ * wal_sync on s's own connection, outside the lock. */
+static int sync_upto(store *s, store *w, uint64_t upto)
+{
+    uint64_t seen = atomic_load(&w->synced_no);
+    if (seen >= upto)
+        return 0;
+    if (wal_sync(s) != 0)
+        return -1;
+    while (seen < upto && !atomic_compare_exchange_weak(&w->synced_no, &seen, upto))
+        ;
+    return 0;
+}
+
+/* After a write call: outside a request the outermost call's end ends the
+ * group, lets the writer go and syncs (durable on return). */
+static int finish_call(store *w)
+{
+    store *s = w->holder;
+    uint64_t upto;
+    int rc;
+    if (w->depth > 0 || !s || (s->grouping && s->in_request))
+        return 0;
+    rc = group_end(w, 1);
+    upto = w->ended_no;
+    if (rc != 0 && s != w)
+        snprintf(s->err, sizeof s->err, "%s", w->err);
+    release_writer(s);
+    return rc == 0 ? sync_upto(s, w, upto) : rc;
+}
+
+/* Starts one write call, in a savepoint; returns the connection it runs
+ * on (the writer), or NULL. */
+static store *txn_begin(store *s)
+{
+    store *w = wconn(s);
+    if (acquire(s) != 0)
+        return NULL;
+    if (w->depth == TXN_MAX_DEPTH) {
+        snprintf(w->err, sizeof w->err, "write calls nested deeper than %d", TXN_MAX_DEPTH);
+        goto fail;
+    }
+    if (exec_simple(w, Q_SAVEPOINT) != 0)
+        goto fail;
+    w->marks[w->depth++] = w->pending_tail;
+    return w;
+fail:
+    if (s != w)
+        snprintf(s->err, sizeof s->err, "%s", w->err);
+    finish_call(w);
+    return NULL;
+}
+
+/* Ends a write call that succeeded.  On failure the caller calls
+ * txn_rollback, which is harmless once the call has ended. */
+static int txn_commit(store *w)
+{
+    if (exec_simple(w, Q_RELEASE) != 0)
+        return -1;              /* the savepoint stays for txn_rollback */
+    w->depth--;
+    return finish_call(w);
+}
+
+/* Undoes a write call: its rows and its queued index changes. */
+static void txn_rollback(store *w)
+{
+    if (!w->txn_open || w->depth == 0)
+        return;
+    exec_simple(w, Q_ROLLBACK_TO);
+    exec_simple(w, Q_RELEASE);
+    drop_ops(w, w->marks[--w->depth]);
+    finish_call(w);
+}
+
+int store_write_begin(store *s)
+{
+    return acquire(s);
 }
 
 void store_request_start(store *s)
 {
     s->in_request = 1;
-    s->request_open = 0;
 }
 
-void store_request_end(store *s, int keep)
+int store_request_end(store *s, int keep)
 {
-    idx_op *op, *next;
+    store *w = wconn(s);
     s->in_request = 0;
-    if (!s->request_open)
-        return;
-    s->request_open = 0;
+    if (!s->holding)
+        return 0;
+    if (s->request_open) {
+        if (keep) {
+            exec_simple(w, Q_REQ_RELEASE);
+        } else {
+            exec_simple(w, Q_REQ_ROLLBACK_TO);
+            exec_simple(w, Q_REQ_RELEASE);
+            drop_ops(w, w->request_mark);
+        }
+        s->request_open = 0;
+    }
+    w->depth = 0;
     if (keep) {
-        exec_simple(s, Q_REQ_RELEASE);
-        return;
+        s->wait_group = w->group_no;
+        if (!s->commit_due) {
+            s->commit_due = 1;
+            if (s->group_hook)
+                s->group_hook(s->group_ud);
+        }
     }
-    exec_simple(s, Q_REQ_ROLLBACK_TO);
-    exec_simple(s, Q_REQ_RELEASE);
-    for (op = *s->request_mark; op; op = next) {   /* its index changes too */
-        next = op->next;
-        free_op(op);
-    }
-    *s->request_mark = NULL;
-    s->pending_tail = s->request_mark;
+    release_writer(s);
+    return keep;
 }
 
-static int txn_commit(store *s)
+void store_group_enable(store *s, void (*hook)(void *), void *ud)
 {
-    return s->grouping ? exec_simple(s, Q_RELEASE) : commit(s);
+    s->grouping = 1;
+    s->group_hook = hook;
+    s->group_ud = ud;
 }
 
-static void txn_rollback(store *s)
+int store_group_commit(store *s)
 {
-    if (!s->grouping) {
-        rollback(s);
-        return;
+    store *w = wconn(s);
+    uint64_t upto;
+    int failed;
+    if (!s->commit_due)
+        return 0;
+    s->commit_due = 0;
+    if (atomic_load(&w->synced_no) < s->wait_group) {
+        write_lock(s);
+        if (w->txn_open && w->group_no == s->wait_group && group_end(w, 1) != 0 && w != s)
+            snprintf(s->err, sizeof s->err, "%s", w->err);
+        /* ended by us or by another worker; an outcome too old to be
+         * remembered is not reported as durable */
+        failed = w->ended_no < s->wait_group || w->ended_no - s->wait_group >= GROUP_RING ||
+                 w->failed[s->wait_group % GROUP_RING];
+        upto = w->ended_no;
+        write_unlock(s);
+        if (failed || sync_upto(s, w, upto) != 0)
+            return -1;
+    } else if (w->failed[s->wait_group % GROUP_RING]) {
+        return -1;
     }
-    /* undo this request only; the group's other requests stay */
-    exec_simple(s, Q_ROLLBACK_TO);
-    exec_simple(s, Q_RELEASE);
+    return 0;
 }
 
 static void apply_op(tagidx *ix, const idx_op *op)
@@ -617,20 +882,14 @@ static void free_op(idx_op *op)
     free(op);
 }
 
-/* Applies now when not grouping (we are after the COMMIT), else queues a
- * deep copy for store_group_commit. */
-static void index_op(store *s, const idx_op *op)
+/* Queues a deep copy of an index change of the open group (dropped with
+ * an undone call or request, applied by group_end after the COMMIT). */
+static void index_op(store *w, const idx_op *op)
 {
     idx_op *copy;
     int oom = 0;
-    if (!s->ix)
+    if (!w->ix)
         return;
-    if (!s->group_open) {
-        index_write_lock(s);
-        apply_op(s->ix, op);
-        index_write_unlock(s);
-        return;
-    }
     if (!(copy = calloc(1, sizeof *copy)))
         goto oom;
     *copy = *op;
@@ -650,8 +909,8 @@ static void index_op(store *s, const idx_op *op)
         free_op(copy);
         goto oom;
     }
-    *s->pending_tail = copy;
-    s->pending_tail = &copy->next;
+    *w->pending_tail = copy;
+    w->pending_tail = &copy->next;
     return;
 oom:
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory queueing an index change;"
@@ -686,41 +945,6 @@ static void ix_tag_del(store *s, const char *project, uint32_t doc, const char *
     idx_op op = {.kind = OP_TAG_DEL, .doc = doc, .project = (char *)project, .key = (char *)key,
                  .old_value = (char *)old_value};
     index_op(s, &op);
-}
-
-void store_group_enable(store *s, void (*hook)(void *), void *ud)
-{
-    s->grouping = 1;
-    s->group_hook = hook;
-    s->group_ud = ud;
-}
-
-int store_group_open(const store *s) { return s->group_open; }
-
-int store_group_commit(store *s)
-{
-    idx_op *op, *next;
-    int rc;
-    if (!s->group_open)
-        return 0;
-    rc = commit(s);
-    if (rc != 0)
-        rollback(s);
-    s->group_open = 0;
-    if (rc == 0 && s->ix && s->pending) {
-        index_write_lock(s);
-        for (op = s->pending; op; op = op->next)
-            apply_op(s->ix, op);
-        index_write_unlock(s);
-    }
-    write_unlock(s);
-    for (op = s->pending; op; op = next) {
-        next = op->next;
-        free_op(op);
-    }
-    s->pending = NULL;
-    s->pending_tail = &s->pending;
-    return rc;
 }
 
 /* A tag change remembered until after the commit, for the index. */
@@ -840,7 +1064,7 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
     size_t n = 0;
     int64_t seq = 0;
     int changed = 0;
-    if (!ch || txn_begin(s) != 0)
+    if (!ch || !(s = txn_begin(s)))
         goto done;
     if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
         goto done;
@@ -856,10 +1080,12 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         result = STORE_QUOTA;
         goto done;
     }
-    if ((changed && touch(s, seq) != 0) || txn_commit(s) != 0)
+    if (changed && touch(s, seq) != 0)
+        goto done;
+    index_changes(s, project, seq, ch, n);      /* queued: applied after the COMMIT */
+    if (txn_commit(s) != 0)
         goto done;
     result = STORE_OK;
-    index_changes(s, project, seq, ch, n);
 done:
     if (result != STORE_OK)
         txn_rollback(s);
@@ -936,20 +1162,23 @@ store_rc store_image_create(store *s, const char *project, const char *id,
             return STORE_ERROR;
         id = fresh;
     }
-    if (txn_begin(s) != 0)
+    if (!(s = txn_begin(s)))
         return STORE_ERROR;
     created = next_created_ms(s);   /* inside: after other writers' images */
     rc = add_image_rows(s, project, id, name, status, attrs, tags, ntags, created, &seq);
-    if (rc == STORE_OK && txn_commit(s) != 0)
-        rc = STORE_ERROR;
+    if (rc == STORE_OK) {
+        /* under the write lock; an undone write leaves it merely early */
+        *s->last_created = created;
+        index_new_image(s, project, seq, name, tags, ntags);
+        if (txn_commit(s) != 0)
+            rc = STORE_ERROR;
+    }
     if (rc != STORE_OK) {
         txn_rollback(s);
         return rc;
     }
-    *s->last_created = created;
     if (id_out)
         memcpy(id_out, id, 37);
-    index_new_image(s, project, seq, name, tags, ntags);
     return STORE_OK;
 }
 
@@ -999,7 +1228,7 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     tag_list old = {0};
     int64_t seq = 0;
     store_rc result;
-    if (txn_begin(s) != 0)
+    if (!(s = txn_begin(s)))
         return STORE_ERROR;
     if ((result = image_seq(s, project, id, &seq)) != STORE_OK)
         goto fail;
@@ -1007,9 +1236,11 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     if (store_image_tags(s, seq, collect_tag, &old) != 0 || old.oom)
         goto fail;
     if (run_tag_stmt(s, Q_TAGS_DELETE_ALL, seq, NULL, NULL) != 0 ||
-        run_tag_stmt(s, Q_IMAGE_DELETE, seq, NULL, NULL) != 0 || txn_commit(s) != 0)
+        run_tag_stmt(s, Q_IMAGE_DELETE, seq, NULL, NULL) != 0)
         goto fail;
-    ix_image_remove(s, project, (uint32_t)seq, old.tags, old.n);
+    ix_image_remove(s, project, (uint32_t)seq, old.tags, old.n);   /* a copy is queued */
+    if (txn_commit(s) != 0)
+        goto fail;
     tag_list_free(&old);
     return STORE_OK;
 fail:
@@ -1041,7 +1272,7 @@ store_rc store_cred_create(store *s, const char *project, const char *role,
     int rc;
     /* a write like any other: its own transaction, or a savepoint of the
      * serving loop's group, never folded into a read transaction */
-    if (txn_begin(s) != 0)
+    if (!(s = txn_begin(s)))
         return STORE_ERROR;
     st = stmt(s, Q_CRED_INSERT);
     sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
@@ -1094,16 +1325,19 @@ static store_rc cred_lookup(store *s, int which, const char *arg, store_cred *ou
 
 store_rc store_cred_by_token(store *s, const char *token_hash, store_cred *out)
 {
+    s = rconn(s);
     return cred_lookup(s, Q_CRED_BY_TOKEN, token_hash, out);
 }
 
 store_rc store_cred_by_ak(store *s, const char *ak, store_cred *out)
 {
+    s = rconn(s);
     return cred_lookup(s, Q_CRED_BY_AK, ak, out);
 }
 
 int store_cred_each(store *s, store_cred_cb cb, void *ud)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_CRED_ALL);
     store_cred c;
     int rc;
@@ -1120,7 +1354,7 @@ store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak)
 {
     sqlite3_stmt *st;
     int rc, changed;
-    if (txn_begin(s) != 0)
+    if (!(s = txn_begin(s)))
         return STORE_ERROR;
     st = stmt(s, Q_CRED_REVOKE);
     if (token_hash)
@@ -1150,10 +1384,11 @@ static int64_t count_of(store *s, int which)
     return n;
 }
 
-int64_t store_cred_count(store *s) { return count_of(s, Q_CRED_COUNT); }
+int64_t store_cred_count(store *s) { return count_of(rconn(s), Q_CRED_COUNT); }
 
 int store_counts(store *s, int64_t *images, int64_t *tags)
 {
+    s = rconn(s);
     *images = count_of(s, Q_COUNT_IMAGES);
     *tags = count_of(s, Q_COUNT_TAGS);
     return *images < 0 || *tags < 0 ? -1 : 0;
@@ -1446,7 +1681,7 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
     char image_id[37];
     int64_t seq = 0, created;
     store_rc rc = STORE_OK;
-    if (util_uuid(image_id) != 0 || txn_begin(s) != 0)
+    if (util_uuid(image_id) != 0 || !(s = txn_begin(s)))
         return STORE_ERROR;
     created = next_created_ms(s);
     /* counted inside the write transaction: two workers submitting at once
@@ -1457,16 +1692,19 @@ store_rc store_import_create(store *s, const char *project, const char *job_id,
     }
     if (rc == STORE_OK)
         rc = add_image_rows(s, project, image_id, name, "queued", attrs, tags, ntags, created, &seq);
-    if (rc == STORE_OK && (insert_job(s, project, job_id, kind, params, image_id, name, created) != 0 ||
-                           txn_commit(s) != 0))
+    if (rc == STORE_OK && insert_job(s, project, job_id, kind, params, image_id, name, created) != 0)
         rc = STORE_ERROR;
+    if (rc == STORE_OK) {
+        *s->last_created = created;
+        index_new_image(s, project, seq, name, tags, ntags);
+        if (txn_commit(s) != 0)
+            rc = STORE_ERROR;
+    }
     if (rc != STORE_OK) {
         txn_rollback(s);
         return rc;
     }
-    *s->last_created = created;
     memcpy(image_id_out, image_id, 37);
-    index_new_image(s, project, seq, name, tags, ntags);
     return STORE_OK;
 }
 
@@ -1488,6 +1726,7 @@ static void read_job(sqlite3_stmt *st, store_job *j)
 
 store_rc store_job_get(store *s, const char *project, const char *job_id, store_job *out)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, project ? Q_JOB_GET : Q_JOB_GET_ANY);
     int rc;
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
@@ -1506,6 +1745,7 @@ store_rc store_job_get(store *s, const char *project, const char *job_id, store_
 
 int store_jobs_active(store *s, int limit, store_job_cb cb, void *ud)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_JOBS_ACTIVE);
     store_job j;
     int rc;
@@ -1521,6 +1761,7 @@ int store_jobs_active(store *s, int limit, store_job_cb cb, void *ud)
 
 int64_t store_jobs_active_count(store *s, const char *project)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_JOBS_ACTIVE_COUNT);
     int64_t n = -1;
     sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
@@ -1539,7 +1780,7 @@ static store_rc job_transition(store *s, const char *job_id, const char *job_sta
     char image_id[64];
     sqlite3_stmt *st;
     store_rc rc;
-    if (txn_begin(s) != 0)
+    if (!(s = txn_begin(s)))
         return STORE_ERROR;
     if ((rc = store_job_get(s, NULL, job_id, &j)) != STORE_OK)
         goto fail;
@@ -1581,6 +1822,7 @@ store_rc store_job_finish(store *s, const char *job_id, const char *error_code,
 
 int store_job_counts(store *s, store_count_cb cb, void *ud)
 {
+    s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_JOB_COUNTS);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)

@@ -47,29 +47,35 @@ int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_errmsg(const store *s);
 void store_attach_index(store *s, tagidx *ix);
-/* Several connections in one process (--workers): write_lock is held from
- * a write transaction's BEGIN to its COMMIT and index feed, index_lock
- * (write side) while the index is fed.  NULL: this connection is alone.
- * last_created (the newest image's creation time, kept under write_lock)
- * is shared by the connections so creation times stay monotonic in seq
- * order across them.
- * waited(ud, us) reports a wait for the write lock (it is not the
- * waiting script's time). */
-void store_share(store *s, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
-                 int64_t *last_created, void (*waited)(void *ud, int64_t us), void *ud);
-/* Group commit: from now on writes of several requests share one
- * transaction (each in its own savepoint, so a failing request undoes only
- * itself).  hook runs when a group opens; the caller must then call
- * store_group_commit before acknowledging any of the group's requests. */
+/* Serving (any number of workers): one extra connection, the writer, runs
+ * every worker's writes.  store_writer_init gives it the lock all workers
+ * take to use it (held by a request from its first write, or
+ * store_write_begin, to store_request_end) and the lock of the index it
+ * feeds.  store_share points a worker's connection at it; waited(ud, us)
+ * reports a wait for the lock (it is not the waiting script's time).
+ * Without a writer (the CLI) each write call is its own transaction. */
+void store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock);
+void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud);
+/* Group commit: from now on the requests' writes (on the writer) join its
+ * open group transaction, each request in its own savepoint, and the
+ * group commits (one fsync) when a worker with answers waiting asks.
+ * hook runs when this store's first kept request of a loop pass ends; the
+ * caller must then call store_group_commit before acknowledging any
+ * request for which store_request_end returned 1. */
 void store_group_enable(store *s, void (*hook)(void *ud), void *ud);
-int store_group_open(const store *s);
-/* Brackets one request: with group commit on, all of its writes share one
- * savepoint, kept (keep != 0) or undone with their index changes at the
- * end, so a request that fails after writing leaves nothing behind. */
+/* Brackets one request.  store_request_end keeps (keep != 0) or undoes
+ * the request's writes with their index changes, so a request that fails
+ * after writing leaves nothing behind, and lets the writer go.  Returns 1
+ * when the request's answer must wait for store_group_commit. */
 void store_request_start(store *s);
-void store_request_end(store *s, int keep);
-/* Commits the open group (one fsync) and feeds the index.  0 ok, -1 the
- * commit failed and every write of the group is undone. */
+int store_request_end(store *s, int keep);
+/* Takes the writer now, before any write: the request's reads from here on
+ * see the latest state (its group's writes too) and no other request
+ * writes until it ends, so a read-check-write is atomic.  0 or -1. */
+int store_write_begin(store *s);
+/* Commits the group holding this store's kept requests (if another worker
+ * has not already) and feeds the index.  0: they are durable; -1: the
+ * group was rolled back, nothing of them is stored. */
 int store_group_commit(store *s);
 
 /* From now on the reads of one event-loop pass share one read transaction:
@@ -152,7 +158,9 @@ store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak);
 int64_t store_cred_count(store *s);
 
 /* Write transactions committed and the time spent committing them. */
-void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us);
+/* The writer's COMMITs and the WAL syncs that made them durable. */
+void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us,
+                        uint64_t *syncs, uint64_t *sync_us);
 
 /* Counts for status and metrics. */
 int store_counts(store *s, int64_t *images, int64_t *tags);

@@ -13,7 +13,11 @@ local MAX_REQUEST_TAGS = 1000
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
+-- The image's tags for a read-check-write: gw.write_begin first, so what
+-- is read here is what the write will change (no other request writes in
+-- between, and writes of requests not yet committed are seen).
 local function current_tags(ctx)
+  gw.write_begin()
   local list = gw.image_tags(ctx.project, ctx.params.image_id)
   if not list then
     fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")

@@ -31,6 +31,7 @@ end
 local function delete_tag(ctx)
   local image_id = ctx.params.image_id
   local key, value = split_tag(ctx.params.tag)
+  gw.write_begin()          -- what is read below is what the delete changes
   local list = gw.image_tags(ctx.project, image_id)
   if not list then fail(404, "IMG.0027", "image " .. image_id .. " not found") end
   local found = false
