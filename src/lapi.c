@@ -287,25 +287,36 @@ static int l_write_begin(lua_State *L)
     return 0;
 }
 
-/* gw.tags_apply(project, image_id, set, del, max_tags) -> true | nil, reason */
+/* gw.tags_apply(project, image_id, set, del, max_tags, expect) -> true |
+ * nil, "not_found" | "quota" | "conflict".  expect (optional): the image's
+ * tags as gw.image_tags returned them, on which the caller decided; when
+ * the image no longer holds exactly those, nothing is written and the
+ * answer is "conflict" (decide again, after gw.write_begin()). */
 static int l_tags_apply(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
     int max_tags = (int)luaL_optinteger(L, 5, -1);   /* before check_* push */
+    int has_expect = !lua_isnoneornil(L, 6);
     size_t nset, ndel;
     store_tag *set;
     const char **del;
-    lua_settop(L, 5);
+    store_tag_list expect = {0};
+    lua_settop(L, 6);
     set = check_tags(L, 3, &nset);
     del = check_strings(L, 4, &ndel);
+    if (has_expect)
+        expect.tags = check_tags(L, 6, &expect.n);
     store_rc rc = store_tags_apply(gwp(L)->store, project, id, set, nset,
-                                   (const char *const *)del, ndel, max_tags);
+                                   (const char *const *)del, ndel, max_tags,
+                                   has_expect ? &expect : NULL);
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
         return fail(L, "not_found");
     if (rc == STORE_QUOTA)
         return fail(L, "quota");
+    if (rc == STORE_CONFLICT)
+        return fail(L, "conflict");
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -1030,13 +1030,61 @@ static int touch(store *s, int64_t seq)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Records one change; a set to the value already held is no change. */
-static int stage_change(store *s, int64_t seq, tag_change *c, const char *key, const char *value)
+/* 1 when the image (seq) holds exactly the tags of expect, 0 when not, -1
+ * on error: one scan in key order, as expect was read. */
+static int holds_exactly(store *s, int64_t seq, const store_tag_list *expect)
+{
+    sqlite3_stmt *st = stmt(s, Q_TAGS_OF);
+    size_t i = 0;
+    int rc, same = 1;
+    sqlite3_bind_int64(st, 1, seq);
+    while (same && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        same = i < expect->n && strcmp(col_text(st, 0), expect->tags[i].key) == 0 &&
+               strcmp(col_text(st, 1), expect->tags[i].value) == 0;
+        i++;
+    }
+    if (same && rc != SQLITE_DONE) {
+        sqlite3_reset(st);
+        set_err(s, "tags of image");
+        return -1;
+    }
+    sqlite3_reset(st);
+    return same && i == expect->n;
+}
+
+/* The value of key in a sorted tag list, or NULL. */
+static const char *expected_value(const store_tag_list *l, const char *key)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->tags[mid].key, key);
+        if (c == 0)
+            return l->tags[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Records one change; a set to the value already held is no change.  The
+ * old value comes from known (checked to be the image's tags) or a read. */
+static int stage_change(store *s, int64_t seq, tag_change *c, const char *key, const char *value,
+                        const store_tag_list *known)
 {
     c->key = key;
     c->value = value;
-    if (tag_get(s, seq, key, &c->old_value) != 0)
+    if (known) {
+        const char *old = expected_value(known, key);
+        if (old && !(c->old_value = strdup(old))) {
+            snprintf(s->err, sizeof s->err, "out of memory");
+            return -1;
+        }
+    } else if (tag_get(s, seq, key, &c->old_value) != 0) {
         return -1;
+    }
     if (value && c->old_value && strcmp(c->old_value, value) == 0)
         return 0;
     if (!value && !c->old_value)
@@ -1057,26 +1105,41 @@ static void index_changes(store *s, const char *project, int64_t seq,
 
 store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const store_tag *set, size_t nset,
-                          const char *const *del, size_t ndel, int max_tags)
+                          const char *const *del, size_t ndel, int max_tags,
+                          const store_tag_list *expect)
 {
     tag_change *ch = calloc(nset + ndel + 1, sizeof *ch);
     store_rc result = STORE_ERROR;
     size_t n = 0;
-    int64_t seq = 0;
-    int changed = 0;
-    if (!ch || !(s = txn_begin(s)))
-        goto done;
+    int64_t seq = 0, count;
+    int changed = 0, same;
+    if (!ch) {
+        snprintf(s->err, sizeof s->err, "out of memory");
+        return STORE_ERROR;
+    }
+    if (!(s = txn_begin(s))) {
+        free(ch);
+        return STORE_ERROR;
+    }
     if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
         goto done;
     result = STORE_ERROR;
+    if (expect && (same = holds_exactly(s, seq, expect)) != 1) {
+        result = same < 0 ? STORE_ERROR : STORE_CONFLICT;
+        goto done;
+    }
+    count = expect ? (int64_t)expect->n : 0;
     for (size_t i = 0; i < nset + ndel; i++, n++) {
-        int rc = i < nset ? stage_change(s, seq, &ch[n], set[i].key, set[i].value)
-                          : stage_change(s, seq, &ch[n], del[i - nset], NULL);
+        int rc = i < nset ? stage_change(s, seq, &ch[n], set[i].key, set[i].value, expect)
+                          : stage_change(s, seq, &ch[n], del[i - nset], NULL, expect);
         if (rc < 0)
             goto done;
         changed |= rc;
+        count += (ch[n].value && !ch[n].old_value) - (!ch[n].value && ch[n].old_value);
     }
-    if (max_tags >= 0 && count_tags(s, seq) > max_tags) {
+    if (!expect && max_tags >= 0)
+        count = count_tags(s, seq);
+    if (max_tags >= 0 && count > max_tags) {
         result = STORE_QUOTA;
         goto done;
     }

@@ -109,12 +109,22 @@ store_rc store_image_create(store *s, const char *project, const char *id,
 store_rc store_image_delete(store *s, const char *project, const char *id);
 store_rc store_image_set_status(store *s, const char *id, const char *status);
 
+/* An image's tags as the caller read them (sorted by key, as every read
+ * here returns them). */
+typedef struct {
+    const store_tag *tags;
+    size_t n;
+} store_tag_list;
+
 /* Applies set (upserts) and del (keys) to an image's tags in one
  * transaction; STORE_QUOTA when the result would hold more than max_tags
- * (max_tags < 0: no limit). */
+ * (max_tags < 0: no limit).  With expect, the write happens only if the
+ * image still holds exactly those tags (what the caller's checks were
+ * made on), else STORE_CONFLICT and nothing is written. */
 store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const store_tag *set, size_t nset,
-                          const char *const *del, size_t ndel, int max_tags);
+                          const char *const *del, size_t ndel, int max_tags,
+                          const store_tag_list *expect);
 
 /* Jobs (quick import).  The image (queued) and the job (INIT) are written
  * in one transaction; so are each later transition of both.  STORE_QUOTA

@@ -13,23 +13,28 @@ local MAX_REQUEST_TAGS = 1000
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
--- The image's tags for a read-check-write: gw.write_begin first, so what
--- is read here is what the write will change (no other request writes in
--- between, and writes of requests not yet committed are seen).
-local function current_tags(ctx)
-  gw.write_begin()
+-- The image's tags (key -> value, count, and the list as read) for a
+-- read-check-write.  locked: gw.write_begin first, so what is read is what
+-- the write will change (no other request writes in between, and writes of
+-- requests not yet committed are seen).
+local function current_tags(ctx, locked)
+  if locked then gw.write_begin() end
   local list = gw.image_tags(ctx.project, ctx.params.image_id)
   if not list then
     fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
   end
   local map, n = {}, 0
   for _, t in ipairs(list) do map[t.key] = t.value; n = n + 1 end
-  return map, n
+  return map, n, list
 end
 
 -- Validates the tags of a create and writes them (shared by batch create,
 -- add one, and the variants).  fields[i] names tag i in messages.
-function tags.create(ctx, list, fields)
+-- The merge rules are judged on the tags read without holding the writer
+-- (others write meanwhile); the write goes through only if the image still
+-- holds exactly those tags, else the whole decision is made again holding
+-- the writer (locked), on the latest tags.
+function tags.create(ctx, list, fields, locked)
   local pol = policy.for_project(ctx.project)
   local seen = {}
   for i, tag in ipairs(list) do
@@ -40,7 +45,7 @@ function tags.create(ctx, list, fields)
     end
     seen[tag.key] = true
   end
-  local current, count = current_tags(ctx)
+  local current, count, seen = current_tags(ctx, locked)
   local err = policy.check_merge(pol, current, list, fields, ctx.caller)
   if err then fail_tag(err) end
   for _, tag in ipairs(list) do
@@ -52,8 +57,11 @@ function tags.create(ctx, list, fields)
   end
   local set = {}
   for i, tag in ipairs(list) do set[i] = { key = tag.key, value = tag.value } end
-  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags)
-  if not ok and why == "quota" then
+  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags, seen)
+  if not ok and why == "conflict" then
+    assert(not locked, "tags changed while the writer was held")
+    return tags.create(ctx, list, fields, true)
+  elseif not ok and why == "quota" then
     fail(400, "IMG.0116", "tags: the image would hold more than " .. pol.max_tags .. " tags (policy " .. pol.name .. ")")
   elseif not ok then
     fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
@@ -72,7 +80,7 @@ local function delete_tags(ctx, list, fields)
     end
     seen[tag.key] = true
   end
-  local current = current_tags(ctx)
+  local current = current_tags(ctx, true)
   local del = {}
   for i, tag in ipairs(list) do
     local old = current[tag.key]
@@ -133,7 +141,7 @@ end
 function tags.delete_one(ctx)
   local key = ctx.params.key
   local pol = policy.for_project(ctx.project)
-  local current = current_tags(ctx)
+  local current = current_tags(ctx, true)
   if current[key] == nil then
     fail(404, "IMG.0115", "tag key '" .. key .. "' not found on image " .. ctx.params.image_id)
   end

@@ -56,7 +56,7 @@ static void test_images_and_tags(store *s, tagidx *ix)
     CHECK(store_image_get(s, P2, id, &im) == STORE_NOT_FOUND);     /* other project */
     CHECK(count_key(ix, P1, "env", "prod") == 1);
 
-    CHECK(store_tags_apply(s, P1, id, set, 2, del, 1, 10) == STORE_OK);
+    CHECK(store_tags_apply(s, P1, id, set, 2, del, 1, 10, NULL) == STORE_OK);
     store_image_tags(s, seq_of(s, P1, id), collect, &t);
     CHECK(t.n == 2);
     CHECK_STR(t.keys[0], "env");
@@ -66,16 +66,48 @@ static void test_images_and_tags(store *s, tagidx *ix)
     CHECK(count_key(ix, P1, "env", "dev") == 1);
     CHECK(count_key(ix, P1, "team", NULL) == 0);
 
+    /* expect: written only when the image holds exactly the tags the
+     * caller decided on; old values and the quota come from them */
+    {
+        store_tag now[] = {{"env", "dev"}, {"zone", "z1"}};
+        store_tag stale[] = {{"env", "prod"}, {"zone", "z1"}};
+        store_tag fewer[] = {{"env", "dev"}};
+        store_tag more[] = {{"env", "dev"}, {"zone", "z1"}, {"zz", "1"}};
+        store_tag_list e_now = {now, 2}, e_stale = {stale, 2}, e_fewer = {fewer, 1}, e_more = {more, 3};
+        store_tag up[] = {{"env", "qa"}}, add1[] = {{"k1", "v"}}, add2[] = {{"k1", "v"}, {"k2", "v"}};
+        CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 10, &e_stale) == STORE_CONFLICT);
+        CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 10, &e_fewer) == STORE_CONFLICT);
+        CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 10, &e_more) == STORE_CONFLICT);
+        CHECK(count_key(ix, P1, "env", "qa") == 0);
+        CHECK(count_key(ix, P1, "env", "dev") == 1);
+        /* the quota counted from expect: 2 + 1 new fits 3, 2 + 2 does not */
+        CHECK(store_tags_apply(s, P1, id, add2, 2, NULL, 0, 3, &e_now) == STORE_QUOTA);
+        CHECK(count_key(ix, P1, "k1", NULL) == 0);
+        CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 2, &e_now) == STORE_OK);
+        CHECK(count_key(ix, P1, "env", "dev") == 0);     /* old value from expect */
+        CHECK(count_key(ix, P1, "env", "qa") == 1);
+        store_tag after[] = {{"env", "qa"}, {"zone", "z1"}};
+        store_tag_list e_after = {after, 2};
+        CHECK(store_tags_apply(s, P1, id, add1, 1, del, 0, 3, &e_after) == STORE_OK);
+        store_tag back[] = {{"env", "dev"}};
+        const char *drop[] = {"k1"};
+        store_tag after2[] = {{"env", "qa"}, {"k1", "v"}, {"zone", "z1"}};
+        store_tag_list e_after2 = {after2, 3};
+        CHECK(store_tags_apply(s, P1, id, back, 1, drop, 1, 2, &e_after2) == STORE_OK);
+        CHECK(count_key(ix, P1, "k1", NULL) == 0);
+        CHECK(count_key(ix, P1, "env", "dev") == 1);
+    }
+
     /* quota: 3 tags with max 2 -> nothing changes, index untouched */
     store_tag three[] = {{"a", "1"}, {"b", "2"}, {"c", "3"}};
-    CHECK(store_tags_apply(s, P1, id, three, 3, NULL, 0, 2) == STORE_QUOTA);
+    CHECK(store_tags_apply(s, P1, id, three, 3, NULL, 0, 2, NULL) == STORE_QUOTA);
     t.n = 0;
     store_image_tags(s, seq_of(s, P1, id), collect, &t);
     CHECK(t.n == 2);
     CHECK(count_key(ix, P1, "a", NULL) == 0);
 
-    CHECK(store_tags_apply(s, P1, "no-such-image", set, 1, NULL, 0, 10) == STORE_NOT_FOUND);
-    CHECK(store_tags_apply(s, P2, id, set, 1, NULL, 0, 10) == STORE_NOT_FOUND);
+    CHECK(store_tags_apply(s, P1, "no-such-image", set, 1, NULL, 0, 10, NULL) == STORE_NOT_FOUND);
+    CHECK(store_tags_apply(s, P2, id, set, 1, NULL, 0, 10, NULL) == STORE_NOT_FOUND);
 
     /* explicit ids: a repeat is a conflict */
     CHECK(store_image_create(s, P1, "11111111-1111-4111-8111-111111111111", "x", "active", "{}", NULL, 0, id2) == STORE_OK);
