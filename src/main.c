@@ -328,7 +328,10 @@ static int cmd_serve(int argc, char **argv)
         open_store(g->opt.db, &shared.writer) != 0)
         goto done;
     store_attach_index(shared.writer, g->index);
-    store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock);
+    if (store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock) != 0) {
+        fprintf(stderr, "tagway: %s\n", store_errmsg(shared.writer));
+        goto done;
+    }
     if (!(g->metrics = metrics_new()))
         goto done;
     for (int i = 0; i < n; i++)

@@ -162,6 +162,8 @@ struct store {
     int txn_open, depth;
     uint64_t group_no, ended_no;    /* the open (or last) group; the last ended */
     _Atomic uint64_t synced_no;     /* groups up to this one are durable */
+    _Atomic int wal_pages;          /* frames in the WAL after the last COMMIT */
+    _Atomic int ckpt_busy;          /* a worker is checkpointing */
     uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
     struct idx_op *pending, **pending_tail;
     struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
@@ -305,10 +307,56 @@ void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us,
     *sync_us = atomic_load(&w->sync_us);
 }
 
-void store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
+/* After each of the writer's commits: how long the WAL has grown. */
+static int wal_grew(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    store *w = ud;
+    (void)db, (void)name;
+    atomic_store(&w->wal_pages, pages);
+    return SQLITE_OK;
+}
+
+int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
 {
     w->write_lock = write_lock;
     w->index_lock = index_lock;
+    /* SQLite would checkpoint inside the COMMIT that crosses 1000 pages,
+     * under the write lock; a worker does it after the lock instead.  The
+     * hook replaces SQLite's own (wal_autocheckpoint is that hook). */
+    sqlite3_wal_hook(w->db, wal_grew, w);
+    return 0;
+}
+
+/* SQLite's default threshold, moved out of the lock: a PASSIVE checkpoint
+ * on the worker's own connection runs beside the writer (never blocks
+ * it), syncs the WAL before copying it into the database and the database
+ * after.  One worker at a time; a worker already checkpointing is not
+ * waited for. */
+#define CHECKPOINT_PAGES 1000
+
+/* SQLite starts the WAL over (instead of growing it) only when a write
+ * transaction begins right after a checkpoint has copied every frame, and
+ * the workers' checkpoints run while the next group is already open.  So
+ * once the WAL has grown well past the threshold, the group's opener
+ * first copies what is left (the frames since the last checkpoint: little
+ * work) on the writer itself. */
+static void restart_wal_if_stuck(store *w)
+{
+    if (atomic_load(&w->wal_pages) >= 4 * CHECKPOINT_PAGES)
+        sqlite3_wal_checkpoint_v2(w->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
+static void checkpoint_if_due(store *s, store *w)
+{
+    int idle = 0, log = 0, done = 0;
+    if (atomic_load(&w->wal_pages) < CHECKPOINT_PAGES ||
+        !atomic_compare_exchange_strong(&w->ckpt_busy, &idle, 1))
+        return;
+    read_end(s);                /* a connection in a transaction cannot checkpoint */
+    if (sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK &&
+        done == log)
+        atomic_store(&w->wal_pages, 0);     /* until the next commit says otherwise */
+    atomic_store(&w->ckpt_busy, 0);
 }
 
 void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud)
@@ -663,10 +711,14 @@ static int acquire(store *s)
     store *w = wconn(s);
     if (s->holding)
         return 0;
+    /* this worker's pass snapshot ends here: with one connection it could
+     * not become a write, and with a writer it would keep checkpoints from
+     * copying (and the WAL from starting over) past the frames it reads */
+    read_end(s);
     write_lock(s);
     if (!w->txn_open) {
-        if (w == s)
-            read_end(s);        /* one connection: the pass snapshot cannot become a write */
+        if (w != s)
+            restart_wal_if_stuck(w);
         if (begin(w) != 0)
             goto fail;
         w->txn_open = 1;
@@ -842,6 +894,8 @@ int store_group_commit(store *s)
         write_unlock(s);
         if (failed || sync_upto(s, w, upto) != 0)
             return -1;
+        if (w != s)
+            checkpoint_if_due(s, w);
     } else if (w->failed[s->wait_group % GROUP_RING]) {
         return -1;
     }

@@ -54,7 +54,7 @@ void store_attach_index(store *s, tagidx *ix);
  * feeds.  store_share points a worker's connection at it; waited(ud, us)
  * reports a wait for the lock (it is not the waiting script's time).
  * Without a writer (the CLI) each write call is its own transaction. */
-void store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock);
+int store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock);
 void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud);
 /* Group commit: from now on the requests' writes (on the writer) join its
  * open group transaction, each request in its own savepoint, and the
