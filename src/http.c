@@ -53,7 +53,8 @@ typedef struct http_state {
     struct event *log_ev;             /* writes them once the pass is done */
     int64_t log_second;               /* the second log_date formats */
     char log_date[20];
-    reply *waiting, **waiting_tail;   /* answers held for the open group */
+    reply *waiting, **waiting_tail;   /* answers held for this pass's group commit */
+    reply *parked, **parked_tail;     /* answers held for the syncer, oldest group first */
     char id_prefix[17];
     int port;
 } http_state;
@@ -90,6 +91,7 @@ struct reply {
     char id[40];
     const char *method;
     int64_t start_us;
+    uint64_t group;             /* the write group it waits for, 0: none */
     lhost_response resp;
     struct reply *next;
 };
@@ -253,7 +255,6 @@ static void on_request(struct evhttp_request *ev, void *arg)
     char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
     lhost_rc rc;
-    int waits;
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
         evhttp_send_error(ev, 500, NULL);
         if (rp)
@@ -275,9 +276,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     store_release(g->store);
     if (rc != LHOST_OK)
         script_failure_body(&rp->resp, rc);
-    waits = store_request_end(g->store, rp->resp.status < 300);
+    rp->group = store_request_end(g->store, rp->resp.status < 300);
     free(uri);
-    if (waits) {
+    if (rp->group) {
         *st->waiting_tail = rp;
         st->waiting_tail = &rp->next;
     } else {
@@ -286,29 +287,59 @@ static void on_request(struct evhttp_request *ev, void *arg)
     gw_settle(g);
 }
 
-/* Runs after the requests of this loop pass: the COMMIT (one fsync) of
- * the group holding their writes (unless another worker's came first),
- * then their answers. */
+/* The write of this request was not stored (or not made durable): the
+ * answer says so, whatever the script had answered. */
+static void storage_failure_body(gw *g, reply *rp)
+{
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: the write group of request %s failed\"}\n",
+            rp->id);
+    (void)g;
+    evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
+    rp->resp.status = 503;
+    util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
+    evbuffer_add_printf(rp->resp.body, "{\"error\":{\"code\":\"IMG.0061\",\"message\":"
+                        "\"storage commit failed; nothing of this request was stored\"}}");
+}
+
+/* Sends the parked answers whose groups are done (durable, or failed:
+ * then they say so), oldest first, and tells the store which group the
+ * rest wait for. */
+static void flush_parked(gw *g)
+{
+    http_state *st = state_of(g);
+    reply *rp;
+    int state;
+    do {
+        while ((rp = st->parked) && (state = store_group_state(g->store, rp->group)) != 1) {
+            if (!(st->parked = rp->next))
+                st->parked_tail = &st->parked;
+            if (state < 0)
+                storage_failure_body(g, rp);
+            send_reply(g, rp);
+        }
+    } while (store_park(g->store, rp ? rp->group : 0));
+}
+
+/* Runs after the requests of this loop pass: the COMMIT of the group
+ * holding their writes (unless another worker's came first), handed to the
+ * syncer; answers go once their group is durable, parked until then while
+ * this loop serves on. */
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;
     http_state *st = state_of(g);
     reply *rp = st->waiting, *next;
-    int failed = store_group_commit(g->store) != 0;
     (void)fd, (void)what;
+    store_group_commit(g->store);       /* its outcome is in each group's state */
     st->waiting = NULL;
     st->waiting_tail = &st->waiting;
     for (; rp; rp = next) {
         next = rp->next;
-        if (failed) {
-            evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
-            rp->resp.status = 503;
-            util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
-            evbuffer_add_printf(rp->resp.body, "{\"error\":{\"code\":\"IMG.0061\",\"message\":"
-                                "\"storage commit failed; nothing of this request was stored\"}}");
-        }
-        send_reply(g, rp);
+        rp->next = NULL;
+        *st->parked_tail = rp;          /* groups only grow: the list stays in order */
+        st->parked_tail = &rp->next;
     }
+    flush_parked(g);
 }
 
 static void on_pass_end(evutil_socket_t fd, short what, void *arg)
@@ -370,6 +401,12 @@ static void wake(gw *w)
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"cannot wake worker %d\"}\n", w->worker);
 }
 
+/* store's hook, on the syncer's thread: parked answers can go. */
+static void synced(void *arg)
+{
+    wake(arg);
+}
+
 /* Another thread asked: stop, or take the new generation while idle. */
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
@@ -378,6 +415,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
         return;
+    flush_parked(g);            /* the syncer made groups durable */
     if (atomic_load(&g->shared->stopping)) {
         stop_worker(g);
         return;
@@ -635,11 +673,12 @@ int http_start(gw *g, char *err, size_t errlen)
     }
     evhttp_set_bevcb(g->http, new_connection, st);
     st->waiting_tail = &st->waiting;
+    st->parked_tail = &st->parked;
     if (!(st->commit_ev = event_new(g->base, -1, 0, on_commit, g))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    store_group_enable(g->store, schedule_commit, g);
+    store_group_enable(g->store, schedule_commit, synced, g);
     if (!(st->pass_ev = event_new(g->base, -1, 0, on_pass_end, g))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -670,6 +709,12 @@ void http_free(gw *g)
         if (st->sig_term) event_free(st->sig_term);
         if (st->sig_int) event_free(st->sig_int);
         if (st->commit_ev) event_free(st->commit_ev);
+        /* answers never sent (their requests went with evhttp) */
+        for (reply *lists[] = {st->waiting, st->parked}, **l = lists; l < lists + 2; l++)
+            for (reply *rp = *l, *next; rp; rp = next) {
+                next = rp->next;
+                reply_free(rp);
+            }
         if (st->pass_ev) {
             store_pass_end(g->store);
             event_free(st->pass_ev);

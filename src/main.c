@@ -230,7 +230,10 @@ static int worker_open(gw *g, char *err, size_t errlen)
         g->index = first->index;
         store_attach_index(g->store, g->index);
     }
-    store_share(g->store, g->shared->writer, write_waited, g);
+    if (store_share(g->store, g->shared->writer, write_waited, g) != 0) {
+        fprintf(stderr, "tagway: out of memory\n");
+        return -1;
+    }
     g->metrics = first->metrics;
     if (!(g->base = event_base_new())) {
         snprintf(err, errlen, "cannot create an event loop");
@@ -328,8 +331,9 @@ static int cmd_serve(int argc, char **argv)
         open_store(g->opt.db, &shared.writer) != 0)
         goto done;
     store_attach_index(shared.writer, g->index);
-    if (store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock) != 0) {
-        fprintf(stderr, "tagway: %s\n", store_errmsg(shared.writer));
+    if (store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock, g->opt.db,
+                          err, sizeof err) != 0) {
+        fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
     if (!(g->metrics = metrics_new()))

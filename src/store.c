@@ -153,17 +153,29 @@ struct store {
     int commit_due;                 /* answers wait for group wait_group */
     uint64_t wait_group;
     void (*group_hook)(void *);     /* schedules store_group_commit */
+    void (*synced_hook)(void *);    /* called by the syncer thread: parked groups are done */
     void *group_ud;
+    _Atomic uint64_t parked;        /* oldest group whose answers wait for the syncer, or 0 */
 
     /* The writer's side (under write_lock).  Index changes wait in pending
      * until the group's COMMIT, so the index takes them in commit order. */
     pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
     store *holder;                  /* whose request or call holds it */
     int txn_open, depth;
-    uint64_t group_no, ended_no;    /* the open (or last) group; the last ended */
+    uint64_t group_no;              /* the open (or last) group */
+    _Atomic uint64_t ended_no;      /* the last group ended (written under write_lock) */
     _Atomic uint64_t synced_no;     /* groups up to this one are durable */
     _Atomic int wal_pages;          /* frames in the WAL after the last COMMIT */
-    _Atomic int ckpt_busy;          /* a worker is checkpointing */
+    /* the syncer: a thread with a connection of its own that syncs the WAL
+     * (and checkpoints it) while the workers go on serving */
+    store *sync_conn;
+    pthread_t syncer;
+    int syncer_running, sync_stop;
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    uint64_t sync_want;             /* under sync_mu: groups up to it wait for a sync */
+    store **watchers;               /* the workers' stores, told when groups are durable */
+    size_t nwatchers;
     uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
     struct idx_op *pending, **pending_tail;
     struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
@@ -316,27 +328,38 @@ static int wal_grew(void *ud, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
-int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock)
+static void *syncer_main(void *arg);
+
+int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
+                      const char *path, char *err, size_t errlen)
 {
     w->write_lock = write_lock;
     w->index_lock = index_lock;
     /* SQLite would checkpoint inside the COMMIT that crosses 1000 pages,
-     * under the write lock; a worker does it after the lock instead.  The
-     * hook replaces SQLite's own (wal_autocheckpoint is that hook). */
+     * under the write lock; the syncer does it instead.  The hook
+     * replaces SQLite's own (wal_autocheckpoint is that hook). */
     sqlite3_wal_hook(w->db, wal_grew, w);
+    if (store_open(&w->sync_conn, path, err, errlen) != 0)
+        return -1;
+    pthread_mutex_init(&w->sync_mu, NULL);
+    pthread_cond_init(&w->sync_cv, NULL);
+    if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
+        snprintf(err, errlen, "cannot start the WAL sync thread");
+        return -1;
+    }
+    w->syncer_running = 1;
     return 0;
 }
 
 /* SQLite's default threshold, moved out of the lock: a PASSIVE checkpoint
- * on the worker's own connection runs beside the writer (never blocks
- * it), syncs the WAL before copying it into the database and the database
- * after.  One worker at a time; a worker already checkpointing is not
- * waited for. */
+ * on the syncer's connection runs beside the writer (never blocks it),
+ * syncs the WAL before copying it into the database and the database
+ * after. */
 #define CHECKPOINT_PAGES 1000
 
 /* SQLite starts the WAL over (instead of growing it) only when a write
  * transaction begins right after a checkpoint has copied every frame, and
- * the workers' checkpoints run while the next group is already open.  So
+ * the syncer's checkpoints run while the next group is already open.  So
  * once the WAL has grown well past the threshold, the group's opener
  * first copies what is left (the frames since the last checkpoint: little
  * work) on the writer itself. */
@@ -346,25 +369,100 @@ static void restart_wal_if_stuck(store *w)
         sqlite3_wal_checkpoint_v2(w->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
-static void checkpoint_if_due(store *s, store *w)
+static void checkpoint_if_due(store *c, store *w)
 {
-    int idle = 0, log = 0, done = 0;
-    if (atomic_load(&w->wal_pages) < CHECKPOINT_PAGES ||
-        !atomic_compare_exchange_strong(&w->ckpt_busy, &idle, 1))
+    int log = 0, done = 0;
+    if (atomic_load(&w->wal_pages) < CHECKPOINT_PAGES)
         return;
-    read_end(s);                /* a connection in a transaction cannot checkpoint */
-    if (sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK &&
+    if (sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK &&
         done == log)
         atomic_store(&w->wal_pages, 0);     /* until the next commit says otherwise */
-    atomic_store(&w->ckpt_busy, 0);
 }
 
-void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud)
+/* The syncer: waits for groups to sync, makes them durable with one
+ * fdatasync (however many groups and workers wait), records the outcome,
+ * wakes the workers whose answers were parked on them, and checkpoints. */
+/* *at = max(*at, to), atomically. */
+static void advance(_Atomic uint64_t *at, uint64_t to)
 {
+    uint64_t seen = atomic_load(at);
+    while (seen < to && !atomic_compare_exchange_weak(at, &seen, to))
+        ;
+}
+
+static void *syncer_main(void *arg)
+{
+    store *w = arg;
+    pthread_mutex_lock(&w->sync_mu);
+    for (;;) {
+        uint64_t upto, from;
+        int ok;
+        while (!w->sync_stop && w->sync_want <= atomic_load(&w->synced_no))
+            pthread_cond_wait(&w->sync_cv, &w->sync_mu);
+        if (w->sync_stop)
+            break;
+        upto = w->sync_want;
+        pthread_mutex_unlock(&w->sync_mu);
+        ok = wal_sync(w->sync_conn) == 0;
+        w->syncs++;             /* counted where /metrics reads them */
+        w->sync_us += atomic_exchange(&w->sync_conn->sync_us, 0);
+        from = atomic_load(&w->synced_no);
+        if (!ok) {
+            /* durability unknown: their answers say the write failed */
+            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\"}\n", w->sync_conn->err);
+            for (uint64_t g = from + 1; g <= upto; g++)
+                w->failed[g % GROUP_RING] = 1;
+        }
+        advance(&w->synced_no, upto);
+        for (size_t i = 0; i < w->nwatchers; i++) {
+            uint64_t p = atomic_load(&w->watchers[i]->parked);
+            if (p && p <= upto && w->watchers[i]->synced_hook)
+                w->watchers[i]->synced_hook(w->watchers[i]->group_ud);
+        }
+        checkpoint_if_due(w->sync_conn, w);
+        pthread_mutex_lock(&w->sync_mu);
+    }
+    pthread_mutex_unlock(&w->sync_mu);
+    return NULL;
+}
+
+/* Groups up to upto have ended (COMMIT returned): the syncer makes them
+ * durable. */
+static void request_sync(store *w, uint64_t upto)
+{
+    pthread_mutex_lock(&w->sync_mu);
+    if (w->sync_want < upto) {
+        w->sync_want = upto;
+        pthread_cond_signal(&w->sync_cv);
+    }
+    pthread_mutex_unlock(&w->sync_mu);
+}
+
+static void syncer_stop(store *w)
+{
+    if (!w->syncer_running)
+        return;
+    pthread_mutex_lock(&w->sync_mu);
+    w->sync_stop = 1;
+    pthread_cond_signal(&w->sync_cv);
+    pthread_mutex_unlock(&w->sync_mu);
+    pthread_join(w->syncer, NULL);
+    w->syncer_running = 0;
+}
+
+int store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud)
+{
+    store **more = realloc(writer->watchers, (writer->nwatchers + 1) * sizeof *more);
+    if (!more)
+        return -1;
+    /* before any worker runs: the syncer reads the list unlocked */
+    writer->watchers = more;
+    writer->watchers[writer->nwatchers++] = s;
     s->writer = writer;
     s->write_lock = writer->write_lock;
     s->waited = waited;
     s->waited_ud = ud;
+    return 0;
 }
 
 /* A worker takes the writer's lock; a wait is reported (it is not the
@@ -540,10 +638,17 @@ void store_close(store *s)
     if (!s)
         return;
     store_group_commit(s);      /* answers already queued are on their way */
+    syncer_stop(s);
     if (s->txn_open) {          /* a writer's open group: its requests ended kept */
         group_end(s, 1);
         wal_sync(s);
     }
+    if (s->sync_conn) {
+        store_close(s->sync_conn);
+        pthread_mutex_destroy(&s->sync_mu);
+        pthread_cond_destroy(&s->sync_cv);
+    }
+    free(s->watchers);
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);
@@ -758,13 +863,11 @@ static void release_writer(store *s)
  * wal_sync on s's own connection, outside the lock. */
 static int sync_upto(store *s, store *w, uint64_t upto)
 {
-    uint64_t seen = atomic_load(&w->synced_no);
-    if (seen >= upto)
+    if (atomic_load(&w->synced_no) >= upto)
         return 0;
     if (wal_sync(s) != 0)
         return -1;
-    while (seen < upto && !atomic_compare_exchange_weak(&w->synced_no, &seen, upto))
-        ;
+    advance(&w->synced_no, upto);
     return 0;
 }
 
@@ -838,9 +941,10 @@ void store_request_start(store *s)
     s->in_request = 1;
 }
 
-int store_request_end(store *s, int keep)
+uint64_t store_request_end(store *s, int keep)
 {
     store *w = wconn(s);
+    uint64_t group = 0;
     s->in_request = 0;
     if (!s->holding)
         return 0;
@@ -856,7 +960,7 @@ int store_request_end(store *s, int keep)
     }
     w->depth = 0;
     if (keep) {
-        s->wait_group = w->group_no;
+        group = s->wait_group = w->group_no;
         if (!s->commit_due) {
             s->commit_due = 1;
             if (s->group_hook)
@@ -864,11 +968,12 @@ int store_request_end(store *s, int keep)
         }
     }
     release_writer(s);
-    return keep;
+    return group;
 }
 
-void store_group_enable(store *s, void (*hook)(void *), void *ud)
+void store_group_enable(store *s, void (*hook)(void *), void (*synced)(void *), void *ud)
 {
+    s->synced_hook = synced;
     s->grouping = 1;
     s->group_hook = hook;
     s->group_ud = ud;
@@ -892,14 +997,35 @@ int store_group_commit(store *s)
                  w->failed[s->wait_group % GROUP_RING];
         upto = w->ended_no;
         write_unlock(s);
-        if (failed || sync_upto(s, w, upto) != 0)
+        if (failed)
             return -1;
-        if (w != s)
-            checkpoint_if_due(s, w);
+        if (w->syncer_running)
+            request_sync(w, upto);
+        else if (sync_upto(s, w, upto) != 0)
+            return -1;
     } else if (w->failed[s->wait_group % GROUP_RING]) {
         return -1;
     }
     return 0;
+}
+
+int store_group_state(const store *s, uint64_t group)
+{
+    const store *w = s->writer ? s->writer : s;
+    uint64_t synced = atomic_load(&w->synced_no);
+    if (synced < group)     /* a group rolled back is not waited for */
+        return atomic_load(&w->ended_no) >= group && w->failed[group % GROUP_RING] ? -1 : 1;
+    /* an outcome too old to be remembered is not reported as durable */
+    return synced - group >= GROUP_RING || w->failed[group % GROUP_RING] ? -1 : 0;
+}
+
+int store_park(store *s, uint64_t group)
+{
+    /* published before the check: the syncer sets synced_no before it
+     * reads parked, so either it wakes this worker or the check sees the
+     * group done (sequentially consistent atomics) */
+    atomic_store(&s->parked, group);
+    return group && store_group_state(s, group) != 1;
 }
 
 static void apply_op(tagidx *ix, const idx_op *op)

@@ -51,32 +51,44 @@ void store_attach_index(store *s, tagidx *ix);
  * every worker's writes.  store_writer_init gives it the lock all workers
  * take to use it (held by a request from its first write, or
  * store_write_begin, to store_request_end) and the lock of the index it
- * feeds.  store_share points a worker's connection at it; waited(ud, us)
+ * feeds, and starts its syncer: a thread with a connection of its own
+ * (path) that syncs the WAL and checkpoints it.  store_share points a
+ * worker's connection at it (before any worker runs); waited(ud, us)
  * reports a wait for the lock (it is not the waiting script's time).
- * Without a writer (the CLI) each write call is its own transaction. */
-int store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock);
-void store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud);
+ * Without a writer (the CLI) each write call is its own transaction,
+ * durable on return. */
+int store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
+                      const char *path, char *err, size_t errlen);
+int store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud);
 /* Group commit: from now on the requests' writes (on the writer) join its
- * open group transaction, each request in its own savepoint, and the
- * group commits (one fsync) when a worker with answers waiting asks.
- * hook runs when this store's first kept request of a loop pass ends; the
- * caller must then call store_group_commit before acknowledging any
- * request for which store_request_end returned 1. */
-void store_group_enable(store *s, void (*hook)(void *ud), void *ud);
+ * open group transaction, each request in its own savepoint.  hook runs
+ * when this store's first kept request of a loop pass ends: the caller
+ * then calls store_group_commit, which commits the group (unless another
+ * worker did) and hands it to the syncer.  A request's answer goes only
+ * once store_group_state says its group is durable; synced(ud) is called
+ * from the syncer's thread when a group given to store_park is done. */
+void store_group_enable(store *s, void (*hook)(void *ud), void (*synced)(void *ud), void *ud);
 /* Brackets one request.  store_request_end keeps (keep != 0) or undoes
  * the request's writes with their index changes, so a request that fails
- * after writing leaves nothing behind, and lets the writer go.  Returns 1
- * when the request's answer must wait for store_group_commit. */
+ * after writing leaves nothing behind, and lets the writer go.  Returns
+ * the group whose durability the answer must wait for, or 0. */
 void store_request_start(store *s);
-int store_request_end(store *s, int keep);
+uint64_t store_request_end(store *s, int keep);
 /* Takes the writer now, before any write: the request's reads from here on
  * see the latest state (its group's writes too) and no other request
  * writes until it ends, so a read-check-write is atomic.  0 or -1. */
 int store_write_begin(store *s);
 /* Commits the group holding this store's kept requests (if another worker
- * has not already) and feeds the index.  0: they are durable; -1: the
- * group was rolled back, nothing of them is stored. */
+ * has not already), feeds the index, and asks for the sync.  -1: the
+ * group was rolled back, nothing of it is stored. */
 int store_group_commit(store *s);
+/* 0: the group is durable; 1: not yet; -1: it failed (rolled back, or
+ * its sync failed: its answers say the write failed). */
+int store_group_state(const store *s, uint64_t group);
+/* The oldest group this store's parked answers wait for (0: none), for
+ * the syncer's wake-up.  Returns 1 when that group is no longer pending
+ * (the caller looks again at once). */
+int store_park(store *s, uint64_t group);
 
 /* From now on the reads of one event-loop pass share one read transaction:
  * hook runs when it opens; the caller must then call store_pass_end once
