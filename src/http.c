@@ -84,8 +84,9 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 }
 
 /* One answer, from request to the wire.  The answer of a request that
- * wrote waits here until its group's COMMIT: nothing is acknowledged (or
- * shown to a reader) before it is durable. */
+ * wrote waits here until its group is committed and synced: nothing is
+ * acknowledged before it is durable (readers may see a group between its
+ * COMMIT and its sync). */
 struct reply {
     struct evhttp_request *ev;
     char id[40];

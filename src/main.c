@@ -374,6 +374,7 @@ static int cmd_serve(int argc, char **argv)
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
 done:
     stop_threads(w, n);
+    store_syncer_stop(shared.writer);   /* it wakes workers: stop it before they go */
     jobs_free(g->jobs);
     watch_free(g->watch);
     for (int i = n - 1; i >= 0; i--)

@@ -1,7 +1,8 @@
-/* store: tagway's SQLite database.  Opens it in WAL mode with
- * synchronous=FULL (a 2xx write is on disk), migrates the schema forward by
- * PRAGMA user_version, prepares every statement once, and runs each write as
- * one IMMEDIATE transaction.  After a commit it feeds the attached tagidx.
+/* store: tagway's SQLite database.  Opens it in WAL mode, migrates the
+ * schema forward by PRAGMA user_version and prepares every statement once.
+ * Writes run on one writer connection in group transactions (a savepoint
+ * per request), made durable by an explicit WAL sync before any answer (a
+ * 2xx write is on disk); after a commit it feeds the attached tagidx.
  * Uses SQLite and tagidx; knows nothing of HTTP or Lua. */
 #include "store.h"
 #include "util.h"
@@ -120,7 +121,7 @@ static const char *const sql_text[Q__COUNT] = {
 
 /* write calls nest at most this deep; group outcomes remembered */
 #define TXN_MAX_DEPTH 8
-#define GROUP_RING 4096
+#define GROUP_RING 65536
 
 struct store {
     sqlite3 *db;
@@ -176,7 +177,9 @@ struct store {
     uint64_t sync_want;             /* under sync_mu: groups up to it wait for a sync */
     store **watchers;               /* the workers' stores, told when groups are durable */
     size_t nwatchers;
-    uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
+    _Atomic uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
+    int kept;                       /* requests kept in the open group */
+    int sync_fatal;                 /* serving: a failed WAL sync stops the process */
     struct idx_op *pending, **pending_tail;
     struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
     struct idx_op **request_mark;           /* ... at the holder request's savepoint */
@@ -285,6 +288,15 @@ static int wal_sync(store *s)
     }
     if (f->pMethods->xSync(f, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
         snprintf(s->err, sizeof s->err, "sync of the write-ahead log failed: %s", strerror(errno));
+        if (s->sync_fatal) {
+            /* the commits it should have made durable are visible already,
+             * and after a failed fdatasync Linux may have dropped their
+             * pages: acknowledging anything more could lie.  Stop; a
+             * restart recovers what reached the disk. */
+            fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"%s; stopping\"}\n", s->err);
+            fflush(stderr);
+            abort();
+        }
         return -1;
     }
     /* counted on the writer: workers sync on their own connections */
@@ -341,6 +353,7 @@ int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *i
     sqlite3_wal_hook(w->db, wal_grew, w);
     if (store_open(&w->sync_conn, path, err, errlen) != 0)
         return -1;
+    w->sync_fatal = w->sync_conn->sync_fatal = 1;
     pthread_mutex_init(&w->sync_mu, NULL);
     pthread_cond_init(&w->sync_cv, NULL);
     if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
@@ -382,6 +395,17 @@ static void checkpoint_if_due(store *c, store *w)
 /* The syncer: waits for groups to sync, makes them durable with one
  * fdatasync (however many groups and workers wait), records the outcome,
  * wakes the workers whose answers were parked on them, and checkpoints. */
+/* Wakes the workers whose parked answers wait for groups now synced. */
+static void wake_watchers(store *w)
+{
+    uint64_t synced = atomic_load(&w->synced_no);
+    for (size_t i = 0; i < w->nwatchers; i++) {
+        uint64_t p = atomic_load(&w->watchers[i]->parked);
+        if (p && p <= synced && w->watchers[i]->synced_hook)
+            w->watchers[i]->synced_hook(w->watchers[i]->group_ud);
+    }
+}
+
 /* *at = max(*at, to), atomically. */
 static void advance(_Atomic uint64_t *at, uint64_t to)
 {
@@ -395,30 +419,18 @@ static void *syncer_main(void *arg)
     store *w = arg;
     pthread_mutex_lock(&w->sync_mu);
     for (;;) {
-        uint64_t upto, from;
-        int ok;
+        uint64_t upto;
         while (!w->sync_stop && w->sync_want <= atomic_load(&w->synced_no))
             pthread_cond_wait(&w->sync_cv, &w->sync_mu);
         if (w->sync_stop)
             break;
         upto = w->sync_want;
         pthread_mutex_unlock(&w->sync_mu);
-        ok = wal_sync(w->sync_conn) == 0;
-        w->syncs++;             /* counted where /metrics reads them */
+        wal_sync(w->sync_conn);     /* returns only on success (sync_fatal) */
+        w->syncs++;                 /* counted where /metrics reads them */
         w->sync_us += atomic_exchange(&w->sync_conn->sync_us, 0);
-        from = atomic_load(&w->synced_no);
-        if (!ok) {
-            /* durability unknown: their answers say the write failed */
-            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\"}\n", w->sync_conn->err);
-            for (uint64_t g = from + 1; g <= upto; g++)
-                w->failed[g % GROUP_RING] = 1;
-        }
         advance(&w->synced_no, upto);
-        for (size_t i = 0; i < w->nwatchers; i++) {
-            uint64_t p = atomic_load(&w->watchers[i]->parked);
-            if (p && p <= upto && w->watchers[i]->synced_hook)
-                w->watchers[i]->synced_hook(w->watchers[i]->group_ud);
-        }
+        wake_watchers(w);
         checkpoint_if_due(w->sync_conn, w);
         pthread_mutex_lock(&w->sync_mu);
     }
@@ -438,9 +450,9 @@ static void request_sync(store *w, uint64_t upto)
     pthread_mutex_unlock(&w->sync_mu);
 }
 
-static void syncer_stop(store *w)
+void store_syncer_stop(store *w)
 {
-    if (!w->syncer_running)
+    if (!w || !w->syncer_running)
         return;
     pthread_mutex_lock(&w->sync_mu);
     w->sync_stop = 1;
@@ -459,6 +471,7 @@ int store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), v
     writer->watchers = more;
     writer->watchers[writer->nwatchers++] = s;
     s->writer = writer;
+    s->sync_fatal = 1;
     s->write_lock = writer->write_lock;
     s->waited = waited;
     s->waited_ud = ud;
@@ -637,8 +650,14 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    if (s->writer) {            /* a worker: the syncer must not wake it any more */
+        store *w = s->writer;
+        for (size_t i = 0; i < w->nwatchers; i++)
+            if (w->watchers[i] == s)
+                w->watchers[i--] = w->watchers[--w->nwatchers];
+    }
     store_group_commit(s);      /* answers already queued are on their way */
-    syncer_stop(s);
+    store_syncer_stop(s);
     if (s->txn_open) {          /* a writer's open group: its requests ended kept */
         group_end(s, 1);
         wal_sync(s);
@@ -792,7 +811,10 @@ static int group_end(store *w, int keep)
         return 0;
     w->txn_open = 0;
     w->depth = 0;
-    if (keep && commit_nosync(w) == 0)
+    w->kept = 0;
+    /* SQLite may have rolled the whole transaction back itself (after
+     * SQLITE_FULL, IOERR, NOMEM): then nothing of the group is stored */
+    if (keep && !sqlite3_get_autocommit(w->db) && commit_nosync(w) == 0)
         ok = 1;
     else
         rollback(w);
@@ -803,8 +825,8 @@ static int group_end(store *w, int keep)
         index_write_unlock(w);
     }
     drop_ops(w, &w->pending);
+    w->failed[w->group_no % GROUP_RING] = (uint8_t)!ok;     /* before ended_no: readers */
     w->ended_no = w->group_no;
-    w->failed[w->group_no % GROUP_RING] = (uint8_t)!ok;
     return ok ? 0 : -1;
 }
 
@@ -821,6 +843,8 @@ static int acquire(store *s)
      * copying (and the WAL from starting over) past the frames it reads */
     read_end(s);
     write_lock(s);
+    if (w->txn_open && sqlite3_get_autocommit(w->db))
+        group_end(w, 0);        /* SQLite undid it (see group_end): it failed */
     if (!w->txn_open) {
         if (w != s)
             restart_wal_if_stuck(w);
@@ -868,6 +892,8 @@ static int sync_upto(store *s, store *w, uint64_t upto)
     if (wal_sync(s) != 0)
         return -1;
     advance(&w->synced_no, upto);
+    if (w != s)
+        wake_watchers(w);       /* answers parked on groups this sync covered */
     return 0;
 }
 
@@ -960,12 +986,18 @@ uint64_t store_request_end(store *s, int keep)
     }
     w->depth = 0;
     if (keep) {
+        w->kept++;
         group = s->wait_group = w->group_no;
         if (!s->commit_due) {
             s->commit_due = 1;
             if (s->group_hook)
                 s->group_hook(s->group_ud);
         }
+    } else if (w->kept == 0 && w->txn_open) {
+        /* nothing kept in the group: end it now, or SQLite's write lock
+         * would stay taken (other processes' writes refused) until some
+         * later request keeps a write */
+        group_end(w, 0);
     }
     release_writer(s);
     return group;

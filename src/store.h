@@ -1,6 +1,7 @@
-/* store: the SQLite database (WAL, synchronous=FULL, prepared statements,
- * forward migrations).  Each write function is one transaction; when an
- * index is attached it is updated after the commit, never before.
+/* store: the SQLite database (WAL, prepared statements, forward
+ * migrations, group commit on one writer connection with an explicit WAL
+ * sync before any answer).  Each write call is atomic; when an index is
+ * attached it is updated after the commit, never before.
  * Rows handed to callers point into SQLite memory and stay valid only until
  * the next store call ("borrowed"). */
 #ifndef TAGWAY_STORE_H
@@ -60,6 +61,11 @@ void store_attach_index(store *s, tagidx *ix);
 int store_writer_init(store *writer, pthread_mutex_t *write_lock, pthread_rwlock_t *index_lock,
                       const char *path, char *err, size_t errlen);
 int store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), void *ud);
+/* Stops the writer's syncer (before the workers' stores are closed: it
+ * wakes them); later syncs run on the caller's thread.  A failed WAL sync
+ * while serving stops the process: the commits it covered are visible
+ * already, and acknowledging more after a failed fdatasync could lie. */
+void store_syncer_stop(store *writer);
 /* Group commit: from now on the requests' writes (on the writer) join its
  * open group transaction, each request in its own savepoint.  hook runs
  * when this store's first kept request of a loop pass ends: the caller

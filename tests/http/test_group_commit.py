@@ -9,6 +9,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 
 import pytest
@@ -318,3 +319,26 @@ def test_read_check_write_is_atomic_across_workers(gateway):
                 assert st == 400 and js["error"]["code"] == "IMG.0115", (st, js)
                 assert "immutable" in js["error"]["message"], js
         assert g.image_tags(img) == [{"key": "owner", "value": "t%d" % won[0]}]
+
+
+def test_a_refused_write_leaves_the_database_writable_for_others(gateway):
+    """A request that takes the writer and then fails (here a delete of a
+    key the image does not have: gw.write_begin, read, 404) must not leave
+    the group's transaction, and so SQLite's write lock, open: the CLI
+    (another process) must be able to write at once."""
+    from conftest import run_cli
+    g = gateway
+    c = Client(g)
+    image = c.create_image([{"key": "a", "value": "1"}])
+    st, js = c.request("DELETE", "/v2/%s/images/%s/tags/nokey" % (g.project, image))
+    assert st == 404, (st, js)
+    c.close()
+    t0 = time.monotonic()
+    r = run_cli("credentials", "create", "--db", g.db, "--project", g.project, "--role", "member")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 3, "the CLI waited for SQLite's write lock"
+    # and the server still writes afterwards
+    c = Client(g)
+    st, js = c.batch(image, "create", [{"key": "b", "value": "2"}])
+    assert st == 204, (st, js)
+    c.close()
