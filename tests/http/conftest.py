@@ -27,6 +27,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("TAGWAY_BIN") or os.path.join(REPO, "build", "tagway")
+# Upper time bounds stretch under valgrind (`make valgrind` runs the binary
+# through tests/valgrind-tagway.sh, some 20x slower); lower bounds do not.
+SLOWDOWN = 3.0 if "valgrind" in os.path.basename(BIN) else 1.0
 # The scripts and policies every gateway starts from (copied per gateway).
 SRC_LUA = os.environ.get("TAGWAY_SCRIPTS_SRC") or os.path.join(REPO, "lua")
 SRC_POLICIES = os.environ.get("TAGWAY_POLICIES_SRC") or os.path.join(REPO, "policies")
