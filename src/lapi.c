@@ -227,6 +227,38 @@ static int l_image_tags_json(lua_State *L)
     return 1;
 }
 
+typedef struct {
+    lua_State *L;
+    lua_Integer n;
+} tag_map;
+
+static int set_tag_cb(void *ud, const char *key, const char *value)
+{
+    tag_map *m = ud;
+    lua_pushstring(m->L, value);
+    lua_setfield(m->L, -2, key);
+    m->n++;
+    return 0;
+}
+
+/* gw.image_tag_map(project, id) -> {key = value}, count | nil: the image's
+ * tags as a map, for handlers that judge a write on them (one table, not
+ * one per tag). */
+static int l_image_tag_map(lua_State *L)
+{
+    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    tag_map m = {L, 0};
+    store_rc rc;
+    lua_newtable(L);
+    rc = store_image_tags_by_id(gwp(L)->store, project, id, set_tag_cb, &m);
+    if (rc == STORE_ERROR)
+        return store_failed(L);
+    if (rc == STORE_NOT_FOUND)
+        return fail(L, "not_found");
+    lua_pushinteger(L, m.n);
+    return 2;
+}
+
 /* A string C may treat as NUL-terminated: embedded NULs would silently
  * shorten it, so they are a script error here (handlers reject them). */
 static const char *check_plain(lua_State *L, int at, int arg)
@@ -287,11 +319,39 @@ static int l_write_begin(lua_State *L)
     return 0;
 }
 
+static int tag_key_order(const void *a, const void *b)
+{
+    return strcmp(((const store_tag *)a)->key, ((const store_tag *)b)->key);
+}
+
+/* Reads a {key = value} map at idx into a userdata array sorted by key
+ * [-0, +1]. */
+static store_tag *check_tag_map(lua_State *L, int idx, size_t *n)
+{
+    store_tag *tags;
+    size_t cap = 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+        cap++;
+    tags = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *tags, 0);
+    *n = 0;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING,
+                      idx, "expect must map key strings to value strings");
+        tags[*n].key = check_plain(L, -2, idx);     /* alive in the table at idx */
+        tags[*n].value = check_plain(L, -1, idx);
+        (*n)++;
+    }
+    qsort(tags, *n, sizeof *tags, tag_key_order);
+    return tags;
+}
+
 /* gw.tags_apply(project, image_id, set, del, max_tags, expect) -> true |
  * nil, "not_found" | "quota" | "conflict".  expect (optional): the image's
- * tags as gw.image_tags returned them, on which the caller decided; when
- * the image no longer holds exactly those, nothing is written and the
- * answer is "conflict" (decide again, after gw.write_begin()). */
+ * tags the caller decided on, as gw.image_tag_map's {key = value} or
+ * gw.image_tags' list; when the image no longer holds exactly those,
+ * nothing is written and the answer is "conflict" (decide again, after
+ * gw.write_begin()). */
 static int l_tags_apply(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
@@ -305,7 +365,7 @@ static int l_tags_apply(lua_State *L)
     set = check_tags(L, 3, &nset);
     del = check_strings(L, 4, &ndel);
     if (has_expect)
-        expect.tags = check_tags(L, 6, &expect.n);
+        expect.tags = lua_rawlen(L, 6) > 0 ? check_tags(L, 6, &expect.n) : check_tag_map(L, 6, &expect.n);
     store_rc rc = store_tags_apply(gwp(L)->store, project, id, set, nset,
                                    (const char *const *)del, ndel, max_tags,
                                    has_expect ? &expect : NULL);
@@ -888,6 +948,7 @@ void lapi_open(lua_State *L, lhost *h)
     static const luaL_Reg fns[] = {
         {"header", l_header},         {"auth", l_auth},
         {"image_get", l_image_get},   {"image_tags", l_image_tags},
+        {"image_tag_map", l_image_tag_map},
         {"image_tags_json", l_image_tags_json},
         {"image_create", l_image_create}, {"image_delete", l_image_delete},
         {"tags_apply", l_tags_apply}, {"write_begin", l_write_begin}, {"project_tags", l_project_tags},

@@ -13,19 +13,17 @@ local MAX_REQUEST_TAGS = 1000
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
--- The image's tags (key -> value, count, and the list as read) for a
--- read-check-write.  locked: gw.write_begin first, so what is read is what
--- the write will change (no other request writes in between, and writes of
--- requests not yet committed are seen).
+-- The image's tags (key -> value, and their count) for a read-check-write.
+-- locked: gw.write_begin first, so what is read is what the write will
+-- change (no other request writes in between, and writes of requests not
+-- yet committed are seen).
 local function current_tags(ctx, locked)
   if locked then gw.write_begin() end
-  local list = gw.image_tags(ctx.project, ctx.params.image_id)
-  if not list then
+  local map, n = gw.image_tag_map(ctx.project, ctx.params.image_id)
+  if not map then
     fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
   end
-  local map, n = {}, 0
-  for _, t in ipairs(list) do map[t.key] = t.value; n = n + 1 end
-  return map, n, list
+  return map, n
 end
 
 -- Validates the tags of a create and writes them (shared by batch create,
@@ -45,7 +43,7 @@ function tags.create(ctx, list, fields, locked)
     end
     seen[tag.key] = true
   end
-  local current, count, seen = current_tags(ctx, locked)
+  local current, count = current_tags(ctx, locked)
   local err = policy.check_merge(pol, current, list, fields, ctx.caller)
   if err then fail_tag(err) end
   for _, tag in ipairs(list) do
@@ -57,7 +55,7 @@ function tags.create(ctx, list, fields, locked)
   end
   local set = {}
   for i, tag in ipairs(list) do set[i] = { key = tag.key, value = tag.value } end
-  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags, seen)
+  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags, current)
   if not ok and why == "conflict" then
     assert(not locked, "tags changed while the writer was held")
     return tags.create(ctx, list, fields, true)

@@ -141,13 +141,16 @@ def test_commits_are_grouped_under_concurrency(gateway):
 def store_checks_only(g):
     """Edits the gateway's copy of handlers/tags.lua so that the tag quota and
     the image's existence are checked only inside the store's transaction
-    (after the request's savepoint has been opened and written to)."""
+    (after the request's savepoint has been opened and written to), with no
+    expected tags passed to gw.tags_apply."""
     path = g.script(os.path.join("handlers", "tags.lua"))
     with open(path, encoding="utf-8") as f:
         src = f.read()
     for old, new in (
-            ('  if not list then\n    fail(404, "IMG.0027"',
-             '  if not list then\n    do return {}, 0 end\n    fail(404, "IMG.0027"'),
+            ('  if not map then\n    fail(404, "IMG.0027"',
+             '  if not map then\n    do return {}, 0 end\n    fail(404, "IMG.0027"'),
+            # no expected tags either: the store alone decides
+            ("pol.max_tags, current)", "pol.max_tags)"),
             ("  if count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"tags: the image would",
              "  if false and count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"tags: the image would")):
         assert src.count(old) == 1, old
