@@ -182,6 +182,12 @@ struct store {
     int sync_fatal;                 /* serving: a failed WAL sync stops the process */
     struct idx_op *pending, **pending_tail;
     struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
+    /* a committed group's index changes, applied after the write lock is
+     * released; feed_mu, taken under the write lock, keeps commit order */
+    pthread_mutex_t feed_mu;
+    struct idx_op *feed;
+    uint64_t feed_group;
+    _Atomic uint64_t fed_no;        /* groups up to this one are in the index */
     struct idx_op **request_mark;           /* ... at the holder request's savepoint */
     char err[256];
 };
@@ -195,7 +201,8 @@ static store *rconn(store *s) { return s->holding && s->writer ? s->writer : s; 
 /* Returns the statement reset and unbound: callers never inherit a
  * half-stepped statement, even when a previous caller longjmp'd away. */
 static int exec_simple(store *s, int which);
-static int group_end(store *w, int keep);
+static int group_end(store *w, int keep, int *feed);
+static void feed_index(store *w);
 
 /* The first read of a loop pass opens its read transaction; the owner's
  * hook then arranges store_pass_end once the pass is done. */
@@ -615,6 +622,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    pthread_mutex_init(&s->feed_mu, NULL);
     /* SQLite's allocation statistics take a global mutex on every malloc;
      * nothing reads them.  Takes effect only before the first connection
      * (later calls are refused, harmlessly). */
@@ -659,9 +667,13 @@ void store_close(store *s)
     store_group_commit(s);      /* answers already queued are on their way */
     store_syncer_stop(s);
     if (s->txn_open) {          /* a writer's open group: its requests ended kept */
-        group_end(s, 1);
+        int feed;
+        group_end(s, 1, &feed);
+        if (feed)
+            feed_index(s);
         wal_sync(s);
     }
+    pthread_mutex_destroy(&s->feed_mu);
     if (s->sync_conn) {
         store_close(s->sync_conn);
         pthread_mutex_destroy(&s->sync_mu);
@@ -799,14 +811,16 @@ static void drop_ops(store *w, idx_op **from)
     w->pending_tail = from;
 }
 
-/* Ends the writer's open group: COMMIT or ROLLBACK; after a COMMIT the
- * index takes the group's changes, still under the write lock, so in
- * commit order.  The outcome is kept for the workers whose answers wait
- * on it.  Durable only after a wal_sync: the caller's, made once the lock
- * is released so the other workers write meanwhile. */
-static int group_end(store *w, int keep)
+/* Ends the writer's open group: COMMIT or ROLLBACK.  After a COMMIT the
+ * group's index changes are handed over (*feed = 1): the caller releases
+ * the write lock and then calls feed_index, and feed_mu, taken here under
+ * the write lock, makes the index take every group in commit order.  The
+ * outcome is kept for the workers whose answers wait on it.  Durable only
+ * after a sync, which is asked for once the group is in the index. */
+static int group_end(store *w, int keep, int *feed)
 {
     int ok = 0;
+    *feed = 0;
     if (!w->txn_open)
         return 0;
     w->txn_open = 0;
@@ -818,16 +832,39 @@ static int group_end(store *w, int keep)
         ok = 1;
     else
         rollback(w);
-    if (ok && w->ix && w->pending) {
-        index_write_lock(w);
-        for (idx_op *op = w->pending; op; op = op->next)
-            apply_op(w->ix, op);
-        index_write_unlock(w);
+    if (ok) {
+        pthread_mutex_lock(&w->feed_mu);
+        w->feed = w->pending;
+        w->feed_group = w->group_no;
+        w->pending = NULL;
+        w->pending_tail = &w->pending;
+        *feed = 1;
     }
     drop_ops(w, &w->pending);
     w->failed[w->group_no % GROUP_RING] = (uint8_t)!ok;     /* before ended_no: readers */
     w->ended_no = w->group_no;
     return ok ? 0 : -1;
+}
+
+/* The index takes the group group_end handed over (its write lock already
+ * released, so other requests write meanwhile). */
+static void feed_index(store *w)
+{
+    if (w->ix && w->feed) {
+        index_write_lock(w);
+        for (idx_op *op = w->feed; op; op = op->next)
+            apply_op(w->ix, op);
+        index_write_unlock(w);
+    }
+    /* not drop_ops: pending (and its tail) belongs to the next group now,
+     * under the write lock this thread no longer holds */
+    for (idx_op *op = w->feed, *next; op; op = next) {
+        next = op->next;
+        free_op(op);
+    }
+    w->feed = NULL;
+    atomic_store(&w->fed_no, w->feed_group);
+    pthread_mutex_unlock(&w->feed_mu);
 }
 
 /* The caller (a request, or one write call outside requests) takes the
@@ -841,10 +878,11 @@ static int acquire(store *s)
     /* this worker's pass snapshot ends here: with one connection it could
      * not become a write, and with a writer it would keep checkpoints from
      * copying (and the WAL from starting over) past the frames it reads */
+    int feed;
     read_end(s);
     write_lock(s);
     if (w->txn_open && sqlite3_get_autocommit(w->db))
-        group_end(w, 0);        /* SQLite undid it (see group_end): it failed */
+        group_end(w, 0, &feed);     /* SQLite undid it (see group_end): it failed */
     if (!w->txn_open) {
         if (w != s)
             restart_wal_if_stuck(w);
@@ -906,11 +944,14 @@ static int finish_call(store *w)
     int rc;
     if (w->depth > 0 || !s || (s->grouping && s->in_request))
         return 0;
-    rc = group_end(w, 1);
+    int feed;
+    rc = group_end(w, 1, &feed);
     upto = w->ended_no;
     if (rc != 0 && s != w)
         snprintf(s->err, sizeof s->err, "%s", w->err);
     release_writer(s);
+    if (feed)
+        feed_index(w);
     return rc == 0 ? sync_upto(s, w, upto) : rc;
 }
 
@@ -997,7 +1038,8 @@ uint64_t store_request_end(store *s, int keep)
         /* nothing kept in the group: end it now, or SQLite's write lock
          * would stay taken (other processes' writes refused) until some
          * later request keeps a write */
-        group_end(w, 0);
+        int feed;
+        group_end(w, 0, &feed);
     }
     release_writer(s);
     return group;
@@ -1020,17 +1062,22 @@ int store_group_commit(store *s)
         return 0;
     s->commit_due = 0;
     if (atomic_load(&w->synced_no) < s->wait_group) {
+        int feed = 0;
         write_lock(s);
-        if (w->txn_open && w->group_no == s->wait_group && group_end(w, 1) != 0 && w != s)
+        if (w->txn_open && w->group_no == s->wait_group && group_end(w, 1, &feed) != 0 && w != s)
             snprintf(s->err, sizeof s->err, "%s", w->err);
         /* ended by us or by another worker; an outcome too old to be
          * remembered is not reported as durable */
         failed = w->ended_no < s->wait_group || w->ended_no - s->wait_group >= GROUP_RING ||
                  w->failed[s->wait_group % GROUP_RING];
-        upto = w->ended_no;
         write_unlock(s);
+        if (feed)
+            feed_index(w);
         if (failed)
             return -1;
+        /* only groups already in the index: an answer never goes before
+         * a query can see its write (the group's feeder asks for the rest) */
+        upto = atomic_load(&w->fed_no);
         if (w->syncer_running)
             request_sync(w, upto);
         else if (sync_upto(s, w, upto) != 0)
