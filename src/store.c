@@ -139,13 +139,16 @@ struct store {
     void (*pass_hook)(void *);
     void *pass_ud;
 
+    int sync_fatal;                 /* serving: a failed WAL sync stops the process */
+
     /* A worker's side.  Serving, the workers' writes all run on one write
      * connection, `writer` (a store of its own), in one open transaction
      * per group: a request holds the writer (its lock) from its first write
      * (or store_write_begin) to its end, with a savepoint of its own, so
-     * workers run everything else of their requests at once and the
-     * group's COMMIT (one fsync) serves both.  Without a writer (one
-     * connection, the CLI) each write call is its own transaction. */
+     * workers run everything else of their requests at once and one
+     * COMMIT and one sync serve every worker's requests of the group.
+     * Without a writer (one connection, the CLI) each write call is its
+     * own transaction, durable on return. */
     store *writer;
     pthread_mutex_t *write_lock;    /* the writer's, or NULL */
     void (*waited)(void *ud, int64_t us);   /* told how long write_lock took */
@@ -158,15 +161,23 @@ struct store {
     void *group_ud;
     _Atomic uint64_t parked;        /* oldest group whose answers wait for the syncer, or 0 */
 
-    /* The writer's side (under write_lock).  Index changes wait in pending
-     * until the group's COMMIT, so the index takes them in commit order. */
+    /* The writer's side, under write_lock unless marked.  Index changes
+     * wait in pending until the group's COMMIT. */
     pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
     store *holder;                  /* whose request or call holds it */
-    int txn_open, depth;
+    int txn_open, depth, kept;      /* kept: requests kept in the open group */
     uint64_t group_no;              /* the open (or last) group */
-    _Atomic uint64_t ended_no;      /* the last group ended (written under write_lock) */
-    _Atomic uint64_t synced_no;     /* groups up to this one are durable */
-    _Atomic int wal_pages;          /* frames in the WAL after the last COMMIT */
+    _Atomic uint64_t ended_no;      /* the last group ended */
+    _Atomic uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
+    struct idx_op *pending, **pending_tail;
+    struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
+    struct idx_op **request_mark;           /* ... at the holder request's savepoint */
+    /* a committed group's index changes, applied after the write lock is
+     * released; feed_mu, taken under the write lock, keeps commit order */
+    pthread_mutex_t feed_mu;
+    struct idx_op *feed;            /* under feed_mu */
+    uint64_t feed_group;
+    _Atomic uint64_t fed_no;        /* groups up to this one are in the index */
     /* the syncer: a thread with a connection of its own that syncs the WAL
      * (and checkpoints it) while the workers go on serving */
     store *sync_conn;
@@ -175,20 +186,10 @@ struct store {
     pthread_mutex_t sync_mu;
     pthread_cond_t sync_cv;
     uint64_t sync_want;             /* under sync_mu: groups up to it wait for a sync */
+    _Atomic uint64_t synced_no;     /* groups up to this one are durable */
+    _Atomic int wal_pages;          /* frames in the WAL after the last COMMIT */
     store **watchers;               /* the workers' stores, told when groups are durable */
     size_t nwatchers;
-    _Atomic uint8_t failed[GROUP_RING];     /* group g % GROUP_RING rolled back */
-    int kept;                       /* requests kept in the open group */
-    int sync_fatal;                 /* serving: a failed WAL sync stops the process */
-    struct idx_op *pending, **pending_tail;
-    struct idx_op **marks[TXN_MAX_DEPTH];   /* pending_tail at each call's savepoint */
-    /* a committed group's index changes, applied after the write lock is
-     * released; feed_mu, taken under the write lock, keeps commit order */
-    pthread_mutex_t feed_mu;
-    struct idx_op *feed;
-    uint64_t feed_group;
-    _Atomic uint64_t fed_no;        /* groups up to this one are in the index */
-    struct idx_op **request_mark;           /* ... at the holder request's savepoint */
     char err[256];
 };
 

@@ -53,9 +53,8 @@ function tags.create(ctx, list, fields, locked)
     fail(400, "IMG.0116", string.format("tags: the image would hold %d tags, more than the %d allowed (policy %s)",
                                         count, pol.max_tags, pol.name))
   end
-  local set = {}
-  for i, tag in ipairs(list) do set[i] = { key = tag.key, value = tag.value } end
-  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, set, {}, pol.max_tags, current)
+  -- list holds {key, value} tables (checked above); the hook saw copies
+  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, list, {}, pol.max_tags, current)
   if not ok and why == "conflict" then
     assert(not locked, "tags changed while the writer was held")
     return tags.create(ctx, list, fields, true)
