@@ -1118,63 +1118,62 @@ static void apply_op(tagidx *ix, const idx_op *op)
     }
 }
 
-static char *dup_or_null(const char *v, int *oom)
+static void free_op(idx_op *op)
 {
-    char *d;
+    free(op);       /* its strings and tags live in the same block */
+}
+
+static size_t str_size(const char *v)
+{
+    return v ? strlen(v) + 1 : 0;
+}
+
+/* Copies v to *at, which then points past it; NULL stays NULL. */
+static char *copy_str(char **at, const char *v)
+{
+    char *d = *at;
+    size_t n = str_size(v);
     if (!v)
         return NULL;
-    if (!(d = strdup(v)))
-        *oom = 1;
+    memcpy(d, v, n);
+    *at += n;
     return d;
 }
 
-static void free_op(idx_op *op)
-{
-    free(op->project);
-    free(op->key);
-    free(op->old_value);
-    free(op->value);
-    for (size_t i = 0; i < op->ntags; i++) {
-        free((char *)op->tags[i].key);
-        free((char *)op->tags[i].value);
-    }
-    free(op->tags);
-    free(op);
-}
-
 /* Queues a deep copy of an index change of the open group (dropped with
- * an undone call or request, applied by group_end after the COMMIT). */
+ * an undone call or request, fed to the index after the COMMIT).  One
+ * allocation holds the change, its tags and all their strings: a 10-tag
+ * write queues ten, under the write lock. */
 static void index_op(store *w, const idx_op *op)
 {
     idx_op *copy;
-    int oom = 0;
+    size_t size = sizeof *copy + op->ntags * sizeof *op->tags + str_size(op->project) +
+                  str_size(op->key) + str_size(op->old_value) + str_size(op->value);
+    char *at;
     if (!w->ix)
         return;
-    if (!(copy = calloc(1, sizeof *copy)))
-        goto oom;
+    for (size_t i = 0; i < op->ntags; i++)
+        size += str_size(op->tags[i].key) + str_size(op->tags[i].value);
+    if (!(copy = malloc(size))) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory queueing an index change;"
+                        " restart to rebuild the index\"}\n");
+        return;
+    }
     *copy = *op;
     copy->next = NULL;
-    copy->project = dup_or_null(op->project, &oom);
-    copy->key = dup_or_null(op->key, &oom);
-    copy->old_value = dup_or_null(op->old_value, &oom);
-    copy->value = dup_or_null(op->value, &oom);
-    copy->tags = op->ntags ? calloc(op->ntags, sizeof *copy->tags) : NULL;
-    if (op->ntags && !copy->tags)
-        copy->ntags = 0, oom = 1;
-    for (size_t i = 0; copy->tags && i < op->ntags; i++) {
-        copy->tags[i].key = dup_or_null(op->tags[i].key, &oom);
-        copy->tags[i].value = dup_or_null(op->tags[i].value, &oom);
-    }
-    if (oom) {
-        free_op(copy);
-        goto oom;
+    at = (char *)(copy + 1);
+    copy->tags = op->ntags ? (tagidx_tag *)at : NULL;
+    at += op->ntags * sizeof *op->tags;
+    copy->project = copy_str(&at, op->project);
+    copy->key = copy_str(&at, op->key);
+    copy->old_value = copy_str(&at, op->old_value);
+    copy->value = copy_str(&at, op->value);
+    for (size_t i = 0; i < op->ntags; i++) {
+        copy->tags[i].key = copy_str(&at, op->tags[i].key);
+        copy->tags[i].value = copy_str(&at, op->tags[i].value);
     }
     *w->pending_tail = copy;
     w->pending_tail = &copy->next;
-    return;
-oom:
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory queueing an index change;"
-                    " restart to rebuild the index\"}\n");
 }
 
 static void ix_image_add(store *s, const char *project, uint32_t doc, const char *name)
