@@ -1373,7 +1373,8 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
     int64_t seq = 0, count;
     int changed = 0, same;
     if (!ch) {
-        snprintf(s->err, sizeof s->err, "out of memory");
+        /* where store_errmsg looks: the writer's, while a request holds it */
+        snprintf(rconn(s)->err, sizeof s->err, "out of memory");
         return STORE_ERROR;
     }
     if (!(s = txn_begin(s))) {
