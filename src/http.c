@@ -290,11 +290,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
 /* The write of this request was not stored (or not made durable): the
  * answer says so, whatever the script had answered. */
-static void storage_failure_body(gw *g, reply *rp)
+static void storage_failure_body(reply *rp)
 {
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: the write group of request %s failed\"}\n",
             rp->id);
-    (void)g;
     evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
     rp->resp.status = 503;
     util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
@@ -315,7 +314,7 @@ static void flush_parked(gw *g)
             if (!(st->parked = rp->next))
                 st->parked_tail = &st->parked;
             if (state < 0)
-                storage_failure_body(g, rp);
+                storage_failure_body(rp);
             send_reply(g, rp);
         }
     } while (store_park(g->store, rp ? rp->group : 0));
@@ -329,16 +328,13 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;
     http_state *st = state_of(g);
-    reply *rp = st->waiting, *next;
     (void)fd, (void)what;
-    store_group_commit(g->store);       /* its outcome is in each group's state */
-    st->waiting = NULL;
-    st->waiting_tail = &st->waiting;
-    for (; rp; rp = next) {
-        next = rp->next;
-        rp->next = NULL;
-        *st->parked_tail = rp;          /* groups only grow: the list stays in order */
-        st->parked_tail = &rp->next;
+    store_group_commit(g->store);
+    if (st->waiting) {                  /* groups only grow: the list stays in order */
+        *st->parked_tail = st->waiting;
+        st->parked_tail = st->waiting_tail;
+        st->waiting = NULL;
+        st->waiting_tail = &st->waiting;
     }
     flush_parked(g);
 }

@@ -156,15 +156,21 @@ static int l_image_get(lua_State *L)
 }
 
 /* gw.image_tags(project, id) -> sorted tags array | nil */
+/* Runs cb over the sorted tags of the image (project, id) named by args 1
+ * and 2: 1 when it exists, 0 when not; a storage error raises. */
+static int each_image_tag(lua_State *L, store_tag_cb cb, void *ud)
+{
+    store_rc rc = store_image_tags_by_id(gwp(L)->store, luaL_checkstring(L, 1),
+                                         luaL_checkstring(L, 2), cb, ud);
+    if (rc == STORE_ERROR)
+        store_failed(L);
+    return rc == STORE_OK;
+}
+
 static int l_image_tags(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
-    store_rc rc;
     lua_newtable(L);
-    rc = store_image_tags_by_id(gwp(L)->store, project, id, push_tag_cb, L);
-    if (rc == STORE_ERROR)
-        return store_failed(L);
-    if (rc == STORE_NOT_FOUND)
+    if (!each_image_tag(L, push_tag_cb, L))
         return fail(L, "not_found");
     return 1;
 }
@@ -212,15 +218,12 @@ static int add_tag_json_cb(void *ud, const char *key, const char *value)
  * table per tag; the handler still shapes the body around it. */
 static int l_image_tags_json(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
     luaL_Buffer b;
-    store_rc rc;
+    luaL_checkstring(L, 1);     /* before the buffer takes the stack */
+    luaL_checkstring(L, 2);
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '[');
-    rc = store_image_tags_by_id(gwp(L)->store, project, id, add_tag_json_cb, &b);
-    if (rc == STORE_ERROR)
-        return store_failed(L);
-    if (rc == STORE_NOT_FOUND)
+    if (!each_image_tag(L, add_tag_json_cb, &b))
         return fail(L, "not_found");
     luaL_addchar(&b, ']');
     luaL_pushresult(&b);
@@ -246,14 +249,9 @@ static int set_tag_cb(void *ud, const char *key, const char *value)
  * one per tag). */
 static int l_image_tag_map(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
     tag_map m = {L, 0};
-    store_rc rc;
     lua_newtable(L);
-    rc = store_image_tags_by_id(gwp(L)->store, project, id, set_tag_cb, &m);
-    if (rc == STORE_ERROR)
-        return store_failed(L);
-    if (rc == STORE_NOT_FOUND)
+    if (!each_image_tag(L, set_tag_cb, &m))
         return fail(L, "not_found");
     lua_pushinteger(L, m.n);
     return 2;

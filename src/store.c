@@ -131,6 +131,8 @@ struct store {
     int64_t *last_created;          /* &own_last_created (the writer's: under write_lock) */
     _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
     _Atomic uint64_t syncs, sync_us;
+    store *counts;                  /* whose syncs/sync_us wal_sync adds to: itself, or the
+                                       writer's (read by /metrics) */
     int wal;                        /* WAL mode: commits are synced by wal_sync */
     /* reads of one loop pass share one read transaction (one snapshot,
      * one WAL read lock) instead of one each */
@@ -307,9 +309,8 @@ static int wal_sync(store *s)
         }
         return -1;
     }
-    /* counted on the writer: workers sync on their own connections */
-    (s->writer ? s->writer : s)->syncs++;
-    (s->writer ? s->writer : s)->sync_us += (uint64_t)(util_mono_us() - t0);
+    s->counts->syncs++;
+    s->counts->sync_us += (uint64_t)(util_mono_us() - t0);
     return 0;
 }
 
@@ -362,6 +363,7 @@ int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *i
     if (store_open(&w->sync_conn, path, err, errlen) != 0)
         return -1;
     w->sync_fatal = w->sync_conn->sync_fatal = 1;
+    w->sync_conn->counts = w;
     pthread_mutex_init(&w->sync_mu, NULL);
     pthread_cond_init(&w->sync_cv, NULL);
     if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
@@ -435,8 +437,6 @@ static void *syncer_main(void *arg)
         upto = w->sync_want;
         pthread_mutex_unlock(&w->sync_mu);
         wal_sync(w->sync_conn);     /* returns only on success (sync_fatal) */
-        w->syncs++;                 /* counted where /metrics reads them */
-        w->sync_us += atomic_exchange(&w->sync_conn->sync_us, 0);
         advance(&w->synced_no, upto);
         wake_watchers(w);
         checkpoint_if_due(w->sync_conn, w);
@@ -479,6 +479,7 @@ int store_share(store *s, store *writer, void (*waited)(void *ud, int64_t us), v
     writer->watchers = more;
     writer->watchers[writer->nwatchers++] = s;
     s->writer = writer;
+    s->counts = writer;             /* workers sync on their own connections */
     s->sync_fatal = 1;
     s->write_lock = writer->write_lock;
     s->waited = waited;
@@ -624,6 +625,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
         return -1;
     }
     pthread_mutex_init(&s->feed_mu, NULL);
+    s->counts = s;
     /* SQLite's allocation statistics take a global mutex on every malloc;
      * nothing reads them.  Takes effect only before the first connection
      * (later calls are refused, harmlessly). */
@@ -1054,39 +1056,27 @@ void store_group_enable(store *s, void (*hook)(void *), void (*synced)(void *), 
     s->group_ud = ud;
 }
 
-int store_group_commit(store *s)
+void store_group_commit(store *s)
 {
     store *w = wconn(s);
-    uint64_t upto;
-    int failed;
+    int feed = 0;
     if (!s->commit_due)
-        return 0;
+        return;
     s->commit_due = 0;
-    if (atomic_load(&w->synced_no) < s->wait_group) {
-        int feed = 0;
-        write_lock(s);
-        if (w->txn_open && w->group_no == s->wait_group && group_end(w, 1, &feed) != 0 && w != s)
-            snprintf(s->err, sizeof s->err, "%s", w->err);
-        /* ended by us or by another worker; an outcome too old to be
-         * remembered is not reported as durable */
-        failed = w->ended_no < s->wait_group || w->ended_no - s->wait_group >= GROUP_RING ||
-                 w->failed[s->wait_group % GROUP_RING];
-        write_unlock(s);
-        if (feed)
-            feed_index(w);
-        if (failed)
-            return -1;
-        /* only groups already in the index: an answer never goes before
-         * a query can see its write (the group's feeder asks for the rest) */
-        upto = atomic_load(&w->fed_no);
-        if (w->syncer_running)
-            request_sync(w, upto);
-        else if (sync_upto(s, w, upto) != 0)
-            return -1;
-    } else if (w->failed[s->wait_group % GROUP_RING]) {
-        return -1;
-    }
-    return 0;
+    if (atomic_load(&w->synced_no) >= s->wait_group)
+        return;                 /* another worker's sync covered it */
+    write_lock(s);
+    if (w->txn_open && w->group_no == s->wait_group)
+        group_end(w, 1, &feed); /* its outcome is read by store_group_state */
+    write_unlock(s);
+    if (feed)
+        feed_index(w);
+    /* only groups already in the index: an answer never goes before a
+     * query can see its write (a group's feeder asks for the rest) */
+    if (w->syncer_running)
+        request_sync(w, atomic_load(&w->fed_no));
+    else
+        sync_upto(s, w, atomic_load(&w->fed_no));
 }
 
 int store_group_state(const store *s, uint64_t group)

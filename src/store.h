@@ -85,9 +85,9 @@ uint64_t store_request_end(store *s, int keep);
  * writes until it ends, so a read-check-write is atomic.  0 or -1. */
 int store_write_begin(store *s);
 /* Commits the group holding this store's kept requests (if another worker
- * has not already), feeds the index, and asks for the sync.  -1: the
- * group was rolled back, nothing of it is stored. */
-int store_group_commit(store *s);
+ * has not already), feeds the index, and asks for the sync; the outcome of
+ * each group is store_group_state's. */
+void store_group_commit(store *s);
 /* 0: the group is durable; 1: not yet; -1: it failed (rolled back, or
  * its sync failed: its answers say the write failed). */
 int store_group_state(const store *s, uint64_t group);
