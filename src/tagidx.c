@@ -20,7 +20,8 @@ enum {
 };
 
 #define NM_NONE UINT32_MAX
-#define NM_DEAD 0x80000000u
+#define NM_BLOB_MAX 0x80000000u
+#define NM_STRIDE 16 /* records per offset mark in a name blob */
 #define MALLOC_OVERHEAD 16
 
 /* ---- hashing ----------------------------------------------------------- */
@@ -628,25 +629,39 @@ static size_t vt_bytes(const vtab *t)
 }
 /* ---- names: doc -> lower-cased name ------------------------------------ */
 
-/* A run of name records: docs[] ascending, offs[r] where doc r's name starts
- * in blob, NM_DEAD set once the record is stale.  8 bytes a record plus the
- * name: no hash, docs are found by binary search. */
+/* `main` holds nearly every name: SQLite hands out rowids in increasing
+ * order, so images append.  Its names sit back to back in doc order in one
+ * blob, NUL-terminated, so one pass over the blob finds substrings.  It keeps
+ * no array per record: record r is the doc of rank r in `docs`, and its name
+ * is found by skipping names from the offset of every NM_STRIDE-th record.
+ * That is ~0.3 byte a name beyond the text (4 MB less a million names than
+ * doc and offset arrays), for a few dozen ns more per lookup.  A deleted or
+ * renamed doc's record stays, its doc in `dead`, until the next merge. */
+typedef struct {
+    char *blob;
+    uint32_t blen, bcap;
+    roaring_bitmap_t *docs; /* every record's doc, dead ones included; NULL until the first */
+    roaring_bitmap_t *dead; /* docs whose record is stale */
+    uint32_t *marks;        /* marks[k]: blob offset of record k * NM_STRIDE */
+    uint32_t n, mcap;       /* records; marks allocated */
+    uint32_t ndead;
+    uint32_t last;          /* the largest doc, when n > 0 (cheaper than asking `docs`) */
+} nmain;
+
+/* The rest (a re-used rowid, a rename) goes to `ovf`: docs[] ascending,
+ * offs[r] where doc r's name starts, names in arrival order.  It is scanned
+ * name by name and merged into main before it grows large. */
 typedef struct {
     char *blob;
     uint32_t blen, bcap;
     uint32_t *docs, *offs;
     uint32_t n, cap;
-    uint32_t ndead; /* main: dead records; ovf: bytes of replaced names */
+    uint32_t ndead; /* bytes of replaced names */
 } nseg;
 
-/* SQLite hands out rowids in increasing order, so images nearly always
- * append to `main`, whose records are in doc order and in blob order: one
- * pass over the blob finds substrings, the offsets map a hit back to its
- * record.  The rest (a re-used rowid, a rename to a longer name) goes to
- * `ovf`, sorted by doc but with its names in arrival order, scanned record by
- * record, and merged into main before it grows large. */
 typedef struct {
-    nseg main, ovf;
+    nmain main;
+    nseg ovf;
     uint32_t nlive;
 } names;
 
@@ -662,18 +677,17 @@ static int lower_eq(const char *lowered, const char *raw)
     return *lowered == '\0' && *raw == '\0';
 }
 
-static uint32_t seg_off(const nseg *s, uint32_t r)
+/* Copies name lower-cased, with its NUL, to dst. */
+static void put_lower(char *dst, const char *name, size_t len)
 {
-    return s->offs[r] & ~NM_DEAD;
+    for (size_t i = 0; i <= len; i++)
+        dst[i] = ascii_lower(name[i]);
 }
 
-static int seg_dead(const nseg *s, uint32_t r)
-{
-    return (s->offs[r] & NM_DEAD) != 0;
-}
+/* -- ovf -- */
 
 /* The record of doc at or after `from` (docs at from-1 and before are
- * smaller): gallops, as callers walk docs in increasing order. */
+ * smaller): gallops, then a binary search. */
 static uint32_t seg_find_from(const nseg *s, uint32_t doc, uint32_t *from)
 {
     uint32_t lo = *from, hi, step = 1;
@@ -707,7 +721,7 @@ static uint32_t seg_find(const nseg *s, uint32_t doc)
  * lost, the buffers are merely larger. */
 static int seg_reserve(nseg *s, size_t len)
 {
-    if ((uint64_t)s->blen + len + 1 >= NM_DEAD || s->n >= NM_DEAD - 1)
+    if ((uint64_t)s->blen + len + 1 >= NM_BLOB_MAX || s->n >= NM_BLOB_MAX)
         return -1;
     if (s->n == s->cap) {
         uint32_t ncap = s->cap < 16 ? 16 : s->cap + s->cap / 2;
@@ -720,9 +734,7 @@ static int seg_reserve(nseg *s, size_t len)
         s->offs = no;
         s->cap = ncap;
     }
-    if (bytes_reserve(&s->blob, &s->bcap, (uint64_t)s->blen + len + 1, 256, NM_DEAD - 1) != 0)
-        return -1;
-    return 0;
+    return bytes_reserve(&s->blob, &s->bcap, (uint64_t)s->blen + len + 1, 256, NM_BLOB_MAX - 1);
 }
 
 /* Appends the lower-cased name to the blob: its offset.  After seg_reserve. */
@@ -730,30 +742,25 @@ static uint32_t seg_put_name(nseg *s, const char *name, size_t len)
 {
     uint32_t off = s->blen;
 
-    for (size_t i = 0; i <= len; i++)
-        s->blob[off + i] = ascii_lower(name[i]);
+    put_lower(s->blob + off, name, len);
     s->blen += (uint32_t)len + 1;
     return off;
 }
 
-/* Inserts a record at r, keeping docs sorted.  After seg_reserve. */
-static void seg_insert(nseg *s, uint32_t r, uint32_t doc, const char *name, size_t len)
+/* Inserts doc's record, keeping docs sorted.  After seg_reserve. */
+static void seg_insert(nseg *s, uint32_t doc, const char *name, size_t len)
 {
+    uint32_t r = s->n;
+
+    if (s->n && doc < s->docs[s->n - 1]) {
+        r = 0;
+        seg_find_from(s, doc, &r);
+    }
     memmove(s->docs + r + 1, s->docs + r, (size_t)(s->n - r) * sizeof *s->docs);
     memmove(s->offs + r + 1, s->offs + r, (size_t)(s->n - r) * sizeof *s->offs);
     s->docs[r] = doc;
     s->offs[r] = seg_put_name(s, name, len);
     s->n++;
-}
-
-static uint32_t seg_insert_pos(const nseg *s, uint32_t doc)
-{
-    uint32_t from = 0;
-
-    if (s->n == 0 || doc > s->docs[s->n - 1])
-        return s->n;
-    seg_find_from(s, doc, &from);
-    return from;
 }
 
 static void seg_free(nseg *s)
@@ -769,89 +776,216 @@ static size_t seg_bytes(const nseg *s)
     return msize(s->bcap) + 2 * msize((size_t)s->cap * sizeof(uint32_t));
 }
 
-/* Trims growth slack; a refused realloc keeps the larger block. */
-static void seg_fit(nseg *s)
+/* -- main -- */
+
+static uint32_t mn_skip(const nmain *m, uint32_t off, uint32_t names)
 {
-    uint32_t *nd, *no;
+    while (names--)
+        off += (uint32_t)strlen(m->blob + off) + 1;
+    return off;
+}
+
+static uint32_t mn_off(const nmain *m, uint32_t r)
+{
+    return mn_skip(m, m->marks[r / NM_STRIDE], r % NM_STRIDE);
+}
+
+static int mn_dead(const nmain *m, uint32_t doc)
+{
+    return m->ndead && roaring_bitmap_contains(m->dead, doc);
+}
+
+/* The name of doc's record, dead or alive, or NULL. */
+static char *mn_record(const nmain *m, uint32_t doc)
+{
+    if (!m->docs || !roaring_bitmap_contains(m->docs, doc))
+        return NULL;
+    return m->blob + mn_off(m, (uint32_t)roaring_bitmap_rank(m->docs, doc) - 1);
+}
+
+static const char *mn_name(const nmain *m, uint32_t doc)
+{
+    return mn_dead(m, doc) ? NULL : mn_record(m, doc);
+}
+
+/* True when doc can be appended: main's docs stay in increasing order. */
+static int mn_appends(const nmain *m, uint32_t doc)
+{
+    return m->n == 0 || doc > m->last;
+}
+
+/* Room for one more record with a name of len bytes; on failure nothing is
+ * lost, the buffers are merely larger. */
+static int mn_reserve(nmain *m, size_t len)
+{
+    uint32_t k = m->n / NM_STRIDE;
+
+    if ((uint64_t)m->blen + len + 1 >= NM_BLOB_MAX || m->n >= NM_BLOB_MAX)
+        return -1;
+    if (!m->docs && !(m->docs = roaring_bitmap_create()))
+        return -1;
+    if (!m->dead && !(m->dead = roaring_bitmap_create()))
+        return -1;
+    if (m->n % NM_STRIDE == 0 && k == m->mcap) {
+        uint32_t ncap = m->mcap < 16 ? 16 : m->mcap + m->mcap / 2;
+        uint32_t *nk = realloc(m->marks, (size_t)ncap * sizeof *nk);
+        if (!nk)
+            return -1;
+        m->marks = nk;
+        m->mcap = ncap;
+    }
+    return bytes_reserve(&m->blob, &m->bcap, (uint64_t)m->blen + len + 1, 256, NM_BLOB_MAX - 1);
+}
+
+/* Appends a record (doc beyond every doc of main), after mn_reserve or
+ * into buffers sized for it. */
+static void mn_append(nmain *m, uint32_t doc, const char *name, size_t len)
+{
+    if (m->n % NM_STRIDE == 0)
+        m->marks[m->n / NM_STRIDE] = m->blen;
+    put_lower(m->blob + m->blen, name, len);
+    m->blen += (uint32_t)len + 1;
+    roaring_bitmap_add(m->docs, doc);
+    m->last = doc;
+    m->n++;
+}
+
+/* Marks doc's record stale; `dead` exists since the first record. */
+static void mn_kill(nmain *m, uint32_t doc)
+{
+    roaring_bitmap_add(m->dead, doc);
+    m->ndead++;
+}
+
+static void mn_free(nmain *m)
+{
+    free(m->blob);
+    free(m->marks);
+    if (m->docs)
+        roaring_bitmap_free(m->docs);
+    if (m->dead)
+        roaring_bitmap_free(m->dead);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t mn_bytes(const nmain *m)
+{
+    return msize(m->bcap) + msize((size_t)m->mcap * sizeof(uint32_t)) +
+           (m->docs ? bm_bytes(m->docs) + bm_bytes(m->dead) : 0);
+}
+
+/* Trims growth slack and packs the doc set; a refused realloc keeps the
+ * larger block. */
+static void mn_fit(nmain *m)
+{
+    uint32_t nk = (m->n + NM_STRIDE - 1) / NM_STRIDE, *k;
     char *nb;
 
-    if (s->blen && s->blen < s->bcap && (nb = realloc(s->blob, s->blen))) {
-        s->blob = nb;
-        s->bcap = s->blen;
+    if (m->blen && m->blen < m->bcap && (nb = realloc(m->blob, m->blen))) {
+        m->blob = nb;
+        m->bcap = m->blen;
     }
-    if (s->n == 0 || s->n == s->cap)
-        return;
-    if ((nd = realloc(s->docs, (size_t)s->n * sizeof *nd)))
-        s->docs = nd;
-    if ((no = realloc(s->offs, (size_t)s->n * sizeof *no)))
-        s->offs = no;
-    if (nd || no) /* the other one is merely larger */
-        s->cap = s->n;
+    if (nk && nk < m->mcap && (k = realloc(m->marks, (size_t)nk * sizeof *k))) {
+        m->marks = k;
+        m->mcap = nk;
+    }
+    if (m->docs) {
+        bm_optimize(m->docs);
+        bm_optimize(m->dead);
+    }
 }
+
+/* Walks main's records in order, dead ones included. */
+typedef struct {
+    roaring_uint32_iterator_t it;
+    uint32_t off;
+} mn_walk;
+
+static void mn_walk_init(const nmain *m, mn_walk *w)
+{
+    w->off = 0;
+    if (m->docs)
+        roaring_init_iterator(m->docs, &w->it);
+    else
+        w->it.has_value = false;
+}
+
+/* 1 and the next record, or 0 at the end. */
+static int mn_walk_next(const nmain *m, mn_walk *w, uint32_t *doc, const char **name)
+{
+    if (!w->it.has_value)
+        return 0;
+    *doc = w->it.current_value;
+    *name = m->blob + w->off;
+    w->off += (uint32_t)strlen(*name) + 1;
+    roaring_advance_uint32_iterator(&w->it);
+    return 1;
+}
+
+/* -- both -- */
 
 /* The live name of doc, or NULL. */
 static const char *nm_get(const names *nm, uint32_t doc)
 {
     uint32_t r = seg_find(&nm->ovf, doc);
 
-    if (r != NM_NONE)
-        return nm->ovf.blob + nm->ovf.offs[r];
-    r = seg_find(&nm->main, doc);
-    return r != NM_NONE && !seg_dead(&nm->main, r) ? nm->main.blob + seg_off(&nm->main, r) : NULL;
+    return r != NM_NONE ? nm->ovf.blob + nm->ovf.offs[r] : mn_name(&nm->main, doc);
 }
 
 /* Rebuilds main from main's live records and ovf, in doc order, at exact
  * size.  Failing to allocate leaves both as they were, which is harmless. */
 static void nm_merge(names *nm)
 {
-    nseg m = { 0 }, *a = &nm->main, *o = &nm->ovf;
+    nmain m = { 0 }, *a = &nm->main;
+    nseg *o = &nm->ovf;
+    mn_walk w;
+    uint32_t doc = 0, j = 0;
+    const char *name = NULL;
     size_t bytes = 0;
-    uint32_t i = 0, j = 0;
+    int more;
 
-    for (uint32_t r = 0; r < a->n; r++)
-        if (!seg_dead(a, r))
-            bytes += strlen(a->blob + seg_off(a, r)) + 1;
+    mn_walk_init(a, &w);
+    while (mn_walk_next(a, &w, &doc, &name))
+        if (!mn_dead(a, doc))
+            bytes += strlen(name) + 1;
     for (uint32_t r = 0; r < o->n; r++)
         bytes += strlen(o->blob + o->offs[r]) + 1;
-    if (bytes >= NM_DEAD)
+    if (bytes >= NM_BLOB_MAX)
         return;
-    m.cap = nm->nlive ? nm->nlive : 1;
+    m.mcap = nm->nlive ? (nm->nlive + NM_STRIDE - 1) / NM_STRIDE : 1;
     m.bcap = bytes ? (uint32_t)bytes : 1;
     m.blob = malloc(m.bcap);
-    m.docs = malloc((size_t)m.cap * sizeof *m.docs);
-    m.offs = malloc((size_t)m.cap * sizeof *m.offs);
-    if (!m.blob || !m.docs || !m.offs)
+    m.marks = malloc((size_t)m.mcap * sizeof *m.marks);
+    m.docs = roaring_bitmap_create();
+    m.dead = roaring_bitmap_create();
+    if (!m.blob || !m.marks || !m.docs || !m.dead)
         goto fail;
-    while (i < a->n || j < o->n) {
-        const char *src;
-        size_t len;
-        if (i < a->n && seg_dead(a, i)) {
-            i++;
-            continue;
-        }
-        if (j >= o->n || (i < a->n && a->docs[i] < o->docs[j])) {
-            m.docs[m.n] = a->docs[i];
-            src = a->blob + seg_off(a, i++);
+    mn_walk_init(a, &w);
+    more = mn_walk_next(a, &w, &doc, &name);
+    while (more || j < o->n) {
+        if (more && mn_dead(a, doc)) {
+            more = mn_walk_next(a, &w, &doc, &name);
+        } else if (j >= o->n || (more && doc < o->docs[j])) {
+            mn_append(&m, doc, name, strlen(name));
+            more = mn_walk_next(a, &w, &doc, &name);
         } else {
-            m.docs[m.n] = o->docs[j];
-            src = o->blob + o->offs[j++];
+            const char *on = o->blob + o->offs[j];
+            mn_append(&m, o->docs[j++], on, strlen(on));
         }
-        len = strlen(src) + 1;
-        memcpy(m.blob + m.blen, src, len);
-        m.offs[m.n++] = m.blen;
-        m.blen += (uint32_t)len;
     }
-    seg_free(a);
+    bm_optimize(m.docs);
+    mn_free(a);
     seg_free(o);
     *a = m;
     return;
 fail:
-    seg_free(&m);
+    mn_free(&m);
 }
 
 static void nm_maybe_merge(names *nm)
 {
-    const nseg *a = &nm->main, *o = &nm->ovf;
+    const nmain *a = &nm->main;
+    const nseg *o = &nm->ovf;
 
     if (o->n > 1024 + a->n / 32 || o->ndead > 65536 + a->blen / 16 ||
         (a->ndead > NM_COMPACT_MIN && a->ndead > a->n / 2))
@@ -880,9 +1014,10 @@ static int nm_rename_ovf(names *nm, uint32_t r, const char *name, size_t len)
 static int nm_add(names *nm, uint32_t doc, const char *name)
 {
     size_t len = strlen(name);
-    nseg *a = &nm->main, *o = &nm->ovf;
-    uint32_t r = seg_find(o, doc), ra;
-    char *old;
+    nmain *a = &nm->main;
+    nseg *o = &nm->ovf;
+    uint32_t r = seg_find(o, doc);
+    const char *old;
 
     if (r != NM_NONE) {
         if (lower_eq(o->blob + o->offs[r], name))
@@ -892,33 +1027,24 @@ static int nm_add(names *nm, uint32_t doc, const char *name)
         nm_maybe_merge(nm);
         return 0;
     }
-    ra = seg_find(a, doc);
-    if (ra != NM_NONE && !seg_dead(a, ra)) {
-        old = a->blob + seg_off(a, ra);
+    if ((old = mn_name(a, doc))) { /* a rename: main's blob is never rewritten */
         if (lower_eq(old, name))
             return 0;
-        if (len <= strlen(old)) { /* in place; the NUL padding never matches */
-            size_t olen = strlen(old);
-            for (size_t i = 0; i < olen; i++)
-                old[i] = i < len ? ascii_lower(name[i]) : '\0';
-            return 0;
-        }
         if (seg_reserve(o, len) < 0)
             return -1;
-        a->offs[ra] |= NM_DEAD;
-        a->ndead++;
-        seg_insert(o, seg_insert_pos(o, doc), doc, name, len);
+        mn_kill(a, doc);
+        seg_insert(o, doc, name, len);
         nm_maybe_merge(nm);
         return 0;
     }
-    if (ra == NM_NONE && (a->n == 0 || doc > a->docs[a->n - 1])) {
-        if (seg_reserve(a, len) < 0)
+    if (mn_appends(a, doc)) {
+        if (mn_reserve(a, len) < 0)
             return -1;
-        seg_insert(a, a->n, doc, name, len);
+        mn_append(a, doc, name, len);
     } else {
         if (seg_reserve(o, len) < 0)
             return -1;
-        seg_insert(o, seg_insert_pos(o, doc), doc, name, len);
+        seg_insert(o, doc, name, len);
     }
     nm->nlive++;
     nm_maybe_merge(nm);
@@ -936,11 +1062,9 @@ static void nm_del(names *nm, uint32_t doc)
         memmove(o->offs + r, o->offs + r + 1, (size_t)(o->n - r - 1) * sizeof *o->offs);
         o->n--;
     } else {
-        r = seg_find(&nm->main, doc);
-        if (r == NM_NONE || seg_dead(&nm->main, r))
+        if (!mn_name(&nm->main, doc))
             return;
-        nm->main.offs[r] |= NM_DEAD;
-        nm->main.ndead++;
+        mn_kill(&nm->main, doc);
     }
     nm->nlive--;
     nm_maybe_merge(nm);
@@ -948,14 +1072,14 @@ static void nm_del(names *nm, uint32_t doc)
 
 static void nm_free(names *nm)
 {
-    seg_free(&nm->main);
+    mn_free(&nm->main);
     seg_free(&nm->ovf);
     nm->nlive = 0;
 }
 
 static size_t nm_bytes(const names *nm)
 {
-    return seg_bytes(&nm->main) + seg_bytes(&nm->ovf);
+    return mn_bytes(&nm->main) + seg_bytes(&nm->ovf);
 }
 
 /* ---- growable doc list -------------------------------------------------- */
@@ -986,38 +1110,64 @@ static int name_match(const char *lowered, const char *needle)
     return *needle ? strstr(lowered, needle) != NULL : *lowered == '\0';
 }
 
-/* The record whose name contains blob offset pos, searching from r up
- * (a few steps, then gallop and binary search): hits arrive in order. */
-static uint32_t nm_rec_at(const nseg *s, uint32_t r, size_t pos)
-{
-    uint32_t step = 1, lo = r, hi;
+/* Where a pass over main's blob stands: the record of the last hit, and an
+ * iterator on its doc (hits come in order, mostly close together). */
+typedef struct {
+    uint32_t r;   /* NM_NONE before the first hit */
+    uint32_t off; /* where record r's name starts */
+    roaring_uint32_iterator_t it;
+} mn_cursor;
 
-    for (int i = 0; i < 4 && lo + 1 < s->n && seg_off(s, lo + 1) <= pos; i++)
-        lo++; /* the next hit is usually a few names on */
-    while (lo + step < s->n && seg_off(s, lo + step) <= pos) {
+/* Moves the cursor to the record whose name holds blob offset pos: gallops
+ * over the marks from the current one, then skips names. */
+static void mn_seek(const nmain *m, mn_cursor *c, size_t pos)
+{
+    uint32_t nk = (m->n + NM_STRIDE - 1) / NM_STRIDE, step = 1, lo, hi, r, off;
+
+    lo = c->r == NM_NONE ? 0 : c->r / NM_STRIDE;
+    while (lo + step < nk && m->marks[lo + step] <= pos) {
         lo += step;
         step *= 2;
     }
-    hi = lo + step < s->n ? lo + step : s->n;
+    hi = lo + step < nk ? lo + step : nk;
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (seg_off(s, mid) <= pos)
+        if (m->marks[mid] <= pos)
             lo = mid;
         else
             hi = mid;
     }
-    return lo;
+    r = lo * NM_STRIDE;
+    off = m->marks[lo];
+    if (c->r != NM_NONE && c->r > r && c->off <= pos) { /* same block, further on */
+        r = c->r;
+        off = c->off;
+    }
+    for (uint32_t next; (next = off + (uint32_t)strlen(m->blob + off) + 1) <= pos; off = next)
+        r++;
+    if (c->r == NM_NONE || r < c->r || r - c->r > 64) {
+        uint32_t doc = 0;
+        roaring_bitmap_select(m->docs, r, &doc);
+        roaring_init_iterator(m->docs, &c->it);
+        roaring_move_uint32_iterator_equalorlarger(&c->it, doc);
+    } else {
+        for (uint32_t i = c->r; i < r; i++)
+            roaring_advance_uint32_iterator(&c->it);
+    }
+    c->r = r;
+    c->off = off;
 }
 
 /* A hit at blob offset pos: records the doc of the name holding it and sets
  * *next to where the following name starts, so the rest is skipped. */
-static int scan_hit(const nseg *s, size_t pos, uint32_t *r, docbuf *out, size_t *next)
+static int scan_hit(const nmain *m, size_t pos, mn_cursor *c, docbuf *out, size_t *next)
 {
-    *r = nm_rec_at(s, *r, pos);
-    *next = *r + 1 < s->n ? seg_off(s, *r + 1) : s->blen;
-    if (seg_dead(s, *r))
-        return 0;
-    return docbuf_push(out, s->docs[*r]);
+    uint32_t doc;
+
+    mn_seek(m, c, pos);
+    *next = c->off + strlen(m->blob + c->off) + 1;
+    doc = c->it.current_value;
+    return mn_dead(m, doc) ? 0 : docbuf_push(out, doc);
 }
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 typedef unsigned char u8x16 __attribute__((vector_size(16)));
@@ -1025,11 +1175,12 @@ typedef uint64_t u64x2 __attribute__((vector_size(16)));
 
 /* Tests the needle's first and last byte at 16 positions per step, in one
  * pass with no restart per hit: ~3x faster than chained glibc memmem calls
- * on a blob of short names.  *pos returns where the caller must go on. */
-static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
-                       uint32_t *r)
+ * on a blob of short names.  A hit at p is the name holding p + skip.
+ * *pos returns where the caller must go on. */
+static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, docbuf *out,
+                       size_t *pos, mn_cursor *cur)
 {
-    const char *b = nm->blob;
+    const char *b = m->blob;
     size_t p = *pos, next = 0;
     u8x16 f, l, a, c;
     u64x2 q;
@@ -1038,7 +1189,7 @@ static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, si
         f[i] = (unsigned char)n[0];
         l[i] = (unsigned char)n[nl - 1];
     }
-    for (; p + nl - 1 + 16 <= nm->blen; p += 16) {
+    for (; p + nl - 1 + 16 <= m->blen; p += 16) {
         memcpy(&a, b + p, 16);
         memcpy(&c, b + p + nl - 1, 16);
         q = (u64x2)((a == f) & (c == l));
@@ -1049,8 +1200,8 @@ static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, si
                 unsigned bit = (unsigned)__builtin_ctzll(w);
                 size_t at = p + h * 8 + bit / 8;
                 w &= ~(0xffull << (bit & ~7u));
-                if (at >= next && memcmp(b + at, n, nl) == 0 &&
-                    scan_hit(nm, at, r, out, &next) < 0)
+                if (at + skip >= next && memcmp(b + at, n, nl) == 0 &&
+                    scan_hit(m, at + skip, cur, out, &next) < 0)
                     return -1;
             }
     }
@@ -1058,35 +1209,35 @@ static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, si
     return 0;
 }
 #else
-static int scan_blocks(const nseg *nm, const char *n, size_t nl, docbuf *out, size_t *pos,
-                       uint32_t *r)
+static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, docbuf *out,
+                       size_t *pos, mn_cursor *cur)
 {
-    (void)nm, (void)n, (void)nl, (void)out, (void)pos, (void)r;
+    (void)m, (void)n, (void)nl, (void)skip, (void)out, (void)pos, (void)cur;
     return 0;
 }
 #endif
 
-/* Every live doc whose name matches, in one pass over the blob (a needle
- * holds no NUL, so a hit never spans two names); memmem does the tail. */
-static int seg_scan(const nseg *nm, const char *needle, docbuf *out)
+/* Every live doc of main whose name matches, in one pass over the blob (a
+ * needle holds no NUL, so a hit never spans two names); memmem does the
+ * tail.  An empty name is a NUL at a record's start: the first byte, or
+ * the second of two NULs, so "" looks for those with its hit one byte on. */
+static int mn_scan(const nmain *m, const char *needle, docbuf *out)
 {
-    size_t nlen = strlen(needle), pos = 0;
-    uint32_t r = 0;
+    static const char two_nuls[2] = { 0, 0 };
+    const char *n = *needle ? needle : two_nuls;
+    size_t nlen = *needle ? strlen(needle) : 2, skip = *needle ? 0 : 1, pos = 0;
+    mn_cursor cur = { .r = NM_NONE };
 
-    if (nlen == 0) {
-        for (r = 0; r < nm->n; r++)
-            if (!seg_dead(nm, r) && nm->blob[seg_off(nm, r)] == '\0' &&
-                docbuf_push(out, nm->docs[r]) < 0)
-                return -1;
-        return 0;
-    }
-    if (scan_blocks(nm, needle, nlen, out, &pos, &r) < 0)
+    if (skip && m->blen && m->blob[0] == '\0' && scan_hit(m, 0, &cur, out, &pos) < 0)
         return -1;
-    while (pos < nm->blen) {
-        const char *hit = memmem(nm->blob + pos, nm->blen - pos, needle, nlen);
+    if (scan_blocks(m, n, nlen, skip, out, &pos, &cur) < 0)
+        return -1;
+    while (pos < m->blen) {
+        size_t from = pos >= skip ? pos - skip : 0;
+        const char *hit = memmem(m->blob + from, m->blen - from, n, nlen);
         if (!hit)
             break;
-        if (scan_hit(nm, (size_t)(hit - nm->blob), &r, out, &pos) < 0)
+        if (scan_hit(m, (size_t)(hit - m->blob) + skip, &cur, out, &pos) < 0)
             return -1;
     }
     return 0;
@@ -1097,7 +1248,7 @@ static int nm_scan(const names *nm, const char *needle, docbuf *out)
 {
     const nseg *o = &nm->ovf;
 
-    if (seg_scan(&nm->main, needle, out) < 0)
+    if (mn_scan(&nm->main, needle, out) < 0)
         return -1;
     for (uint32_t r = 0; r < o->n; r++)
         if (name_match(o->blob + o->offs[r], needle) && docbuf_push(out, o->docs[r]) < 0)
@@ -1105,30 +1256,17 @@ static int nm_scan(const names *nm, const char *needle, docbuf *out)
     return 0;
 }
 
-/* The live name of doc, walking main's records from *from (docs come in
- * increasing order). */
-static const char *nm_get_from(const names *nm, uint32_t doc, uint32_t *from)
-{
-    const nseg *a = &nm->main;
-    uint32_t r;
-
-    if (nm->ovf.n && (r = seg_find(&nm->ovf, doc)) != NM_NONE)
-        return nm->ovf.blob + nm->ovf.offs[r];
-    r = seg_find_from(a, doc, from);
-    return r != NM_NONE && !seg_dead(a, r) ? a->blob + seg_off(a, r) : NULL;
-}
-
 /* The candidates whose name matches, by per-doc lookup. */
 static int nm_filter(const names *nm, const roaring_bitmap_t *cand, const char *needle,
                      docbuf *out)
 {
     roaring_uint32_iterator_t it;
-    uint32_t batch[256], n, from = 0;
+    uint32_t batch[256], n;
 
     roaring_init_iterator(cand, &it);
     while ((n = roaring_read_uint32_iterator(&it, batch, 256)) > 0) {
         for (uint32_t i = 0; i < n; i++) {
-            const char *name = nm_get_from(nm, batch[i], &from);
+            const char *name = nm_get(nm, batch[i]);
             if (name && name_match(name, needle) && docbuf_push(out, batch[i]) < 0)
                 return -1;
         }
@@ -1235,6 +1373,8 @@ static void proj_optimize(project *p)
 {
     bm_optimize(p->live);
     bm_optimize(p->tagged);
+    if (p->nm.main.docs)
+        bm_optimize(p->nm.main.docs);
     for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
         keyent *ke = p->keys.slots[i].val;
         if (p->keys.slots[i].key && pst_big(&ke->docs))
@@ -2108,7 +2248,7 @@ static void ld_finish_project(project *p)
     }
     proj_optimize(p);
     nm_merge_if_ovf(&p->nm);
-    seg_fit(&p->nm.main);
+    mn_fit(&p->nm.main);
 }
 
 int tagidx_load_finish(tagidx_loader *l)
@@ -2193,22 +2333,27 @@ uint64_t tagidx_tags(const tagidx *ix)
 }
 
 /* Same live docs with the same names, wherever each side keeps them. */
-static int seg_names_in(const nseg *s, int skip_dead, const names *b)
+static int names_in(const names *a, const names *b)
 {
-    for (uint32_t r = 0; r < s->n; r++) {
-        const char *nb;
-        if (skip_dead && seg_dead(s, r))
-            continue;
-        nb = nm_get(b, s->docs[r]);
-        if (!nb || strcmp(s->blob + seg_off(s, r), nb) != 0)
+    const nseg *o = &a->ovf;
+    mn_walk w;
+    uint32_t doc;
+    const char *name, *nb;
+
+    mn_walk_init(&a->main, &w);
+    while (mn_walk_next(&a->main, &w, &doc, &name))
+        if (!mn_dead(&a->main, doc) &&
+            (!(nb = nm_get(b, doc)) || strcmp(name, nb) != 0))
             return 0;
-    }
+    for (uint32_t r = 0; r < o->n; r++)
+        if (!(nb = nm_get(b, o->docs[r])) || strcmp(o->blob + o->offs[r], nb) != 0)
+            return 0;
     return 1;
 }
 
 static int names_equal(const names *a, const names *b)
 {
-    return a->nlive == b->nlive && seg_names_in(&a->main, 1, b) && seg_names_in(&a->ovf, 0, b);
+    return a->nlive == b->nlive && names_in(a, b);
 }
 
 static int key_equal(const keyent *a, const keyent *b)

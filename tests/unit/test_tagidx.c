@@ -288,6 +288,31 @@ static void test_rename_and_empty(tagidx *ix)
     CHECK(tagidx_tags(ix) == 4);
 }
 
+/* Empty names are found as NULs at a record's start; back to back at the
+ * end of the name blob they fall to the tail search, not the block scan.
+ * A name long enough for the block scan then holds a hit right at its end. */
+static void test_empty_names(void)
+{
+    tagidx *ix = tagidx_new();
+    tagidx_query q = { 0 };
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    CHECK(tagidx_image_add(ix, PA, 1, "abc") == 0);
+    CHECK(tagidx_image_add(ix, PA, 2, "") == 0);
+    CHECK(tagidx_image_add(ix, PA, 3, "") == 0);
+    q.name = "";
+    EXPECT(&q, 2, "3,2");
+    CHECK(tagidx_image_add(ix, PA, 4, "0123456789abcdefghijklmnopqrstuvwxyz") == 0);
+    CHECK(tagidx_image_add(ix, PA, 5, "") == 0);
+    CHECK(tagidx_image_add(ix, PA, 6, "") == 0);
+    EXPECT(&q, 4, "6,5,3,2");
+    q.name = "XYZ";
+    EXPECT(&q, 1, "4");
+    tagidx_free(ix);
+}
+
 /* Many values come and go on one key: the value table's name arena is
  * compacted under live entries, which must keep their names and postings. */
 static void test_value_churn(void)
@@ -343,6 +368,7 @@ static void test_hand(void)
     test_rename_and_empty(ix);
     tagidx_free(ix);
     test_value_churn();
+    test_empty_names();
 }
 
 /* ---- the naive model ---------------------------------------------------------- */
