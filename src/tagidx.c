@@ -1,9 +1,10 @@
 /* tagidx.c: the in-memory tag index of tagidx.h.  Per project: CRoaring bitmaps
- * of live and of tagged docs; a posting set per key and per key=value, a sorted
- * uint32 array while small and a roaring bitmap once large (a roaring bitmap
- * costs ~150 bytes even for one member); lower-cased names in one blob, scanned
- * in a single pass for substrings.  Uses CRoaring (-lroaring) and libc; the
- * string and doc hash maps are local. */
+ * of live and of tagged docs; a posting set per key and per key=value, held
+ * inline while tiny, as varint-coded gaps in a per-key pool while small, and
+ * as a roaring bitmap once large (a roaring bitmap costs ~150 bytes even for
+ * one member); lower-cased names in one blob, scanned in a single pass for
+ * substrings.  Uses CRoaring (-lroaring) and libc; the string and doc hash
+ * maps are local. */
 #include "tagidx.h"
 
 #include <roaring/roaring.h>
@@ -216,51 +217,48 @@ static void bm_optimize(roaring_bitmap_t *r)
 /* ---- posting sets ------------------------------------------------------ */
 
 /* 16 bytes; `aux` is the owner's (a value keeps its name offset there, so a
- * value table entry is one posting).  The array capacity is not stored: it is
- * always pst_cap(n), so arrays carry at most ~12% slack, also after a bulk
- * build, and grow by realloc only when n crosses a class. */
+ * value table entry is one posting).  Three forms by size: up to PST_INLINE
+ * members inside the posting; up to PST_SMALL_MAX as varint-coded gaps in
+ * its key's pool, ~2.5 bytes a member at 10^6 images where a uint32 array
+ * with its malloc header and slack took ~5; beyond, a roaring bitmap.  While
+ * a bulk load builds them the middle form is a sorted array instead, cheap
+ * to append to, and is packed into the pool when the load finishes. */
 typedef struct {
     uint32_t aux;
     uint32_t n; /* members while small; PST_BIG: in u.bm */
     union {
         uint32_t one[PST_INLINE];
-        uint32_t *arr;
+        struct {
+            uint32_t off, len; /* bytes in the pool */
+        } enc;
+        uint32_t *arr; /* only while loading */
         roaring_bitmap_t *bm;
     } u;
 } posting;
 
 #define PST_BIG UINT32_MAX
 
+/* A key's coded postings, back to back in one buffer.  A posting that grows
+ * moves to the end; dead counts the bytes left behind, which key_tidy
+ * reclaims once they are half the pool. */
+typedef struct {
+    char *buf;
+    uint32_t len, cap, dead;
+} pool;
+
 static int pst_big(const posting *p)
 {
     return p->n == PST_BIG;
 }
 
-static uint32_t floor_log2(uint32_t x)
+static int pst_coded(const posting *p)
 {
-    return 31u - (uint32_t)__builtin_clz(x);
+    return p->n > PST_INLINE && !pst_big(p);
 }
 
-/* Capacity classes 4k+2 (so 4*cap + glibc's 8-byte header fill 16-byte
- * granules exactly), spaced n/8..n/16 apart above 64. */
-static uint32_t pst_cap(uint32_t n)
+static uint64_t pst_card(const posting *p)
 {
-    uint32_t g;
-
-    if (n <= PST_INLINE)
-        return PST_INLINE;
-    g = n < 64 ? 4 : 1u << (floor_log2(n) - 3);
-    return (n - 2 + g - 1) / g * g + 2;
-}
-
-static const uint32_t *pst_items(const posting *p)
-{
-    return p->n <= PST_INLINE ? p->u.one : p->u.arr;
-}
-
-static uint32_t *pst_items_mut(posting *p)
-{
-    return p->n <= PST_INLINE ? p->u.one : p->u.arr;
+    return pst_big(p) ? roaring_bitmap_get_cardinality(p->u.bm) : p->n;
 }
 
 static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
@@ -279,63 +277,360 @@ static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
     return lo;
 }
 
-static uint64_t pst_card(const posting *p)
+/* x in 7 bits a byte, low first: the bytes written (at most 5). */
+static uint32_t varint_put(uint8_t *out, uint32_t x)
 {
-    return pst_big(p) ? roaring_bitmap_get_cardinality(p->u.bm) : p->n;
+    uint32_t n = 0;
+
+    while (x >= 0x80) {
+        out[n++] = (uint8_t)(x | 0x80);
+        x >>= 7;
+    }
+    out[n++] = (uint8_t)x;
+    return n;
 }
 
-static int pst_contains(const posting *p, uint32_t doc)
+static uint32_t varint_get(const uint8_t *in, uint32_t *x)
 {
+    uint32_t n = 0, shift = 0;
+    uint8_t b;
+
+    *x = 0;
+    do {
+        b = in[n++];
+        *x |= (uint32_t)(b & 0x7f) << shift;
+        shift += 7;
+    } while (b & 0x80);
+    return n;
+}
+
+/* The first member, then each gap to the next. */
+static uint32_t gaps_encode(uint8_t *out, const uint32_t *a, uint32_t n)
+{
+    uint32_t len = 0, prev = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        len += varint_put(out + len, a[i] - prev);
+        prev = a[i];
+    }
+    return len;
+}
+
+static void gaps_decode(const uint8_t *in, uint32_t *a, uint32_t n)
+{
+    uint32_t prev = 0, x;
+
+    for (uint32_t i = 0; i < n; i++) {
+        in += varint_get(in, &x);
+        a[i] = prev += x;
+    }
+}
+
+/* Where doc belongs among coded gaps: the offset `at` of the first member
+ * >= doc (len when none), that member `cur` and its gap's bytes, and the
+ * member before it (0 when none, as the first gap counts from 0). */
+typedef struct {
+    uint32_t at, cur, curlen, prev;
+} gap_pos;
+
+static void gaps_seek(const uint8_t *c, uint32_t len, uint32_t doc, gap_pos *g)
+{
+    uint32_t x, k;
+
+    g->at = g->prev = g->cur = g->curlen = 0;
+    for (; g->at < len; g->at += k, g->prev += x) {
+        k = varint_get(c + g->at, &x);
+        if (g->prev + x >= doc) {
+            g->cur = g->prev + x;
+            g->curlen = k;
+            return;
+        }
+    }
+}
+
+/* The members of a small posting: in place when inline, else decoded into
+ * buf (room for PST_SMALL_MAX). */
+static const uint32_t *pst_members(const pool *pl, const posting *p, uint32_t *buf)
+{
+    if (!pst_coded(p))
+        return p->u.one;
+    gaps_decode((const uint8_t *)pl->buf + p->u.enc.off, buf, p->n);
+    return buf;
+}
+
+static void pst_release(pool *pl, const posting *p)
+{
+    if (pl && pst_coded(p))
+        pl->dead += p->u.enc.len;
+}
+
+/* Makes p (inline or coded now) hold the n > PST_INLINE members of a: in
+ * place when they fit, else at the pool's end.  -1 leaves p as it was. */
+static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
+{
+    uint8_t code[PST_SMALL_MAX * 5];
+    uint32_t len = gaps_encode(code, a, n), had = pst_coded(p) ? p->u.enc.len : 0, off;
+
+    if (len <= had) {
+        off = p->u.enc.off;
+        pl->dead += had - len;
+    } else {
+        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + len, 256, UINT32_MAX) != 0)
+            return -1;
+        off = pl->len;
+        pl->len += len;
+        pl->dead += had;
+    }
+    memcpy(pl->buf + off, code, len);
+    p->u.enc.off = off;
+    p->u.enc.len = len;
+    p->n = n;
+    return 0;
+}
+
+/* Makes p hold the n <= PST_SMALL_MAX members of a, whatever its small form
+ * now; -1 leaves p as it was. */
+static int pst_set_small(pool *pl, posting *p, const uint32_t *a, uint32_t n)
+{
+    if (n > PST_INLINE)
+        return pst_store(pl, p, a, n);
+    pst_release(pl, p);
+    memmove(p->u.one, a, (size_t)n * sizeof *a);
+    p->n = n;
+    return 0;
+}
+
+static int pst_contains(const pool *pl, const posting *p, uint32_t doc)
+{
+    uint32_t buf[PST_SMALL_MAX], i;
     const uint32_t *a;
-    uint32_t i;
 
     if (pst_big(p))
         return roaring_bitmap_contains(p->u.bm, doc);
-    a = pst_items(p);
+    a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     return i < p->n && a[i] == doc;
 }
 
-static void pst_free(posting *p)
+/* pl may be NULL when the whole pool goes too. */
+static void pst_free(pool *pl, posting *p)
 {
     if (pst_big(p))
         roaring_bitmap_free(p->u.bm);
-    else if (p->n > PST_INLINE)
-        free(p->u.arr);
+    else
+        pst_release(pl, p);
     p->n = 0;
 }
 
+/* Bytes outside the pool (which its owner counts). */
 static size_t pst_bytes(const posting *p)
 {
-    if (pst_big(p))
-        return bm_bytes(p->u.bm);
-    if (p->n > PST_INLINE)
-        return msize((size_t)pst_cap(p->n) * sizeof(uint32_t));
-    return 0;
+    return pst_big(p) ? bm_bytes(p->u.bm) : 0;
 }
 
-/* Moves a full small posting into a roaring bitmap and adds doc. */
-static int pst_to_big(posting *p, uint32_t doc)
+/* Moves a full small posting (members a) into a roaring bitmap with doc. */
+static int pst_to_big(pool *pl, posting *p, const uint32_t *a, uint32_t doc)
 {
-    roaring_bitmap_t *r = roaring_bitmap_of_ptr(p->n, pst_items(p));
+    roaring_bitmap_t *r = roaring_bitmap_of_ptr(p->n, a);
 
     if (!r)
         return -1;
     roaring_bitmap_add(r, doc);
-    if (p->n > PST_INLINE)
-        free(p->u.arr);
+    pst_release(pl, p);
     p->u.bm = r;
     p->n = PST_BIG;
     return 1;
 }
 
-/* Makes the storage fit n members (from p->n members now); -1 leaves p as
- * it was.  Shrinking never fails: a refused realloc keeps the larger block. */
-static int pst_resize(posting *p, uint32_t n)
+/* Replaces bytes [at, at+cut) of a coded posting by mid[0..m), which
+ * leaves n members: in place when no longer, else at the pool's end.  -1
+ * leaves p as it was. */
+static int coded_splice(pool *pl, posting *p, uint32_t at, uint32_t cut, const uint8_t *mid,
+                        uint32_t m, uint32_t n)
+{
+    uint32_t len = p->u.enc.len, nlen = len - cut + m, tail = len - at - cut;
+    char *b, *d;
+
+    if (nlen <= len) {
+        b = pl->buf + p->u.enc.off;
+        memmove(b + at + m, b + at + cut, tail);
+        memcpy(b + at, mid, m);
+        pl->dead += len - nlen;
+    } else {
+        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + nlen, 256, UINT32_MAX) != 0)
+            return -1;
+        b = pl->buf + p->u.enc.off;
+        d = pl->buf + pl->len;
+        memcpy(d, b, at);
+        memcpy(d + at, mid, m);
+        memcpy(d + at + m, b + at + cut, tail);
+        p->u.enc.off = pl->len;
+        pl->len += nlen;
+        pl->dead += len;
+    }
+    p->u.enc.len = nlen;
+    p->n = n;
+    return 0;
+}
+
+/* pst_add for a coded posting with room for one more member: only the
+ * gaps around doc change, so nothing after it is decoded. */
+static int coded_add(pool *pl, posting *p, uint32_t doc)
+{
+    const uint8_t *c = (const uint8_t *)pl->buf + p->u.enc.off;
+    uint32_t len = p->u.enc.len, m;
+    uint8_t mid[10];
+    gap_pos g;
+
+    gaps_seek(c, len, doc, &g);
+    if (g.at < len && g.cur == doc)
+        return 0;
+    m = varint_put(mid, doc - g.prev);
+    if (g.at < len)
+        m += varint_put(mid + m, g.cur - doc);
+    return coded_splice(pl, p, g.at, g.curlen, mid, m, p->n + 1) < 0 ? -1 : 1;
+}
+
+/* pst_remove for a coded posting that stays coded: the gaps either side of
+ * doc become one, never longer than the two, so it is done in place. */
+static int coded_remove(pool *pl, posting *p, uint32_t doc)
+{
+    const uint8_t *c = (const uint8_t *)pl->buf + p->u.enc.off;
+    uint32_t len = p->u.enc.len, m = 0, cut, x;
+    uint8_t mid[5];
+    gap_pos g;
+
+    gaps_seek(c, len, doc, &g);
+    if (g.at >= len || g.cur != doc)
+        return 0;
+    cut = g.curlen;
+    if (g.at + cut < len) {
+        cut += varint_get(c + g.at + cut, &x);
+        m = varint_put(mid, doc + x - g.prev);
+    }
+    coded_splice(pl, p, g.at, cut, mid, m, p->n - 1);
+    return 1;
+}
+
+/* 1 if added, 0 if already there, -1 on allocation failure (unchanged). */
+static int pst_add(pool *pl, posting *p, uint32_t doc)
+{
+    uint32_t buf[PST_SMALL_MAX + 1], i;
+    const uint32_t *a;
+
+    if (pst_big(p))
+        return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
+    if (pst_coded(p) && p->n < PST_SMALL_MAX)
+        return coded_add(pl, p, doc);
+    a = pst_members(pl, p, buf);
+    i = lower_bound(a, p->n, doc);
+    if (i < p->n && a[i] == doc)
+        return 0;
+    if (p->n >= PST_SMALL_MAX)
+        return pst_to_big(pl, p, a, doc);
+    if (a != buf)
+        memcpy(buf, a, (size_t)p->n * sizeof *a);
+    memmove(buf + i + 1, buf + i, (size_t)(p->n - i) * sizeof *buf);
+    buf[i] = doc;
+    return pst_set_small(pl, p, buf, p->n + 1) < 0 ? -1 : 1;
+}
+
+/* A big posting this small goes back to the pool; failing to allocate is
+ * harmless. */
+static void pst_shrink_big(pool *pl, posting *p)
+{
+    uint64_t card = roaring_bitmap_get_cardinality(p->u.bm);
+    uint32_t buf[PST_SHRINK_AT];
+    posting s = { 0 };
+
+    if (card > PST_SHRINK_AT)
+        return;
+    roaring_bitmap_to_uint32_array(p->u.bm, buf);
+    if (pst_set_small(pl, &s, buf, (uint32_t)card) < 0)
+        return;
+    s.aux = p->aux;
+    roaring_bitmap_free(p->u.bm);
+    *p = s;
+}
+
+/* 1 if removed, 0 if absent; never fails: fewer members never code longer
+ * (a merged gap takes no more bytes than the two it replaces). */
+static int pst_remove(pool *pl, posting *p, uint32_t doc)
+{
+    uint32_t buf[PST_SMALL_MAX], i;
+    const uint32_t *a;
+
+    if (pst_big(p)) {
+        if (!roaring_bitmap_remove_checked(p->u.bm, doc))
+            return 0;
+        pst_shrink_big(pl, p);
+        return 1;
+    }
+    if (pst_coded(p) && p->n - 1 > PST_INLINE)
+        return coded_remove(pl, p, doc);
+    a = pst_members(pl, p, buf);
+    i = lower_bound(a, p->n, doc);
+    if (i >= p->n || a[i] != doc)
+        return 0;
+    if (a != buf)
+        memcpy(buf, a, (size_t)p->n * sizeof *a);
+    memmove(buf + i, buf + i + 1, (size_t)(p->n - i - 1) * sizeof *buf);
+    pst_set_small(pl, p, buf, p->n - 1);
+    return 1;
+}
+
+/* Equal sets, whichever form each side happens to use. */
+static int pst_equal(const pool *pla, const posting *a, const pool *plb, const posting *b)
+{
+    uint32_t ba[PST_SMALL_MAX], bb[PST_SMALL_MAX];
+    const posting *s;
+    const uint32_t *m;
+
+    if (pst_big(a) && pst_big(b))
+        return roaring_bitmap_equals(a->u.bm, b->u.bm);
+    if (pst_card(a) != pst_card(b))
+        return 0;
+    if (!pst_big(a) && !pst_big(b))
+        return memcmp(pst_members(pla, a, ba), pst_members(plb, b, bb),
+                      (size_t)a->n * sizeof(uint32_t)) == 0;
+    s = !pst_big(a) ? a : b;
+    m = pst_members(s == a ? pla : plb, s, ba);
+    for (uint32_t i = 0; i < s->n; i++)
+        if (!roaring_bitmap_contains((s == a ? b : a)->u.bm, m[i]))
+            return 0;
+    return 1;
+}
+
+/* -- the bulk-load form: sorted arrays -- */
+
+static uint32_t floor_log2(uint32_t x)
+{
+    return 31u - (uint32_t)__builtin_clz(x);
+}
+
+/* Capacity classes 4k+2 (so 4*cap + glibc's 8-byte header fill 16-byte
+ * granules exactly), spaced n/8..n/16 apart above 64. */
+static uint32_t ld_cap(uint32_t n)
+{
+    uint32_t g;
+
+    if (n <= PST_INLINE)
+        return PST_INLINE;
+    g = n < 64 ? 4 : 1u << (floor_log2(n) - 3);
+    return (n - 2 + g - 1) / g * g + 2;
+}
+
+static uint32_t *ld_items(posting *p)
+{
+    return p->n <= PST_INLINE ? p->u.one : p->u.arr;
+}
+
+/* Makes the array fit n members (from p->n now); -1 leaves p as it was. */
+static int ld_resize(posting *p, uint32_t n)
 {
     uint32_t *na, tmp[PST_INLINE];
 
-    if (pst_cap(n) == pst_cap(p->n))
+    if (ld_cap(n) == ld_cap(p->n))
         return 0;
     if (n <= PST_INLINE) { /* back inline: n < p->n */
         memcpy(tmp, p->u.arr, sizeof tmp);
@@ -344,12 +639,12 @@ static int pst_resize(posting *p, uint32_t n)
         return 0;
     }
     if (p->n <= PST_INLINE) {
-        na = malloc((size_t)pst_cap(n) * sizeof *na);
+        na = malloc((size_t)ld_cap(n) * sizeof *na);
         if (!na)
             return -1;
         memcpy(na, p->u.one, sizeof p->u.one);
     } else {
-        na = realloc(p->u.arr, (size_t)pst_cap(n) * sizeof *na);
+        na = realloc(p->u.arr, (size_t)ld_cap(n) * sizeof *na);
         if (!na)
             return n < p->n ? 0 : -1;
     }
@@ -357,91 +652,86 @@ static int pst_resize(posting *p, uint32_t n)
     return 0;
 }
 
-/* 1 if added, 0 if already there, -1 on allocation failure (unchanged). */
-static int pst_add(posting *p, uint32_t doc)
+/* pst_add for a posting in the load form. */
+static int ld_add(posting *p, uint32_t doc)
 {
     uint32_t *a, i;
+    roaring_bitmap_t *r;
 
     if (pst_big(p))
         return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
-    a = pst_items_mut(p);
+    a = ld_items(p);
     i = lower_bound(a, p->n, doc);
     if (i < p->n && a[i] == doc)
         return 0;
-    if (p->n >= PST_SMALL_MAX)
-        return pst_to_big(p, doc);
-    if (pst_resize(p, p->n + 1) < 0)
+    if (p->n >= PST_SMALL_MAX) {
+        if (!(r = roaring_bitmap_of_ptr(p->n, a)))
+            return -1;
+        roaring_bitmap_add(r, doc);
+        free(p->u.arr);
+        p->u.bm = r;
+        p->n = PST_BIG;
+        return 1;
+    }
+    if (ld_resize(p, p->n + 1) < 0)
         return -1;
     p->n++;
-    a = pst_items_mut(p);
+    a = ld_items(p);
     memmove(a + i + 1, a + i, (size_t)(p->n - 1 - i) * sizeof *a);
     a[i] = doc;
     return 1;
 }
 
-/* A big posting this small goes back to an array; failing to allocate is
- * harmless. */
-static void pst_shrink_big(posting *p)
-{
-    uint64_t card = roaring_bitmap_get_cardinality(p->u.bm);
-    uint32_t *na;
-    posting s = { 0 };
-
-    if (card > PST_SHRINK_AT)
-        return;
-    if (card <= PST_INLINE) {
-        roaring_bitmap_to_uint32_array(p->u.bm, s.u.one);
-    } else {
-        na = malloc((size_t)pst_cap((uint32_t)card) * sizeof *na);
-        if (!na)
-            return;
-        roaring_bitmap_to_uint32_array(p->u.bm, na);
-        s.u.arr = na;
-    }
-    s.aux = p->aux;
-    s.n = (uint32_t)card;
-    roaring_bitmap_free(p->u.bm);
-    *p = s;
-}
-
-/* 1 if removed, 0 if absent; never fails. */
-static int pst_remove(posting *p, uint32_t doc)
+/* Undoes the ld_add of the last member of p, which must be doc (the
+ * caller's clean-up when the key's own set refused it). */
+static void ld_undo_add(posting *p, uint32_t doc)
 {
     uint32_t *a, i;
 
     if (pst_big(p)) {
-        if (!roaring_bitmap_remove_checked(p->u.bm, doc))
-            return 0;
-        pst_shrink_big(p);
-        return 1;
+        roaring_bitmap_remove(p->u.bm, doc);
+        return;
     }
-    a = pst_items_mut(p);
+    a = ld_items(p);
     i = lower_bound(a, p->n, doc);
     if (i >= p->n || a[i] != doc)
-        return 0;
+        return;
     memmove(a + i, a + i + 1, (size_t)(p->n - i - 1) * sizeof *a);
-    pst_resize(p, p->n - 1);
+    ld_resize(p, p->n - 1);
     p->n--;
-    return 1;
 }
 
-/* Equal sets, whichever representation each side happens to use. */
-static int pst_equal(const posting *a, const posting *b)
+/* Bytes p's members take in the pool once packed. */
+static uint32_t ld_coded_len(posting *p)
 {
-    const posting *s;
+    uint8_t code[PST_SMALL_MAX * 5];
 
-    if (pst_big(a) && pst_big(b))
-        return roaring_bitmap_equals(a->u.bm, b->u.bm);
-    if (pst_card(a) != pst_card(b))
-        return 0;
-    if (!pst_big(a) && !pst_big(b))
-        return memcmp(pst_items(a), pst_items(b), (size_t)a->n * sizeof(uint32_t)) == 0;
-    s = !pst_big(a) ? a : b;
-    for (uint32_t i = 0; i < s->n; i++)
-        if (!pst_contains(s == a ? b : a, pst_items(s)[i]))
-            return 0;
-    return 1;
+    return pst_coded(p) ? gaps_encode(code, p->u.arr, p->n) : 0;
 }
+
+/* Moves an array into the pool, which has room for it. */
+static void ld_pack(pool *pl, posting *p)
+{
+    uint32_t *a = p->u.arr;
+
+    if (!pst_coded(p))
+        return;
+    p->u.enc.off = pl->len;
+    p->u.enc.len = gaps_encode((uint8_t *)pl->buf + pl->len, a, p->n);
+    pl->len += p->u.enc.len;
+    free(a);
+}
+
+/* A posting still in the load form: its array goes. */
+static void ld_free(posting *p)
+{
+    if (pst_big(p))
+        roaring_bitmap_free(p->u.bm);
+    else if (p->n > PST_INLINE)
+        free(p->u.arr);
+    p->n = 0;
+}
+
 /* ---- a key's values: one table, no allocation per value ------------------ */
 
 /* Entries are postings packed in an array (aux: the value's offset in the
@@ -595,7 +885,7 @@ static void vt_del(vtab *t, posting *ent)
 static void vt_free(vtab *t)
 {
     for (uint32_t e = 0; e < t->n; e++)
-        pst_free(&t->ents[e]);
+        pst_free(NULL, &t->ents[e]);
     free(t->ents);
     free(t->idx);
     free(t->arena);
@@ -1279,6 +1569,7 @@ static int nm_filter(const names *nm, const roaring_bitmap_t *cand, const char *
 typedef struct {
     posting docs; /* docs having the key, whatever the value */
     vtab vals;    /* value -> docs */
+    pool pl;      /* the coded members of docs and of every value */
     char name[];
 } keyent;
 
@@ -1312,7 +1603,8 @@ static void *named_new(size_t size, size_t off, const char *name)
 static void key_free(keyent *ke)
 {
     vt_free(&ke->vals);
-    pst_free(&ke->docs);
+    pst_free(NULL, &ke->docs);
+    free(ke->pl.buf);
     free(ke);
 }
 
@@ -1407,7 +1699,7 @@ static void val_drop_if_empty(keyent *ke, posting *ve)
 {
     if (pst_card(ve) != 0)
         return;
-    pst_free(ve);
+    pst_free(&ke->pl, ve);
     vt_del(&ke->vals, ve);
 }
 
@@ -1419,13 +1711,43 @@ static void key_drop_if_empty(project *p, keyent *ke)
     key_free(ke);
 }
 
+static void pool_move(pool *to, const pool *from, posting *p)
+{
+    if (!pst_coded(p))
+        return;
+    memcpy(to->buf + to->len, from->buf + p->u.enc.off, p->u.enc.len);
+    p->u.enc.off = to->len;
+    to->len += p->u.enc.len;
+}
+
+/* Gives back the pool's dead bytes once they are half of it; a failed
+ * allocation keeps them. */
+static void key_tidy(keyent *ke)
+{
+    pool *pl = &ke->pl, np = { 0 };
+    uint64_t live = pst_coded(&ke->docs) ? ke->docs.u.enc.len : 0;
+
+    if (pl->dead <= 4096 || pl->dead <= pl->len / 4)
+        return;
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        live += pst_coded(&ke->vals.ents[e]) ? ke->vals.ents[e].u.enc.len : 0;
+    np.cap = (uint32_t)live;
+    if (live && !(np.buf = malloc(live)))
+        return;
+    pool_move(&np, pl, &ke->docs);
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        pool_move(&np, pl, &ke->vals.ents[e]);
+    free(pl->buf);
+    *pl = np;
+}
+
 /* Whether any key still holds doc: the tagged bitmap needs no per-doc tag
  * count (4 bytes an image) when removals ask the keys instead. */
 static int doc_has_tags(const project *p, uint32_t doc)
 {
     for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
         const keyent *ke = p->keys.slots[i].val;
-        if (p->keys.slots[i].key && pst_contains(&ke->docs, doc))
+        if (p->keys.slots[i].key && pst_contains(&ke->pl, &ke->docs, doc))
             return 1;
     }
     return 0;
@@ -1446,13 +1768,13 @@ static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const 
     ve = vt_get_or_add(&ke->vals, value);
     if (!ve)
         goto fail;
-    rv = pst_add(ve, doc);
+    rv = pst_add(&ke->pl, ve, doc);
     if (rv < 0)
         goto fail;
-    rk = pst_add(&ke->docs, doc);
+    rk = pst_add(&ke->pl, &ke->docs, doc);
     if (rk < 0) {
         if (rv > 0)
-            pst_remove(ve, doc);
+            pst_remove(&ke->pl, ve, doc);
         goto fail;
     }
     if (rk > 0) {
@@ -1460,6 +1782,7 @@ static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const 
         if (!defer_tagged)
             roaring_bitmap_add(p->tagged, doc);
     }
+    key_tidy(ke);
     return 0;
 fail:
     /* anything created above is still empty; pre-existing entries never are */
@@ -1475,7 +1798,7 @@ fail:
 static posting *val_of_doc(const keyent *ke, uint32_t doc)
 {
     for (uint32_t e = 0; e < ke->vals.n; e++)
-        if (pst_contains(&ke->vals.ents[e], doc))
+        if (pst_contains(&ke->pl, &ke->vals.ents[e], doc))
             return &ke->vals.ents[e];
     return NULL;
 }
@@ -1489,14 +1812,15 @@ static void tag_remove(tagidx *ix, project *p, uint32_t doc, const char *key,
     if (!ke)
         return;
     ve = value ? vt_get(&ke->vals, value) : NULL;
-    if (!ve || !pst_remove(ve, doc)) {
+    if (!ve || !pst_remove(&ke->pl, ve, doc)) {
         ve = val_of_doc(ke, doc);
         if (ve)
-            pst_remove(ve, doc);
+            pst_remove(&ke->pl, ve, doc);
     }
     if (ve)
         val_drop_if_empty(ke, ve);
-    if (pst_remove(&ke->docs, doc)) {
+    key_tidy(ke);
+    if (pst_remove(&ke->pl, &ke->docs, doc)) {
         ix->ntags--;
         key_drop_if_empty(p, ke);
         if (!doc_has_tags(p, doc))
@@ -1513,7 +1837,7 @@ static void tags_sweep(tagidx *ix, project *p, uint32_t doc)
         const char *key = NULL;
         for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask && !key; i++) {
             const keyent *ke = p->keys.slots[i].val;
-            if (p->keys.slots[i].key && pst_contains(&ke->docs, doc))
+            if (p->keys.slots[i].key && pst_contains(&ke->pl, &ke->docs, doc))
                 key = p->keys.slots[i].key;
         }
         if (!key)
@@ -1589,8 +1913,9 @@ int tagidx_tag_set(tagidx *ix, const char *project_id, uint32_t doc, const char 
     if (old_value && strcmp(old_value, value) != 0) {
         keyent *ke = smap_get(&p->keys, key);
         posting *ve = vt_get(&ke->vals, old_value);
-        if (ve && pst_remove(ve, doc))
+        if (ve && pst_remove(&ke->pl, ve, doc))
             val_drop_if_empty(ke, ve);
+        key_tidy(ke);
     }
     proj_touch(p);
     return 0;
@@ -1642,27 +1967,30 @@ static void op_borrow(opnd *o, const roaring_bitmap_t *r)
 }
 
 /* A posting as a roaring bitmap: borrowed when it is one, else built. */
-static int pst_view(const posting *p, opnd *o)
+static int pst_view(const pool *pl, const posting *p, opnd *o)
 {
+    uint32_t buf[PST_SMALL_MAX];
     roaring_bitmap_t *r;
 
     if (pst_big(p)) {
         op_borrow(o, p->u.bm);
         return 0;
     }
-    r = p->n ? roaring_bitmap_of_ptr(p->n, pst_items(p)) : roaring_bitmap_create();
+    r = p->n ? roaring_bitmap_of_ptr(p->n, pst_members(pl, p, buf)) : roaring_bitmap_create();
     if (!r)
         return -1;
     op_own(o, r);
     return 0;
 }
 
-static void pst_or_into(roaring_bitmap_t *acc, const posting *p)
+static void pst_or_into(roaring_bitmap_t *acc, const pool *pl, const posting *p)
 {
+    uint32_t buf[PST_SMALL_MAX];
+
     if (pst_big(p))
         roaring_bitmap_or_inplace(acc, p->u.bm);
     else if (p->n)
-        roaring_bitmap_add_many(acc, p->n, pst_items(p));
+        roaring_bitmap_add_many(acc, p->n, pst_members(pl, p, buf));
 }
 
 static void entry_or_into(const project *p, const tagidx_entry *e, roaring_bitmap_t *acc)
@@ -1672,13 +2000,13 @@ static void entry_or_into(const project *p, const tagidx_entry *e, roaring_bitma
     if (!ke)
         return;
     if (e->nvalues == 0) {
-        pst_or_into(acc, &ke->docs);
+        pst_or_into(acc, &ke->pl, &ke->docs);
         return;
     }
     for (size_t i = 0; i < e->nvalues; i++) {
         const posting *ve = vt_get(&ke->vals, e->values[i]);
         if (ve)
-            pst_or_into(acc, ve);
+            pst_or_into(acc, &ke->pl, ve);
     }
 }
 
@@ -1692,10 +2020,10 @@ static int entry_eval(const project *p, const tagidx_entry *e, opnd *o)
     if (!ke)
         return 0;
     if (e->nvalues == 0)
-        return pst_view(&ke->docs, o);
+        return pst_view(&ke->pl, &ke->docs, o);
     if (e->nvalues == 1) {
         const posting *ve = vt_get(&ke->vals, e->values[0]);
-        return ve ? pst_view(ve, o) : 0;
+        return ve ? pst_view(&ke->pl, ve, o) : 0;
     }
     acc = roaring_bitmap_create();
     if (!acc)
@@ -1850,7 +2178,7 @@ static int entry_and_small(const project *p, const tagidx_entry *e, opnd *acc)
     for (size_t i = 0; ke && i < e->nvalues; i++) {
         const posting *ve = vt_get(&ke->vals, e->values[i]);
         roaring_bitmap_t *part;
-        if (!ve || pst_view(ve, &v) < 0 || !v.bm)
+        if (!ve || pst_view(&ke->pl, ve, &v) < 0 || !v.bm)
             continue; /* a failed view only loses speed: retried below */
         part = roaring_bitmap_and(acc->bm, v.bm);
         op_free(&v);
@@ -2205,42 +2533,81 @@ int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, cons
                     const char *value)
 {
     project *p = ld_project(l, project_id);
-    keyent *ke;
-    posting *ve;
-    int rv, rk;
+    keyent *ke = NULL;
+    posting *ve = NULL;
+    int rv = 0, rk;
 
     if (!p || (doc != l->doc && !roaring_bitmap_contains(p->live, doc)))
         return 0; /* as tagidx_tag_set: not an image of the project */
     l->doc = doc;
     if (!(ke = ld_key(l, key)) || !(ve = vt_get_or_add(&ke->vals, value)))
         goto fail;
-    if ((rv = pst_add(ve, doc)) < 0)
+    if ((rv = ld_add(ve, doc)) < 0)
         goto fail;
-    if ((rk = pst_add(&ke->docs, doc)) < 0) {
-        if (rv > 0)
-            pst_remove(ve, doc);
+    if ((rk = ld_add(&ke->docs, doc)) < 0)
         goto fail;
-    }
     l->ix->ntags += rk > 0;
     return 0;
 fail:
-    /* the slow path cleans up (empty entries) and keeps the index whole */
-    l->p = NULL;
-    if (tag_add(l->ix, p, doc, key, value, 1) == 0)
-        return 0;
+    /* what was added goes again, and what was created empty: the index stays
+     * whole, only without this tag */
+    if (rv > 0)
+        ld_undo_add(ve, doc);
+    if (ve && ve->n == 0)
+        vt_del(&ke->vals, ve);
+    if (ke && ke->docs.n == 0) {
+        l->p = NULL; /* its key cache may name ke */
+        key_drop_if_empty(p, ke);
+    }
     l->failed = 1;
     return -1;
 }
 
-/* What the load deferred: the tagged bitmap (the union of the keys), the
- * run containers, and no growth slack left anywhere. */
-static void ld_finish_project(project *p)
+/* Packs a key's arrays into its pool.  Without the memory for the pool the
+ * key is emptied, its tags gone: the index stays consistent, and the load
+ * failed. */
+static int ld_finish_key(tagidx *ix, keyent *ke)
 {
+    uint64_t need = ld_coded_len(&ke->docs);
+
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        need += ld_coded_len(&ke->vals.ents[e]);
+    if (need && (need > UINT32_MAX || !(ke->pl.buf = malloc(need)))) {
+        ix->ntags -= pst_card(&ke->docs);
+        for (uint32_t e = 0; e < ke->vals.n; e++)
+            ld_free(&ke->vals.ents[e]);
+        vt_free(&ke->vals);
+        ld_free(&ke->docs);
+        return -1;
+    }
+    ke->pl.cap = (uint32_t)need;
+    ld_pack(&ke->pl, &ke->docs);
+    for (uint32_t e = 0; e < ke->vals.n; e++)
+        ld_pack(&ke->pl, &ke->vals.ents[e]);
+    return 0;
+}
+
+/* What the load deferred: the coded postings, the tagged bitmap (the union
+ * of the keys), the run containers, and no growth slack left anywhere. */
+static int ld_finish_project(tagidx *ix, project *p)
+{
+    int rc = 0;
+
+    for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++)
+        if (p->keys.slots[i].key && ld_finish_key(ix, p->keys.slots[i].val) < 0)
+            rc = -1;
+    for (uint32_t i = 0; rc < 0 && p->keys.slots && i <= p->keys.mask; i++) {
+        keyent *ke = p->keys.slots[i].val;
+        if (p->keys.slots[i].key && ke->docs.n == 0) {
+            key_drop_if_empty(p, ke);
+            i = UINT32_MAX; /* from the start: deleting moves other keys */
+        }
+    }
     for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++) {
         keyent *ke = p->keys.slots[i].val;
         if (!p->keys.slots[i].key)
             continue;
-        pst_or_into(p->tagged, &ke->docs);
+        pst_or_into(p->tagged, &ke->pl, &ke->docs);
         vt_fit(&ke->vals);
         for (uint32_t e = 0; e < ke->vals.n; e++)
             if (pst_big(&ke->vals.ents[e]))
@@ -2249,6 +2616,7 @@ static void ld_finish_project(project *p)
     proj_optimize(p);
     nm_merge_if_ovf(&p->nm);
     mn_fit(&p->nm.main);
+    return rc;
 }
 
 int tagidx_load_finish(tagidx_loader *l)
@@ -2262,8 +2630,8 @@ int tagidx_load_finish(tagidx_loader *l)
     failed = l->failed;
     free(l);
     for (uint32_t i = 0; ix->projects.slots && i <= ix->projects.mask; i++)
-        if (ix->projects.slots[i].key)
-            ld_finish_project(ix->projects.slots[i].val);
+        if (ix->projects.slots[i].key && ld_finish_project(ix, ix->projects.slots[i].val) < 0)
+            failed = 1;
     return failed ? -1 : 0;
 }
 
@@ -2302,7 +2670,8 @@ int tagidx_project_tags(const tagidx *ix, const char *project_id, tagidx_key_cb 
 
 static size_t key_bytes(const keyent *ke)
 {
-    return msize(sizeof *ke + strlen(ke->name) + 1) + pst_bytes(&ke->docs) + vt_bytes(&ke->vals);
+    return msize(sizeof *ke + strlen(ke->name) + 1) + pst_bytes(&ke->docs) + msize(ke->pl.cap) +
+           vt_bytes(&ke->vals);
 }
 
 size_t tagidx_memory(const tagidx *ix)
@@ -2358,11 +2727,11 @@ static int names_equal(const names *a, const names *b)
 
 static int key_equal(const keyent *a, const keyent *b)
 {
-    if (!b || a->vals.n != b->vals.n || !pst_equal(&a->docs, &b->docs))
+    if (!b || a->vals.n != b->vals.n || !pst_equal(&a->pl, &a->docs, &b->pl, &b->docs))
         return 0;
     for (uint32_t e = 0; e < a->vals.n; e++) {
         const posting *vb = vt_get(&b->vals, vt_name(&a->vals, &a->vals.ents[e]));
-        if (!vb || !pst_equal(&a->vals.ents[e], vb))
+        if (!vb || !pst_equal(&a->pl, &a->vals.ents[e], &b->pl, vb))
             return 0;
     }
     return 1;
