@@ -240,7 +240,7 @@ typedef struct {
 
 /* A key's coded postings, back to back in one buffer.  A posting that grows
  * moves to the end; dead counts the bytes left behind, which key_tidy
- * reclaims once they are half the pool. */
+ * reclaims once they are a quarter of the pool. */
 typedef struct {
     char *buf;
     uint32_t len, cap, dead;
@@ -682,8 +682,8 @@ static int ld_add(posting *p, uint32_t doc)
     return 1;
 }
 
-/* Undoes the ld_add of the last member of p, which must be doc (the
- * caller's clean-up when the key's own set refused it). */
+/* Takes back doc, which ld_add just added to p (the caller's clean-up when
+ * the key's own set refused it). */
 static void ld_undo_add(posting *p, uint32_t doc)
 {
     uint32_t *a, i;
@@ -1720,7 +1720,8 @@ static void pool_move(pool *to, const pool *from, posting *p)
     to->len += p->u.enc.len;
 }
 
-/* Gives back the pool's dead bytes once they are half of it; a failed
+/* Gives back the pool's dead bytes once they are a quarter of it (so a pool
+ * kept by live writes stays within a third of its packed size); a failed
  * allocation keeps them. */
 static void key_tidy(keyent *ke)
 {
