@@ -9,7 +9,11 @@ SANITIZE ?=
 CFLAGS   := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANITIZE) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  := $(SANITIZE)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lroaring -lpthread -lm
+# jemalloc, Redis's allocator: 10-15% less CPU per request here than glibc's
+# malloc (GET tags, batch create; the raw evhttp ceiling does not change).
+# Sanitizer builds keep the allocator their runtime replaces (MALLOC=).
+MALLOC   ?= -ljemalloc
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lroaring -lpthread -lm $(MALLOC)
 PYTHON   := /usr/bin/python3
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -62,7 +66,7 @@ test: all
 
 asan:
 	@TAGWAY_DEPS_EXTRA=asan bash .ci/deps.sh
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 MALLOC= \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 test
 

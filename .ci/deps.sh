@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config liblua5.4-dev libevent-dev libsqlite3-dev
-          lua-cjson lua-cjson-dev libroaring-dev python3 python3-pytest wrk
+          lua-cjson lua-cjson-dev libroaring-dev libjemalloc-dev python3 python3-pytest wrk
           sqlite3 curl)
 case "${TAGWAY_DEPS_EXTRA:-}" in
   asan) packages+=(clang libclang-rt-14-dev) ;;       # make asan, make fuzz
