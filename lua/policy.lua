@@ -250,7 +250,7 @@ local function check_text(pol, rule, s, field)
   if rule.edge_space == "reject" and text.has_edge_space(s) then
     return reject(pol, field, "must not start or end with a space")
   end
-  if n < rule.min or n > rule.max or (rule.allowed and not text.all_in(s, rule.allowed)) then
+  if n < rule.min or n > rule.max or (rule.allowed and not text.all_in(s, rule.allowed, n)) then
     return reject(pol, field, string.format("must be %d-%d characters of %s", rule.min, rule.max,
                                             rule.describe or "any kind"))
   end

@@ -35,13 +35,28 @@ function text.charset(spec)
       ranges[#ranges + 1] = { lo, hi }
     end
   end
-  for c = 0, 127 do
-    if ascii[c] then class[#class + 1] = "%" .. string.format("%c", c) end
-  end
-  -- "%" before a letter or digit would make a class (%a, %d): escape only
-  -- punctuation, keep alphanumerics literal.
-  for i, item in ipairs(class) do
-    if item:sub(2):find("%w") then class[i] = item:sub(2) end
+  -- Runs of 3 or more letters or digits become one range (A-Z): Lua
+  -- tries a class's items one by one for every character, so 62 single
+  -- items made the check of a 10-character key cost ~600 comparisons.
+  -- Range ends are alphanumerics, which need no escape; other characters
+  -- go alone, escaped ("%" before a letter or digit would make a class
+  -- such as %a, so those stay literal).
+  local function word(c) return c and string.char(c):find("^%w$") ~= nil end
+  local c = 0
+  while c <= 127 do
+    if ascii[c] then
+      local last = c
+      while word(c) and ascii[last + 1] and word(last + 1) do last = last + 1 end
+      if last - c >= 2 then
+        class[#class + 1] = string.char(c) .. "-" .. string.char(last)
+        c = last
+      elseif word(c) then
+        class[#class + 1] = string.char(c)
+      else
+        class[#class + 1] = "%" .. string.char(c)
+      end
+    end
+    c = c + 1
   end
   local set = { ranges = ranges, ascii = ascii }
   set.ascii_pattern = #class > 0 and ("^[" .. table.concat(class) .. "]*$") or "^$"
@@ -59,8 +74,10 @@ local function in_set(set, c)
 end
 
 -- True when every code point of s is in the set (s must be valid UTF-8).
-function text.all_in(s, set)
-  if not s:find("[\128-\255]") then
+-- n (optional): the code points of s, when the caller has counted them;
+-- as many as bytes means ASCII, without looking for other bytes.
+function text.all_in(s, set, n)
+  if n == #s or not s:find("[\128-\255]") then
     return s:find(set.ascii_pattern) ~= nil
   end
   for _, c in utf8.codes(s) do

@@ -157,11 +157,12 @@ static int l_image_get(lua_State *L)
 
 /* gw.image_tags(project, id) -> sorted tags array | nil */
 /* Runs cb over the sorted tags of the image (project, id) named by args 1
- * and 2: 1 when it exists, 0 when not; a storage error raises. */
-static int each_image_tag(lua_State *L, store_tag_cb cb, void *ud)
+ * and 2: 1 when it exists, 0 when not; a storage error raises.  seq (may
+ * be NULL) receives the image's seq. */
+static int each_image_tag(lua_State *L, store_tag_cb cb, void *ud, int64_t *seq)
 {
     store_rc rc = store_image_tags_by_id(gwp(L)->store, luaL_checkstring(L, 1),
-                                         luaL_checkstring(L, 2), cb, ud);
+                                         luaL_checkstring(L, 2), cb, ud, seq);
     if (rc == STORE_ERROR)
         store_failed(L);
     return rc == STORE_OK;
@@ -170,7 +171,7 @@ static int each_image_tag(lua_State *L, store_tag_cb cb, void *ud)
 static int l_image_tags(lua_State *L)
 {
     lua_newtable(L);
-    if (!each_image_tag(L, push_tag_cb, L))
+    if (!each_image_tag(L, push_tag_cb, L, NULL))
         return fail(L, "not_found");
     return 1;
 }
@@ -223,7 +224,7 @@ static int l_image_tags_json(lua_State *L)
     luaL_checkstring(L, 2);
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '[');
-    if (!each_image_tag(L, add_tag_json_cb, &b))
+    if (!each_image_tag(L, add_tag_json_cb, &b, NULL))
         return fail(L, "not_found");
     luaL_addchar(&b, ']');
     luaL_pushresult(&b);
@@ -244,17 +245,20 @@ static int set_tag_cb(void *ud, const char *key, const char *value)
     return 0;
 }
 
-/* gw.image_tag_map(project, id) -> {key = value}, count | nil: the image's
- * tags as a map, for handlers that judge a write on them (one table, not
- * one per tag). */
+/* gw.image_tag_map(project, id) -> {key = value}, count, seq | nil: the
+ * image's tags as a map, for handlers that judge a write on them (one
+ * table, not one per tag), and the image's seq, which gw.tags_apply takes
+ * with them to find the image without its id. */
 static int l_image_tag_map(lua_State *L)
 {
     tag_map m = {L, 0};
+    int64_t seq = 0;
     lua_newtable(L);
-    if (!each_image_tag(L, set_tag_cb, &m))
+    if (!each_image_tag(L, set_tag_cb, &m, &seq))
         return fail(L, "not_found");
     lua_pushinteger(L, m.n);
-    return 2;
+    lua_pushinteger(L, (lua_Integer)seq);
+    return 3;
 }
 
 /* A string C may treat as NUL-terminated: embedded NULs would silently
@@ -344,12 +348,14 @@ static store_tag *check_tag_map(lua_State *L, int idx, size_t *n)
     return tags;
 }
 
-/* gw.tags_apply(project, image_id, set, del, max_tags, expect) -> true |
- * nil, "not_found" | "quota" | "conflict".  expect (optional): the image's
- * tags the caller decided on, as gw.image_tag_map's {key = value} or
- * gw.image_tags' list; when the image no longer holds exactly those,
+/* gw.tags_apply(project, image_id, set, del, max_tags, expect, seq) ->
+ * true | nil, "not_found" | "quota" | "conflict".  expect (optional): the
+ * image's tags the caller decided on, as gw.image_tag_map's {key = value}
+ * or gw.image_tags' list; when the image no longer holds exactly those,
  * nothing is written and the answer is "conflict" (decide again, after
- * gw.write_begin()). */
+ * gw.write_begin()).  seq (optional, with expect): the image's seq from
+ * the same gw.image_tag_map call; it saves the store a lookup of the id,
+ * and one that no longer names this image is a "conflict" too. */
 static int l_tags_apply(lua_State *L)
 {
     const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
@@ -359,7 +365,8 @@ static int l_tags_apply(lua_State *L)
     store_tag *set;
     const char **del;
     store_tag_list expect = {0};
-    lua_settop(L, 6);
+    expect.seq = (int64_t)luaL_optinteger(L, 7, 0);
+    lua_settop(L, 7);
     set = check_tags(L, 3, &nset);
     del = check_strings(L, 4, &ndel);
     if (has_expect)

@@ -48,7 +48,7 @@ enum {
     Q_REQ_SAVEPOINT, Q_REQ_RELEASE, Q_REQ_ROLLBACK_TO,
     Q_READ_BEGIN, /* this one and those above open or end transactions */
     Q_IMAGE_GET, Q_IMAGE_BY_SEQ, Q_IMAGE_SEQ, Q_IMAGE_INSERT, Q_IMAGE_DELETE,
-    Q_IMAGE_TOUCH, Q_IMAGE_STATUS, Q_LAST_CREATED,
+    Q_IMAGE_TOUCH, Q_IMAGE_IS, Q_IMAGE_STATUS, Q_LAST_CREATED,
     Q_TAGS_OF, Q_TAG_GET, Q_TAG_UPSERT, Q_TAG_DELETE, Q_TAG_COUNT, Q_TAGS_DELETE_ALL,
     Q_CRED_INSERT, Q_CRED_BY_TOKEN, Q_CRED_BY_AK, Q_CRED_ALL, Q_CRED_REVOKE,
     Q_CRED_COUNT, Q_COUNT_IMAGES, Q_COUNT_TAGS,
@@ -78,7 +78,10 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_IMAGE_INSERT] = "INSERT INTO images (id, project_id, name, status, attrs, created_ms, updated_ms)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
     [Q_IMAGE_DELETE] = "DELETE FROM images WHERE seq = ?1",
-    [Q_IMAGE_TOUCH] = "UPDATE images SET updated_ms = max(updated_ms, ?2) WHERE seq = ?1",
+    /* by seq (a rowid lookup), and only while that seq is still this image */
+    [Q_IMAGE_TOUCH] = "UPDATE images SET updated_ms = max(updated_ms, ?2)"
+                      " WHERE seq = ?1 AND id = ?3 AND project_id = ?4",
+    [Q_IMAGE_IS] = "SELECT 1 FROM images WHERE seq = ?1 AND id = ?3 AND project_id = ?4",
     [Q_IMAGE_STATUS] = "UPDATE images SET status = ?2, updated_ms = max(updated_ms, ?3) WHERE id = ?1",
     [Q_LAST_CREATED] = "SELECT created_ms FROM images ORDER BY seq DESC LIMIT 1",
     [Q_TAGS_OF] = "SELECT key, value FROM image_tags WHERE seq = ?1 ORDER BY key",
@@ -100,7 +103,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_COUNT_IMAGES] = "SELECT count(*) FROM images",
     [Q_COUNT_TAGS] = "SELECT count(*) FROM image_tags",
     /* one statement (one read lock) for the hottest read: an image's tags */
-    [Q_TAGS_BY_ID] = "SELECT t.key, t.value FROM images i LEFT JOIN image_tags t ON t.seq = i.seq"
+    [Q_TAGS_BY_ID] = "SELECT t.key, t.value, i.seq FROM images i LEFT JOIN image_tags t ON t.seq = i.seq"
                      " WHERE i.id = ?1 AND i.project_id = ?2 ORDER BY t.key",
     [Q_IDX_IMAGES] = "SELECT seq, project_id, name FROM images ORDER BY seq",
 #define JOB_COLS "id, project_id, kind, status, image_id, image_name, params, error_code," \
@@ -747,7 +750,7 @@ store_rc store_image_by_seq(store *s, int64_t seq, store_image *out)
 }
 
 store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
-                                store_tag_cb cb, void *ud)
+                                store_tag_cb cb, void *ud, int64_t *seq)
 {
     s = rconn(s);
     sqlite3_stmt *st = stmt(s, Q_TAGS_BY_ID);
@@ -755,7 +758,8 @@ store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rows++;
+        if (!rows++ && seq)
+            *seq = sqlite3_column_int64(st, 2);
         if (sqlite3_column_type(st, 0) != SQLITE_NULL &&     /* NULL: image without tags */
             cb(ud, col_text(st, 0), col_text(st, 1)) != 0)
             break;
@@ -1268,15 +1272,27 @@ static int64_t count_tags(store *s, int64_t seq)
     return n;
 }
 
-static int touch(store *s, int64_t seq)
+/* Checks that seq is still the image (project, id) and, when its tags
+ * changed, sets its updated_ms, in one rowid lookup: 1 when it is, 0 when
+ * not (deleted since the caller read its seq, the seq perhaps reused), -1
+ * on error. */
+static int touch_image(store *s, int64_t seq, const char *project, const char *id, int changed)
 {
-    sqlite3_stmt *st = stmt(s, Q_IMAGE_TOUCH);
-    int rc;
+    sqlite3_stmt *st = stmt(s, changed ? Q_IMAGE_TOUCH : Q_IMAGE_IS);
+    int rc, is;
     sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_int64(st, 2, util_now_ms());
+    if (changed)
+        sqlite3_bind_int64(st, 2, util_now_ms());
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, project, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
+    is = changed ? rc == SQLITE_DONE && sqlite3_changes(s->db) == 1 : rc == SQLITE_ROW;
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        set_err(s, "image update");
+        return -1;
+    }
+    return is;
 }
 
 /* 1 when the image (seq) holds exactly the tags of expect, 0 when not, -1
@@ -1361,7 +1377,7 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
     store_rc result = STORE_ERROR;
     size_t n = 0;
     int64_t seq = 0, count;
-    int changed = 0, same;
+    int changed = 0, same, looked_up = 0;
     if (!ch) {
         /* where store_errmsg looks: the writer's, while a request holds it */
         snprintf(rconn(s)->err, sizeof s->err, "out of memory");
@@ -1371,8 +1387,16 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         free(ch);
         return STORE_ERROR;
     }
-    if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
-        goto done;
+    /* the seq the caller read saves looking the id up in its index again:
+     * touch_image checks it still names this image before anything is
+     * kept */
+    if (expect && expect->seq > 0) {
+        seq = expect->seq;
+    } else {
+        if ((result = image_seq(s, project, image_id, &seq)) != STORE_OK)
+            goto done;
+        looked_up = 1;
+    }
     result = STORE_ERROR;
     if (expect && (same = holds_exactly(s, seq, expect)) != 1) {
         result = same < 0 ? STORE_ERROR : STORE_CONFLICT;
@@ -1387,14 +1411,20 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         changed |= rc;
         count += (ch[n].value && !ch[n].old_value) - (!ch[n].value && ch[n].old_value);
     }
+    /* before the quota: a seq that is no longer this image is a conflict
+     * (the caller looks again by id), whatever the count */
+    if (changed || !looked_up) {
+        if ((same = touch_image(s, seq, project, image_id, changed)) != 1) {
+            result = same < 0 ? STORE_ERROR : STORE_CONFLICT;
+            goto done;
+        }
+    }
     if (!expect && max_tags >= 0)
         count = count_tags(s, seq);
     if (max_tags >= 0 && count > max_tags) {
         result = STORE_QUOTA;
         goto done;
     }
-    if (changed && touch(s, seq) != 0)
-        goto done;
     index_changes(s, project, seq, ch, n);      /* queued: applied after the COMMIT */
     if (txn_commit(s) != 0)
         goto done;

@@ -117,9 +117,9 @@ store_rc store_image_by_seq(store *s, int64_t seq, store_image *out);
 typedef int (*store_tag_cb)(void *ud, const char *key, const char *value);
 int store_image_tags(store *s, int64_t seq, store_tag_cb cb, void *ud);
 /* The same by image id, in one statement; STORE_NOT_FOUND if no such image
- * in the project. */
+ * in the project.  seq (may be NULL) receives the image's seq. */
 store_rc store_image_tags_by_id(store *s, const char *project, const char *id,
-                                store_tag_cb cb, void *ud);
+                                store_tag_cb cb, void *ud, int64_t *seq);
 /* Creates an image with its tags; id NULL = generate.  id_out receives it. */
 store_rc store_image_create(store *s, const char *project, const char *id,
                             const char *name, const char *status, const char *attrs,
@@ -128,17 +128,20 @@ store_rc store_image_delete(store *s, const char *project, const char *id);
 store_rc store_image_set_status(store *s, const char *id, const char *status);
 
 /* An image's tags as the caller read them (sorted by key, as every read
- * here returns them). */
+ * here returns them), and the image's seq from that read, or 0. */
 typedef struct {
     const store_tag *tags;
     size_t n;
+    int64_t seq;
 } store_tag_list;
 
 /* Applies set (upserts) and del (keys) to an image's tags in one
  * transaction; STORE_QUOTA when the result would hold more than max_tags
  * (max_tags < 0: no limit).  With expect, the write happens only if the
  * image still holds exactly those tags (what the caller's checks were
- * made on), else STORE_CONFLICT and nothing is written. */
+ * made on), else STORE_CONFLICT and nothing is written.  An expect->seq
+ * that no longer names this image (deleted since, perhaps created again)
+ * is a conflict too. */
 store_rc store_tags_apply(store *s, const char *project, const char *image_id,
                           const store_tag *set, size_t nset,
                           const char *const *del, size_t ndel, int max_tags,

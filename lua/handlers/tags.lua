@@ -13,17 +13,17 @@ local MAX_REQUEST_TAGS = 1000
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
--- The image's tags (key -> value, and their count) for a read-check-write.
--- locked: gw.write_begin first, so what is read is what the write will
--- change (no other request writes in between, and writes of requests not
--- yet committed are seen).
+-- The image's tags (key -> value, their count, and the image's seq) for a
+-- read-check-write.  locked: gw.write_begin first, so what is read is what
+-- the write will change (no other request writes in between, and writes of
+-- requests not yet committed are seen).
 local function current_tags(ctx, locked)
   if locked then gw.write_begin() end
-  local map, n = gw.image_tag_map(ctx.project, ctx.params.image_id)
+  local map, n, seq = gw.image_tag_map(ctx.project, ctx.params.image_id)
   if not map then
     fail(404, "IMG.0027", "image " .. ctx.params.image_id .. " not found")
   end
-  return map, n
+  return map, n, seq
 end
 
 -- Validates the tags of a create and writes them (shared by batch create,
@@ -43,7 +43,7 @@ function tags.create(ctx, list, fields, locked)
     end
     seen[tag.key] = true
   end
-  local current, count = current_tags(ctx, locked)
+  local current, count, seq = current_tags(ctx, locked)
   local err = policy.check_merge(pol, current, list, fields, ctx.caller)
   if err then fail_tag(err) end
   for _, tag in ipairs(list) do
@@ -53,8 +53,9 @@ function tags.create(ctx, list, fields, locked)
     fail(400, "IMG.0116", string.format("tags: the image would hold %d tags, more than the %d allowed (policy %s)",
                                         count, pol.max_tags, pol.name))
   end
-  -- list holds {key, value} tables (checked above); the hook saw copies
-  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, list, {}, pol.max_tags, current)
+  -- list holds {key, value} tables (checked above); the hook saw copies.
+  -- seq spares the store looking the image up by id again (it checks it)
+  local ok, why = gw.tags_apply(ctx.project, ctx.params.image_id, list, {}, pol.max_tags, current, seq)
   if not ok and why == "conflict" then
     assert(not locked, "tags changed while the writer was held")
     return tags.create(ctx, list, fields, true)

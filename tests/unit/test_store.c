@@ -5,6 +5,7 @@
 #include "tagidx.h"
 #include "unit.h"
 
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -73,7 +74,8 @@ static void test_images_and_tags(store *s, tagidx *ix)
         store_tag stale[] = {{"env", "prod"}, {"zone", "z1"}};
         store_tag fewer[] = {{"env", "dev"}};
         store_tag more[] = {{"env", "dev"}, {"zone", "z1"}, {"zz", "1"}};
-        store_tag_list e_now = {now, 2}, e_stale = {stale, 2}, e_fewer = {fewer, 1}, e_more = {more, 3};
+        store_tag_list e_now = {now, 2, 0}, e_stale = {stale, 2, 0}, e_fewer = {fewer, 1, 0},
+                       e_more = {more, 3, 0};
         store_tag up[] = {{"env", "qa"}}, add1[] = {{"k1", "v"}}, add2[] = {{"k1", "v"}, {"k2", "v"}};
         CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 10, &e_stale) == STORE_CONFLICT);
         CHECK(store_tags_apply(s, P1, id, up, 1, NULL, 0, 10, &e_fewer) == STORE_CONFLICT);
@@ -87,12 +89,12 @@ static void test_images_and_tags(store *s, tagidx *ix)
         CHECK(count_key(ix, P1, "env", "dev") == 0);     /* old value from expect */
         CHECK(count_key(ix, P1, "env", "qa") == 1);
         store_tag after[] = {{"env", "qa"}, {"zone", "z1"}};
-        store_tag_list e_after = {after, 2};
+        store_tag_list e_after = {after, 2, 0};
         CHECK(store_tags_apply(s, P1, id, add1, 1, del, 0, 3, &e_after) == STORE_OK);
         store_tag back[] = {{"env", "dev"}};
         const char *drop[] = {"k1"};
         store_tag after2[] = {{"env", "qa"}, {"k1", "v"}, {"zone", "z1"}};
-        store_tag_list e_after2 = {after2, 3};
+        store_tag_list e_after2 = {after2, 3, 0};
         CHECK(store_tags_apply(s, P1, id, back, 1, drop, 1, 2, &e_after2) == STORE_OK);
         CHECK(count_key(ix, P1, "k1", NULL) == 0);
         CHECK(count_key(ix, P1, "env", "dev") == 1);
@@ -118,6 +120,64 @@ static void test_images_and_tags(store *s, tagidx *ix)
     CHECK(store_image_get(s, P1, id, &im) == STORE_NOT_FOUND);
     CHECK(count_key(ix, P1, "env", NULL) == 0);
     CHECK(tagidx_images(ix) == 1);
+}
+
+/* Adds image (seq, id) in P1 with tag k=v behind the store's back: the
+ * store's own inserts never reuse a seq (AUTOINCREMENT), but tags_apply
+ * must not trust one that names another image. */
+static void raw_image(const char *path, int64_t seq, const char *id)
+{
+    sqlite3 *db = NULL;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO images (seq, id, project_id, name, status, created_ms, updated_ms)"
+             " VALUES (%lld, '%s', '%s', 'other', 'active', 1, 1);"
+             "INSERT INTO image_tags (seq, key, value) VALUES (%lld, 'k', 'v');",
+             (long long)seq, id, P1, (long long)seq);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* expect.seq, the seq the caller read without the lock: the write checks
+ * it still names the image (project, id); when it does not (deleted,
+ * created again under a new seq, or the seq now another image's with the
+ * same tags) the answer is a conflict and nothing changes. */
+static void test_stale_seq(const char *path)
+{
+    char err[256];
+    const char *a = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", *b = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb";
+    store_tag kv[] = {{"k", "v"}}, up[] = {{"k", "w"}};
+    store *s = NULL;
+    tags_seen t = {0};
+    int64_t old_seq, new_seq;
+    CHECK(store_open(&s, path, err, sizeof err) == 0);
+    CHECK(store_image_create(s, P1, a, "a", "active", "{}", kv, 1, NULL) == STORE_OK);
+    old_seq = seq_of(s, P1, a);
+    store_tag_list e_old = {kv, 1, old_seq};
+    CHECK(store_image_delete(s, P1, a) == STORE_OK);
+    CHECK(store_tags_apply(s, P1, a, up, 1, NULL, 0, 10, &e_old) == STORE_CONFLICT);
+    /* the seq reused by another image holding the same tags */
+    store_release(s);           /* no snapshot from before the insert */
+    raw_image(path, old_seq, b);
+    CHECK(store_tags_apply(s, P1, a, up, 1, NULL, 0, 10, &e_old) == STORE_CONFLICT);
+    CHECK(store_tags_apply(s, P1, a, kv, 1, NULL, 0, 10, &e_old) == STORE_CONFLICT);  /* no change */
+    CHECK(store_image_tags(s, old_seq, collect, &t) == 0 && t.n == 1);
+    CHECK_STR(t.values[0], "v");
+    /* the id created again: a new seq, the old one still refused */
+    CHECK(store_image_create(s, P1, a, "a2", "active", "{}", kv, 1, NULL) == STORE_OK);
+    new_seq = seq_of(s, P1, a);
+    CHECK(new_seq != old_seq);
+    CHECK(store_tags_apply(s, P1, a, up, 1, NULL, 0, 10, &e_old) == STORE_CONFLICT);
+    store_tag_list e_new = {kv, 1, new_seq};
+    CHECK(store_tags_apply(s, P1, a, up, 1, NULL, 0, 10, &e_new) == STORE_OK);
+    t.n = 0;
+    CHECK(store_image_tags(s, new_seq, collect, &t) == 0 && t.n == 1);
+    CHECK_STR(t.values[0], "w");
+    t.n = 0;
+    CHECK(store_image_tags(s, old_seq, collect, &t) == 0 && t.n == 1);
+    CHECK_STR(t.values[0], "v");        /* b's tag untouched */
+    store_close(s);
 }
 
 static void test_credentials(store *s)
@@ -198,6 +258,12 @@ int main(void)
     unlink(path);
     snprintf(path, sizeof path, "%s/t.db-wal", dir); unlink(path);
     snprintf(path, sizeof path, "%s/t.db-shm", dir); unlink(path);
+
+    snprintf(path, sizeof path, "%s/seq.db", dir);
+    test_stale_seq(path);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/seq.db-wal", dir); unlink(path);
+    snprintf(path, sizeof path, "%s/seq.db-shm", dir); unlink(path);
     rmdir(dir);
     return unit_done("test_store");
 }
