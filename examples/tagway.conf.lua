@@ -48,6 +48,11 @@ return {
   -- Largest request body in bytes; larger gets 413 APIGW.0201.
   body_limit = 1048576,
 
+  -- Answers of GET an image's tags kept in memory (slots; about 0.5 KB
+  -- each when full), so a repeated read skips SQLite.  A write forgets the
+  -- image's answer in the same commit; 0 turns the cache off.
+  tags_cache = 16384,
+
   -- Budget of the scripts: memory of one Lua state in MiB, wall-clock time
   -- of one request (kept by a watchdog thread), and optionally its VM
   -- instructions (0 = not counted; counting costs ~12% of throughput).

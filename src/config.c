@@ -36,6 +36,7 @@ void config_defaults(gw_options *o)
     o->max_connections = 4096;
     o->timeout_s = 30;
     o->workers = config_default_workers();
+    o->tags_cache = 16384;
 }
 
 static int parse_long(const char *v, long long min, long long max, long long *out)
@@ -79,6 +80,7 @@ static const option_def options[] = {
     {"max_connections", 'i', offsetof(gw_options, max_connections), 1, 1, 1000000},
     {"timeout_s", 'i', offsetof(gw_options, timeout_s), 1, 1, 3600},
     {"workers", 'i', offsetof(gw_options, workers), 1, 1, 64},
+    {"tags_cache", 'i', offsetof(gw_options, tags_cache), 1, 0, 1 << 24},
 };
 
 int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen)

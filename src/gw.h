@@ -42,6 +42,7 @@ typedef struct gw_options {
     int max_connections;
     int timeout_s;              /* idle / slow-client timeout */
     int workers;                /* event loops (threads), default: cores */
+    int tags_cache;             /* GET tags answers kept in memory; 0: none */
 } gw_options;
 
 /* Counters the metrics endpoint reports, summed over the workers. */
@@ -55,6 +56,7 @@ typedef struct gw gw;
 /* What the workers share.  Lock order: write_lock, then index_lock. */
 typedef struct gw_shared {
     struct store *writer;         /* the one write connection, under write_lock */
+    struct tagcache *tags_cache;  /* answers of GET tags; NULL: off */
     pthread_mutex_t write_lock;   /* held by a request from its first write to its end,
                                      and for a group's COMMIT + index feed */
     pthread_rwlock_t index_lock;  /* the tag index: queries read, the writer writes */

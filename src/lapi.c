@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "sha256.h"
 #include "store.h"
+#include "tagcache.h"
 #include "tagidx.h"
 #include "util.h"
 
@@ -216,18 +217,32 @@ static int add_tag_json_cb(void *ud, const char *key, const char *value)
 
 /* gw.image_tags_json(project, id) -> the sorted tags as a JSON array text
  * ('[{"key":..,"value":..},...]') | nil: the hottest read without a Lua
- * table per tag; the handler still shapes the body around it. */
+ * table per tag; the handler still shapes the body around it.  Answered
+ * from the tags cache when it holds the image (tagcache.h), and what is
+ * read from committed data is kept there. */
 static int l_image_tags_json(lua_State *L)
 {
+    gw *g = gwp(L);
+    tagcache *c = g->shared->tags_cache;
+    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    char hit[TAGCACHE_MAX_JSON];
+    size_t n = tagcache_get(c, project, id, hit);
+    uint64_t seen = 0;
+    int keep = c && store_read_seen(g->store, &seen);
     luaL_Buffer b;
-    luaL_checkstring(L, 1);     /* before the buffer takes the stack */
-    luaL_checkstring(L, 2);
+    const char *json;
+    if (n) {
+        lua_pushlstring(L, hit, n);
+        return 1;
+    }
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '[');
     if (!each_image_tag(L, add_tag_json_cb, &b, NULL))
         return fail(L, "not_found");
     luaL_addchar(&b, ']');
     luaL_pushresult(&b);
+    if (keep && (json = lua_tolstring(L, -1, &n)))
+        tagcache_put(c, project, id, json, n, seen);
     return 1;
 }
 
@@ -920,6 +935,7 @@ static int l_metrics_write(lua_State *L)
     gw *g = gwp(L);
     lhost_response *resp = lhost_current_response(host(L));
     metrics_gauges mg = {0};
+    tagcache_stats cs;
     job_counts jc = {.n = 0};
     need_request(L);
     mg.script_errors = g->stats->script_errors;
@@ -930,6 +946,11 @@ static int l_metrics_write(lua_State *L)
     mg.index_bytes = index_memory(g);
     mg.script_bytes = lhost_memory(host(L));
     store_commit_stats(g->store, &mg.commits, &mg.commit_us_total, &mg.syncs, &mg.sync_us_total);
+    tagcache_stats_get(g->shared->tags_cache, &cs);
+    mg.cache_hits = cs.hits;
+    mg.cache_misses = cs.misses;
+    mg.cache_entries = cs.entries;
+    mg.cache_bytes = cs.bytes;
     if (store_counts(g->store, &mg.images, &mg.tags) != 0)
         return store_failed(L);
     if (store_job_counts(g->store, collect_count, &jc) != 0)

@@ -13,6 +13,7 @@
 #include "store.h"
 #include "sha256.h"
 #include "tagidx.h"
+#include "tagcache.h"
 #include "util.h"
 #include "watch.h"
 
@@ -43,7 +44,8 @@ static const char serve_help[] =
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
     "  --timeout-s S             idle/slow-client timeout, default 30\n"
     "  --max-connections N       client connections held at once, default 4096\n"
-    "  --workers N               event loops (threads), default: the cores available\n";
+    "  --workers N               event loops (threads), default: the cores available\n"
+    "  --tags-cache N            GET tags answers kept in memory (0 = none), default 16384\n";
 static const char credentials_help[] =
     "tagway credentials create --db PATH --project ID [--role member|admin]\n"
     "tagway credentials list   --db PATH\n"
@@ -331,6 +333,11 @@ static int cmd_serve(int argc, char **argv)
         open_store(g->opt.db, &shared.writer) != 0)
         goto done;
     store_attach_index(shared.writer, g->index);
+    if (g->opt.tags_cache && !(shared.tags_cache = tagcache_new((uint32_t)g->opt.tags_cache))) {
+        fprintf(stderr, "tagway: out of memory\n");
+        goto done;
+    }
+    store_attach_tags_cache(shared.writer, shared.tags_cache);
     if (store_writer_init(shared.writer, &shared.write_lock, &shared.index_lock, g->opt.db,
                           err, sizeof err) != 0) {
         fprintf(stderr, "tagway: %s\n", err);
@@ -380,6 +387,7 @@ done:
     for (int i = n - 1; i >= 0; i--)
         worker_close(&w[i]);
     store_close(shared.writer);     /* after the workers: their groups end here */
+    tagcache_free(shared.tags_cache);
     metrics_free(g->metrics);
     tagidx_free(g->index);
     gw_shared_destroy(&shared);

@@ -144,13 +144,23 @@ int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count 
         "# TYPE tagway_sqlite_syncs_total counter\ntagway_sqlite_syncs_total %llu\n"
         "# HELP tagway_sqlite_sync_seconds_total Time spent syncing the WAL (outside the write lock).\n"
         "# TYPE tagway_sqlite_sync_seconds_total counter\ntagway_sqlite_sync_seconds_total %.6f\n"
+        "# HELP tagway_tags_cache_lookups_total GET tags answers looked for in the cache, by result.\n"
+        "# TYPE tagway_tags_cache_lookups_total counter\n"
+        "tagway_tags_cache_lookups_total{result=\"hit\"} %llu\n"
+        "tagway_tags_cache_lookups_total{result=\"miss\"} %llu\n"
+        "# HELP tagway_tags_cache_entries GET tags answers held in the cache.\n"
+        "# TYPE tagway_tags_cache_entries gauge\ntagway_tags_cache_entries %llu\n"
+        "# HELP tagway_tags_cache_bytes Bytes of the answers held in the cache.\n"
+        "# TYPE tagway_tags_cache_bytes gauge\ntagway_tags_cache_bytes %llu\n"
         "# HELP tagway_jobs Import jobs by status.\n# TYPE tagway_jobs gauge\n",
         (unsigned long long)g->script_errors, (unsigned long long)g->budget_kills,
         (unsigned long long)g->reloads_ok, (unsigned long long)g->reloads_failed,
         (unsigned long long)g->generation, (long long)g->images, (long long)g->tags,
         g->index_bytes, g->script_bytes, (unsigned long long)g->commits,
         (double)g->commit_us_total / 1e6, (unsigned long long)g->syncs,
-        (double)g->sync_us_total / 1e6);
+        (double)g->sync_us_total / 1e6, (unsigned long long)g->cache_hits,
+        (unsigned long long)g->cache_misses, (unsigned long long)g->cache_entries,
+        (unsigned long long)g->cache_bytes);
     for (const char *const *st = (const char *const[]){"INIT", "RUNNING", "SUCCESS", "FAIL", NULL}; *st; st++) {
         int64_t n = 0;
         for (size_t i = 0; i < njobs; i++)

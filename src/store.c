@@ -5,6 +5,7 @@
  * 2xx write is on disk); after a commit it feeds the attached tagidx.
  * Uses SQLite and tagidx; knows nothing of HTTP or Lua. */
 #include "store.h"
+#include "tagcache.h"
 #include "util.h"
 
 #include <errno.h>
@@ -140,6 +141,7 @@ struct store {
     /* reads of one loop pass share one read transaction (one snapshot,
      * one WAL read lock) instead of one each */
     int pass_reads, read_open;
+    uint64_t read_seen;             /* groups ended before the pass snapshot began */
     uint64_t stepped;       /* statements used since the last store_release */
     void (*pass_hook)(void *);
     void *pass_ud;
@@ -169,6 +171,7 @@ struct store {
     /* The writer's side, under write_lock unless marked.  Index changes
      * wait in pending until the group's COMMIT. */
     pthread_rwlock_t *index_lock;   /* guards ix when shared, or NULL */
+    tagcache *cache;                /* GET tags answers to forget on writes, or NULL */
     store *holder;                  /* whose request or call holds it */
     int txn_open, depth, kept;      /* kept: requests kept in the open group */
     uint64_t group_no;              /* the open (or last) group */
@@ -214,6 +217,7 @@ static void feed_index(store *w);
  * hook then arranges store_pass_end once the pass is done. */
 static void read_begin(store *s)
 {
+    s->read_seen = atomic_load(&wconn(s)->ended_no); /* before: a lower bound */
     if (exec_simple(s, Q_READ_BEGIN) != 0)
         return;                 /* reads then run one transaction each */
     s->read_open = 1;
@@ -693,6 +697,23 @@ void store_close(store *s)
 }
 
 void store_attach_index(store *s, tagidx *ix) { s->ix = ix; }
+
+void store_attach_tags_cache(store *s, tagcache *c) { s->cache = c; }
+
+int store_read_seen(store *s, uint64_t *seen)
+{
+    if (s->holding)
+        return 0;               /* reads see the open group's writes */
+    *seen = s->read_open ? s->read_seen : atomic_load(&wconn(s)->ended_no);
+    return 1;
+}
+
+/* The answer cache forgets image id in the open group (under the write
+ * lock): readers of older snapshots may not keep what they read of it. */
+static void forget_answer(store *w, const char *id)
+{
+    tagcache_forget(w->cache, id, w->group_no);
+}
 
 void store_release(store *s)
 {
@@ -1387,6 +1408,7 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         free(ch);
         return STORE_ERROR;
     }
+    forget_answer(s, image_id);
     /* the seq the caller read saves looking the id up in its index again:
      * touch_image checks it still names this image before anything is
      * kept */
@@ -1478,6 +1500,7 @@ static store_rc add_image_rows(store *s, const char *project, const char *id, co
     store_rc rc = insert_image(s, project, id, name, status, attrs, created, seq);
     if (rc != STORE_OK)
         return rc;
+    forget_answer(s, id);
     for (size_t i = 0; i < ntags; i++)
         if (run_tag_stmt(s, Q_TAG_UPSERT, *seq, tags[i].key, tags[i].value) != 0)
             return STORE_ERROR;
@@ -1573,6 +1596,7 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     store_rc result;
     if (!(s = txn_begin(s)))
         return STORE_ERROR;
+    forget_answer(s, id);
     if ((result = image_seq(s, project, id, &seq)) != STORE_OK)
         goto fail;
     result = STORE_ERROR;

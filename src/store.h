@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include "tagidx.h"
 
+struct tagcache;
+
 typedef struct store store;
 
 typedef enum {
@@ -48,6 +50,13 @@ int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_errmsg(const store *s);
 void store_attach_index(store *s, tagidx *ix);
+/* The writer forgets an image's cached GET tags answer in the group that
+ * writes its tags or its existence (tagcache.h); c may be NULL. */
+void store_attach_tags_cache(store *writer, struct tagcache *c);
+/* 1 when a read through s now sees only committed groups, and then *seen
+ * is the last group ended before its snapshot began (what tagcache_put
+ * wants); 0 while s holds the writer (its reads see the open group). */
+int store_read_seen(store *s, uint64_t *seen);
 /* Serving (any number of workers): one extra connection, the writer, runs
  * every worker's writes.  store_writer_init gives it the lock all workers
  * take to use it (held by a request from its first write, or
