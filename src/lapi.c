@@ -228,13 +228,14 @@ static int l_image_tags_json(lua_State *L)
     char hit[TAGCACHE_MAX_JSON];
     size_t n = tagcache_get(c, project, id, hit);
     uint64_t seen = 0;
-    int keep = c && store_read_seen(g->store, &seen);
+    int keep;
     luaL_Buffer b;
     const char *json;
     if (n) {
         lua_pushlstring(L, hit, n);
         return 1;
     }
+    keep = c && store_read_seen(g->store, &seen); /* before the read it bounds */
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '[');
     if (!each_image_tag(L, add_tag_json_cb, &b, NULL))

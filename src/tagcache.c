@@ -21,6 +21,7 @@ typedef struct {
 struct tagcache {
     slot *slots;
     uint32_t mask;
+    uint64_t budget; /* bytes of answers held at most: 1 KiB a slot */
     pthread_mutex_t locks[STRIPES];
     _Atomic uint64_t hits, misses, stores, refused, entries, bytes;
 };
@@ -68,6 +69,7 @@ tagcache *tagcache_new(uint32_t slots)
         return NULL;
     }
     c->mask = n - 1;
+    c->budget = (uint64_t)n * 1024;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->locks[i], NULL);
     return c;
@@ -141,7 +143,8 @@ void tagcache_put(tagcache *c, const char *project, const char *id, const char *
         return;
     memcpy(copy, json, len);
     s = lock_slot(c, id, &lock);
-    if (s->forgot > seen) {
+    if (s->forgot > seen ||
+        atomic_load_explicit(&c->bytes, memory_order_relaxed) - s->len + len > c->budget) {
         pthread_mutex_unlock(lock);
         free(copy);
         atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);

@@ -17,7 +17,9 @@ typedef struct tagcache tagcache;
 
 #define TAGCACHE_MAX_JSON 16384 /* longer answers are not kept */
 
-/* NULL when slots is 0 (no cache) or memory runs out. */
+/* NULL when slots is 0 (no cache) or memory runs out.  The answers held
+ * take at most 1 KiB a slot in all (a slot's answer alone up to
+ * TAGCACHE_MAX_JSON). */
 tagcache *tagcache_new(uint32_t slots);
 void tagcache_free(tagcache *c);
 
@@ -27,7 +29,8 @@ size_t tagcache_get(tagcache *c, const char *project, const char *id, char *buf)
 
 /* Keeps an answer read from a snapshot holding every group up to `seen`;
  * ignored when the image was forgotten by a later group (the answer may
- * predate that write), or when it does not fit. */
+ * predate that write), or when it does not fit (in itself or in what the
+ * cache may hold). */
 void tagcache_put(tagcache *c, const char *project, const char *id, const char *json,
                   size_t len, uint64_t seen);
 

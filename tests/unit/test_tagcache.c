@@ -106,6 +106,22 @@ static void test_limits(void)
     CHECK_STR(get(c, PA, "empty"), "");
     tagcache_free(c);
 
+    c = tagcache_new(2);                         /* 2 slots: 2 KiB of answers */
+    CHECK(c != NULL);
+    if (c) {
+        tagcache_stats st;
+        big[1500] = '\0';
+        for (int i = 0; i < 8; i++) {
+            char id[8];
+            snprintf(id, sizeof id, "id%d", i);
+            put(c, PA, id, big, 0);
+        }
+        tagcache_stats_get(c, &st);
+        CHECK(st.entries == 1 && st.bytes == 1500); /* never two 1500-byte answers */
+        CHECK(st.refused > 0);
+        tagcache_free(c);
+    }
+
     CHECK(tagcache_new(0) == NULL);              /* off: every call a no-op */
     put(NULL, PA, "x", "[1]", 0);
     tagcache_forget(NULL, "x", 1);
