@@ -49,6 +49,11 @@ $(BUILD)/tagway: $(BUILD)/obj/main.o $(BUILD)/libtagway.a
 $(BUILD)/test_%: tests/unit/test_%.c $(BUILD)/libtagway.a tests/unit/unit.h
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS)
 
+# Fails the index's allocations one at a time: the test wraps the allocator.
+$(BUILD)/test_tagidx_oom: tests/unit/test_tagidx_oom.c $(BUILD)/libtagway.a tests/unit/unit.h
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS) \
+	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
+
 run: all
 	@mkdir -p data
 	$(BUILD)/tagway serve --listen 127.0.0.1:8080 --db ./data/tagway.db
