@@ -316,6 +316,19 @@ static uint32_t gaps_encode(uint8_t *out, const uint32_t *a, uint32_t n)
     return len;
 }
 
+/* The bytes gaps_encode writes for a[0..n). */
+static uint32_t gaps_len(const uint32_t *a, uint32_t n)
+{
+    uint32_t len = 0, prev = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t x = a[i] - prev;
+        prev = a[i];
+        len += x < 1u << 7 ? 1 : x < 1u << 14 ? 2 : x < 1u << 21 ? 3 : x < 1u << 28 ? 4 : 5;
+    }
+    return len;
+}
+
 static void gaps_decode(const uint8_t *in, uint32_t *a, uint32_t n)
 {
     uint32_t prev = 0, x;
@@ -704,9 +717,7 @@ static void ld_undo_add(posting *p, uint32_t doc)
 /* Bytes p's members take in the pool once packed. */
 static uint32_t ld_coded_len(posting *p)
 {
-    uint8_t code[PST_SMALL_MAX * 5];
-
-    return pst_coded(p) ? gaps_encode(code, p->u.arr, p->n) : 0;
+    return pst_coded(p) ? gaps_len(p->u.arr, p->n) : 0;
 }
 
 /* Moves an array into the pool, which has room for it. */
