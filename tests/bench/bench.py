@@ -196,7 +196,7 @@ def build_helpers(outdir):
          *libevent])
     run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
          "-I" + os.path.join(REPO, "src"), "-o", idxbench, os.path.join(HERE, "idxbench.c"),
-         os.path.join(REPO, "src", "tagidx.c"), "-lroaring"])
+         os.path.join(REPO, "src", "tagidx.c"), "-lroaring", "-ljemalloc"])  # the server's allocator
     return ceiling, idxbench, latclient
 
 
@@ -993,9 +993,9 @@ def report(R):
     # images_bytes is 0 then, and only the time of the image pass is shown
     images_mem = ", %.1f MiB" % mib(b["images_bytes"]) if b.get("images_bytes") else ""
     row("Index build in memory (idxbench %s, no SQLite)" % b.get("mode", "incremental"),
-        "%s ms (images and names alone: %s ms%s); tagidx_memory %.1f MiB%s" % (
+        "%s ms (images and names alone: %s ms%s); tagidx_memory %.1f MiB, %s counts %.1f MiB allocated%s" % (
             fmt_int(b["ms"]), fmt_int(b.get("images_ms", 0)), images_mem, mib(b["bytes"]),
-            load_note(R.get("idx_foreign"))))
+            b.get("allocator", "malloc"), mib(b.get("allocated_bytes", 0)), load_note(R.get("idx_foreign"))))
     row("SQL baseline set-up", "copy of the loaded database + index image_tags(key, value, seq) + ANALYZE; "
         "best of 4 formulations per shape and operation (EXISTS, IN, INTERSECT/EXCEPT, JOIN); "
         "Python sqlite3, 256 MiB cache, warm" + load_note(R.get("sql_foreign")))

@@ -8,8 +8,10 @@
  *       then tags in (seq, key) order, as the server's start-up rebuild does;
  *       through the bulk loader it uses, or with "incremental" through
  *       tagidx_image_add / tagidx_tag_set as live writes do),
- *       prints build time and tagidx_memory(), then times every query shape
- *       (count, and a filter page of 10) and prints one JSON line per shape.
+ *       prints build time, tagidx_memory() (the index's own estimate) and
+ *       what the allocator counts as allocated by the build, then times
+ *       every query shape (count, and a filter page of 10) and prints one
+ *       JSON line per shape.
  *
  * One generator serves both, so the loaded database and the in-memory index
  * hold the same data: image i (1-based; its SQLite seq after a load into an
@@ -26,6 +28,8 @@
  */
 #include "tagidx.h"
 
+#include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +61,34 @@ static void image_id(uint32_t i, char out[37])
 {
     unsigned long long tail = ((unsigned long long)i * 0x9E3779B97F4A7C15ULL) & 0xffffffffffffULL;
     snprintf(out, 37, "%08x-b0b0-4000-8000-%012llx", i, tail);
+}
+
+/* Bytes the allocator holds for the caller: jemalloc's stats.allocated when
+ * the binary is linked with it (as the server is), else glibc's count.
+ * Size classes and malloc headers are in it, which tagidx_memory() only
+ * estimates. */
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+static size_t heap_allocated(const char **allocator)
+{
+    mallctl_fn mallctl = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "mallctl");
+    struct mallinfo2 mi;
+
+    memcpy(&mallctl, &sym, sizeof sym);
+    if (mallctl) {
+        uint64_t epoch = 1;
+        size_t allocated = 0, sz = sizeof epoch;
+        mallctl("epoch", &epoch, &sz, &epoch, sz); /* refreshes the statistics */
+        sz = sizeof allocated;
+        if (mallctl("stats.allocated", &allocated, &sz, NULL, 0) == 0) {
+            *allocator = "jemalloc";
+            return allocated;
+        }
+    }
+    mi = mallinfo2();
+    *allocator = "glibc";
+    return mi.uordblks + mi.hblkhd;
 }
 
 static double now_us(void)
@@ -224,7 +256,8 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
     char key[NKEYS][8], *names, **vals[NKEYS];
     uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws);
     size_t *name_off = malloc(((size_t)n + 1) * sizeof *name_off), nlen = 0;
-    size_t mem_images;
+    size_t mem_images, heap0;
+    const char *allocator = "";
     double t0, t_images;
     shape *s = malloc(sizeof *s);
     if (!ix || !s || !draws || !name_off || !(names = malloc((size_t)n * 16)))
@@ -247,6 +280,7 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
         name_off[i - 1] = nlen;
         nlen += (size_t)sprintf(names + nlen, "img-%u", i) + 1;
     }
+    heap0 = heap_allocated(&allocator);
     t0 = now_us();
     if (bulk) {
         tagidx_loader *l = tagidx_load_begin(ix);
@@ -273,10 +307,15 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
                                    vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]) != 0)
                     return fprintf(stderr, "idxbench: out of memory\n"), 1;
     }
-    printf("{\"kind\":\"build\",\"mode\":\"%s\",\"images\":%llu,\"tags\":%llu,\"ms\":%.1f,\"bytes\":%zu,"
-           "\"images_ms\":%.1f,\"images_bytes\":%zu}\n",
-           bulk ? "load" : "incremental", (unsigned long long)tagidx_images(ix),
-           (unsigned long long)tagidx_tags(ix), (now_us() - t0) / 1000.0, tagidx_memory(ix), (t_images - t0) / 1000.0, mem_images);
+    {
+        double ms = (now_us() - t0) / 1000.0;
+        size_t heap = heap_allocated(&allocator) - heap0;
+        printf("{\"kind\":\"build\",\"mode\":\"%s\",\"images\":%llu,\"tags\":%llu,\"ms\":%.1f,\"bytes\":%zu,"
+               "\"images_ms\":%.1f,\"images_bytes\":%zu,\"allocator\":\"%s\",\"allocated_bytes\":%zu}\n",
+               bulk ? "load" : "incremental", (unsigned long long)tagidx_images(ix),
+               (unsigned long long)tagidx_tags(ix), ms, tagidx_memory(ix), (t_images - t0) / 1000.0,
+               mem_images, allocator, heap);
+    }
     fflush(stdout);
     while (read_shape(stdin, s)) {
         uint64_t total_c, total_p;
