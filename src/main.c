@@ -18,6 +18,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
@@ -195,6 +196,21 @@ static int bootstrap_credentials(gw *g)
     return 0;
 }
 
+/* jemalloc's control call when the binary is linked with it (the default
+ * build), else NULL: a weak reference, so `make MALLOC=` still links. */
+extern int mallctl(const char *, void *, size_t *, void *, size_t) __attribute__((weak));
+
+/* Hands the pages freed by the start-up rebuild (the loader's arrays, the
+ * rows read) back to the kernel now, not after the allocator's decay time,
+ * which only runs when something allocates. */
+static void return_free_memory(void)
+{
+    if (mallctl)
+        mallctl("arena.4096.purge", NULL, NULL, NULL, 0); /* 4096: MALLCTL_ARENAS_ALL */
+    else
+        malloc_trim(0);
+}
+
 static int load_index(gw *g)
 {
     int64_t t0 = util_mono_us();
@@ -204,6 +220,7 @@ static int load_index(gw *g)
         return -1;
     }
     store_attach_index(g->store, g->index);
+    return_free_memory();
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index built\",\"images\":%llu,\"tags\":%llu,"
                     "\"ms\":%lld,\"bytes\":%zu}\n",
             (unsigned long long)tagidx_images(g->index), (unsigned long long)tagidx_tags(g->index),

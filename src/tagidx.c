@@ -638,35 +638,123 @@ static uint32_t *ld_items(posting *p)
     return p->n <= PST_INLINE ? p->u.one : p->u.arr;
 }
 
-/* Makes the array fit n members (from p->n now); -1 leaves p as it was. */
-static int ld_resize(posting *p, uint32_t n)
-{
-    uint32_t *na, tmp[PST_INLINE];
+/* The load-form arrays' own memory.  Every one of them is freed when the
+ * load finishes; taken from the heap, they sat in the same slabs as the
+ * bitmap containers that stay, and their holes kept ~9 MiB more resident at
+ * 10^6 images (jemalloc: 51.5 MiB of active pages for 37.3 MiB allocated,
+ * 42.3 from these chunks).  Blocks are carved from LD_CHUNK-byte chunks,
+ * one free list per ld_cap class (caps are 2 mod 4, 6 to 514), and the
+ * chunks go back whole at the end. */
+#define LD_CHUNK (1u << 20)
+#define LD_NCLASS 128
 
-    if (ld_cap(n) == ld_cap(p->n))
+/* Under AddressSanitizer, blocks not handed out are poisoned, so a stray
+ * access into a chunk is reported as it would be on the heap. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LD_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(LD_ASAN)
+#define LD_ASAN 1
+#endif
+#ifdef LD_ASAN
+#include <sanitizer/asan_interface.h>
+#define ld_poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define ld_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ld_poison(p, n) ((void)(p), (void)(n))
+#define ld_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+typedef struct ld_chunk {
+    struct ld_chunk *next;
+    uint64_t data[]; /* blocks are 8 mod 16 bytes: 8-byte aligned */
+} ld_chunk;
+
+typedef struct {
+    ld_chunk *chunks; /* the newest first */
+    size_t used;      /* bytes of the newest chunk's data handed out */
+    void *free_[LD_NCLASS];
+} ld_heap;
+
+static uint32_t ld_class(uint32_t cap)
+{
+    return (cap - 2) / 4 - 1;
+}
+
+/* A block for cap members (cap an ld_cap value above PST_INLINE), or NULL. */
+static uint32_t *ld_take(ld_heap *h, uint32_t cap)
+{
+    size_t bytes = (size_t)cap * sizeof(uint32_t);
+    void **head = &h->free_[ld_class(cap)], *b = *head;
+    ld_chunk *c;
+
+    if (b) {
+        ld_unpoison(b, bytes);
+        memcpy(head, b, sizeof b);
+        return b;
+    }
+    if (!h->chunks || h->used + bytes > LD_CHUNK - sizeof *c) {
+        if (!(c = malloc(LD_CHUNK)))
+            return NULL;
+        c->next = h->chunks;
+        ld_poison(c->data, LD_CHUNK - sizeof *c);
+        h->chunks = c;
+        h->used = 0;
+    }
+    b = (char *)h->chunks->data + h->used;
+    ld_unpoison(b, bytes);
+    h->used += bytes;
+    return b;
+}
+
+/* Gives back a block taken for cap members (or for more). */
+static void ld_give(ld_heap *h, uint32_t *b, uint32_t cap)
+{
+    void **head = &h->free_[ld_class(cap)];
+
+    memcpy(b, head, sizeof *head);
+    *head = b;
+    ld_poison(b, (size_t)cap * sizeof *b);
+}
+
+static void ld_heap_free(ld_heap *h)
+{
+    for (ld_chunk *c = h->chunks, *next; c; c = next) {
+        next = c->next;
+        ld_unpoison(c->data, LD_CHUNK - sizeof *c);
+        free(c);
+    }
+    memset(h, 0, sizeof *h);
+}
+
+/* Makes the array fit n members (from p->n now); -1 leaves p as it was.
+ * A shrink that finds no memory keeps the larger block: ld_give puts it in
+ * a smaller class, which only wastes its tail. */
+static int ld_resize(ld_heap *h, posting *p, uint32_t n)
+{
+    uint32_t *na, tmp[PST_INLINE], cap = ld_cap(n), had = ld_cap(p->n);
+
+    if (cap == had)
         return 0;
     if (n <= PST_INLINE) { /* back inline: n < p->n */
         memcpy(tmp, p->u.arr, sizeof tmp);
-        free(p->u.arr);
+        ld_give(h, p->u.arr, had);
         memcpy(p->u.one, tmp, sizeof tmp);
         return 0;
     }
-    if (p->n <= PST_INLINE) {
-        na = malloc((size_t)ld_cap(n) * sizeof *na);
-        if (!na)
-            return -1;
-        memcpy(na, p->u.one, sizeof p->u.one);
-    } else {
-        na = realloc(p->u.arr, (size_t)ld_cap(n) * sizeof *na);
-        if (!na)
-            return n < p->n ? 0 : -1;
-    }
+    if (!(na = ld_take(h, cap)))
+        return n < p->n ? 0 : -1;
+    memcpy(na, ld_items(p), (size_t)(n < p->n ? n : p->n) * sizeof *na);
+    if (p->n > PST_INLINE)
+        ld_give(h, p->u.arr, had);
     p->u.arr = na;
     return 0;
 }
 
 /* pst_add for a posting in the load form. */
-static int ld_add(posting *p, uint32_t doc)
+static int ld_add(ld_heap *h, posting *p, uint32_t doc)
 {
     uint32_t *a, i;
     roaring_bitmap_t *r;
@@ -681,12 +769,12 @@ static int ld_add(posting *p, uint32_t doc)
         if (!(r = roaring_bitmap_of_ptr(p->n, a)))
             return -1;
         roaring_bitmap_add(r, doc);
-        free(p->u.arr);
+        ld_give(h, p->u.arr, ld_cap(p->n));
         p->u.bm = r;
         p->n = PST_BIG;
         return 1;
     }
-    if (ld_resize(p, p->n + 1) < 0)
+    if (ld_resize(h, p, p->n + 1) < 0)
         return -1;
     p->n++;
     a = ld_items(p);
@@ -697,7 +785,7 @@ static int ld_add(posting *p, uint32_t doc)
 
 /* Takes back doc, which ld_add just added to p (the caller's clean-up when
  * the key's own set refused it). */
-static void ld_undo_add(posting *p, uint32_t doc)
+static void ld_undo_add(ld_heap *h, posting *p, uint32_t doc)
 {
     uint32_t *a, i;
 
@@ -710,7 +798,7 @@ static void ld_undo_add(posting *p, uint32_t doc)
     if (i >= p->n || a[i] != doc)
         return;
     memmove(a + i, a + i + 1, (size_t)(p->n - i - 1) * sizeof *a);
-    ld_resize(p, p->n - 1);
+    ld_resize(h, p, p->n - 1);
     p->n--;
 }
 
@@ -721,7 +809,7 @@ static uint32_t ld_coded_len(posting *p)
 }
 
 /* Moves an array into the pool, which has room for it. */
-static void ld_pack(pool *pl, posting *p)
+static void ld_pack(ld_heap *h, pool *pl, posting *p)
 {
     uint32_t *a = p->u.arr;
 
@@ -730,16 +818,16 @@ static void ld_pack(pool *pl, posting *p)
     p->u.enc.off = pl->len;
     p->u.enc.len = gaps_encode((uint8_t *)pl->buf + pl->len, a, p->n);
     pl->len += p->u.enc.len;
-    free(a);
+    ld_give(h, a, ld_cap(p->n));
 }
 
 /* A posting still in the load form: its array goes. */
-static void ld_free(posting *p)
+static void ld_free(ld_heap *h, posting *p)
 {
     if (pst_big(p))
         roaring_bitmap_free(p->u.bm);
     else if (p->n > PST_INLINE)
-        free(p->u.arr);
+        ld_give(h, p->u.arr, ld_cap(p->n));
     p->n = 0;
 }
 
@@ -2482,6 +2570,7 @@ struct tagidx_loader {
     keyent *keys[LD_KEYS]; /* recently used keys of p */
     uint32_t nkeys, next; /* next: where the next key probably is */
     int failed;
+    ld_heap heap;         /* every posting's array until the load finishes */
 };
 
 tagidx_loader *tagidx_load_begin(tagidx *ix)
@@ -2554,9 +2643,9 @@ int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, cons
     l->doc = doc;
     if (!(ke = ld_key(l, key)) || !(ve = vt_get_or_add(&ke->vals, value)))
         goto fail;
-    if ((rv = ld_add(ve, doc)) < 0)
+    if ((rv = ld_add(&l->heap, ve, doc)) < 0)
         goto fail;
-    if ((rk = ld_add(&ke->docs, doc)) < 0)
+    if ((rk = ld_add(&l->heap, &ke->docs, doc)) < 0)
         goto fail;
     l->ix->ntags += rk > 0;
     return 0;
@@ -2564,7 +2653,7 @@ fail:
     /* what was added goes again, and what was created empty: the index stays
      * whole, only without this tag */
     if (rv > 0)
-        ld_undo_add(ve, doc);
+        ld_undo_add(&l->heap, ve, doc);
     if (ve && ve->n == 0)
         vt_del(&ke->vals, ve);
     if (ke && ke->docs.n == 0) {
@@ -2578,7 +2667,7 @@ fail:
 /* Packs a key's arrays into its pool.  Without the memory for the pool the
  * key is emptied, its tags gone: the index stays consistent, and the load
  * failed. */
-static int ld_finish_key(tagidx *ix, keyent *ke)
+static int ld_finish_key(tagidx *ix, ld_heap *h, keyent *ke)
 {
     uint64_t need = ld_coded_len(&ke->docs);
 
@@ -2587,26 +2676,26 @@ static int ld_finish_key(tagidx *ix, keyent *ke)
     if (need && (need > UINT32_MAX || !(ke->pl.buf = malloc(need)))) {
         ix->ntags -= pst_card(&ke->docs);
         for (uint32_t e = 0; e < ke->vals.n; e++)
-            ld_free(&ke->vals.ents[e]);
+            ld_free(h, &ke->vals.ents[e]);
         vt_free(&ke->vals);
-        ld_free(&ke->docs);
+        ld_free(h, &ke->docs);
         return -1;
     }
     ke->pl.cap = (uint32_t)need;
-    ld_pack(&ke->pl, &ke->docs);
+    ld_pack(h, &ke->pl, &ke->docs);
     for (uint32_t e = 0; e < ke->vals.n; e++)
-        ld_pack(&ke->pl, &ke->vals.ents[e]);
+        ld_pack(h, &ke->pl, &ke->vals.ents[e]);
     return 0;
 }
 
 /* What the load deferred: the coded postings, the tagged bitmap (the union
  * of the keys), the run containers, and no growth slack left anywhere. */
-static int ld_finish_project(tagidx *ix, project *p)
+static int ld_finish_project(tagidx *ix, ld_heap *h, project *p)
 {
     int rc = 0;
 
     for (uint32_t i = 0; p->keys.slots && i <= p->keys.mask; i++)
-        if (p->keys.slots[i].key && ld_finish_key(ix, p->keys.slots[i].val) < 0)
+        if (p->keys.slots[i].key && ld_finish_key(ix, h, p->keys.slots[i].val) < 0)
             rc = -1;
     for (uint32_t i = 0; rc < 0 && p->keys.slots && i <= p->keys.mask; i++) {
         keyent *ke = p->keys.slots[i].val;
@@ -2640,10 +2729,12 @@ int tagidx_load_finish(tagidx_loader *l)
         return -1;
     ix = l->ix;
     failed = l->failed;
-    free(l);
     for (uint32_t i = 0; ix->projects.slots && i <= ix->projects.mask; i++)
-        if (ix->projects.slots[i].key && ld_finish_project(ix, ix->projects.slots[i].val) < 0)
+        if (ix->projects.slots[i].key &&
+            ld_finish_project(ix, &l->heap, ix->projects.slots[i].val) < 0)
             failed = 1;
+    ld_heap_free(&l->heap);
+    free(l);
     return failed ? -1 : 0;
 }
 
