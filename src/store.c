@@ -1408,7 +1408,6 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         free(ch);
         return STORE_ERROR;
     }
-    forget_answer(s, image_id);
     /* the seq the caller read saves looking the id up in its index again:
      * touch_image checks it still names this image before anything is
      * kept */
@@ -1447,6 +1446,12 @@ store_rc store_tags_apply(store *s, const char *project, const char *image_id,
         result = STORE_QUOTA;
         goto done;
     }
+    /* only a write that is kept and changes the tags forgets the cached
+     * answer: one refused (another project's id, a conflict, the quota)
+     * must not evict it.  Any point before the COMMIT will do, since no
+     * reader sees the group before it. */
+    if (changed)
+        forget_answer(s, image_id);
     index_changes(s, project, seq, ch, n);      /* queued: applied after the COMMIT */
     if (txn_commit(s) != 0)
         goto done;
@@ -1596,9 +1601,9 @@ store_rc store_image_delete(store *s, const char *project, const char *id)
     store_rc result;
     if (!(s = txn_begin(s)))
         return STORE_ERROR;
-    forget_answer(s, id);
     if ((result = image_seq(s, project, id, &seq)) != STORE_OK)
         goto fail;
+    forget_answer(s, id); /* an image of this project: a 404 evicts nothing */
     result = STORE_ERROR;
     if (store_image_tags(s, seq, collect_tag, &old) != 0 || old.oom)
         goto fail;

@@ -110,6 +110,27 @@ static char *drop(tagcache *c, slot *s)
     return old;
 }
 
+/* Counts an answer of len bytes held in place of one of `freed` bytes,
+ * unless that passes the budget.  One atomic step: slots under other
+ * locks store at the same time, and a check followed by an add let two of
+ * them pass on the same total. */
+static int reserve(tagcache *c, uint32_t freed, size_t len)
+{
+    uint64_t held = atomic_load_explicit(&c->bytes, memory_order_relaxed), grow;
+
+    if (len <= freed) {
+        atomic_fetch_sub_explicit(&c->bytes, freed - len, memory_order_relaxed);
+        return 1;
+    }
+    grow = len - freed;
+    do {
+        if (held + grow > c->budget)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&c->bytes, &held, held + grow,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return 1;
+}
+
 size_t tagcache_get(tagcache *c, const char *project, const char *id, char *buf)
 {
     char key[KEY_MAX];
@@ -117,8 +138,12 @@ size_t tagcache_get(tagcache *c, const char *project, const char *id, char *buf)
     pthread_mutex_t *lock;
     slot *s;
 
-    if (!c || !(klen = make_key(key, project, id)))
+    if (!c)
         return 0;
+    if (!(klen = make_key(key, project, id))) {
+        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+        return 0;
+    }
     s = lock_slot(c, id, &lock);
     if (s->json && memcmp(s->key, key, klen) == 0) {
         n = s->len;
@@ -143,19 +168,17 @@ void tagcache_put(tagcache *c, const char *project, const char *id, const char *
         return;
     memcpy(copy, json, len);
     s = lock_slot(c, id, &lock);
-    if (s->forgot > seen ||
-        atomic_load_explicit(&c->bytes, memory_order_relaxed) - s->len + len > c->budget) {
+    if (s->forgot > seen || !reserve(c, s->len, len)) {
         pthread_mutex_unlock(lock);
         free(copy);
         atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
         return;
     }
-    old = drop(c, s);
+    if (!(old = s->json))
+        atomic_fetch_add_explicit(&c->entries, 1, memory_order_relaxed);
     memcpy(s->key, key, klen);
     s->json = copy;
     s->len = (uint32_t)len;
-    atomic_fetch_add_explicit(&c->entries, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->bytes, len, memory_order_relaxed);
     pthread_mutex_unlock(lock);
     free(old);
     atomic_fetch_add_explicit(&c->stores, 1, memory_order_relaxed);

@@ -80,6 +80,36 @@ def test_refused_write_keeps_the_answer_right(gateway):
         c.close()
 
 
+def test_writes_that_change_nothing_keep_the_answer(gateway_factory):
+    """Only a kept write that changes an image's tags forgets its answer: a
+    DELETE of the id from another project (404) or a create that sets what
+    is already there must not evict it (the store used to forget first and
+    look the image up after)."""
+    g = gateway_factory()
+    other = g.new_credential(role="admin")
+    image = g.create_image(image_tags=[{"key": "a", "value": "1"}])
+    assert g.image_tags(image) == [{"key": "a", "value": "1"}]   # read, kept
+
+    def next_read_hits():
+        before = cache_metrics(g)
+        assert g.image_tags(image) == [{"key": "a", "value": "1"}]
+        after = cache_metrics(g)
+        return after["hit"] - before["hit"] == 1 and after["miss"] == before["miss"]
+
+    assert next_read_hits()
+    st, _, js, _ = g.request("DELETE", "/v2/images/" + image, token=other["token"])
+    assert st == 404, js
+    assert next_read_hits(), "another project's 404 DELETE evicted the answer"
+    st, _, js, _ = g.batch(image, "create", [{"key": "a", "value": "1"}])
+    assert st == 204, js
+    assert next_read_hits(), "a create that changed nothing evicted the answer"
+    st, _, js, _ = g.batch(image, "create", [{"key": "a", "value": "2"}])
+    assert st == 204, js
+    before = cache_metrics(g)
+    assert g.image_tags(image) == [{"key": "a", "value": "2"}]    # a change: read again
+    assert cache_metrics(g)["miss"] - before["miss"] == 1
+
+
 def test_cache_off(gateway_factory):
     g = gateway_factory(extra_args=("--tags-cache", "0"))
     c = Client(g)

@@ -119,6 +119,29 @@ static void test_limits(void)
         tagcache_stats_get(c, &st);
         CHECK(st.entries == 1 && st.bytes == 1500); /* never two 1500-byte answers */
         CHECK(st.refused > 0);
+        for (int i = 0; i < 8; i++) {             /* the one kept: replacing it fits */
+            char id[8];
+            snprintf(id, sizeof id, "id%d", i);
+            if (tagcache_get(c, PA, id, buf) != 1500)
+                continue;
+            big[1500] = 'x';
+            big[2000] = '\0';
+            put(c, PA, id, big, 0);               /* 2000 bytes in place of 1500 */
+            CHECK(tagcache_get(c, PA, id, buf) == 2000);
+            put(c, PA, id, "[1]", 0);
+            CHECK_STR(get(c, PA, id), "[1]");
+        }
+        tagcache_stats_get(c, &st);
+        CHECK(st.entries == 1 && st.bytes == 3);
+        tagcache_free(c);
+    }
+
+    c = tagcache_new(64);                        /* a key too long is a miss */
+    if (c) {
+        tagcache_stats st;
+        CHECK_STR(get(c, PA, longid), "");
+        tagcache_stats_get(c, &st);
+        CHECK(st.misses == 1 && st.hits == 0);
         tagcache_free(c);
     }
 
