@@ -52,7 +52,8 @@ $(BUILD)/test_%: tests/unit/test_%.c $(BUILD)/libtagway.a tests/unit/unit.h
 # Fails the index's allocations one at a time: the test wraps the allocator.
 $(BUILD)/test_tagidx_oom: tests/unit/test_tagidx_oom.c $(BUILD)/libtagway.a tests/unit/unit.h
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS) \
-	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc
+	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc \
+	  -Wl,--wrap=roaring_bitmap_create,--wrap=roaring_bitmap_of_ptr,--wrap=roaring_bitmap_and,--wrap=roaring_bitmap_copy
 
 run: all
 	@mkdir -p data

@@ -1123,14 +1123,22 @@ int store_park(store *s, uint64_t group)
     return group && store_group_state(s, group) != 1;
 }
 
+/* A change the index cannot take (out of memory) leaves it consistent but
+ * without that change until a restart rebuilds it; the operator hears of
+ * it.  A later write of the same tag names the old value from SQLite, and
+ * the index copes with it naming one it does not hold. */
 static void apply_op(tagidx *ix, const idx_op *op)
 {
+    int rc = 0;
     switch (op->kind) {
-    case OP_IMAGE_ADD: tagidx_image_add(ix, op->project, op->doc, op->value); break;
-    case OP_IMAGE_REMOVE: tagidx_image_remove(ix, op->project, op->doc, op->tags, op->ntags); break;
-    case OP_TAG_SET: tagidx_tag_set(ix, op->project, op->doc, op->key, op->old_value, op->value); break;
-    case OP_TAG_DEL: tagidx_tag_del(ix, op->project, op->doc, op->key, op->old_value); break;
+    case OP_IMAGE_ADD: rc = tagidx_image_add(ix, op->project, op->doc, op->value); break;
+    case OP_IMAGE_REMOVE: rc = tagidx_image_remove(ix, op->project, op->doc, op->tags, op->ntags); break;
+    case OP_TAG_SET: rc = tagidx_tag_set(ix, op->project, op->doc, op->key, op->old_value, op->value); break;
+    case OP_TAG_DEL: rc = tagidx_tag_del(ix, op->project, op->doc, op->key, op->old_value); break;
     }
+    if (rc != 0)
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory updating the tag index;"
+                        " queries miss a committed change until a restart rebuilds it\"}\n");
 }
 
 static void free_op(idx_op *op)

@@ -1570,7 +1570,10 @@ static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, do
                        size_t *pos, mn_cursor *cur)
 {
     const char *b = m->blob;
-    size_t p = *pos, next = 0;
+    /* from one byte back when the hit is one on (skip): the NUL pair that
+     * ends at *pos is the next record's, an empty name right after the
+     * empty first one; next keeps hits before *pos from counting twice */
+    size_t p = *pos >= skip ? *pos - skip : 0, next = *pos;
     u8x16 f, l, a, c;
     u64x2 q;
 
@@ -1856,8 +1859,10 @@ static int doc_has_tags(const project *p, uint32_t doc)
 /* ---- writes -------------------------------------------------------------- */
 
 /* Adds key=value on doc; with defer_tagged the caller fills p->tagged. */
+/* *moved (when 0 is returned): doc held the key under another value, which
+ * still holds it. */
 static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const char *value,
-                   int defer_tagged)
+                   int defer_tagged, int *moved)
 {
     keyent *ke = key_get_or_create(p, key);
     posting *ve = NULL;
@@ -1882,6 +1887,7 @@ static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const 
         if (!defer_tagged)
             roaring_bitmap_add(p->tagged, doc);
     }
+    *moved = rk == 0 && rv > 0;
     key_tidy(ke);
     return 0;
 fail:
@@ -1895,10 +1901,12 @@ fail:
 
 /* The value of key holding doc, by a scan: only for callers that named no
  * value or the wrong one. */
-static posting *val_of_doc(const keyent *ke, uint32_t doc)
+/* The value of the key that holds doc, other than `except`: a scan of
+ * every value, for when the caller's old value turns out wrong. */
+static posting *val_of_doc(const keyent *ke, uint32_t doc, const posting *except)
 {
     for (uint32_t e = 0; e < ke->vals.n; e++)
-        if (pst_contains(&ke->pl, &ke->vals.ents[e], doc))
+        if (&ke->vals.ents[e] != except && pst_contains(&ke->pl, &ke->vals.ents[e], doc))
             return &ke->vals.ents[e];
     return NULL;
 }
@@ -1913,7 +1921,7 @@ static void tag_remove(tagidx *ix, project *p, uint32_t doc, const char *key,
         return;
     ve = value ? vt_get(&ke->vals, value) : NULL;
     if (!ve || !pst_remove(&ke->pl, ve, doc)) {
-        ve = val_of_doc(ke, doc);
+        ve = val_of_doc(ke, doc, NULL);
         if (ve)
             pst_remove(&ke->pl, ve, doc);
     }
@@ -2006,14 +2014,25 @@ int tagidx_tag_set(tagidx *ix, const char *project_id, uint32_t doc, const char 
 {
     project *p = proj_get(ix, project_id);
 
+    keyent *ke;
+    posting *now, *ve;
+    int moved;
+
     if (!p || !roaring_bitmap_contains(p->live, doc))
         return 0;
-    if (tag_add(ix, p, doc, key, value, 0) < 0)
+    if (tag_add(ix, p, doc, key, value, 0, &moved) < 0)
         return -1;
-    if (old_value && strcmp(old_value, value) != 0) {
-        keyent *ke = smap_get(&p->keys, key);
-        posting *ve = vt_get(&ke->vals, old_value);
-        if (ve && pst_remove(&ke->pl, ve, doc))
+    if (moved) {
+        ke = smap_get(&p->keys, key);
+        now = vt_get(&ke->vals, value);
+        ve = old_value ? vt_get(&ke->vals, old_value) : NULL;
+        /* not under the old value the caller names: an earlier change the
+         * index could not take (out of memory) left doc elsewhere, and a
+         * key has one value, so whichever other one holds it lets go */
+        if (!ve || ve == now || !pst_remove(&ke->pl, ve, doc))
+            if ((ve = val_of_doc(ke, doc, now)))
+                pst_remove(&ke->pl, ve, doc);
+        if (ve)
             val_drop_if_empty(ke, ve);
         key_tidy(ke);
     }
@@ -2278,8 +2297,12 @@ static int entry_and_small(const project *p, const tagidx_entry *e, opnd *acc)
     for (size_t i = 0; ke && i < e->nvalues; i++) {
         const posting *ve = vt_get(&ke->vals, e->values[i]);
         roaring_bitmap_t *part;
-        if (!ve || pst_view(&ke->pl, ve, &v) < 0 || !v.bm)
-            continue; /* a failed view only loses speed: retried below */
+        if (!ve)
+            continue;
+        if (pst_view(&ke->pl, ve, &v) < 0)
+            goto fail; /* skipping the value would answer without its images */
+        if (!v.bm)
+            continue;
         part = roaring_bitmap_and(acc->bm, v.bm);
         op_free(&v);
         if (!part)
@@ -2566,7 +2589,7 @@ enum { LD_KEYS = 32 };
 struct tagidx_loader {
     tagidx *ix;
     project *p;          /* the project of the previous call */
-    uint32_t doc;        /* the previous tag's doc, known live */
+    int64_t doc;         /* the previous tag's doc, known live; -1: none */
     keyent *keys[LD_KEYS]; /* recently used keys of p */
     uint32_t nkeys, next; /* next: where the next key probably is */
     int failed;
@@ -2577,8 +2600,10 @@ tagidx_loader *tagidx_load_begin(tagidx *ix)
 {
     tagidx_loader *l = calloc(1, sizeof *l);
 
-    if (l)
+    if (l) {
         l->ix = ix;
+        l->doc = -1;
+    }
     return l;
 }
 
@@ -2588,7 +2613,7 @@ static project *ld_project(tagidx_loader *l, const char *project_id)
         return l->p;
     l->p = proj_get(l->ix, project_id);
     l->nkeys = l->next = 0;
-    l->doc = 0;
+    l->doc = -1;
     return l->p;
 }
 
@@ -2638,7 +2663,7 @@ int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, cons
     posting *ve = NULL;
     int rv = 0, rk;
 
-    if (!p || (doc != l->doc && !roaring_bitmap_contains(p->live, doc)))
+    if (!p || ((int64_t)doc != l->doc && !roaring_bitmap_contains(p->live, doc)))
         return 0; /* as tagidx_tag_set: not an image of the project */
     l->doc = doc;
     if (!(ke = ld_key(l, key)) || !(ve = vt_get_or_add(&ke->vals, value)))

@@ -311,6 +311,77 @@ static void test_empty_names(void)
     q.name = "XYZ";
     EXPECT(&q, 1, "4");
     tagidx_free(ix);
+
+    /* two empty names first: the first is a hit at offset 0, and the block
+     * scan that follows must still see the NUL pair of the second */
+    ix = tagidx_new();
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    CHECK(tagidx_image_add(ix, PA, 1, "") == 0);
+    CHECK(tagidx_image_add(ix, PA, 2, "") == 0);
+    CHECK(tagidx_image_add(ix, PA, 3, "a-name-long-enough-for-the-block-scan") == 0);
+    q.name = "";
+    EXPECT(&q, 2, "2,1");
+    tagidx_free(ix);
+}
+
+static uint64_t value_count(const tagidx *ix, const char *key, const char *value)
+{
+    const char *vals[1] = { value };
+    tagidx_entry e[1] = { ent(key, vals, 1) };
+    tagidx_query q = { 0 };
+    uint64_t n = 99;
+
+    q.tags = e, q.ntags = 1;
+    CHECK(tagidx_count(ix, PA, &q, &n) == 0);
+    return n;
+}
+
+/* A write whose old value is not the one the index holds (an earlier change
+ * it could not take, out of memory) must still leave one value per key. */
+static void test_wrong_old_value(void)
+{
+    tagidx *ix = tagidx_new();
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    CHECK(tagidx_image_add(ix, PA, 1, "n") == 0);
+    CHECK(tagidx_tag_set(ix, PA, 1, "k", NULL, "a") == 0);
+    CHECK(tagidx_tag_set(ix, PA, 1, "k", NULL, "b") == 0);     /* says: no old value */
+    CHECK(value_count(ix, "k", "a") == 0 && value_count(ix, "k", "b") == 1);
+    CHECK(tagidx_tag_set(ix, PA, 1, "k", "zzz", "c") == 0);    /* names one it never had */
+    CHECK(value_count(ix, "k", "b") == 0 && value_count(ix, "k", "c") == 1);
+    CHECK(tagidx_tag_set(ix, PA, 1, "k", "d", "d") == 0);      /* says: unchanged */
+    CHECK(value_count(ix, "k", "c") == 0 && value_count(ix, "k", "d") == 1);
+    CHECK(tagidx_tags(ix) == 1);
+    CHECK(tagidx_image_remove(ix, PA, 1, NULL, 0) == 0);
+    CHECK(value_count(ix, "k", "d") == 0 && tagidx_tags(ix) == 0);
+    tagidx_free(ix);
+}
+
+/* The loader ignores tags of docs that are not images, doc 0 included, as
+ * tagidx_tag_set does. */
+static void test_load_doc_zero(void)
+{
+    tagidx *ix = tagidx_new(), *live = tagidx_new();
+    tagidx_loader *l = ix ? tagidx_load_begin(ix) : NULL;
+
+    CHECK(l != NULL && live != NULL);
+    if (!l || !live)
+        return;
+    CHECK(tagidx_load_image(l, PA, 5, "img") == 0);
+    CHECK(tagidx_load_tag(l, PA, 0, "k", "v") == 0);
+    CHECK(tagidx_load_tag(l, PA, 5, "k", "w") == 0);
+    CHECK(tagidx_load_finish(l) == 0);
+    CHECK(tagidx_image_add(live, PA, 5, "img") == 0);
+    CHECK(tagidx_tag_set(live, PA, 0, "k", NULL, "v") == 0);
+    CHECK(tagidx_tag_set(live, PA, 5, "k", NULL, "w") == 0);
+    CHECK(tagidx_tags(ix) == 1 && value_count(ix, "k", "v") == 0);
+    CHECK(tagidx_equal(ix, live) == 1);
+    tagidx_free(ix);
+    tagidx_free(live);
 }
 
 /* Many values come and go on one key: the value table's name arena is
@@ -369,6 +440,8 @@ static void test_hand(void)
     tagidx_free(ix);
     test_value_churn();
     test_empty_names();
+    test_wrong_old_value();
+    test_load_doc_zero();
 }
 
 /* ---- the naive model ---------------------------------------------------------- */
