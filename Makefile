@@ -34,7 +34,9 @@ all: deps
 deps:
 	@bash .ci/deps.sh
 
-binaries: $(BUILD)/tagway $(UNIT_BIN)
+REPLAY   := $(BUILD)/replay_fuzz_request $(BUILD)/replay_fuzz_aksk
+
+binaries: $(BUILD)/tagway $(UNIT_BIN) $(REPLAY)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -54,6 +56,12 @@ $(BUILD)/test_tagidx_oom: tests/unit/test_tagidx_oom.c $(BUILD)/libtagway.a test
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS) \
 	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc \
 	  -Wl,--wrap=roaring_bitmap_create,--wrap=roaring_bitmap_of_ptr,--wrap=roaring_bitmap_and,--wrap=roaring_bitmap_copy
+
+# The fuzz harnesses without libFuzzer: tests/http/test_fuzz_regressions.py
+# replays the kept inputs through them (tests/fuzz/replay.c).
+$(BUILD)/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libtagway.a
+	$(CC) $(CFLAGS) -Isrc -DTAGWAY_ROOT='"$(CURDIR)"' -o $@ $< tests/fuzz/replay.c \
+	  $(BUILD)/libtagway.a $(LDLIBS)
 
 run: all
 	@mkdir -p data

@@ -24,6 +24,7 @@
 #include "lhost.h"
 #include "metrics.h"
 #include "store.h"
+#include "tagcache.h"
 #include "tagidx.h"
 #include "util.h"
 
@@ -45,6 +46,7 @@
 #define MAX_TARGET 4096
 
 static gw G;
+static gw_shared S;
 static lhost *host_off, *host_on;
 static char image_id[64], job_id[64], admin_token[65], member_token[65];
 static char workdir[512];
@@ -162,7 +164,7 @@ static lhost *make_host(int auth)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char db[256], err[1024], ak[33], sk[65];
+    char db[sizeof workdir + 16], err[1024], ak[33], sk[65];
     (void)argc, (void)argv;
     /* TAGWAY_FUZZ_TMP, else tmpfs when there is one (every write is an fsync) */
     const char *parent = getenv("TAGWAY_FUZZ_TMP");
@@ -174,7 +176,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     atexit(cleanup);
     snprintf(db, sizeof db, "%s/fuzz.db", workdir);
-    config_defaults(&G.opt);
+    {
+        gw_options opt;
+        config_defaults(&opt);
+        if (gw_shared_init(&S, 1) != 0)
+            abort();
+        gw_worker_init(&G, &S, 0, &opt);   /* G.shared, G.stats */
+    }
     snprintf(G.opt.scripts, sizeof G.opt.scripts, "%s/lua", TAGWAY_ROOT);
     snprintf(G.opt.policies, sizeof G.opt.policies, "%s/policies", TAGWAY_ROOT);
     snprintf(G.opt.obs_root, sizeof G.opt.obs_root, "%s/obs", workdir);
@@ -189,6 +197,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     G.index = tagidx_new();
     store_attach_index(G.store, G.index);
+    /* the GET tags answer cache, on as by default when serving */
+    if (G.opt.tags_cache && !(S.tags_cache = tagcache_new((uint32_t)G.opt.tags_cache)))
+        abort();
+    store_attach_tags_cache(G.store, S.tags_cache);
     G.base = event_base_new();
     G.metrics = metrics_new();
     G.generation = 1;

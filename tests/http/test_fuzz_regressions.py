@@ -185,6 +185,21 @@ def _harness(name):
 
 
 @pytest.mark.parametrize("harness", ["fuzz_request", "fuzz_aksk"])
+def test_inputs_through_replay(harness, tmp_path):
+    """In process through the harness code, built by `make` next to the
+    binary under test (tests/fuzz/replay.c, no libFuzzer needed)."""
+    binary = os.path.join(os.path.dirname(os.environ.get("TAGWAY_BIN", "")), "replay_" + harness)
+    if not os.access(binary, os.X_OK):
+        pytest.skip("%s not built next to TAGWAY_BIN" % binary)
+    files = inputs(harness)
+    assert len(files) >= 10, files
+    env = dict(os.environ, TAGWAY_FUZZ_TMP=str(tmp_path))
+    p = subprocess.run([binary] + files, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, (p.returncode, p.stderr[-3000:])
+    assert "replay: %d inputs\n" % len(files) in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("harness", ["fuzz_request", "fuzz_aksk"])
 def test_inputs_through_built_harness(harness, tmp_path):
     """In process, under ASan/UBSan, when tests/fuzz/run.sh build has run."""
     binary = _harness(harness)
