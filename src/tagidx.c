@@ -1858,8 +1858,8 @@ static int doc_has_tags(const project *p, uint32_t doc)
 
 /* ---- writes -------------------------------------------------------------- */
 
-/* Adds key=value on doc; with defer_tagged the caller fills p->tagged. */
-/* *moved (when 0 is returned): doc held the key under another value, which
+/* Adds key=value on doc; with defer_tagged the caller fills p->tagged.
+ * *moved (when 0 is returned): doc held the key under another value, which
  * still holds it. */
 static int tag_add(tagidx *ix, project *p, uint32_t doc, const char *key, const char *value,
                    int defer_tagged, int *moved)
