@@ -614,27 +614,38 @@ static int l_query(lua_State *L)
     limit = luaL_optinteger(L, -1, 10);
     luaL_argcheck(L, offset >= 0 && limit >= 1 && limit <= MAX_PAGE, 2, "offset/limit out of range");
     docs = lua_newuserdatauv(L, (size_t)limit * sizeof *docs, 0);
-    gw_index_read(g);
-    rc = tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs);
-    gw_index_done(g);
-    if (rc != 0)
-        return luaL_error(L, "out of memory evaluating the query");
-    lua_pushinteger(L, (lua_Integer)total);
-    lua_createtable(L, (int)ndocs, 0);
-    for (size_t i = 0, n = 0; i < ndocs; i++) {
-        store_image im;
-        store_rc src = store_image_by_seq(g->store, docs[i], &im);
-        /* with several workers, another one may have deleted the image
-         * between the index read and this one (its index feed follows its
-         * commit): the page then holds one image fewer */
-        if (src == STORE_NOT_FOUND && g->shared->nworkers > 1)
-            continue;
-        if (src != STORE_OK)
-            return luaL_error(L, "index and storage disagree on document %d", (int)docs[i]);
-        push_image(L, &im);
-        lua_rawseti(L, -2, (lua_Integer)++n);
+    for (int attempt = 1;; attempt++) {
+        size_t missing = 0;
+        gw_index_read(g);
+        rc = tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs);
+        gw_index_done(g);
+        if (rc != 0)
+            return luaL_error(L, "out of memory evaluating the query");
+        lua_pushinteger(L, (lua_Integer)total);
+        lua_createtable(L, (int)ndocs, 0);
+        for (size_t i = 0, n = 0; i < ndocs; i++) {
+            store_image im;
+            store_rc src = store_image_by_seq(g->store, docs[i], &im);
+            if (src == STORE_NOT_FOUND && g->shared->nworkers > 1) {
+                missing++;
+                continue;
+            }
+            if (src != STORE_OK)
+                return luaL_error(L, "index and storage disagree on document %d", (int)docs[i]);
+            push_image(L, &im);
+            lua_rawseti(L, -2, (lua_Integer)++n);
+        }
+        /* With several workers the index and this worker's read snapshot
+         * can straddle another worker's commit: an image it deleted is
+         * still in the index (fed after the commit), or one it created is
+         * in the index but not yet in the snapshot.  Then the page and
+         * total_count disagree: ask again on a fresh snapshot, taken after
+         * the index read, which the index catches up with in a moment. */
+        if (!missing || attempt == 3)
+            return 2;
+        lua_pop(L, 2);
+        store_pass_end(g->store);
     }
-    return 2;
 }
 
 static int l_uuid(lua_State *L)

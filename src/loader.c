@@ -116,6 +116,10 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
         return bad(ld, "name must be a non-empty string");
     if (id && !is_uuid(id))
         return bad(ld, "id must be a lowercase UUID");
+    /* a deleted image is gone from every query (API.md §2, §5): the store
+     * keeps none, so one cannot be loaded either */
+    if (status && strcmp(status, "deleted") == 0)
+        return bad(ld, "status 'deleted' cannot be loaded: deleted images are not stored");
     if (!id) {
         if (util_uuid(fresh) != 0)
             return bad(ld, "no randomness available");

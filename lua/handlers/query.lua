@@ -18,7 +18,6 @@ local is_array = request.is_array
 
 local function check_string(v, field, max)
   if type(v) ~= "string" then bad(field .. ": must be a string") end
-  if v:find("\0", 1, true) then bad(field .. ": must not contain NUL characters") end
   local n = text.length(v)
   if not n then bad(field .. ": is not valid UTF-8") end
   if n > max then bad(field .. ": must be at most " .. max .. " characters") end
@@ -74,18 +73,24 @@ local function matches(body, q)
   end
 end
 
--- limit/offset: an integer or a string of decimal digits (API.md §9).
+-- limit/offset: an integer or a string of decimal digits (API.md §9), of
+-- any length: leading zeros do not count, and a number past what Lua holds
+-- is clamped (an offset that large pages past every image; a limit that
+-- large is out of range either way).  cjson gives JSON numbers as floats.
 local function integer_field(body, field, default, min, max)
   local v = value(body[field])
   if v == nil then return default end
   local n
   if type(v) == "string" then
-    if not v:find("^%d+$") or #v > 15 then bad(field .. ": must be an integer") end
-    n = tonumber(v)
+    if not v:find("^%d+$") then bad(field .. ": must be an integer") end
+    local digits = v:gsub("^0+", "")
+    if digits == "" then n = 0
+    elseif #digits > 18 then n = math.maxinteger
+    else n = tonumber(digits) end
   elseif math.type(v) == "integer" then
     n = v
-  elseif math.type(v) == "float" and v == math.floor(v) and v >= -1e15 and v <= 1e15 then
-    n = math.tointeger(v)
+  elseif math.type(v) == "float" and v == math.floor(v) then
+    n = v >= 2^63 and math.maxinteger or v < -2^63 and math.mininteger or math.tointeger(v)
   else
     bad(field .. ": must be an integer")
   end
@@ -93,6 +98,55 @@ local function integer_field(body, field, default, min, max)
     bad(field .. ": must be " .. (max and ("from " .. min .. " to " .. max) or ("at least " .. min)))
   end
   return n
+end
+
+-- A NUL in a key, value, id or name is no error (API.md §2 checks no
+-- character set), but nothing stored holds one (the write rules refuse
+-- them), so such a term matches no image.  It is folded away here: the C
+-- index takes C strings, where a NUL would cut the term short.
+local function has_nul(s) return s:find("\0", 1, true) ~= nil end
+
+-- The entry with the values that can match, or false when it matches none.
+local function matchable(e)
+  if has_nul(e.key) then return false end
+  if #e.values == 0 then return e end
+  local vals = {}
+  for _, v in ipairs(e.values) do
+    if not has_nul(v) then vals[#vals + 1] = v end
+  end
+  return #vals > 0 and { key = e.key, values = vals }
+end
+
+-- Sets q.none when the query can match nothing.
+local function fold_nul(q)
+  for i, e in ipairs(q.tags or {}) do
+    local m = matchable(e)
+    if m then q.tags[i] = m else q.none = true end  -- AND with a term never true
+  end
+  for _, field in ipairs({ "tags_any", "not_tags_any" }) do
+    if q[field] then
+      local kept = {}
+      for _, e in ipairs(q[field]) do
+        local m = matchable(e)
+        if m then kept[#kept + 1] = m end
+      end
+      if #kept > 0 then q[field] = kept
+      elseif field == "tags_any" then q.none = true  -- OR of nothing
+      else q[field] = nil end                         -- NOT(OR of nothing) excludes nothing
+    end
+  end
+  if q.not_tags then                                  -- NOT(AND with a term never true)
+    local all = {}                                    -- excludes nothing
+    for i, e in ipairs(q.not_tags) do
+      local m = matchable(e)
+      if not m then all = nil break end
+      all[i] = m
+    end
+    q.not_tags = all
+  end
+  if (q.resource_id and has_nul(q.resource_id)) or (q.resource_name and has_nul(q.resource_name)) then
+    q.none = true
+  end
 end
 
 -- The decoded, validated query for gw.query.
@@ -110,12 +164,16 @@ function query.parse(body)
     q.limit = integer_field(body, "limit", 10, 1, LIMIT_MAX)
     q.offset = integer_field(body, "offset", 0, 0, nil)
   end
+  fold_nul(q)
   return q
 end
 
 function query.action(ctx)
   local body = request.json_object(ctx.req)
   local q = query.parse(body)
+  if q.none then
+    return shape.ok(200, q.count and { total_count = 0 } or { total_count = 0, resources = shape.array({}) })
+  end
   if q.count then
     return shape.ok(200, { total_count = gw.query(ctx.project, q) })
   end

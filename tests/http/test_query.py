@@ -9,12 +9,13 @@ gateway's credential pool (conftest `gw`), so the expected sets are exact."""
 import json
 import os
 import re
+import sqlite3
 import time
 import uuid
 
 import pytest
 
-from conftest import JSON_CT, gateway_error, ims_error, random_project
+from conftest import JSON_CT, gateway_error, ims_error, random_project, run_cli
 
 QUERY = "/v2/%s/images/resource_instances/action"
 IMPORT = "/v2/cloudimages/quickimport/action"
@@ -214,7 +215,8 @@ def test_limit_invalid(pa, limit):
 
 
 @pytest.mark.parametrize("limit,n", [(1, 1), ("1", 1), (1000, 12), ("1000", 12), ("007", 7),
-                                     (7, 7), ("12", 12), (None, 10)], ids=repr)
+                                     (7, 7), ("12", 12), (None, 10), ("0000000000000001", 1),
+                                     ("0" * 40 + "7", 7)], ids=repr)
 def test_limit_valid(pa, limit, n):
     full = pa.ids()
     body = {"action": "filter"}
@@ -231,7 +233,8 @@ def test_offset_invalid(pa, offset):
 
 
 @pytest.mark.parametrize("offset,start", [(0, 0), ("0", 0), (3, 3), ("3", 3), ("003", 3),
-                                          (None, 0), (11, 11), ("12", 12), (10 ** 12, 12)], ids=repr)
+                                          (None, 0), (11, 11), ("12", 12), (10 ** 12, 12),
+                                          ("0000000000000000003", 3)], ids=repr)
 def test_offset_valid(pa, offset, start):
     full = pa.ids()
     body = {"action": "filter", "limit": 4}
@@ -245,10 +248,60 @@ def test_offset_valid(pa, offset, start):
 def test_offset_without_upper_bound(pa):
     """§2: offset is "≥ 0" with no upper bound; a 14-digit offset (integer
     or digit string, §9) is past the end -> empty page, not a 400."""
-    for offset in [10 ** 13, "10000000000000"]:
+    for offset in [10 ** 13, "10000000000000", 10 ** 16, "10000000000000000", 10 ** 30,
+                   "9" * 40]:
         st, _, js, raw = pa.post({"action": "filter", "offset": offset})
         assert st == 200, (offset, raw)
         assert js == {"total_count": 12, "resources": []}, js
+
+
+def test_huge_limit_names_the_range(pa):
+    """A limit of any length is a number (§9): past 1000 it breaks the range
+    rule, not the integer one."""
+    for limit in [10 ** 16, "10000000000000000", "9" * 40]:
+        msg = assert_bad(pa.post({"action": "filter", "limit": limit}), "limit")
+        assert "from 1 to 1000" in msg, (limit, msg)
+
+
+def test_nul_terms_match_nothing(pa):
+    """§2 checks no character set, so a NUL in a term is no error; but
+    nothing stored holds one (writes refuse them), so that term matches no
+    image, with AND/OR/NOT doing the rest."""
+    env = [{"key": "env", "values": ["prod"]}]                    # images 0, 1, 10
+    nul_key = [{"key": "env\x00", "values": []}]
+    assert pa.count(tags=nul_key) == 0
+    assert pa.count(tags=[{"key": "env", "values": ["prod\x00"]}]) == 0
+    assert pa.count(tags=[{"key": "env", "values": ["prod\x00", "prod"]}]) == 3
+    assert pa.count(tags=[{"key": "env\x00", "values": []}, env[0]]) == 0
+    assert pa.count(tags_any=nul_key) == 0
+    assert pa.count(tags_any=nul_key + env) == 3
+    assert pa.count(not_tags=nul_key + env) == 12                  # NOT(never AND ...)
+    assert pa.count(not_tags=env) == 9
+    assert pa.count(not_tags_any=nul_key) == 12
+    assert pa.count(not_tags_any=nul_key + env) == 9
+    assert pa.count(matches=[{"key": "resource_name", "value": "alpha\x00"}]) == 0
+    assert pa.count(matches=[{"key": "resource_id", "value": pa.ids_[0] + "\x00"}]) == 0
+    js = pa.filter(tags=nul_key)
+    assert js == {"total_count": 0, "resources": []}, js
+
+
+def test_load_refuses_deleted_status(tmp_path):
+    """§2 leaves deleted images out of every query and the store keeps none;
+    `tagway load` refuses one, naming the line, and stores nothing."""
+    project = random_project()
+    lines = [{"project_id": project, "name": "kept", "tags": [{"key": "k", "value": "v"}]},
+             {"project_id": project, "name": "gone", "status": "deleted", "tags": []}]
+    path = tmp_path / "load.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    db = str(tmp_path / "t.db")
+    p = run_cli("load", "--db", db, str(path))
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "line 2" in p.stderr and "deleted" in p.stderr, p.stderr
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 0
+    finally:
+        con.close()
 
 
 @pytest.mark.parametrize("extra", [
