@@ -34,8 +34,8 @@ function fields.description(body)
   if v == nil then return "" end
   if type(v) ~= "string" or not utf8.len(v) then fail(400, "IMG.0054", "description: must be a string") end
   if utf8.len(v) > 1024 then fail(400, "IMG.0004", "description: must be at most 1024 characters") end
-  if v:find("[\r\n<>%z]") then
-    fail(400, "IMG.0054", "description: must not contain carriage returns, line feeds, NUL, '<' or '>'")
+  if v:find("[\r\n<>]") then
+    fail(400, "IMG.0054", "description: must not contain carriage returns, line feeds, '<' or '>'")
   end
   return v
 end
@@ -126,7 +126,7 @@ function fields.image_tags(body)
   local out, names = {}, {}
   for i, t in ipairs(list) do
     names[i] = "image_tags[" .. (i - 1) .. "]"
-    if type(t) ~= "table" or t[1] ~= nil then fail(400, "IMG.0115", names[i] .. ": must be an object") end
+    request.object(t, names[i], "IMG.0115")
     out[i] = { key = value(t.key), value = value(t.value) }
   end
   return out, names
@@ -136,14 +136,16 @@ end
 function fields.attributes(body, rules, opts)
   local a = {}
   a.name = fields.name(body)
-  a.description = fields.description(body)
+  -- description and enterprise_project_id are quick import's (§3); a
+  -- registration ignores them as unknown fields (§0, §5)
+  a.description = opts.import and fields.description(body) or nil
   a.type = fields.type(body)
   a.os_version = fields.os_version(body, rules, opts.os_version_required and a.type ~= "DataImage")
   a.os_type = fields.os_type(body, a.type, a.os_version)
   a.min_disk = fields.min_disk(body, opts.min_disk_default)
   a.architecture = fields.architecture(body)
   a.hw_firmware_type = fields.hw_firmware_type(body, a.architecture)
-  a.enterprise_project_id = fields.enterprise_project_id(body)
+  a.enterprise_project_id = opts.import and fields.enterprise_project_id(body) or nil
   return a
 end
 

@@ -17,10 +17,12 @@ local GiB = 1024 * 1024 * 1024
 
 local function check_object(params)
   local bucket, object = params.image_url:match("^([^:]*):(.*)$")
-  local size = gw.obs_size(bucket, object)
+  local size, why = gw.obs_size(bucket, object)
   if not size or size == 0 then
+    local url = params.image_url:gsub("%z", "\\0")   -- the reason is stored as C text
     return { status = "fail", code = "IMG.0057",
-             reason = "object " .. params.image_url .. " does not exist or is empty" }
+             reason = "object " .. url .. (why == "object cannot be read" and " cannot be read"
+                                           or " does not exist or is empty") }
   end
   if object:lower():sub(-4) == ".raw" and math.ceil(size / GiB) > params.min_disk then
     return { status = "fail", code = "IMG.0055",

@@ -98,7 +98,7 @@ function request.array(obj, field, name, code)
 end
 
 function request.object(v, name, code)
-  if type(v) ~= "table" or v[1] ~= nil then
+  if type(v) ~= "table" or v[1] ~= nil or next(v) == nil then  -- empty: [] (mark_empty_objects)
     fail(400, code or "IMG.0001", name .. ": must be an object")
   end
   return v

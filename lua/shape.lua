@@ -37,14 +37,32 @@ function shape.no_content()
   return 204, nil, nil
 end
 
+-- A message as valid UTF-8: request bytes it echoes that are not UTF-8 (a
+-- %FF in a path) become U+FFFD, so the body stays JSON (API.md §0).
+local function utf8_safe(s)
+  if type(s) ~= "string" or utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then
+      out[#out + 1] = s:sub(i)
+      break
+    end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 -- IMS error shape: {"error": {"code", "message"}}
 function shape.ims(status, code, message)
-  return status, shape.encode({ error = { code = code, message = message } }), JSON
+  return status, shape.encode({ error = { code = code, message = utf8_safe(message) } }), JSON
 end
 
 -- Gateway error shape: {"error_code", "error_msg", "request_id"}
 function shape.gateway(status, code, message, req)
-  return status, shape.encode({ error_code = code, error_msg = message,
+  return status, shape.encode({ error_code = code, error_msg = utf8_safe(message),
                                 request_id = req and req.id or "" }), JSON
 end
 

@@ -209,6 +209,15 @@ static void send_reply(gw *g, reply *rp)
     evhttp_add_header(out_headers, "X-Request-Id", rp->id);
     if (bytes)
         evhttp_add_header(out_headers, "Content-Type", rp->resp.content_type);
+    if (evhttp_request_get_command(rp->ev) == EVHTTP_REQ_HEAD) {
+        /* the GET answer's headers without its body: evhttp sends whatever
+         * body it is given, which a keep-alive client then reads as the
+         * start of its next answer */
+        char length[24];
+        snprintf(length, sizeof length, "%zu", bytes);
+        evhttp_add_header(out_headers, "Content-Length", length);
+        evbuffer_drain(rp->resp.body, bytes);
+    }
     evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
     access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
@@ -648,9 +657,13 @@ int http_start(gw *g, char *err, size_t errlen)
     evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 32 + 4096));
     evhttp_set_max_headers_size(g->http, 16 * 1024);
     evhttp_set_timeout(g->http, g->opt.timeout_s);
+    /* every method evhttp knows reaches the router, which answers 404
+     * APIGW.0101 for those a path does not take (API.md §0.1); a method
+     * evhttp does not know gets its own 501 */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     if (bind_listener(g, st, host, port, err, errlen) != 0)
         return -1;
     st->port = bound_port(st->bound);

@@ -15,11 +15,14 @@
 #include "util.h"
 
 #include <event2/buffer.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_PAGE 1000
 
@@ -863,11 +866,13 @@ static int l_job_counts(lua_State *L)
     return 1;
 }
 
+/* A bucket of API.md §3's characters (a leading '.' included: with three
+ * characters at least it is never "." or ".."), and an object that stays
+ * inside it. */
 static int valid_object_path(const char *bucket, const char *object)
 {
     size_t nb = strlen(bucket);
-    if (nb < 3 || nb > 63 || strspn(bucket, "abcdefghijklmnopqrstuvwxyz0123456789-.") != nb ||
-        bucket[0] == '.')
+    if (nb < 3 || nb > 63 || strspn(bucket, "abcdefghijklmnopqrstuvwxyz0123456789-.") != nb)
         return 0;
     if (!object[0] || object[0] == '/' || strstr(object, "/../") ||
         strncmp(object, "../", 3) == 0 || strcmp(object, "..") == 0 ||
@@ -880,15 +885,27 @@ static int valid_object_path(const char *bucket, const char *object)
  * backend's view of the local object store (<obs_root>/<bucket>/<object>). */
 static int l_obs_size(lua_State *L)
 {
-    const char *bucket = luaL_checkstring(L, 1), *object = luaL_checkstring(L, 2);
+    size_t nb, no;
+    const char *bucket = luaL_checklstring(L, 1, &nb), *object = luaL_checklstring(L, 2, &no);
     char path[PATH_MAX];
     struct stat st;
+    int fd;
+    /* a NUL inside a name would name another file here than the one the
+     * scripts checked ("x\0.raw" is "x"): no file has such a name */
+    if (strlen(bucket) != nb || strlen(object) != no)
+        return fail(L, "object not found");
     if (!valid_object_path(bucket, object))
         return fail(L, "invalid bucket or object name");
     if (snprintf(path, sizeof path, "%s/%s/%s", gwp(L)->opt.obs_root, bucket, object) >= (int)sizeof path)
         return fail(L, "object path too long");
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    /* the backend reads the object: one it may not open is no object */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+        return fail(L, errno == EACCES ? "object cannot be read" : "object not found");
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return fail(L, "object not found");
+    }
+    close(fd);
     lua_pushinteger(L, (lua_Integer)st.st_size);
     return 1;
 }

@@ -13,11 +13,15 @@ local fail = shape.fail
 local ATTRS = { "type", "os_version", "os_type", "min_disk", "architecture", "hw_firmware_type",
                 "description", "enterprise_project_id" }
 
--- A new image starts without tags, so a list longer than the quota is
--- refused before any per-tag work (a huge array must not hold the loop).
+-- A list far longer than any quota is refused before any per-tag work (a
+-- huge array must not hold the loop); up to that, the tags are checked
+-- first and the count after, as §1.1 create does (a duplicate key is named
+-- before the quota).
+local MAX_REQUEST_TAGS = 1000
+
 function images.check_count(pol, body, field)
   local list = request.value(body[field])
-  if type(list) == "table" and #list > pol.max_tags then
+  if type(list) == "table" and #list > math.max(pol.max_tags, MAX_REQUEST_TAGS) then
     fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
                                         field, #list, pol.max_tags, pol.name))
   end
@@ -27,11 +31,6 @@ end
 function images.check_new_tags(ctx, pol, list, names, field)
   local seen = {}
   list = list or {}
-  -- a new image starts empty, so the count is known before any per-tag work
-  if #list > pol.max_tags then
-    fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
-                                        field, #list, pol.max_tags, pol.name))
-  end
   for i, tag in ipairs(list) do
     local err = policy.check_tag(pol, tag, names[i], ctx.caller)
     if err then fail(400, "IMG.0115", err) end
@@ -39,6 +38,11 @@ function images.check_new_tags(ctx, pol, list, names, field)
       fail(400, "IMG.0115", names[i] .. ".key: duplicate key '" .. tag.key .. "' (policy " .. pol.name .. ")")
     end
     seen[tag.key] = true
+  end
+  -- a new image starts empty: the quota is the list's length
+  if #list > pol.max_tags then
+    fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
+                                        field, #list, pol.max_tags, pol.name))
   end
   local err = policy.check_merge(pol, {}, list, names, ctx.caller)
                 or policy.check_required(pol, list, field)

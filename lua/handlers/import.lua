@@ -56,7 +56,7 @@ function import.action(ctx)
   local body = request.json_object(ctx.req)
   local pol = policy.for_project(ctx.project)
   local rules = policy.import_rules(pol)
-  local a = fields.attributes(body, rules, { os_version_required = true })
+  local a = fields.attributes(body, rules, { os_version_required = true, import = true })
   local url = image_url(body, rules)
   if value(body.tags) ~= nil and value(body.image_tags) ~= nil then
     fail(400, "IMG.0001", "tags and image_tags: give one or the other, not both")

@@ -33,7 +33,7 @@ local function tag_entries(body, field)
   local out, keys = {}, {}
   for i, e in ipairs(list) do
     local name = field .. "[" .. (i - 1) .. "]"
-    if type(e) ~= "table" or e[1] ~= nil then bad(name .. ": must be an object") end
+    request.object(e, name)
     local key = check_string(value(e.key), name .. ".key", KEY_MAX)
     if text.is_blank(key) then bad(name .. ".key: must not be blank") end
     if keys[key] then bad(name .. ".key: duplicate key '" .. key .. "'") end
@@ -62,7 +62,7 @@ local function matches(body, q)
   local seen = {}
   for i, m in ipairs(list) do
     local name = "matches[" .. (i - 1) .. "]"
-    if type(m) ~= "table" or m[1] ~= nil then bad(name .. ": must be an object") end
+    request.object(m, name)
     local key = value(m.key)
     if key ~= "resource_name" and key ~= "resource_id" then
       bad(name .. ".key: must be 'resource_name' or 'resource_id'")

@@ -367,3 +367,58 @@ def test_400_before_image_not_found(gw):
     st, _, js, _ = gw.request("POST", path, {"action": "create", "tags": [{"key": "k", "value": "v"}]})
     assert st == 404
     ims_error(js, "IMG.0027")
+
+
+# ---- from helper-18's audit against API.md ------------------------------------
+
+def test_head_answers_the_get_headers_without_a_body(gw, image):
+    """HEAD on a GET route: the GET answer's status and headers, its length
+    as Content-Length, and no body, so a keep-alive connection stays in step
+    (the body used to follow the headers with no length)."""
+    import http.client
+    path = "/v2/%s/images/%s/tags" % (gw.project, image)
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        hdrs = {"X-Auth-Token": gw.token}
+        conn.request("GET", path, headers=hdrs)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200 and body
+        conn.request("HEAD", path, headers=hdrs)
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b""
+        assert r.getheader("Content-Length") == str(len(body))
+        assert r.getheader("X-Request-Id")
+        conn.request("GET", "/healthz")                 # the same connection, in step
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())
+    finally:
+        conn.close()
+    # the raw bytes: nothing after the headers of a HEAD answer
+    st, h, rest = raw_http(gw.port, b"HEAD %s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n"
+                           b"Connection: close\r\n\r\n" % (path.encode(), gw.token.encode()))
+    assert st == 200 and rest == b"", (st, h, rest)
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT"])
+def test_other_methods_evhttp_knows_get_the_gateway_404(gw, image, method):
+    path = "/v2/%s/images/%s/tags" % (gw.project, image)
+    st, h, body = raw_http(gw.port, b"%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           % (method.encode(), path.encode()))
+    assert st == 404, (st, body)
+    assert h.get("x-request-id"), h
+    js = json.loads(body)
+    assert js["error_code"] == "APIGW.0101", js
+
+
+@pytest.mark.parametrize("path", ["/v2/images/%FF", "/v2/{p}/images/%FF/tags",
+                                  "/v2/{p}/images/{i}/tags/%FF"])
+def test_error_bodies_stay_utf8_when_the_path_is_not(gw, image, path):
+    """A %FF decodes to a byte that is not UTF-8; echoed in the message it
+    made the body invalid JSON.  It becomes U+FFFD."""
+    path = path.replace("{p}", gw.project).replace("{i}", image)
+    method = "DELETE" if path.endswith("tags/%FF") else "GET"
+    st, _, js, raw = gw.request(method, path)
+    assert st == 404, raw
+    raw.decode("utf-8")                                  # strict: raises if not UTF-8
+    assert "\ufffd" in js["error"]["message"], js

@@ -258,3 +258,24 @@ def test_updated_at_changes_on_tag_change(gw):
         assert js["updated_at"] > stamps[-1], (stamps, js["updated_at"])
         stamps.append(js["updated_at"])
     assert js["created_at"] == t0 or js["created_at"] < stamps[-1]
+
+
+def test_register_names_a_duplicate_before_the_quota(gw):
+    """§5: tags obey §1.1 create, where a duplicate key is named (IMG.0115)
+    before the count is held against the quota."""
+    st, _, js, raw = gw.request("POST", "/v2/images", {
+        "name": "dups", "image_tags": [{"key": "a", "value": "1"}] * 11})
+    assert st == 400, raw
+    assert ims_error(js, "IMG.0115").startswith("image_tags[1].key: duplicate"), js
+    st, _, js, raw = gw.request("POST", "/v2/images", {
+        "name": "many", "image_tags": [{"key": "k%d" % i, "value": "1"} for i in range(11)]})
+    assert st == 400, raw
+    ims_error(js, "IMG.0116")
+
+
+def test_register_ignores_the_import_only_fields(gw):
+    """description and enterprise_project_id are §3's (quick import); §5
+    does not list them, and unknown fields are ignored (§0)."""
+    for extra in ({"description": "<b>"}, {"description": 5}, {"enterprise_project_id": "nope"}):
+        st, _, js, raw = gw.request("POST", "/v2/images", dict({"name": "reg"}, **extra))
+        assert st == 201, (extra, raw)

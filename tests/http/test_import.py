@@ -808,3 +808,33 @@ def test_many_jobs_in_many_projects(gateway_factory):
             assert r["tags"] == [{"key": "batch", "value": p[:12]},
                                  {"key": "n", "value": r["resource_name"][2:]}]
     assert g.status()["images"] == 200
+
+
+# ---- object names the local backend must not misread (helper-19's audit) ------
+
+def test_a_nul_in_the_object_name_names_no_file(gw):
+    """'plain\\0.zvhd2' passes the suffix rule; C would read it as 'plain',
+    an object without the suffix. No file has that name: IMG.0057."""
+    put_object(gw, BUCKET, "plain")
+    job_id = submit_ok(gw, body_with(image_url=BUCKET + ":plain\x00.zvhd2"))
+    final, _ = wait_job(gw, job_id)
+    assert final["status"] == "FAIL" and final["error_code"] == "IMG.0057", final
+    assert "\\0.zvhd2" in final["fail_reason"], final
+
+
+def test_a_bucket_may_start_with_a_dot(gw):
+    """§3 allows '.' anywhere in a bucket of 3-63 characters."""
+    url = put_object(gw, ".bk-dot", "x.zvhd2")
+    job_id = submit_ok(gw, body_with(image_url=url))
+    final, _ = wait_job(gw, job_id)
+    assert final["status"] == "SUCCESS", final
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file")
+def test_an_object_that_cannot_be_read_fails(gw):
+    url = put_object(gw, BUCKET, "secret.zvhd2")
+    os.chmod(os.path.join(gw.obs, BUCKET, "secret.zvhd2"), 0)
+    job_id = submit_ok(gw, body_with(image_url=url))
+    final, _ = wait_job(gw, job_id)
+    assert final["status"] == "FAIL" and final["error_code"] == "IMG.0057", final
+    assert "cannot be read" in final["fail_reason"], final

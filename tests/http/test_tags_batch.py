@@ -308,3 +308,15 @@ def test_delete_at_quota_then_add(gw, image):
     assert gw.batch(image, "create", [tag("fresh", "1")])[0] == 204
     keys = [t["key"] for t in gw.image_tags(image)]
     assert len(keys) == 10 and "fresh" in keys and "t3" not in keys
+
+
+def test_a_tag_given_as_an_empty_array_is_malformed(gw, image):
+    """§0.1: a tag not an object is IMG.0001 (an empty JSON array decoded to
+    the same Lua table as {} and passed as an object, then failed IMG.0115)."""
+    for action in ("create", "delete"):
+        st, _, js, raw = gw.batch(image, action, [[]])
+        assert st == 400, raw
+        assert ims_error(js, "IMG.0001").startswith("tags[0]"), js
+    st, _, js, raw = gw.request("POST", gw.tags_path(image), {"tag": []})
+    assert st == 400, raw
+    assert ims_error(js, "IMG.0001").startswith("tag"), js
