@@ -62,9 +62,15 @@ typedef struct http_state {
 static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
 static void enforce_cap(http_state *st);
 
+/* A header's value without the whitespace before it: evhttp drops the
+ * spaces there but keeps a tab, which is as much not part of the value
+ * (RFC 9110 5.5) and made a valid date, token or project id look wrong. */
 static const char *find_header(void *ud, const char *name)
 {
-    return evhttp_find_header(evhttp_request_get_input_headers(ud), name);
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(ud), name);
+    while (v && (*v == ' ' || *v == '\t'))
+        v++;
+    return v;
 }
 
 static const char *method_name(enum evhttp_cmd_type cmd)
