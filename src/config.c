@@ -119,9 +119,17 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
 static int script_key(const char *k)
 {
     static const char *const keys[] = {"default_policy", "project_policies", "variants",
-                                       "metrics_auth", "workers", "import_backend", NULL};
+                                       "metrics_auth", "import_backend", NULL};
     for (const char *const *p = keys; *p; p++)
         if (!strcmp(*p, k))
+            return 1;
+    return 0;
+}
+
+static int is_option(const char *k)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (!strcmp(options[i].name, k))
             return 1;
     return 0;
 }
@@ -140,6 +148,10 @@ static int apply_table(lua_State *L, gw_options *o, const char *dir, char *err, 
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         if (!k) {
             snprintf(err, errlen, "%s: keys must be strings", o->config);
+            return -1;
+        }
+        if (!script_key(k) && !is_option(k)) {  /* before its type: a misspelt table key */
+            snprintf(err, errlen, "unknown option '%s'", k);
             return -1;
         }
         if (!script_key(k)) {

@@ -619,6 +619,40 @@ def test_reload_changes_binding(fresh):
     assert fresh.status()["policies"][P_OTHER] == "tms"
 
 
+def test_reload_refuses_a_config_key_start_would_refuse(fresh):
+    """A misspelt key (helper-20's audit: defualt_policy) was dropped by the
+    scripts and the reload went live, quietly moving every unbound project
+    to the default policy, while start and `tagway check` refuse the file."""
+    good = open(fresh.config).read()
+    with open(fresh.config, "w") as f:
+        f.write(good.replace("default_policy", "defualt_policy"))
+    assert cli("check", "--config", fresh.config, "--scripts", os.path.join(fresh.root, "lua"),
+               "--policies", fresh.policies).returncode == 1
+    assert_reload_fails(fresh, "tagway.conf.lua", "unknown option 'defualt_policy'")
+    with open(fresh.config, "w") as f:
+        f.write(good.replace("project_policies", "project_policy"))
+    assert_reload_fails(fresh, "unknown option 'project_policy'")
+    with open(fresh.config, "w") as f:
+        f.write(good)
+    assert fresh.reload()[0] == 200
+
+
+def test_workers_from_the_config_file(tmp_path):
+    """§7: every option has a key in the configuration file; `workers` was
+    skipped as if the scripts read it."""
+    root = make_root()
+    try:
+        with open(os.path.join(root, "tagway.conf.lua"), "w") as f:
+            f.write(config_text().replace("return {", "return {\n  workers = 1,"))
+        server = Server(root, auth="off").start()
+        try:
+            assert server.status()["workers"] == 1
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def assert_reload_fails(server, *parts):
     gen = server.status()["generation"]
     status, data = server.reload()
