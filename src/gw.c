@@ -112,11 +112,6 @@ int gw_reload(gw *g, char *err, size_t errlen)
         sh->stats.reloads_failed++;
         return -1;
     }
-    if (!(built = calloc((size_t)n, sizeof *built))) {
-        snprintf(err, errlen, "out of memory");
-        sh->stats.reloads_failed++;
-        return -1;
-    }
     /* the configuration file as start and `tagway check` read it: a key
      * they refuse (a misspelt default_policy) would otherwise be dropped
      * by the scripts, and the gateway run a set it cannot restart with.
@@ -125,15 +120,19 @@ int gw_reload(gw *g, char *err, size_t errlen)
         gw_options scratch = g->opt;
         char why[512];
         if (config_load_file(&scratch, why, sizeof why) != 0) {
-            size_t n = strlen(g->opt.config);
-            if (strncmp(why, g->opt.config, n) == 0) /* Lua's messages name it already */
+            size_t len = strlen(g->opt.config);
+            if (strncmp(why, g->opt.config, len) == 0) /* Lua's messages name it already */
                 snprintf(err, errlen, "%s", why);
             else
                 snprintf(err, errlen, "%s: %s", g->opt.config, why);
-            free(built);
             sh->stats.reloads_failed++;
             return -1;
         }
+    }
+    if (!(built = calloc((size_t)n, sizeof *built))) {
+        snprintf(err, errlen, "out of memory");
+        sh->stats.reloads_failed++;
+        return -1;
     }
     pthread_mutex_lock(&sh->reload_lock);
     gen = atomic_load(&sh->generation) + 1;
