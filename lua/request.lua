@@ -11,6 +11,9 @@ cjson.decode_invalid_numbers(false)
 cjson.encode_sparse_array(true)
 
 local NULL = cjson.null
+-- A request listing more tags than this is malformed whatever the policy:
+-- refused before any per-tag work, so a huge array cannot hold the loop.
+request.MAX_TAGS = 1000
 local fail = shape.fail
 -- lua-cjson 2.1 decodes {} and [] to the same empty table.  Before
 -- decoding, every empty object outside a string is rewritten to hold one

@@ -46,6 +46,19 @@ static uint32_t str_hash(const char *s)
     return mix32(h);
 }
 
+/* The capacity an array of cap items grows to: half more, `floor` at least. */
+static uint32_t grown(uint32_t cap, uint32_t floor)
+{
+    return cap < floor ? floor : cap + cap / 2;
+}
+
+/* arr regrown to `cap` items of `size` bytes; NULL (arr unchanged) without
+ * memory. */
+static void *regrow(void *arr, uint32_t cap, size_t size)
+{
+    return realloc(arr, (size_t)cap * size);
+}
+
 /* Grows a byte buffer (1.5x, at least `floor`, at most `ceiling` bytes)
  * so it holds `need` bytes.  0, or -1 when it cannot (buffer unchanged). */
 static int bytes_reserve(char **buf, uint32_t *cap, uint64_t need, uint32_t floor, uint32_t ceiling)
@@ -56,7 +69,7 @@ static int bytes_reserve(char **buf, uint32_t *cap, uint64_t need, uint32_t floo
         return 0;
     if (need > ceiling)
         return -1;
-    ncap = *cap < floor ? floor : (uint64_t)*cap + *cap / 2;
+    ncap = *cap < floor ? floor : (uint64_t)*cap + *cap / 2; /* grown() in 64 bits */
     if (ncap < need)
         ncap = need;
     if (ncap > ceiling)
@@ -897,9 +910,9 @@ static int vt_reserve(vtab *t, size_t len)
     if (t->n == UINT32_MAX / 4 || (uint64_t)t->alen + len + 1 > UINT32_MAX)
         return -1;
     if (t->n == t->cap) {
-        uint32_t ncap = t->cap < 4 ? 4 : t->cap + t->cap / 2;
-        posting *ne = realloc(t->ents, (size_t)ncap * sizeof *ne);
-        if (!ne)
+        uint32_t ncap = grown(t->cap, 4);
+        posting *ne;
+        if (!(ne = regrow(t->ents, ncap, sizeof *ne)))
             return -1;
         t->ents = ne;
         t->cap = ncap;
@@ -1113,12 +1126,11 @@ static int seg_reserve(nseg *s, size_t len)
     if ((uint64_t)s->blen + len + 1 >= NM_BLOB_MAX || s->n >= NM_BLOB_MAX)
         return -1;
     if (s->n == s->cap) {
-        uint32_t ncap = s->cap < 16 ? 16 : s->cap + s->cap / 2;
-        uint32_t *nd = realloc(s->docs, (size_t)ncap * sizeof *nd), *no;
-        if (!nd)
+        uint32_t ncap = grown(s->cap, 16), *nd, *no;
+        if (!(nd = regrow(s->docs, ncap, sizeof *nd)))
             return -1;
         s->docs = nd;
-        if (!(no = realloc(s->offs, (size_t)ncap * sizeof *no)))
+        if (!(no = regrow(s->offs, ncap, sizeof *no)))
             return -1; /* docs merely larger */
         s->offs = no;
         s->cap = ncap;
@@ -1216,9 +1228,8 @@ static int mn_reserve(nmain *m, size_t len)
     if (!m->dead && !(m->dead = roaring_bitmap_create()))
         return -1;
     if (m->n % NM_STRIDE == 0 && k == m->mcap) {
-        uint32_t ncap = m->mcap < 16 ? 16 : m->mcap + m->mcap / 2;
-        uint32_t *nk = realloc(m->marks, (size_t)ncap * sizeof *nk);
-        if (!nk)
+        uint32_t ncap = grown(m->mcap, 16), *nk;
+        if (!(nk = regrow(m->marks, ncap, sizeof *nk)))
             return -1;
         m->marks = nk;
         m->mcap = ncap;

@@ -17,11 +17,9 @@ local ATTRS = { "type", "os_version", "os_type", "min_disk", "architecture", "hw
 -- huge array must not hold the loop); up to that, the tags are checked
 -- first and the count after, as §1.1 create does (a duplicate key is named
 -- before the quota).
-local MAX_REQUEST_TAGS = 1000
-
 function images.check_count(pol, body, field)
   local list = request.value(body[field])
-  if type(list) == "table" and #list > math.max(pol.max_tags, MAX_REQUEST_TAGS) then
+  if type(list) == "table" and #list > math.max(pol.max_tags, request.MAX_TAGS) then
     fail(400, "IMG.0116", string.format("%s: %d tags, more than the %d allowed (policy %s)",
                                         field, #list, pol.max_tags, pol.name))
   end

@@ -7,9 +7,7 @@ local shape = require "shape"
 
 local tags = {}
 local fail = shape.fail
--- A request listing more tags than this is malformed whatever the policy:
--- refused before any per-tag work, so a huge array cannot hold the loop.
-local MAX_REQUEST_TAGS = 1000
+local MAX_REQUEST_TAGS = request.MAX_TAGS
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
