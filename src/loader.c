@@ -214,8 +214,8 @@ static int load_all(loader *ld)
 int loader_run(const char *db_path, const char *file)
 {
     loader ld = {0};
-    int rc = 1;
-    if (setup(&ld, db_path, file) != 0)
+    int rc = 1, claim = store_claim(db_path, ld.err, sizeof ld.err);
+    if (claim < 0 || setup(&ld, db_path, file) != 0)
         goto done;
     if (store_bulk_begin(ld.s) != 0) {
         snprintf(ld.err, sizeof ld.err, "%s", store_errmsg(ld.s));
@@ -243,5 +243,6 @@ done:
     if (ld.L)
         lua_close(ld.L);
     store_close(ld.s);
+    store_unclaim(claim);
     return rc;
 }

@@ -320,7 +320,7 @@ static int cmd_serve(int argc, char **argv)
     gw *w = NULL, *g;
     args a;
     char err[4096];
-    int rc, n = 0;
+    int rc, n = 0, claim = -1;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
@@ -346,6 +346,10 @@ static int cmd_serve(int argc, char **argv)
     g = &w[0];
     g->thread = pthread_self();
     rc = 1;
+    if (mkdirs_for(g->opt.db) == 0 && (claim = store_claim(g->opt.db, err, sizeof err)) < 0) {
+        fprintf(stderr, "tagway: %s\n", err);
+        goto done;
+    }
     if (open_store(g->opt.db, &g->store) != 0 || load_index(g) != 0 ||
         open_store(g->opt.db, &shared.writer) != 0)
         goto done;
@@ -409,6 +413,7 @@ done:
     tagidx_free(g->index);
     gw_shared_destroy(&shared);
     free(w);
+    store_unclaim(claim); /* last: every connection to the file is closed */
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,6 +586,33 @@ static int create_private(const char *path, char *err, size_t errlen)
     }
     close(fd);
     return 0;
+}
+
+int store_claim(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open database %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* flock, not fcntl: SQLite's own locks are fcntl byte ranges, which a
+     * whole-file flock does not touch (Linux keeps the two apart) */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "database %s is in use by another tagway process (a gateway "
+                     "serving it, or a load); stop it first", path);
+        else
+            snprintf(err, errlen, "cannot lock database %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void store_unclaim(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* the flock goes with the last descriptor */
 }
 
 /* In WAL mode every commit path syncs the WAL itself (wal_sync: at once,

@@ -46,6 +46,15 @@ typedef struct {
     int64_t created_ms, revoked_ms;         /* revoked_ms 0 when active */
 } store_cred;
 
+/* The process's claim on a database file (creating it when missing):
+ * whoever holds it is the only writer that keeps state beside SQLite (a
+ * gateway's tag index and tags cache), so a second gateway or a `tagway
+ * load` on the same file is refused instead of leaving that state stale.
+ * An fd >= 0, or -1 with err.  Take it before opening the store and give
+ * it back with store_unclaim only after every connection is closed:
+ * closing a descriptor of the file drops SQLite's POSIX locks. */
+int store_claim(const char *path, char *err, size_t errlen);
+void store_unclaim(int fd);
 int store_open(store **out, const char *path, char *err, size_t errlen);
 void store_close(store *s);
 const char *store_errmsg(const store *s);

@@ -232,3 +232,33 @@ def test_check_ok_and_failure(tmp_path, gateway):
     p = run_cli("check", "--scripts", g.scripts, "--policies", g.policies)
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
     assert "tags.lua:" in p.stderr + p.stdout
+
+
+def test_database_claimed_by_one_process(gateway_factory, tmp_path):
+    """A second gateway or a `tagway load` on a database a gateway serves
+    would keep its own index beside SQLite and leave one of them stale:
+    both are refused (exit 1, naming the database), nothing is stored, and
+    the claim goes with the process, even killed."""
+    g = gateway_factory()
+    iid = g.create_image(image_tags=[{"key": "k", "value": "1"}])
+    p = subprocess.run(g.command(), capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert g.db in p.stderr and "in use by another tagway process" in p.stderr, p.stderr
+    line = {"project_id": g.project, "name": "loaded-while-serving",
+            "tags": [{"key": "k", "value": "1"}]}
+    path = tmp_path / "load.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    p = run_cli("load", "--db", g.db, str(path))
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "in use by another tagway process" in p.stderr and "nothing was stored" in p.stderr
+    body = {"action": "count", "tags": [{"key": "k", "values": ["1"]}]}
+    st, _, js, _ = g.request("POST", "/v2/%s/images/resource_instances/action" % g.project, body)
+    assert st == 200 and js == {"total_count": 1}, js
+    assert g.status()["images"] == 1
+    g.kill9()
+    p = run_cli("load", "--db", g.db, str(path))
+    assert p.returncode == 0, p.stderr
+    g.start()
+    st, _, js, _ = g.request("POST", "/v2/%s/images/resource_instances/action" % g.project, body)
+    assert st == 200 and js == {"total_count": 2}, js
+    assert g.image_tags(iid) == [{"key": "k", "value": "1"}]
