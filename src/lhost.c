@@ -57,6 +57,7 @@ struct lhost {
     int64_t deadline_us;         /* budget end of the running call */
     int64_t instr_left;
     int killed;                  /* budget spent: the hook raises on every count */
+    char kill_msg[160];          /* what it raises: where the budget ran out */
     int armed;                   /* a budgeted call is running */
     int building;                /* lhost_new is running the scripts' init */
     volatile sig_atomic_t overrun_hook; /* the watchdog installed the hook */
@@ -67,6 +68,8 @@ struct lhost {
     lhost_response *resp;
     lhost_file *files;
     size_t nfiles;
+    const char *running_file;    /* the file whose chunk runs (in files[]), for
+                                  * a memory error, which has no position */
 };
 
 /* ---- memory cap --------------------------------------------------------- */
@@ -183,8 +186,16 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         }
         h->killed = 1;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        /* where it ran over: level 0 is that function (luaL_error would name
+         * its caller), and later raises, past a script's own pcall, repeat
+         * it rather than name the pcall's caller */
+        luaL_where(L, 0);
+        snprintf(h->kill_msg, sizeof h->kill_msg, "%sscript budget exceeded (time or instructions)",
+                 lua_tostring(L, -1));
+        lua_pop(L, 1);
     }
-    luaL_error(L, "script budget exceeded (time or instructions)");
+    lua_pushstring(L, h->kill_msg);
+    lua_error(L);
 }
 
 /* The watchdog saw the running call overrun its deadline: from here the
@@ -253,22 +264,33 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
 {
     lua_State *L = h->L;
     int base = lua_gettop(L) - nargs, rc;
+    const char *outer = h->running_file; /* a failed require leaves its own */
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     budget_start(h, scale);
     rc = lua_pcall(L, nargs, nresults, base);
     budget_stop(h);
     lua_remove(L, base);
-    if (rc == LUA_OK && !h->killed && !h->mem_exceeded)
+    if (rc == LUA_OK && !h->killed && !h->mem_exceeded) {
+        h->running_file = outer;
         return LHOST_OK;
-    if (rc != LUA_OK) {
+    }
+    if (rc == LUA_ERRMEM || (rc == LUA_OK && !h->killed)) {
+        /* out of memory has no position and no traceback: name the file
+         * that was running, if a file was */
+        lua_pop(L, rc == LUA_OK ? nresults : 1);
+        snprintf(err, errlen, "%s%s%s", h->running_file ? h->running_file : "",
+                 h->running_file ? ": " : "",
+                 h->mem_exceeded ? "script exceeded its memory budget" : "out of memory");
+    } else if (rc != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
         lua_pop(L, 1);
     } else {
         lua_pop(L, nresults);
-        snprintf(err, errlen, "script exceeded its memory budget");
+        snprintf(err, errlen, "script budget exceeded (time or instructions)");
     }
+    h->running_file = outer;
     if (h->killed || h->mem_exceeded || rc == LUA_ERRMEM)
         return LHOST_BUDGET;
     return LHOST_ERROR;
@@ -427,9 +449,14 @@ static int load_chunk(lhost *h, const char *path, char *err, size_t errlen)
 /* Runs a file's chunk and leaves its single result [-0, +1]. */
 static int run_file(lhost *h, const char *path, char *err, size_t errlen)
 {
+    const char *outer = h->running_file;
+    lhost_rc rc;
     if (load_chunk(h, path, err, errlen) != 0)
         return -1;
-    return pcall(h, 0, 1, 10, err, errlen) == LHOST_OK ? 0 : -1;
+    h->running_file = h->files[h->nfiles - 1].path;
+    rc = pcall(h, 0, 1, 10, err, errlen);
+    h->running_file = outer;
+    return rc == LHOST_OK ? 0 : -1;
 }
 
 /* require(name): modules come only from the scripts folder, as text,
@@ -437,7 +464,7 @@ static int run_file(lhost *h, const char *path, char *err, size_t errlen)
 static int l_require(lua_State *L)
 {
     lhost *h = lua_touserdata(L, lua_upvalueindex(1));
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 1), *outer;
     char path[PATH_MAX], err[1024];
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     if (lua_getfield(L, -1, name) != LUA_TNIL)
@@ -454,8 +481,11 @@ static int l_require(lua_State *L)
             *c = '/';
     if (load_chunk(h, path, err, sizeof err) != 0)
         return luaL_error(L, "require '%s': %s", name, err);
+    outer = h->running_file;
+    h->running_file = h->files[h->nfiles - 1].path; /* stays, if it fails, for pcall's message */
     lua_pushstring(L, name);
     lua_call(L, 1, 1);
+    h->running_file = outer;
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_pushboolean(L, 1);

@@ -205,6 +205,9 @@ def test_time_budget_is_kept_by_the_watchdog(gateway_factory):
     budget = lambda objs: [o for o in objs if o.get("kind") == "budget"]
     kills = budget(g.wait_logged(lambda objs: len(budget(objs)) >= 3))
     assert len(kills) == 3 and "script budget exceeded" in kills[0]["traceback"]
+    # the message names where the loop ran, not only that a budget ran out
+    first = kills[0]["traceback"].split("\n")[0]
+    assert re.search(r"handlers/ops\.lua:\d+: script budget exceeded", first), first
     st, _, js, raw = g.request("GET", "/admin/status")
     assert st == 200, raw
 

@@ -680,6 +680,25 @@ def test_reload_runtime_error_in_policy_file(fresh):
     assert_reload_fails(fresh, path + ":")
 
 
+def test_reload_budget_failures_name_the_file(fresh):
+    """A policy file that loops or eats memory at load fails the reload
+    with the budget named and the file (and the loop's line) in the answer;
+    the old generation keeps serving."""
+    path = rewrite(fresh, "tpol", lambda t: t.replace("max_tags = 5,", "max_tags = (function()\n"
+                                                      "  while true do end end)(),"))
+    lines = open(path).read().split("\n")
+    line = next(i + 1 for i, l in enumerate(lines) if "while true" in l)
+    assert_reload_fails(fresh, "%s:%d: script budget exceeded" % (os.path.basename(path), line))
+    path = rewrite(fresh, "tpol", lambda t: t.replace("(function()\n  while true do end end)()",
+                                                      "#(function() local t = {} for i = 1, 1e9 do "
+                                                      "t[i] = ('x'):rep(4096) .. i end end)() + 5"))
+    msg = assert_reload_fails(fresh, path + ": script exceeded its memory budget")
+    assert msg.index(path) == 0, msg
+    rewrite(fresh, "tpol", lambda t: t.replace(
+        "#(function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end end)() + 5", "5"))
+    assert fresh.reload()[0] == 200
+
+
 def test_reload_malformed_policy_names_field_and_line(fresh):
     path = rewrite(fresh, "tpol", lambda t: t.replace("max_tags = 5,", "max_tags = 5, overwite = {},"))
     lines = open(path).read().split("\n")
