@@ -6,13 +6,16 @@ local shape = require "shape"
 
 local request = {}
 
-cjson.decode_max_depth(32)
+-- deep enough for any body a client means (lua-cjson's own default);
+-- deeper is refused by name, not called invalid
+request.MAX_DEPTH = 1000
+cjson.decode_max_depth(request.MAX_DEPTH)
 cjson.decode_invalid_numbers(false)
 cjson.encode_sparse_array(true)
 
 local NULL = cjson.null
--- A request listing more tags than this is malformed whatever the policy:
--- refused before any per-tag work, so a huge array cannot hold the loop.
+-- A tag list longer than this, and than the policy's quota, is refused
+-- before any per-tag work, so a huge array cannot hold the loop.
 request.MAX_TAGS = 1000
 local fail = shape.fail
 -- lua-cjson 2.1 decodes {} and [] to the same empty table.  Before
@@ -67,7 +70,9 @@ function request.json_object(req)
     fail(400, "IMG.0001", "request body must be a JSON object")
   end
   local ok, obj = pcall(cjson.decode, mark_empty_objects(body))
-  if not ok or type(obj) ~= "table" then
+  if not ok and tostring(obj):find("too many nested data structures", 1, true) then
+    fail(400, "IMG.0001", "request body nests JSON deeper than " .. request.MAX_DEPTH .. " levels")
+  elseif not ok or type(obj) ~= "table" then
     fail(400, "IMG.0001", "request body is not valid JSON")
   end
   return obj

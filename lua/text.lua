@@ -7,8 +7,10 @@ function text.length(s)
   return utf8.len(s)
 end
 
+-- API.md §1.1: blank is empty or only spaces (U+0020); a tab is a
+-- character like any other (a character set may refuse it)
 function text.is_blank(s)
-  return s:find("^%s*$") ~= nil
+  return s:find("^ *$") ~= nil
 end
 
 function text.has_edge_space(s)

@@ -7,7 +7,6 @@ local shape = require "shape"
 
 local tags = {}
 local fail = shape.fail
-local MAX_REQUEST_TAGS = request.MAX_TAGS
 
 local function fail_tag(message) fail(400, "IMG.0115", message) end
 
@@ -94,13 +93,22 @@ local function delete_tags(ctx, list, fields)
 end
 
 -- The request's tags, each checked to be an object, with field names.
-local function tag_list(body)
+-- A list longer than any image may hold (the policy's quota, and at least
+-- request.MAX_TAGS) is refused first: a create with it cannot succeed
+-- (the quota answer stands for the whole list), and a delete of it names
+-- keys no image holds.
+local function tag_list(ctx, body, action)
   local list = request.array(body, "tags")
   if list == nil or list[1] == nil then
     fail(400, "IMG.0001", "tags: is required and must be a non-empty array")
   end
-  if #list > MAX_REQUEST_TAGS then
-    fail(400, "IMG.0001", "tags: at most " .. MAX_REQUEST_TAGS .. " entries in one request")
+  local pol = policy.for_project(ctx.project)
+  local cap = math.max(pol.max_tags, request.MAX_TAGS)
+  if #list > cap and action == "create" then
+    fail(400, "IMG.0116", string.format("tags: %d tags, more than the %d allowed (policy %s)",
+                                        #list, pol.max_tags, pol.name))
+  elseif #list > cap then
+    fail(400, "IMG.0001", "tags: at most " .. cap .. " entries in one delete")
   end
   local out, fields = {}, {}
   for i, t in ipairs(list) do
@@ -119,7 +127,7 @@ function tags.batch(ctx)
   if action ~= "create" and action ~= "delete" then
     fail(400, "IMG.0001", "action: is required and must be 'create' or 'delete'")
   end
-  local list, fields = tag_list(body)
+  local list, fields = tag_list(ctx, body, action)
   if action == "create" then return tags.create(ctx, list, fields) end
   return delete_tags(ctx, list, fields)
 end

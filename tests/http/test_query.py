@@ -347,7 +347,7 @@ TAG_REJECT = [
     ("key-null", [{"key": None, "values": []}], "{f}[0].key"),
     ("key-empty", [entry("")], "{f}[0].key"),
     ("key-blank", [entry("   ")], "{f}[0].key"),
-    ("key-tab-blank", [entry("a"), entry("\t ")], "{f}[1].key"),
+    ("key-spaces-blank", [entry("a"), entry("  ")], "{f}[1].key"),
     ("key-number", [{"key": 5, "values": []}], "{f}[0].key"),
     ("key-bool", [{"key": True, "values": []}], "{f}[0].key"),
     ("key-array", [{"key": ["env"], "values": []}], "{f}[0].key"),

@@ -320,3 +320,39 @@ def test_a_tag_given_as_an_empty_array_is_malformed(gw, image):
     st, _, js, raw = gw.request("POST", gw.tags_path(image), {"tag": []})
     assert st == 400, raw
     assert ims_error(js, "IMG.0001").startswith("tag"), js
+
+
+def test_list_longer_than_any_quota(gw, image):
+    """More entries than any image may hold (the quota, and at least 1,000):
+    a create answers the quota error, a delete names the bound; both before
+    any per-entry work, and nothing changes."""
+    assert gw.batch(image, "create", [tag("keep", "1")])[0] == 204
+    assert_400(gw.batch(image, "create", [tag("k%d" % i, "") for i in range(1001)]),
+               "IMG.0116", "1001 tags", "more than the 10 allowed")
+    assert_400(gw.batch(image, "delete", [tag("keep")] + [tag("k%d" % i) for i in range(1000)]),
+               "IMG.0001", "at most 1000 entries")
+    st, _, _, raw = gw.batch(image, "delete", [tag("k%d" % i) for i in range(999)] + [tag("keep")])
+    assert st == 204, raw
+    assert gw.image_tags(image) == []
+
+
+@pytest.mark.parametrize("key", ["\t", "\n", " \t"])
+def test_delete_key_of_other_white_space_is_not_blank(gw, image, key):
+    """Blank is empty or only spaces (§1.1); a delete checks no character
+    set, so a tab key is a key like any other: absent here, 204."""
+    assert gw.batch(image, "create", [tag("keep", "1")])[0] == 204
+    st, _, _, raw = gw.batch(image, "delete", [tag(key)])
+    assert st == 204, raw
+    assert gw.image_tags(image) == [tag("keep", "1")]
+
+
+def test_deep_json_in_an_ignored_field(gw, image):
+    """Unknown fields are ignored (§0), however deeply valid JSON nests them,
+    up to 1,000 levels; deeper is refused by name, not called invalid."""
+    body = '{"action": "create", "tags": [{"key": "d", "value": "1"}], "x": %s}'
+    st, _, _, raw = gw.request("POST", gw.tags_path(image) + "/action", body % ("[" * 200 + "]" * 200))
+    assert st == 204, raw
+    assert gw.image_tags(image) == [tag("d", "1")]
+    msg = assert_400(gw.request("POST", gw.tags_path(image) + "/action", body % ("[" * 1000 + "]" * 1000)),
+                     "IMG.0001", "deeper than 1000 levels")
+    assert "not valid JSON" not in msg

@@ -174,7 +174,7 @@ def loaded(tmp_path_factory):
         g.stop()
         image_id = str(uuid.uuid4())
         keys = {"has space": "v 1", "a.b/c": "x", "k" * 60: "long", "\U0001F600": "emoji", "plain": "p",
-                "batch del me": "b"}
+                "batch del me": "b", "\t": "tab"}
         line = {"id": image_id, "project_id": g.project, "name": "loaded",
                 "tags": [tag(k, v) for k, v in keys.items()]}
         path = os.path.join(g.root, "load.jsonl")
@@ -312,3 +312,12 @@ def test_project_tags_isolated_between_projects(gw):
     gw.create_image(token=b["token"], image_tags=[tag("only_b", "2")])
     assert project_tags(gw, a) == {"tags": [{"key": "only_a", "values": ["1"]}]}
     assert project_tags(gw, b) == {"tags": [{"key": "only_b", "values": ["2"]}]}
+
+
+def test_batch_delete_of_a_loaded_tab_key(loaded):
+    """A key that `tagway load` stored and no policy would accept (a tab) can
+    be removed by a batch delete: blank means empty or only spaces (§1.1)."""
+    g, image_id, keys = loaded
+    st, _, _, raw = g.batch(image_id, "delete", [{"key": "\t"}])
+    assert st == 204, raw
+    assert "\t" not in [t["key"] for t in g.image_tags(image_id)]
