@@ -553,13 +553,45 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
+/* The line to name when a policy file returns no table with its name
+ * (API.md §6 wants file:line): with a table, the first line that starts
+ * with `name =`; else (or without one) the last that starts with `return`;
+ * else 1. */
+static int name_line(const char *path, int is_table)
+{
+    size_t len = 0, i = 0;
+    char *text = util_read_file(path, &len);
+    int line = 1, name_at = 0, return_at = 0;
+    if (!text)
+        return 1;
+    while (i < len) {
+        size_t j = i, k;
+        while (j < len && (text[j] == ' ' || text[j] == '\t'))
+            j++;
+        if (is_table && !name_at && len - j > 4 && memcmp(text + j, "name", 4) == 0) {
+            for (k = j + 4; k < len && (text[k] == ' ' || text[k] == '\t'); k++)
+                ;
+            if (k < len && text[k] == '=' && (k + 1 == len || text[k + 1] != '='))
+                name_at = line;
+        }
+        if (len - j >= 6 && memcmp(text + j, "return", 6) == 0)
+            return_at = line;
+        while (i < len && text[i] != '\n')
+            i++;
+        i++;
+        line++;
+    }
+    free(text);
+    return name_at ? name_at : return_at ? return_at : 1;
+}
+
 /* Loads every .lua file of dir into a table name -> result [-0, +1].  With
  * check_name, each result must be a table whose `name` is the file name. */
 static int load_folder(lhost *h, const char *dir, int check_name, char *err, size_t errlen)
 {
     size_t n = 0;
     char **names = list_lua(dir, &n, err, errlen), path[PATH_MAX];
-    int rc = -1;
+    int rc = -1, is_table;
     if (!names)
         return -1;
     lua_newtable(h->L);
@@ -571,12 +603,14 @@ static int load_folder(lhost *h, const char *dir, int check_name, char *err, siz
         }
         if (run_file(h, path, err, errlen) != 0)
             goto done;
-        if (check_name && (!lua_istable(h->L, -1) ||
+        is_table = lua_istable(h->L, -1);
+        if (check_name && (!is_table ||
                            lua_getfield(h->L, -1, "name") != LUA_TSTRING ||
                            strncmp(lua_tostring(h->L, -1), names[i], stem) != 0 ||
                            lua_tostring(h->L, -1)[stem] != '\0')) {
-            snprintf(err, errlen, "%s: must return a table whose name is \"%.*s\"",
-                     path, (int)stem, names[i]);
+            snprintf(err, errlen, "%s:%d: must return a table whose name is \"%.*s\"",
+                     path, name_line(path, is_table),
+                     (int)stem, names[i]);
             goto done;
         }
         if (check_name)

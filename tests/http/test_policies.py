@@ -744,8 +744,15 @@ def test_reload_failing_example_names_file_and_line(fresh):
 
 
 def test_reload_name_mismatch(fresh):
+    """file:line (§6): the line of the name, or of the return when the file
+    returns no table."""
     path = rewrite(fresh, "tpol", lambda t: t.replace('name = "tpol"', 'name = "other"'))
-    assert_reload_fails(fresh, path)
+    lines = open(path).read().split("\n")
+    line = next(i + 1 for i, l in enumerate(lines) if 'name = "other"' in l)
+    assert_reload_fails(fresh, '%s:%d: must return a table whose name is "tpol"' % (path, line))
+    with open(path, "w") as f:
+        f.write("-- not a policy\nlocal x = 1\nreturn x\n")
+    assert_reload_fails(fresh, '%s:3: must return a table whose name is "tpol"' % path)
 
 
 def test_reload_recovers(fresh):
