@@ -145,12 +145,23 @@ static void push_image(lua_State *L, const store_image *im)
     lua_setfield(L, -2, "tags");
 }
 
+/* Argument arg names something stored (a project, an image, a job): its
+ * string, or NULL when it holds a NUL.  No write stores such a name, so
+ * it names nothing; cut short at the NUL as a C string it would name
+ * another (the router decodes %00 in a path). */
+static const char *name_arg(lua_State *L, int arg)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    return strlen(s) == len ? s : NULL;
+}
+
 /* gw.image_get(project, id) -> image table | nil */
 static int l_image_get(lua_State *L)
 {
+    const char *project = name_arg(L, 1), *id = name_arg(L, 2);
     store_image im;
-    store_rc rc = store_image_get(gwp(L)->store, luaL_checkstring(L, 1),
-                                  luaL_checkstring(L, 2), &im);
+    store_rc rc = project && id ? store_image_get(gwp(L)->store, project, id, &im) : STORE_NOT_FOUND;
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
@@ -165,8 +176,9 @@ static int l_image_get(lua_State *L)
  * be NULL) receives the image's seq. */
 static int each_image_tag(lua_State *L, store_tag_cb cb, void *ud, int64_t *seq)
 {
-    store_rc rc = store_image_tags_by_id(gwp(L)->store, luaL_checkstring(L, 1),
-                                         luaL_checkstring(L, 2), cb, ud, seq);
+    const char *project = name_arg(L, 1), *id = name_arg(L, 2);
+    store_rc rc = project && id ? store_image_tags_by_id(gwp(L)->store, project, id, cb, ud, seq)
+                                : STORE_NOT_FOUND;
     if (rc == STORE_ERROR)
         store_failed(L);
     return rc == STORE_OK;
@@ -227,9 +239,12 @@ static int l_image_tags_json(lua_State *L)
 {
     gw *g = gwp(L);
     tagcache *c = g->shared->tags_cache;
-    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    const char *project = name_arg(L, 1), *id = name_arg(L, 2);
     char hit[TAGCACHE_MAX_JSON];
-    size_t n = tagcache_get(c, project, id, hit);
+    size_t n;
+    if (!project || !id)
+        return fail(L, "not_found");
+    n = tagcache_get(c, project, id, hit);
     uint64_t seen = 0;
     int keep;
     luaL_Buffer b;
@@ -377,8 +392,8 @@ static store_tag *check_tag_map(lua_State *L, int idx, size_t *n)
  * and one that no longer names this image is a "conflict" too. */
 static int l_tags_apply(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
-    int max_tags = (int)luaL_optinteger(L, 5, -1);   /* before check_* push */
+    const char *project = name_arg(L, 1), *id = name_arg(L, 2);
+    lua_Integer max_tags = luaL_optinteger(L, 5, -1);   /* before check_* push */
     int has_expect = !lua_isnoneornil(L, 6);
     size_t nset, ndel;
     store_tag *set;
@@ -390,9 +405,10 @@ static int l_tags_apply(lua_State *L)
     del = check_strings(L, 4, &ndel);
     if (has_expect)
         expect.tags = lua_rawlen(L, 6) > 0 ? check_tags(L, 6, &expect.n) : check_tag_map(L, 6, &expect.n);
-    store_rc rc = store_tags_apply(gwp(L)->store, project, id, set, nset,
-                                   (const char *const *)del, ndel, max_tags,
-                                   has_expect ? &expect : NULL);
+    /* beyond int: more than any image can hold, i.e. no limit */
+    store_rc rc = !project || !id ? STORE_NOT_FOUND
+                : store_tags_apply(gwp(L)->store, project, id, set, nset, (const char *const *)del, ndel,
+                                   max_tags > INT_MAX ? -1 : (int)max_tags, has_expect ? &expect : NULL);
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
@@ -409,7 +425,7 @@ static const char *opt_field(lua_State *L, int t, const char *field, const char 
 {
     const char *v;
     lua_getfield(L, t, field);
-    v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+    v = lua_isnil(L, -1) ? def : (luaL_checkstring(L, -1), check_plain(L, -1, t));
     lua_pop(L, 1);              /* strings stay alive in the table */
     return v;
 }
@@ -417,7 +433,7 @@ static const char *opt_field(lua_State *L, int t, const char *field, const char 
 /* gw.image_create(project, {id?, name, status, attrs}, tags) -> id | nil, reason */
 static int l_image_create(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *id, *name, *status, *attrs;
+    const char *project = (luaL_checkstring(L, 1), check_plain(L, 1, 1)), *id, *name, *status, *attrs;
     char id_out[37];
     size_t ntags;
     store_tag *tags;
@@ -442,8 +458,8 @@ static int l_image_create(lua_State *L)
 /* gw.image_delete(project, id) -> true | nil, "not_found" */
 static int l_image_delete(lua_State *L)
 {
-    store_rc rc = store_image_delete(gwp(L)->store, luaL_checkstring(L, 1),
-                                     luaL_checkstring(L, 2));
+    const char *project = name_arg(L, 1), *id = name_arg(L, 2);
+    store_rc rc = project && id ? store_image_delete(gwp(L)->store, project, id) : STORE_NOT_FOUND;
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
@@ -505,10 +521,16 @@ static int push_dump(lua_State *L)
 /* gw.project_tags(project) -> {{key=, values={...}}, ...} sorted */
 static int l_project_tags(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1);
+    const char *project = name_arg(L, 1);
     gw *g = gwp(L);
-    tag_dump d = {evbuffer_new(), 0};
+    tag_dump d;
     int rc;
+    if (!project) {
+        lua_newtable(L);
+        return 1;
+    }
+    d.buf = evbuffer_new();
+    d.failed = 0;
     if (!d.buf)
         return luaL_error(L, "out of memory listing tags");
     gw_index_read(g);
@@ -590,7 +612,7 @@ static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *
  * without_any_tag, resource_id, resource_name, count (bool), offset, limit. */
 static int l_query(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1);
+    const char *project = name_arg(L, 1);
     gw *g = gwp(L);
     tagidx *ix = g->index;
     tagidx_query iq;
@@ -600,6 +622,14 @@ static int l_query(lua_State *L)
     uint32_t *docs;
     size_t ndocs = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
+    if (!project) { /* a project no image is in */
+        lua_pushinteger(L, 0);
+        if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1))
+            return lua_pop(L, 1), 1;
+        lua_pop(L, 1);
+        lua_newtable(L);
+        return 2;
+    }
     build_query(L, 2, &iq);
     resolve_doc(L, 2, project, &iq);
     if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1)) {
@@ -774,7 +804,7 @@ static int l_reload(lua_State *L)
  *   -> job_id, image_id.  Image (queued) and job (INIT) in one transaction. */
 static int l_import_submit(lua_State *L)
 {
-    const char *project = luaL_checkstring(L, 1), *name, *attrs, *kind, *params;
+    const char *project = (luaL_checkstring(L, 1), check_plain(L, 1, 1)), *name, *attrs, *kind, *params;
     char job_id[33], image_id[37];
     size_t ntags;
     store_tag *tags;
@@ -815,8 +845,9 @@ static void set_opt_string(lua_State *L, const char *field, const char *v)
 /* gw.job_get(project, job_id) -> job table | nil, "not_found" */
 static int l_job_get(lua_State *L)
 {
+    const char *project = name_arg(L, 1), *job_id = name_arg(L, 2);
     store_job j;
-    store_rc rc = store_job_get(gwp(L)->store, luaL_checkstring(L, 1), luaL_checkstring(L, 2), &j);
+    store_rc rc = project && job_id ? store_job_get(gwp(L)->store, project, job_id, &j) : STORE_NOT_FOUND;
     if (rc == STORE_ERROR)
         return store_failed(L);
     if (rc == STORE_NOT_FOUND)
@@ -842,7 +873,8 @@ static int l_job_get(lua_State *L)
 /* gw.jobs_active(project) -> number of INIT/RUNNING jobs */
 static int l_jobs_active(lua_State *L)
 {
-    int64_t n = store_jobs_active_count(gwp(L)->store, luaL_checkstring(L, 1));
+    const char *project = name_arg(L, 1);
+    int64_t n = project ? store_jobs_active_count(gwp(L)->store, project) : 0;
     if (n < 0)
         return store_failed(L);
     lua_pushinteger(L, n);

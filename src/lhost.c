@@ -283,7 +283,7 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
                  h->running_file ? ": " : "",
                  h->mem_exceeded ? "script exceeded its memory budget" : "out of memory");
     } else if (rc != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
+        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
         lua_pop(L, 1);
     } else {
@@ -731,10 +731,46 @@ static int init_main(lhost *h, char *err, size_t errlen)
     return 0;
 }
 
+/* Lua's last resort, when an error escapes every protected call: say so
+ * before it aborts.  Every call into the scripts is protected, so this is
+ * a bug of ours. */
+static int panic(lua_State *L)
+{
+    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"unprotected Lua error\",\"error\":");
+    util_fjson_string(stderr, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
+    fputs("}\n", stderr);
+    return 0;
+}
+
+typedef struct {
+    lhost *h;
+    char *err;
+    size_t errlen;
+    int rc;
+} build_args;
+
+/* Fills a new state: everything it pushes may hit the memory cap, whose
+ * error must land here rather than in Lua's panic. */
+static int build_protected(lua_State *L)
+{
+    build_args *a = lua_touserdata(L, 1);
+    lhost *h = a->h;
+    lua_settop(L, 0);
+    open_sandbox(L);
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, l_require, 1);
+    lua_setglobal(L, "require");
+    lapi_open(L, h);
+    a->rc = init_main(h, a->err, a->errlen) != 0 || lock_state(h, a->err, a->errlen) != 0 ? -1 : 0;
+    return 0;
+}
+
 lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
 {
     lhost *h = calloc(1, sizeof *h);
+    build_args build;
     int64_t period_us;
+    int rc;
     if (!h) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -756,15 +792,22 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the script watchdog");
         goto fail;
     }
-    open_sandbox(h->L);
-    lua_pushlightuserdata(h->L, h);
-    lua_pushcclosure(h->L, l_require, 1);
-    lua_setglobal(h->L, "require");
-    lapi_open(h->L, h);
+    lua_atpanic(h->L, panic);
     /* another worker may build this state (a reload reaches all workers):
      * its init must not touch the storage of the worker it is for */
     h->building = 1;
-    if (init_main(h, err, errlen) != 0 || lock_state(h, err, errlen) != 0)
+    build.h = h;
+    build.err = err;
+    build.errlen = errlen;
+    lua_pushcfunction(h->L, build_protected);
+    lua_pushlightuserdata(h->L, &build);
+    if ((rc = lua_pcall(h->L, 1, 0, 0)) != LUA_OK) {
+        snprintf(err, errlen, "%s", rc == LUA_ERRMEM ? "the scripts exceeded their memory budget while loading"
+                                    : lua_type(h->L, -1) == LUA_TSTRING ? lua_tostring(h->L, -1)
+                                                                         : "error while loading the scripts");
+        goto fail;
+    }
+    if (build.rc != 0)
         goto fail;
     h->building = 0;
     lua_settop(h->L, 0);
@@ -814,12 +857,34 @@ static void push_request(lua_State *L, const lhost_request *r)
     lua_setfield(L, -2, "remote");
 }
 
+/* handle(req), protected: the request table (the whole body) is built
+ * here, where the memory cap's error is caught, and the answers that are
+ * numbers become strings here too (that allocates). */
+static int handle_protected(lua_State *L)
+{
+    lhost *h = host_of(L);
+    const lhost_request *r = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handle_ref);
+    push_request(L, r);
+    lua_call(L, 1, 5);
+    for (int i = 2; i <= 5; i++)
+        if (lua_type(L, i) == LUA_TNUMBER)
+            lua_tostring(L, i);
+    return 5;
+}
+
+static const char *string_at(lua_State *L, int idx, size_t *len)
+{
+    return lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len) : NULL;
+}
+
 /* handle(req) returns status, body, content_type, route, project. */
 static int take_response(lhost *h, lhost_response *resp, char *err, size_t errlen)
 {
     lua_State *L = h->L;
     size_t len = 0;
-    const char *body = lua_tolstring(L, -4, &len);
+    const char *body = string_at(L, -4, &len), *s;
     lua_Integer status = lua_tointeger(L, -5);
     if (!lua_isinteger(L, -5) || status < 100 || status > 599) {
         snprintf(err, errlen, "handle() returned an invalid status");
@@ -830,12 +895,12 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
         snprintf(err, errlen, "out of memory for the response body");
         return -1;
     }
-    util_copy(resp->content_type, sizeof resp->content_type,
-              lua_isstring(L, -3) ? lua_tostring(L, -3) : "application/json;charset=UTF-8");
-    if (lua_isstring(L, -2))
-        util_copy(resp->route, sizeof resp->route, lua_tostring(L, -2));
-    if (lua_isstring(L, -1))
-        util_copy(resp->project, sizeof resp->project, lua_tostring(L, -1));
+    s = string_at(L, -3, NULL);
+    util_copy(resp->content_type, sizeof resp->content_type, s ? s : "application/json;charset=UTF-8");
+    if ((s = string_at(L, -2, NULL)))
+        util_copy(resp->route, sizeof resp->route, s);
+    if ((s = string_at(L, -1, NULL)))
+        util_copy(resp->project, sizeof resp->project, s);
     return 0;
 }
 
@@ -846,8 +911,8 @@ lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp)
     lhost_rc rc;
     h->req = req;
     h->resp = resp;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handle_ref);
-    push_request(L, req);
+    lua_pushcfunction(L, handle_protected);
+    lua_pushlightuserdata(L, (void *)req);
     rc = pcall(h, 1, 5, 1, err, sizeof err);
     if (rc == LHOST_OK) {
         if (take_response(h, resp, err, sizeof err) != 0)
@@ -893,30 +958,62 @@ static void set_str(lua_State *L, const char *field, const char *v)
     lua_setfield(L, -2, field);
 }
 
+typedef struct {
+    const store_job *job;
+    int progress;
+} job_args;
+
+/* job_step(job), protected like handle_protected: builds the job table,
+ * calls, and reads the result's status, progress, code and reason (a
+ * field read may run a metamethod; a number becomes a string) into four
+ * values; nil for the fields of a result that is not a table. */
+static int job_step_protected(lua_State *L)
+{
+    lhost *h = host_of(L);
+    const job_args *a = lua_touserdata(L, 1);
+    static const char *const fields[] = {"status", "progress", "code", "reason"};
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->job_step_ref);
+    lua_createtable(L, 0, 10);
+    set_str(L, "id", a->job->id);
+    set_str(L, "project_id", a->job->project);
+    set_str(L, "kind", a->job->kind);
+    set_str(L, "status", a->job->status);
+    set_str(L, "image_id", a->job->image_id);
+    set_str(L, "image_name", a->job->image_name);
+    set_str(L, "params", a->job->params);
+    lua_pushinteger(L, a->progress);
+    lua_setfield(L, -2, "progress");
+    lua_call(L, 1, 1);
+    for (int i = 0; i < 4; i++) {
+        if (lua_istable(L, 1))
+            lua_getfield(L, 1, fields[i]);
+        else
+            lua_pushnil(L);
+        if (i != 1 && lua_type(L, -1) == LUA_TNUMBER)
+            lua_tostring(L, -1);
+    }
+    return 4;
+}
+
+/* The four values job_step_protected leaves. */
 static void read_job_result(lua_State *L, lhost_job_result *out)
 {
-    const char *state;
-    lua_getfield(L, -1, "status");
-    state = lua_tostring(L, -1);
+    const char *state = string_at(L, -4, NULL), *code = string_at(L, -2, NULL),
+               *reason = string_at(L, -1, NULL);
     out->state = state && !strcmp(state, "success") ? LHOST_JOB_SUCCESS
                : state && !strcmp(state, "fail")    ? LHOST_JOB_FAIL
                                                      : LHOST_JOB_RUNNING;
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "progress");
-    out->progress = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "code");
-    util_copy(out->code, sizeof out->code, lua_isstring(L, -1) ? lua_tostring(L, -1) : "IMG.0061");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "reason");
-    util_copy(out->reason, sizeof out->reason, lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
-    lua_pop(L, 1);
+    out->progress = lua_type(L, -3) == LUA_TNUMBER ? (int)lua_tointeger(L, -3) : 0;
+    util_copy(out->code, sizeof out->code, code ? code : "IMG.0061");
+    util_copy(out->reason, sizeof out->reason, reason ? reason : "");
 }
 
 lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out)
 {
     lua_State *L = h->L;
     char err[2048];
+    job_args args;
     lhost_rc rc;
     memset(out, 0, sizeof *out);
     if (h->job_step_ref == LUA_NOREF) {
@@ -925,18 +1022,11 @@ lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_
         util_copy(out->reason, sizeof out->reason, "no import backend (main.job_step) is loaded");
         return LHOST_OK;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->job_step_ref);
-    lua_createtable(L, 0, 10);
-    set_str(L, "id", job->id);
-    set_str(L, "project_id", job->project);
-    set_str(L, "kind", job->kind);
-    set_str(L, "status", job->status);
-    set_str(L, "image_id", job->image_id);
-    set_str(L, "image_name", job->image_name);
-    set_str(L, "params", job->params);
-    lua_pushinteger(L, progress);
-    lua_setfield(L, -2, "progress");
-    rc = pcall(h, 1, 1, 1, err, sizeof err);
+    args.job = job;
+    args.progress = progress;
+    lua_pushcfunction(L, job_step_protected);
+    lua_pushlightuserdata(L, &args);
+    rc = pcall(h, 1, 4, 1, err, sizeof err);
     if (rc != LHOST_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
         util_fjson_string(stderr, err);
@@ -944,10 +1034,7 @@ lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_
         lua_settop(L, 0);
         return rc;
     }
-    if (lua_istable(L, -1))
-        read_job_result(L, out);
-    else
-        out->state = LHOST_JOB_RUNNING;
-    lua_pop(L, 1);
+    read_job_result(L, out);
+    lua_pop(L, 4);
     return LHOST_OK;
 }

@@ -419,6 +419,30 @@ def test_invalid_utf8_400(g):
             ims_error(js, "IMG.0001")
 
 
+def test_nul_in_a_path_id_names_nothing(g):
+    """%00 in an image or job id decodes to a NUL: the id names no image
+    (no write stores one), and must not act on the image named by what
+    precedes the NUL."""
+    iid = g.image
+    before = g.image_tags(iid)
+    for method, path, body, code in [
+        ("GET", "/v2/images/%s%%00junk" % iid, None, "IMG.0027"),
+        ("GET", g.tags_path(iid + "%00zz"), None, "IMG.0027"),
+        ("POST", g.tags_path(iid + "%00zz") + "/action",
+         {"action": "create", "tags": [{"key": "nul", "value": "1"}]}, "IMG.0027"),
+        ("POST", g.tags_path(iid + "%00zz"), {"tag": {"key": "nul", "value": "1"}}, "IMG.0027"),
+        ("DELETE", g.tags_path(iid + "%00zz") + "/base", None, "IMG.0027"),
+        ("DELETE", "/v2/images/%s%%00junk" % iid, None, "IMG.0027"),
+    ]:
+        with Unchanged(g):
+            st, _, js, raw = g.request(method, path, json.dumps(body) if body else None)
+            assert st == 404, (method, path, raw)
+            ims_error(js, code)
+    assert g.image_tags(iid) == before
+    st, _, js, raw = g.request("GET", "/v1/%s/jobs/%s%%00x" % (g.project, "0" * 32))
+    assert st == 404, raw
+
+
 def test_nul_bytes_in_written_keys_400_naming_field(g):
     tp = g.tags_path(g.image)
     for method, path, body, code, field in [

@@ -190,6 +190,20 @@ def _looping_health(g):
     assert st == 200, raw
 
 
+def test_body_over_the_script_memory_cap_is_503_not_a_crash(gateway_factory):
+    """The request table (with the whole body) is built inside the protected
+    call: a body larger than the scripts' memory cap fails that request
+    (503, the memory budget), where it used to abort the process."""
+    g = gateway_factory(extra_args=["--script-memory-mb", "4", "--body-limit", str(8 << 20)])
+    body = json.dumps({"name": "big", "description": "a" * (5 << 20)})
+    st, _, js, raw = g.request("POST", "/v2/images", body)
+    assert st == 503, raw[:300]
+    ims_error(js, "IMG.0061")
+    assert g.running()
+    st, _, js, _ = g.request("GET", "/healthz")
+    assert st == 200 and js == {"status": "ok"}
+
+
 def test_time_budget_is_kept_by_the_watchdog(gateway_factory):
     """Without instruction counting (the default) a runaway is stopped by
     the watchdog thread: 503 near the configured time, not long after."""

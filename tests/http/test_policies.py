@@ -608,6 +608,18 @@ def test_reload_lowers_max_tags(fresh):
     rejected(fresh.create(P_TMS, img2, [("d", "4")]), "3", "(policy tms)", code="IMG.0116")
 
 
+def test_max_tags_beyond_32_bits_is_no_limit(fresh):
+    """A quota larger than C's int (2^32 would wrap to 0) allows any count,
+    on every write path alike."""
+    rewrite(fresh, "tms", lambda t: t.replace("max_tags = 10,", "max_tags = 4294967296,"))
+    assert fresh.reload()[0] == 200
+    img = fresh.new_image(P_TMS)
+    ok(fresh.create(P_TMS, img, [("k%d" % i, "v") for i in range(12)]))
+    status, data = fresh.request("POST", "/v2/%s/images/%s/tags" % (P_TMS, img),
+                                 {"tag": {"key": "one", "value": "more"}})
+    assert status == 204, (status, data)
+
+
 def test_reload_changes_binding(fresh):
     img = fresh.new_image(P_OTHER)
     rejected(fresh.create(P_OTHER, img, [("with space", "v")]), "(policy ims)")
