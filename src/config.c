@@ -5,8 +5,10 @@
 #include "config.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,8 +202,26 @@ done:
     return rc;
 }
 
+/* The host is judged as an address, not by its spelling: a name such as
+ * 127.0.0.1.example.com would be resolved to wherever DNS says. */
 int config_is_loopback(const char *listen)
 {
-    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
-           strncmp(listen, "[::1]:", 6) == 0;
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    char host[INET6_ADDRSTRLEN + 2];
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (n >= 2 && listen[0] == '[' && listen[n - 1] == ']') {
+        listen++;
+        n -= 2;
+    }
+    if (n >= sizeof host)
+        return 0;
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }

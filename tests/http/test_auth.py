@@ -2,6 +2,8 @@
 import subprocess
 import time
 
+import pytest
+
 from conftest import BIN, JSON_CT, gateway_error, ims_error, random_project, run_cli
 
 
@@ -229,9 +231,13 @@ def test_auth_off_on_loopback(gateway_factory):
     assert not any('"token"' in line for line in g.stdout_lines())
 
 
-def test_auth_off_on_non_loopback_exits_2(tmp_path):
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "127.0.0.1.example.com:0", "[::]:0", "128.0.0.1:0",
+                                    "localhost.example.com:0", "[::1.example]:0"])
+def test_auth_off_on_non_loopback_exits_2(tmp_path, listen):
+    """Loopback is judged on the address: a name that merely starts like
+    one would be resolved through DNS to anywhere."""
     db = str(tmp_path / "x.db")
-    p = subprocess.Popen([BIN, "serve", "--auth", "off", "--listen", "0.0.0.0:0", "--db", db,
+    p = subprocess.Popen([BIN, "serve", "--auth", "off", "--listen", listen, "--db", db,
                           "--scripts", "/work/main/lua", "--policies", "/work/main/policies"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
