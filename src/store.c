@@ -1018,6 +1018,13 @@ static store *txn_begin(store *s)
     store *w = wconn(s);
     if (acquire(s) != 0)
         return NULL;
+    if (w->txn_open && sqlite3_get_autocommit(w->db)) {
+        /* SQLite undid the group after an earlier error of this request's
+         * (FULL, IOERR, NOMEM) that a script caught: a write now would run
+         * in a transaction of its own and commit outside the group */
+        snprintf(w->err, sizeof w->err, "the transaction was rolled back after an earlier error");
+        goto fail;
+    }
     if (w->depth == TXN_MAX_DEPTH) {
         snprintf(w->err, sizeof w->err, "write calls nested deeper than %d", TXN_MAX_DEPTH);
         goto fail;
