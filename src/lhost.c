@@ -22,6 +22,10 @@
 #include <string.h>
 
 #define HOOK_EVERY 1000          /* instructions between budget checks */
+/* Loading a file (or main.init) may take this many requests' budgets: a
+ * reload runs on a worker's loop, which serves nothing meanwhile, so a
+ * script that loops at load must fail fast (loads take milliseconds). */
+#define LOAD_BUDGET_SCALE 2
 
 /* Lua allocates and frees many small blocks per request (tables, strings,
  * closures); keeping them on per-size free lists of the state spares
@@ -157,6 +161,8 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* ---- instruction and time budget ---------------------------------------- */
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
 static lhost *host_of(lua_State *L)
 {
     void *ud = NULL;
@@ -164,8 +170,21 @@ static lhost *host_of(lua_State *L)
     return ud;
 }
 
-/* Once the budget is spent the hook fires on every instruction, so a
- * script's own pcall cannot swallow the kill and carry on. */
+/* Marks the running call killed: from now on the hook raises on every
+ * instruction, so a script's own pcall cannot swallow the kill, and each
+ * raise repeats where the budget ran out (the function at `level`), not
+ * where a pcall that caught the first raise sits. */
+static void kill_call(lua_State *L, lhost *h, int level)
+{
+    h->killed = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_where(L, level);
+    snprintf(h->kill_msg, sizeof h->kill_msg, "%sscript budget exceeded (time or instructions)",
+             lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* Once the budget is spent the hook fires on every instruction. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     lhost *h = host_of(L);
@@ -184,19 +203,12 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
             }
             return;
         }
-        h->killed = 1;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-        /* where it ran over: level 0 is that function (luaL_error would name
-         * its caller), and later raises, past a script's own pcall, repeat
-         * it rather than name the pcall's caller */
-        luaL_where(L, 0);
-        snprintf(h->kill_msg, sizeof h->kill_msg, "%sscript budget exceeded (time or instructions)",
-                 lua_tostring(L, -1));
-        lua_pop(L, 1);
+        kill_call(L, h, 0);
     }
     lua_pushstring(L, h->kill_msg);
     lua_error(L);
 }
+
 
 /* The watchdog saw the running call overrun its deadline: from here the
  * hook runs on every instruction and raises.  Runs in a signal handler. */
@@ -256,6 +268,19 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* Whether an error message starts with a position ("chunk:line:"). */
+static int has_position(const char *msg)
+{
+    const char *p = msg;
+    while (*p && *p != ':' && *p != '\n')
+        p++;
+    if (*p != ':' || p == msg || !(p[1] >= '0' && p[1] <= '9'))
+        return 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        ;
+    return *p == ':';
+}
+
 /* Calls the function below nargs arguments.  On failure returns
  * LHOST_BUDGET or LHOST_ERROR with the message (and traceback when tb) in
  * err, and leaves nothing of the call on the stack. */
@@ -284,7 +309,12 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
                  h->mem_exceeded ? "script exceeded its memory budget" : "out of memory");
     } else if (rc != LUA_OK) {
         const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
+        if (!msg)
+            msg = "(error object is not a string)";
+        if (h->running_file && !has_position(msg))   /* error({...}), error(), C stack overflow */
+            snprintf(err, errlen, "%s: %s", h->running_file, msg);
+        else
+            snprintf(err, errlen, "%s", msg);
         lua_pop(L, 1);
     } else {
         lua_pop(L, nresults);
@@ -334,6 +364,78 @@ static int safe_collectgarbage(lua_State *L)
     return luaL_error(L, "collectgarbage('%s') is not allowed in tagway scripts", opt);
 }
 
+/* ---- guards on library functions whose loops run in C ------------------ */
+
+/* Longer than any table a script's memory could hold: a length or range
+ * beyond it comes from a __len or an argument gone wrong, and the C loop
+ * over it would run for ages where no time budget can stop it. */
+#define SCRIPT_MAX_RANGE ((lua_Integer)1 << 26)
+
+/* Calls the library's own function (upvalue 1) with every argument. */
+static int call_original(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* table.insert and table.remove shift every element above the position. */
+static int guarded_shift(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, 1);
+        luaL_argcheck(L, n >= -SCRIPT_MAX_RANGE && n <= SCRIPT_MAX_RANGE, 1, "table too long to shift");
+    }
+    return call_original(L);
+}
+
+static int guarded_move(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, e < f || (lua_Unsigned)e - (lua_Unsigned)f < (lua_Unsigned)SCRIPT_MAX_RANGE, 3,
+                  "range too long to move");
+    return call_original(L);
+}
+
+/* ("").rep(n) would copy nothing n times: a loop of up to 2^63 steps. */
+static int guarded_rep(lua_State *L)
+{
+    size_t len, seplen;
+    luaL_checklstring(L, 1, &len);
+    luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    if (len + seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return call_original(L);
+}
+
+/* Lua runs finalizers with hooks off: a __gc that loops could never be
+ * stopped. */
+static int guarded_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_argerror(L, 2, "__gc is not allowed in tagway scripts (a finalizer runs "
+                                       "where no time budget can stop it)");
+        lua_pop(L, 1);
+    }
+    return call_original(L);
+}
+
+static void guard(lua_State *L, const char *lib, const char *name, lua_CFunction f)
+{
+    lua_getglobal(L, lib);
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 static void remove_field(lua_State *L, const char *table, const char *field)
 {
     lua_getglobal(L, table);
@@ -358,6 +460,11 @@ static void open_sandbox(lua_State *L)
     for (const char *const *n = base_out; *n; n++)
         remove_field(L, LUA_GNAME, *n);
     remove_field(L, LUA_STRLIBNAME, "dump");
+    guard(L, LUA_GNAME, "setmetatable", guarded_setmetatable);
+    guard(L, LUA_STRLIBNAME, "rep", guarded_rep);
+    guard(L, LUA_TABLIBNAME, "insert", guarded_shift);
+    guard(L, LUA_TABLIBNAME, "remove", guarded_shift);
+    guard(L, LUA_TABLIBNAME, "move", guarded_move);
     lua_register(L, "load", safe_load);
     lua_register(L, "collectgarbage", safe_collectgarbage);
     lua_newtable(L);                           /* os: clock and time only */
@@ -378,12 +485,45 @@ static void open_sandbox(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* After loading: new globals and reads of undefined ones raise, and the
- * string metatable cannot be reached, so one request cannot leave state
- * behind for the next by accident or design. */
+/* After loading: new globals and reads of undefined ones raise, the
+ * library tables (string, table, math, utf8, os, gw, cjson) are read-only
+ * views, rawset refuses them and _G, the cjson settings are fixed, and the
+ * string metatable cannot be reached: one request cannot leave state
+ * behind for the next (on its worker only, so workers would drift apart)
+ * by accident or design.  Its argument is the loaded-modules table, which
+ * require answers from. */
 static const char lock_globals_lua[] =
-    "local G, err = _G, error\n"
-    "setmetatable(G, {__metatable = false,\n"
+    "local loaded = ...\n"
+    "local G, err, setmt, rawset0, next0, type0, select0 = _G, error, setmetatable, rawset, next, type, select\n"
+    "local locked = setmt({}, {__mode = 'k'})\n"
+    "local function view(name, t)\n"
+    "  local v = setmt({}, {__metatable = false, __index = t,\n"
+    "    __newindex = function(_, k) err('assignment to ' .. name .. '.' .. tostring(k) .. ': library tables are read-only', 2) end,\n"
+    "    __pairs = function() return next0, t, nil end, __len = function() return #t end})\n"
+    "  locked[v] = true\n"
+    "  return v\n"
+    "end\n"
+    "local cjson = loaded.cjson\n"
+    "for name, setting in next0, cjson do\n"
+    "  if type0(setting) == 'function' and name ~= 'encode' and name ~= 'decode' and name ~= 'new' then\n"
+    "    cjson[name] = function(...)\n"
+    "      if select0('#', ...) > 0 then err('cjson.' .. name .. ': the cjson settings are fixed once the scripts are loaded', 2) end\n"
+    "      return setting()\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "loaded.cjson = view('cjson', cjson)\n"
+    "for _, name in next0, {'string', 'table', 'math', 'utf8', 'os', 'gw'} do\n"
+    "  local v = view(name, G[name])\n"
+    "  rawset0(G, name, v)\n"
+    "  if loaded[name] ~= nil then loaded[name] = v end\n"
+    "end\n"
+    "locked[G] = true\n"
+    "rawset0(G, 'rawset', function(t, k, v)\n"
+    "  if locked[t] then err('rawset: this table is locked once the scripts are loaded', 2) end\n"
+    "  return rawset0(t, k, v)\n"
+    "end)\n"
+    "setmt(G, {__metatable = false,\n"
     "  __newindex = function(_, k) err('assignment to undeclared global \\'' .. tostring(k) .. '\\'', 2) end,\n"
     "  __index = function(_, k) err('read of undeclared global \\'' .. tostring(k) .. '\\'', 2) end})\n";
 
@@ -399,7 +539,8 @@ static int lock_state(lhost *h, char *err, size_t errlen)
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         return -1;
     }
-    return pcall(h, 0, 0, 1, err, errlen) == LHOST_OK ? 0 : -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    return pcall(h, 1, 0, 1, err, errlen) == LHOST_OK ? 0 : -1;
 }
 
 /* ---- loading scripts from disk ----------------------------------------- */
@@ -454,7 +595,7 @@ static int run_file(lhost *h, const char *path, char *err, size_t errlen)
     if (load_chunk(h, path, err, errlen) != 0)
         return -1;
     h->running_file = h->files[h->nfiles - 1].path;
-    rc = pcall(h, 0, 1, 10, err, errlen);
+    rc = pcall(h, 0, 1, LOAD_BUDGET_SCALE, err, errlen);
     h->running_file = outer;
     return rc == LHOST_OK ? 0 : -1;
 }
@@ -707,7 +848,7 @@ static int init_main(lhost *h, char *err, size_t errlen)
     lua_State *L = h->L;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "main");
-    if (pcall(h, 1, 1, 10, err, errlen) != LHOST_OK)
+    if (pcall(h, 1, 1, LOAD_BUDGET_SCALE, err, errlen) != LHOST_OK)
         return -1;
     if (!lua_istable(L, -1) || lua_getfield(L, -1, "handle") != LUA_TFUNCTION) {
         snprintf(err, errlen, "%s/main.lua: must return a table with a handle function",
@@ -722,7 +863,7 @@ static int init_main(lhost *h, char *err, size_t errlen)
     if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
         if (build_ctx(h, err, errlen) != 0)
             return -1;
-        if (pcall(h, 1, 0, 10, err, errlen) != LHOST_OK)
+        if (pcall(h, 1, 0, LOAD_BUDGET_SCALE, err, errlen) != LHOST_OK)
             return -1;
     } else {
         lua_pop(L, 1);
@@ -884,10 +1025,19 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
 {
     lua_State *L = h->L;
     size_t len = 0;
-    const char *body = string_at(L, -4, &len), *s;
+    const char *body = string_at(L, -4, &len), *s = string_at(L, -3, NULL);
     lua_Integer status = lua_tointeger(L, -5);
     if (!lua_isinteger(L, -5) || status < 100 || status > 599) {
         snprintf(err, errlen, "handle() returned an invalid status");
+        return -1;
+    }
+    if (!body && !lua_isnil(L, -4)) {
+        snprintf(err, errlen, "handle() returned a %s as the body (a string or nil is needed)",
+                 luaL_typename(L, -4));
+        return -1;
+    }
+    if (!lua_isnil(L, -3) && (!s || !*s || strpbrk(s, "\r\n") || strlen(s) >= sizeof resp->content_type)) {
+        snprintf(err, errlen, "handle() returned an invalid content type (a one-line string is needed)");
         return -1;
     }
     resp->status = (int)status;
@@ -895,7 +1045,6 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
         snprintf(err, errlen, "out of memory for the response body");
         return -1;
     }
-    s = string_at(L, -3, NULL);
     util_copy(resp->content_type, sizeof resp->content_type, s ? s : "application/json;charset=UTF-8");
     if ((s = string_at(L, -2, NULL)))
         util_copy(resp->route, sizeof resp->route, s);
@@ -996,17 +1145,29 @@ static int job_step_protected(lua_State *L)
     return 4;
 }
 
-/* The four values job_step_protected leaves. */
-static void read_job_result(lua_State *L, lhost_job_result *out)
+/* The four values job_step_protected leaves; -1 when they name no known
+ * status (the job fails). */
+static int read_job_result(lua_State *L, lhost_job_result *out)
 {
     const char *state = string_at(L, -4, NULL), *code = string_at(L, -2, NULL),
                *reason = string_at(L, -1, NULL);
-    out->state = state && !strcmp(state, "success") ? LHOST_JOB_SUCCESS
-               : state && !strcmp(state, "fail")    ? LHOST_JOB_FAIL
-                                                     : LHOST_JOB_RUNNING;
     out->progress = lua_type(L, -3) == LUA_TNUMBER ? (int)lua_tointeger(L, -3) : 0;
     util_copy(out->code, sizeof out->code, code ? code : "IMG.0061");
     util_copy(out->reason, sizeof out->reason, reason ? reason : "");
+    if (state && !strcmp(state, "success"))
+        out->state = LHOST_JOB_SUCCESS;
+    else if (state && !strcmp(state, "fail"))
+        out->state = LHOST_JOB_FAIL;
+    else if (state && !strcmp(state, "running"))
+        out->state = LHOST_JOB_RUNNING;
+    else { /* a backend that answers nothing known would keep the job running for ever */
+        out->state = LHOST_JOB_FAIL;
+        util_copy(out->code, sizeof out->code, "IMG.0061");
+        snprintf(out->reason, sizeof out->reason, "the import backend answered no status "
+                 "(\"running\", \"success\" or \"fail\")");
+        return -1;
+    }
+    return 0;
 }
 
 lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out)
@@ -1034,7 +1195,11 @@ lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_
         lua_settop(L, 0);
         return rc;
     }
-    read_job_result(L, out);
+    if (read_job_result(L, out) != 0) {
+        fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
+        util_fjson_string(stderr, out->reason);
+        fputs("}\n", stderr);
+    }
     lua_pop(L, 4);
     return LHOST_OK;
 }

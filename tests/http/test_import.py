@@ -838,3 +838,25 @@ def test_an_object_that_cannot_be_read_fails(gw):
     final, _ = wait_job(gw, job_id)
     assert final["status"] == "FAIL" and final["error_code"] == "IMG.0057", final
     assert "cannot be read" in final["fail_reason"], final
+
+
+@pytest.mark.parametrize("answer", ["42", "{status = 'weird'}", "nil"])
+def test_a_backend_answering_no_status_fails_the_job(gateway, answer):
+    """A step that answers no known status would keep the job RUNNING for
+    ever: the job fails (IMG.0061, saying why) and the error is logged."""
+    g = gateway
+    path = g.script("import_backend.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert "function backend.step(job)\n" in text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("function backend.step(job)\n",
+                             "function backend.step(job)\n  do return %s end\n" % answer, 1))
+    assert g.reload()[0] == 200
+    url = put_object(g, BUCKET, "nostatus.zvhd2")
+    job_id = submit_ok(g, body_with(image_url=url))
+    final, _ = wait_job(g, job_id, timeout=10)
+    assert final["status"] == "FAIL" and final["error_code"] == "IMG.0061", final
+    assert "answered no status" in final["fail_reason"], final
+    logged = g.wait_logged(lambda objs: [o for o in objs if o.get("job_id") == job_id])
+    assert any("answered no status" in o.get("traceback", "") for o in logged if o.get("job_id") == job_id)

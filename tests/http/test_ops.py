@@ -5,6 +5,8 @@ import os
 import re
 import time
 
+import pytest
+
 from conftest import JSON_CT, SLOWDOWN, ims_error
 
 HEALTH_OK = """function ops.health()
@@ -308,3 +310,20 @@ def test_sighup_reloads(gateway):
     assert g.status()["generation"] == gen + 1
     objs = g.wait_logged(lambda objs: any(o.get("msg") == "reload (SIGHUP) ok" for o in objs))
     assert any(o.get("msg") == "reload (SIGHUP) ok" for o in objs)
+
+
+@pytest.mark.parametrize("answer,why", [
+    ('return 200, {1, 2}, "text/plain"', "a table as the body"),
+    ('return 200, "x", "text/plain\\r\\nX-Injected: 1"', "invalid content type"),
+])
+def test_handler_answers_of_the_wrong_shape_are_500(gateway, answer, why):
+    """What a handler returns is checked, not coerced: a table body or a
+    content type with a line break fails the request (500, logged)."""
+    g = gateway
+    replace_in(g.script("handlers/ops.lua"), 'return shape.ok(200, { status = "ok" })', answer)
+    assert g.reload()[0] == 200
+    st, h, js, raw = g.request("GET", "/healthz")
+    assert st == 500, raw
+    assert "X-Injected" not in h
+    errors = g.wait_logged(lambda objs: [o for o in objs if why in o.get("traceback", "")])
+    assert any(why in o.get("traceback", "") for o in errors)

@@ -130,6 +130,25 @@ static const probe_case probes[] = {
     {"local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end", LHOST_BUDGET, NULL},
     {"local t = {} for i = 1, 1e9 do pcall(function() t[#t + 1] = string.rep('y', 65536) .. i end) end",
      LHOST_BUDGET, NULL},
+    /* library tables are read-only views once loaded: nothing a request
+     * does to them is left for the next one */
+    {"string.upper = function() return 'PWNED' end", LHOST_ERROR, NULL},
+    {"pcall(function() string.upper = nil end) return ('a'):upper()", LHOST_OK, "A"},
+    {"gw.auth = function() return true end", LHOST_ERROR, NULL},
+    {"rawset(_G, 'leaked', 1)", LHOST_ERROR, NULL},
+    {"rawset(string, 'upper', print)", LHOST_ERROR, NULL},
+    {"rawset(require('string'), 'upper', 1)", LHOST_ERROR, NULL},
+    {"require('cjson').decode_max_depth(5)", LHOST_ERROR, NULL},
+    {"return require('cjson').decode_max_depth() == require('cjson').decode_max_depth()", LHOST_OK, "true"},
+    {"local t = {} rawset(t, 'k', 1) return t.k", LHOST_OK, "1"},
+    /* C loops no hook can stop are refused before they start */
+    {"setmetatable({}, {__gc = function() while true do end end})", LHOST_ERROR, NULL},
+    {"return #(''):rep(1e18) .. (''):rep(math.maxinteger, '')", LHOST_OK, "0"},
+    {"table.insert(setmetatable({}, {__len = function() return 2^40 end}), 1, 'x')", LHOST_ERROR, NULL},
+    {"table.remove(setmetatable({}, {__len = function() return 2^40 end}), 1)", LHOST_ERROR, NULL},
+    {"table.move({}, 1, math.maxinteger, 2)", LHOST_ERROR, NULL},
+    {"local t = {1, 2, 3} table.insert(t, 1, 0) table.remove(t) "
+     "return table.concat(table.move(t, 1, 3, 2), ',')", LHOST_OK, "0,0,1,2"},
     {"return 1 + 1", LHOST_OK, "2"},
 };
 
