@@ -5,6 +5,7 @@
  * Uses Lua, lua-cjson, lapi (gw.*), sha256 and libevent's evbuffer. */
 #include "lhost.h"
 #include "lapi.h"
+#include "lpattern.h"
 #include "sha256.h"
 #include "util.h"
 #include "watchdog.h"
@@ -182,6 +183,26 @@ static void kill_call(lua_State *L, lhost *h, int level)
     snprintf(h->kill_msg, sizeof h->kill_msg, "%sscript budget exceeded (time or instructions)",
              lua_tostring(L, -1));
     lua_pop(L, 1);
+}
+
+/* The count hook cannot see loops inside C functions (a pattern match
+ * that backtracks for ever, a table shift over a huge length): those call
+ * this every so many steps, and it raises the budget error once the
+ * running call is past its deadline, or was killed. */
+static void budget_tick(lua_State *L, void *ud)
+{
+    lhost *h = ud;
+    if (!h->armed)
+        return;
+    if (!h->killed) {
+        if (h->g->opt.script_instructions > 0)
+            h->instr_left -= HOOK_EVERY;
+        if (h->instr_left > 0 && util_mono_us() < h->deadline_us)
+            return;
+        kill_call(L, h, 1);     /* level 1: the script that called the C function */
+    }
+    lua_pushstring(L, h->kill_msg);
+    lua_error(L);
 }
 
 /* Once the budget is spent the hook fires on every instruction. */
@@ -444,7 +465,7 @@ static void remove_field(lua_State *L, const char *table, const char *field)
     lua_pop(L, 1);
 }
 
-static void open_sandbox(lua_State *L)
+static void open_sandbox(lua_State *L, lhost *h)
 {
     static const luaL_Reg libs[] = {
         {LUA_GNAME, luaopen_base}, {LUA_TABLIBNAME, luaopen_table},
@@ -460,6 +481,11 @@ static void open_sandbox(lua_State *L)
     for (const char *const *n = base_out; *n; n++)
         remove_field(L, LUA_GNAME, *n);
     remove_field(L, LUA_STRLIBNAME, "dump");
+    /* pattern matching that answers to the time budget (the stock one
+     * can backtrack for hours where no hook fires) */
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lpattern_install(L, -1, budget_tick, h);
+    lua_pop(L, 1);
     guard(L, LUA_GNAME, "setmetatable", guarded_setmetatable);
     guard(L, LUA_STRLIBNAME, "rep", guarded_rep);
     guard(L, LUA_TABLIBNAME, "insert", guarded_shift);
@@ -897,7 +923,7 @@ static int build_protected(lua_State *L)
     build_args *a = lua_touserdata(L, 1);
     lhost *h = a->h;
     lua_settop(L, 0);
-    open_sandbox(L);
+    open_sandbox(L, h);
     lua_pushlightuserdata(L, h);
     lua_pushcclosure(L, l_require, 1);
     lua_setglobal(L, "require");

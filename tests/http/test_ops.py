@@ -327,3 +327,26 @@ def test_handler_answers_of_the_wrong_shape_are_500(gateway, answer, why):
     assert "X-Injected" not in h
     errors = g.wait_logged(lambda objs: [o for o in objs if why in o.get("traceback", "")])
     assert any(why in o.get("traceback", "") for o in errors)
+
+
+def test_a_backtracking_pattern_is_stopped_by_the_time_budget(gateway_factory):
+    """A pattern match runs in C, where no count hook fires: the matcher
+    itself answers to the budget, so the request is a 503 near the budget
+    (the stock one would hold the worker for good), and SIGTERM still
+    stops the gateway."""
+    g = gateway_factory(extra_args=["--script-time-ms", "300"])
+    replace_in(g.script("handlers/ops.lua"), 'return shape.ok(200, { status = "ok" })',
+               "local s = ('.'):rep(42) .. '1'\n"
+               "  s:find('^(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.%a$')\n"
+               "  return shape.ok(200, { status = 'ok' })")
+    assert g.reload()[0] == 200
+    for _ in range(2):
+        t0 = time.monotonic()
+        st, _, js, raw = g.request("GET", "/healthz", timeout=15)
+        assert st == 503, raw
+        ims_error(js, "IMG.0061")
+        assert time.monotonic() - t0 < 1.5 * SLOWDOWN
+    st, _, _, raw = g.request("GET", "/admin/status")
+    assert st == 200, raw
+    g.stop()
+    assert g.proc.returncode == 0

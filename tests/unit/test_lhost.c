@@ -149,6 +149,11 @@ static const probe_case probes[] = {
     {"table.move({}, 1, math.maxinteger, 2)", LHOST_ERROR, NULL},
     {"local t = {1, 2, 3} table.insert(t, 1, 0) table.remove(t) "
      "return table.concat(table.move(t, 1, 3, 2), ',')", LHOST_OK, "0,0,1,2"},
+    /* pattern matching answers to the time budget (its loops run in C) */
+    {"return (('a'):rep(30) .. 'b'):find(('a*'):rep(30) .. 'c')", LHOST_BUDGET, NULL},
+    {"return pcall(string.match, ('.'):rep(42) .. '1', "
+     "'^(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.%a$')", LHOST_BUDGET, NULL},
+    {"return select(2, ('x-y-z'):gsub('%-', '.')) + #('a1b2'):gsub('%d', '')", LHOST_OK, "4"},
     {"return 1 + 1", LHOST_OK, "2"},
 };
 
