@@ -18,7 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-
 /* ---- tick callbacks ---------------------------------------------------- */
 
 typedef struct TickCount {
