@@ -134,7 +134,14 @@ int gw_reload(gw *g, char *err, size_t errlen)
         sh->stats.reloads_failed++;
         return -1;
     }
-    pthread_mutex_lock(&sh->reload_lock);
+    /* another worker's reload is building: waiting would stall this
+     * worker's loop for as long (up to the load budget, per file) */
+    if (pthread_mutex_trylock(&sh->reload_lock) != 0) {
+        free(built);
+        snprintf(err, errlen, "another reload is running; try again");
+        sh->stats.reloads_failed++;
+        return -1;
+    }
     gen = atomic_load(&sh->generation) + 1;
     /* every worker's state is built and checked before any is handed
      * out: a reload reaches all workers or none */

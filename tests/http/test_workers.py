@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 
-from conftest import BIN, Gateway, ims_error
+from conftest import BIN, SLOWDOWN, Gateway, ims_error
 from test_ops import replace_in
 
 
@@ -192,6 +192,34 @@ def test_a_failed_reload_changes_no_worker(gateway_factory):
         st, js = c.request("GET", "/admin/status")
         assert st == 200 and js["generation"] == before[w]
     for c in conns.values():
+        c.close()
+
+
+def test_a_reload_during_another_is_refused_at_once(gateway_factory):
+    """A reload while another worker's reload is still building is refused
+    (422, try again) instead of stalling its worker's loop until the first
+    is done; the first one lands."""
+    import threading
+    g = gateway_factory(extra_args=["--workers", "2"])
+    conns = conns_per_worker(g, 2)
+    (w1, c1), (w2, c2) = list(conns.items())
+    gen = c1.request("GET", "/admin/status")[1]["generation"]
+    with open(os.path.join(g.policies, "ims.lua"), encoding="utf-8") as f:
+        text = f.read()
+    with open(os.path.join(g.policies, "ims.lua"), "w", encoding="utf-8") as f:
+        f.write("local t0 = os.clock() while os.clock() - t0 < 0.6 do end\n" + text)
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=c1.request("POST", "/admin/reload")))
+    t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    st, js = c2.request("POST", "/admin/reload")
+    assert st == 422 and "another reload is running" in js["error"]["message"], js
+    assert time.monotonic() - t0 < 0.3 * SLOWDOWN
+    t.join()
+    assert first["r"][0] == 200, first
+    for c in conns.values():
+        assert c.request("GET", "/admin/status")[1]["generation"] == gen + 1
         c.close()
 
 
