@@ -5,6 +5,10 @@
 -- the configuration (default_policy, project_policies).
 local text = require "text"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, ipairs, pairs, tostring, error, pcall, math, table, string, gw = type, ipairs, pairs, tostring, error, pcall, math, table, string, gw
+
 local policy = {}
 
 local compiled = {}        -- name -> compiled policy

@@ -4,6 +4,10 @@
 local cjson = require "cjson"
 local shape = require "shape"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, next, tostring, pcall, error, table, utf8 = type, next, tostring, pcall, error, table, utf8
+
 local request = {}
 
 -- deep enough for any body a client means (lua-cjson's own default);

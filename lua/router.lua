@@ -6,6 +6,10 @@
 local shape = require "shape"
 local text = require "text"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, ipairs, pairs, assert, error, xpcall, string, table, gw = type, ipairs, pairs, assert, error, xpcall, string, table, gw
+
 local router = {}
 
 local routes = {}           -- compiled, in match order

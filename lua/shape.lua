@@ -2,6 +2,10 @@
 -- return shape.* results; nothing else encodes JSON for a client.
 local cjson = require "cjson"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, getmetatable, error, table, utf8, gw = type, getmetatable, error, table, utf8, gw
+
 local shape = {}
 
 local JSON = "application/json;charset=UTF-8"

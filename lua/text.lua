@@ -1,5 +1,9 @@
 -- text: UTF-8 aware string rules shared by handlers and policies: lengths
 -- in code points, blank and edge-space tests, character sets given as data.
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local ipairs, tonumber, error, string, table, utf8 = ipairs, tonumber, error, string, table, utf8
+
 local text = {}
 
 -- Code points of s, or nil when s is not valid UTF-8.

@@ -42,6 +42,8 @@ typedef struct reply reply;
 typedef struct http_state {
     struct evhttp_bound_socket *bound;
     struct event *sig_hup, *sig_term, *sig_int;
+    pthread_t stop_timer;             /* started by the first SIGTERM/SIGINT */
+    int stop_timer_running;
     uint64_t request_seq;
     struct event *commit_ev;
     struct event *pass_ev;            /* ends the pass's read transaction */
@@ -450,7 +452,7 @@ static void *stop_deadline(void *arg)
 {
     struct timespec t = {STOP_DEADLINE_MS / 1000, (STOP_DEADLINE_MS % 1000) * 1000000L};
     (void)arg;
-    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) /* a cancellation point: a clean stop ends it */
         ;
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"forced exit: still not stopped %d ms after the "
                     "signal (a worker is stuck)\"}\n", STOP_DEADLINE_MS);
@@ -461,11 +463,11 @@ static void *stop_deadline(void *arg)
 static void on_term(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;
-    pthread_t t;
+    http_state *st = state_of(g);
     (void)fd, (void)what;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
-    if (!atomic_exchange(&g->shared->stopping, 1) && pthread_create(&t, NULL, stop_deadline, NULL) == 0)
-        pthread_detach(t);
+    if (!atomic_exchange(&g->shared->stopping, 1))
+        st->stop_timer_running = pthread_create(&st->stop_timer, NULL, stop_deadline, NULL) == 0;
     http_wake_all(g);
     stop_worker(g);
 }
@@ -743,6 +745,11 @@ void http_free(gw *g)
     if (g->http)
         evhttp_free(g->http);
     g->http = NULL;
+    if (st && st->stop_timer_running) { /* stopped in time: the deadline is not needed */
+        pthread_cancel(st->stop_timer);
+        pthread_join(st->stop_timer, NULL);
+        st->stop_timer_running = 0;
+    }
     if (st) {
         if (st->sig_hup) event_free(st->sig_hup);
         if (st->sig_term) event_free(st->sig_term);

@@ -305,6 +305,17 @@ static const char *check_plain(lua_State *L, int at, int arg)
     return s;
 }
 
+/* Pushes t[name] without metamethods and returns its type.  The readers
+ * below keep pointers to strings they pop, anchored only by the table: a
+ * value an __index made up is anchored nowhere, and a collection could
+ * free it before the store reads it. */
+static int raw_field(lua_State *L, int t, const char *name)
+{
+    t = lua_absindex(L, t);
+    lua_pushstring(L, name);
+    return lua_rawget(L, t);
+}
+
 /* Reads {{key=, value=}, ...} at idx into a userdata array left on the
  * stack [-0, +1]; the strings stay owned by the Lua table. */
 static store_tag *check_tags(lua_State *L, int idx, size_t *n)
@@ -316,8 +327,8 @@ static store_tag *check_tags(lua_State *L, int idx, size_t *n)
     for (size_t i = 0; i < *n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         luaL_argcheck(L, lua_istable(L, -1), idx, "tags must be {key=, value=} tables");
-        lua_getfield(L, -1, "key");
-        lua_getfield(L, -2, "value");
+        raw_field(L, -1, "key");
+        raw_field(L, -2, "value");
         luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING,
                       idx, "tag key and value must be strings");
         tags[i].key = check_plain(L, -2, idx);
@@ -424,7 +435,7 @@ static int l_tags_apply(lua_State *L)
 static const char *opt_field(lua_State *L, int t, const char *field, const char *def)
 {
     const char *v;
-    lua_getfield(L, t, field);
+    raw_field(L, t, field);
     v = lua_isnil(L, -1) ? def : (luaL_checkstring(L, -1), check_plain(L, -1, t));
     lua_pop(L, 1);              /* strings stay alive in the table */
     return v;
@@ -556,7 +567,7 @@ static const tagidx_entry *check_entries(lua_State *L, int q, const char *field,
 {
     tagidx_entry *e;
     int t;
-    lua_getfield(L, q, field);
+    raw_field(L, q, field);
     t = lua_gettop(L);
     *n = lua_istable(L, t) ? lua_rawlen(L, t) : 0;
     luaL_checkstack(L, (int)*n + 8, "query has too many entries");
@@ -565,11 +576,11 @@ static const tagidx_entry *check_entries(lua_State *L, int q, const char *field,
         size_t nv;
         lua_rawgeti(L, t, (lua_Integer)i + 1);
         luaL_argcheck(L, lua_istable(L, -1), 2, "query entries must be tables");
-        lua_getfield(L, -1, "key");
+        raw_field(L, -1, "key");
         luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "entry key must be a string");
         e[i].key = lua_tostring(L, -1);
         lua_pop(L, 1);
-        lua_getfield(L, -1, "values");
+        raw_field(L, -1, "values");
         e[i].values = check_strings(L, lua_gettop(L), &nv);
         e[i].nvalues = nv;
         lua_remove(L, -2);      /* the values table: still held by the entry */
@@ -585,7 +596,7 @@ static int build_query(lua_State *L, int q, tagidx_query *iq)
     iq->tags_any = check_entries(L, q, "tags_any", &iq->ntags_any);
     iq->not_tags = check_entries(L, q, "not_tags", &iq->nnot_tags);
     iq->not_tags_any = check_entries(L, q, "not_tags_any", &iq->nnot_tags_any);
-    lua_getfield(L, q, "without_any_tag");
+    raw_field(L, q, "without_any_tag");
     iq->without_any_tag = lua_toboolean(L, -1);
     lua_pop(L, 1);
     iq->name = opt_field(L, q, "resource_name", NULL);
@@ -624,7 +635,7 @@ static int l_query(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!project) { /* a project no image is in */
         lua_pushinteger(L, 0);
-        if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1))
+        if (raw_field(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1))
             return lua_pop(L, 1), 1;
         lua_pop(L, 1);
         lua_newtable(L);
@@ -632,7 +643,7 @@ static int l_query(lua_State *L)
     }
     build_query(L, 2, &iq);
     resolve_doc(L, 2, project, &iq);
-    if (lua_getfield(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1)) {
+    if (raw_field(L, 2, "count") != LUA_TNIL && lua_toboolean(L, -1)) {
         gw_index_read(g);
         rc = tagidx_count(ix, project, &iq, &total);
         gw_index_done(g);
@@ -641,8 +652,8 @@ static int l_query(lua_State *L)
         lua_pushinteger(L, (lua_Integer)total);
         return 1;
     }
-    lua_getfield(L, 2, "offset");
-    lua_getfield(L, 2, "limit");
+    raw_field(L, 2, "offset");
+    raw_field(L, 2, "limit");
     offset = luaL_optinteger(L, -2, 0);
     limit = luaL_optinteger(L, -1, 10);
     luaL_argcheck(L, offset >= 0 && limit >= 1 && limit <= MAX_PAGE, 2, "offset/limit out of range");

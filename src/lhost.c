@@ -171,14 +171,20 @@ static lhost *host_of(lua_State *L)
     return ud;
 }
 
+/* The hook once a call is over its budget: every instruction, and every
+ * function call, C functions too: a loop inside a C function whose only
+ * work is calling other C functions (table.concat over an __index that is
+ * table.concat) runs no instruction the count could see. */
+#define OVERRUN_MASK (LUA_MASKCOUNT | LUA_MASKCALL)
+
 /* Marks the running call killed: from now on the hook raises on every
- * instruction, so a script's own pcall cannot swallow the kill, and each
+ * instruction and call, so a script's own pcall cannot swallow the kill, and each
  * raise repeats where the budget ran out (the function at `level`), not
  * where a pcall that caught the first raise sits. */
 static void kill_call(lua_State *L, lhost *h, int level)
 {
     h->killed = 1;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(L, budget_hook, OVERRUN_MASK, 1);
     luaL_where(L, level);
     snprintf(h->kill_msg, sizeof h->kill_msg, "%sscript budget exceeded (time or instructions)",
              lua_tostring(L, -1));
@@ -237,7 +243,7 @@ static void budget_overrun(void *ud)
 {
     lhost *h = ud;
     h->overrun_hook = 1;
-    lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(h->L, budget_hook, OVERRUN_MASK, 1);
 }
 
 void lhost_extend_budget(lhost *h, int64_t us)
@@ -390,7 +396,7 @@ static int safe_collectgarbage(lua_State *L)
 /* Longer than any table a script's memory could hold: a length or range
  * beyond it comes from a __len or an argument gone wrong, and the C loop
  * over it would run for ages where no time budget can stop it. */
-#define SCRIPT_MAX_RANGE ((lua_Integer)1 << 26)
+#define SCRIPT_MAX_RANGE ((lua_Integer)1 << 24)
 
 /* Calls the library's own function (upvalue 1) with every argument. */
 static int call_original(lua_State *L)
@@ -446,6 +452,80 @@ static int guarded_setmetatable(lua_State *L)
         lua_pop(L, 1);
     }
     return call_original(L);
+}
+
+/* An upper bound of the bytes cjson.encode writes for the value at idx
+ * (each shared reference counted again, as encode writes it again),
+ * added to *total; it stops once *total passes limit.  Depth beyond
+ * cjson's own limit is left to encode to refuse. */
+typedef struct {
+    lhost *h;
+    size_t total, limit;
+    unsigned steps;
+} encode_estimate;
+
+static void estimate_string(encode_estimate *e, const char *s, size_t len)
+{
+    e->total += len + 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            e->total += 5;      /* \u00XX */
+        else if (c == '"' || c == '\\' || c == '/')
+            e->total += 1;
+    }
+}
+
+static void estimate_json(lua_State *L, int idx, int depth, encode_estimate *e)
+{
+    size_t len;
+    const char *s;
+    if (++e->steps % 1024 == 0)
+        budget_tick(L, e->h);
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        estimate_string(e, s, len);
+        return;
+    case LUA_TTABLE:
+        e->total += 2;
+        if (depth >= 1000)
+            return;
+        luaL_checkstack(L, 3, "cjson.encode: table too deep");
+        idx = lua_absindex(L, idx);
+        for (lua_pushnil(L); e->total <= e->limit && lua_next(L, idx); lua_pop(L, 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                s = lua_tolstring(L, -2, &len);
+                estimate_string(e, s, len);
+            } else {
+                e->total += 32;
+            }
+            e->total += 2;      /* : and , */
+            estimate_json(L, -1, depth + 1, e);
+        }
+        if (e->total > e->limit)
+            lua_pop(L, 1);      /* the key of the pair the loop stopped after */
+        return;
+    default:
+        e->total += 32;         /* a number, true, false, null */
+        return;
+    }
+}
+
+static int guarded_encode(lua_State *L)
+{
+    encode_estimate e = {host_of(L), 0, 0, 0};
+    e.limit = e.h->mem_limit;
+    luaL_checkany(L, 1);
+    estimate_json(L, 1, 0, &e);
+    if (e.total > e.limit)
+        return luaL_error(L, "cjson.encode: the text would pass the scripts' memory budget (%zu bytes)",
+                          e.limit);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
 }
 
 static void guard(lua_State *L, const char *lib, const char *name, lua_CFunction f)
@@ -508,6 +588,14 @@ static void open_sandbox(lua_State *L, lhost *h)
     lua_pop(L, 1);
     lua_setglobal(L, LUA_OSLIBNAME);
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    /* cjson.new() would hand out an instance whose settings (depth limits)
+     * are not fixed at load; encode writes into a buffer of its own,
+     * outside the memory cap and with no instruction to count */
+    lua_pushnil(L);
+    lua_setfield(L, -2, "new");
+    lua_getfield(L, -1, "encode");
+    lua_pushcclosure(L, guarded_encode, 1);
+    lua_setfield(L, -2, "encode");
     lua_pop(L, 1);
 }
 
@@ -520,18 +608,22 @@ static void open_sandbox(lua_State *L, lhost *h)
  * require answers from. */
 static const char lock_globals_lua[] =
     "local loaded = ...\n"
-    "local G, err, setmt, rawset0, next0, type0, select0 = _G, error, setmetatable, rawset, next, type, select\n"
+    "local G, err, setmt, rawset0, rawget0 = _G, error, setmetatable, rawset, rawget\n"
+    "local next0, type0, select0 = next, type, select\n"
     "local locked = setmt({}, {__mode = 'k'})\n"
+    /* pairs over t that never hands t itself out (as next's state would) */
+    "local function iterate(t)\n"
+    "  return function() local k return function() local v k, v = next0(t, k) return k, v end end\n"
+    "end\n"
     "local function view(name, t)\n"
-    "  local v = setmt({}, {__metatable = false, __index = t,\n"
-    "    __newindex = function(_, k) err('assignment to ' .. name .. '.' .. tostring(k) .. ': library tables are read-only', 2) end,\n"
-    "    __pairs = function() return next0, t, nil end, __len = function() return #t end})\n"
+    "  local v = setmt({}, {__metatable = false, __index = t, __pairs = iterate(t), __len = function() return #t end,\n"
+    "    __newindex = function(_, k) err('assignment to ' .. name .. '.' .. tostring(k) .. ': library tables are read-only', 2) end})\n"
     "  locked[v] = true\n"
     "  return v\n"
     "end\n"
     "local cjson = loaded.cjson\n"
     "for name, setting in next0, cjson do\n"
-    "  if type0(setting) == 'function' and name ~= 'encode' and name ~= 'decode' and name ~= 'new' then\n"
+    "  if type0(setting) == 'function' and name ~= 'encode' and name ~= 'decode' then\n"
     "    cjson[name] = function(...)\n"
     "      if select0('#', ...) > 0 then err('cjson.' .. name .. ': the cjson settings are fixed once the scripts are loaded', 2) end\n"
     "      return setting()\n"
@@ -544,14 +636,22 @@ static const char lock_globals_lua[] =
     "  rawset0(G, name, v)\n"
     "  if loaded[name] ~= nil then loaded[name] = v end\n"
     "end\n"
-    "locked[G] = true\n"
     "rawset0(G, 'rawset', function(t, k, v)\n"
     "  if locked[t] then err('rawset: this table is locked once the scripts are loaded', 2) end\n"
     "  return rawset0(t, k, v)\n"
     "end)\n"
-    "setmt(G, {__metatable = false,\n"
-    "  __newindex = function(_, k) err('assignment to undeclared global \\'' .. tostring(k) .. '\\'', 2) end,\n"
-    "  __index = function(_, k) err('read of undeclared global \\'' .. tostring(k) .. '\\'', 2) end})\n";
+    /* _G itself becomes an empty view over the globals: an assignment to
+     * any global, defined or not, reaches __newindex */
+    "local globals = {}\n"
+    "for k, v in next0, G do globals[k] = v end\n"
+    "for k in next0, globals do rawset0(G, k, nil) end\n"
+    "locked[G] = true\n"
+    "setmt(globals, {__index = function(_, k) err('read of undeclared global \\'' .. tostring(k) .. '\\'', 2) end})\n"
+    "setmt(G, {__metatable = false, __index = globals, __pairs = iterate(globals),\n"
+    "  __newindex = function(_, k)\n"
+    "    if rawget0(globals, k) ~= nil then err('assignment to global \\'' .. tostring(k) .. '\\': globals are read-only once the scripts are loaded', 2) end\n"
+    "    err('assignment to undeclared global \\'' .. tostring(k) .. '\\'', 2)\n"
+    "  end})\n";
 
 static int lock_state(lhost *h, char *err, size_t errlen)
 {

@@ -7,6 +7,10 @@ local policy = require "policy"
 local request = require "request"
 local shape = require "shape"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, ipairs, pcall, string, math, gw = type, ipairs, pcall, string, math, gw
+
 local images = {}
 local fail = shape.fail
 

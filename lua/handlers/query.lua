@@ -5,6 +5,10 @@ local request = require "request"
 local shape = require "shape"
 local text = require "text"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local type, ipairs, tonumber, math, gw = type, ipairs, tonumber, math, gw
+
 local query = {}
 local fail = shape.fail
 local value = request.value

@@ -5,6 +5,10 @@ local policy = require "policy"
 local request = require "request"
 local shape = require "shape"
 
+-- globals read per request, as locals: each global read is a lookup
+-- through the locked _G
+local ipairs, assert, string, math, gw = ipairs, assert, string, math, gw
+
 local tags = {}
 local fail = shape.fail
 

@@ -141,6 +141,16 @@ static const probe_case probes[] = {
     {"require('cjson').decode_max_depth(5)", LHOST_ERROR, NULL},
     {"return require('cjson').decode_max_depth() == require('cjson').decode_max_depth()", LHOST_OK, "true"},
     {"local t = {} rawset(t, 'k', 1) return t.k", LHOST_OK, "1"},
+    /* pairs over a view does not hand out the table behind it */
+    {"local _, real = pairs(string) return real == nil", LHOST_OK, "true"},
+    {"local n = 0 for _, f in pairs(string) do n = n + (type(f) == 'function' and 1 or 0) end "
+     "return n > 10", LHOST_OK, "true"},
+    {"local n = 0 for k in pairs(_G) do n = n + 1 end return n > 20", LHOST_OK, "true"},
+    /* defined globals are read-only too */
+    {"tostring = function() return 'hijacked' end", LHOST_ERROR, NULL},
+    {"string = nil", LHOST_ERROR, NULL},
+    {"rawset(_G, 'tostring', print)", LHOST_ERROR, NULL},
+    {"return tostring(12) .. type(string.upper)", LHOST_OK, "12function"},
     /* C loops no hook can stop are refused before they start */
     {"setmetatable({}, {__gc = function() while true do end end})", LHOST_ERROR, NULL},
     {"return #(''):rep(1e18) .. (''):rep(math.maxinteger, '')", LHOST_OK, "0"},
@@ -149,6 +159,28 @@ static const probe_case probes[] = {
     {"table.move({}, 1, math.maxinteger, 2)", LHOST_ERROR, NULL},
     {"local t = {1, 2, 3} table.insert(t, 1, 0) table.remove(t) "
      "return table.concat(table.move(t, 1, 3, 2), ',')", LHOST_OK, "0,0,1,2"},
+    /* gw.* read plain fields only: a string an __index makes up is anchored
+     * nowhere, and was freed under the store (ASan: use after free) */
+    {"local img = setmetatable({}, {__index = function(_, k) if k == 'name' then "
+     "return ('n'):rep(60) .. tostring({}) end if k == 'status' then collectgarbage() end end}) "
+     "return gw.image_create('" PROJECT "', img, {})", LHOST_ERROR, NULL},
+    {"local tag = setmetatable({}, {__index = function(_, k) return ('k'):rep(40) .. tostring({}) end}) "
+     "return gw.image_create('" PROJECT "', {name = 'x'}, {tag})", LHOST_ERROR, NULL},
+    /* cjson: no instance with settings of its own; encode's text (in a
+     * buffer outside the memory cap) is bounded by the cap first */
+    {"return require('cjson').new == nil", LHOST_OK, "true"},
+    {"local s = ('x'):rep(4 << 20) local t = {} for i = 1, 10 do t[i] = s end "
+     "return #require('cjson').encode(t)", LHOST_ERROR, NULL},
+    {"local x = {} for i = 1, 60 do x = {x, x} end return require('cjson').encode(x)", LHOST_ERROR, NULL},
+    {"return require('cjson').encode({a = {1, 'x\\0/\"', true}})", LHOST_OK,
+     "{\"a\":[1,\"x\\u0000\\/\\\"\",true]}"},
+    /* a C loop whose work is calling C functions is stopped at a call */
+    {"local t = setmetatable({}, {__index = table.concat}) "
+     "return table.concat(t, '', 1, math.maxinteger)", LHOST_BUDGET, NULL},
+    {"table.sort(setmetatable({}, {__len = function() return 2147483000 end, "
+     "__index = rawlen, __newindex = rawlen}))", LHOST_BUDGET, NULL},
+    {"table.insert(setmetatable({}, {__len = function() return 2^24 end, "
+     "__index = rawlen, __newindex = rawlen}), 1, 0)", LHOST_BUDGET, NULL},
     /* pattern matching answers to the time budget (its loops run in C) */
     {"return (('a'):rep(30) .. 'b'):find(('a*'):rep(30) .. 'c')", LHOST_BUDGET, NULL},
     {"return pcall(string.match, ('.'):rep(42) .. '1', "
