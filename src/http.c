@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -44,6 +45,7 @@ typedef struct http_state {
     struct event *sig_hup, *sig_term, *sig_int;
     pthread_t stop_timer;             /* started by the first SIGTERM/SIGINT */
     int stop_timer_running;
+    int stop_timer_fd;                /* eventfd: written when the stop is done */
     uint64_t request_seq;
     struct event *commit_ev;
     struct event *pass_ev;            /* ends the pass's read transaction */
@@ -450,10 +452,13 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 static void *stop_deadline(void *arg)
 {
-    struct timespec t = {STOP_DEADLINE_MS / 1000, (STOP_DEADLINE_MS % 1000) * 1000000L};
-    (void)arg;
-    while (nanosleep(&t, &t) != 0 && errno == EINTR) /* a cancellation point: a clean stop ends it */
-        ;
+    struct pollfd done = {*(int *)arg, POLLIN, 0};
+    int64_t end = util_mono_us() + STOP_DEADLINE_MS * 1000LL, left;
+    /* a clean stop writes the eventfd (no pthread_cancel: the thread
+     * ends by returning) */
+    while ((left = end - util_mono_us()) > 0)
+        if (poll(&done, 1, (int)((left + 999) / 1000)) > 0)
+            return NULL;
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"forced exit: still not stopped %d ms after the "
                     "signal (a worker is stuck)\"}\n", STOP_DEADLINE_MS);
     _exit(1);
@@ -467,7 +472,8 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
     if (!atomic_exchange(&g->shared->stopping, 1))
-        st->stop_timer_running = pthread_create(&st->stop_timer, NULL, stop_deadline, NULL) == 0;
+        st->stop_timer_running = (st->stop_timer_fd = eventfd(0, EFD_CLOEXEC)) >= 0 &&
+                                 pthread_create(&st->stop_timer, NULL, stop_deadline, &st->stop_timer_fd) == 0;
     http_wake_all(g);
     stop_worker(g);
 }
@@ -670,6 +676,7 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     st->wake_fd = -1;
+    st->stop_timer_fd = -1;
     st->g = g;
     g->http_state = st;
     if (split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
@@ -746,10 +753,13 @@ void http_free(gw *g)
         evhttp_free(g->http);
     g->http = NULL;
     if (st && st->stop_timer_running) { /* stopped in time: the deadline is not needed */
-        pthread_cancel(st->stop_timer);
-        pthread_join(st->stop_timer, NULL);
+        uint64_t one = 1;
+        if (write(st->stop_timer_fd, &one, sizeof one) == sizeof one)
+            pthread_join(st->stop_timer, NULL);
         st->stop_timer_running = 0;
     }
+    if (st && st->stop_timer_fd >= 0)
+        close(st->stop_timer_fd);
     if (st) {
         if (st->sig_hup) event_free(st->sig_hup);
         if (st->sig_term) event_free(st->sig_term);
