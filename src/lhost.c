@@ -11,6 +11,7 @@
 #include "watchdog.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <lauxlib.h>
@@ -73,6 +74,7 @@ struct lhost {
     lhost_response *resp;
     lhost_file *files;
     size_t nfiles;
+    const char *last_file;       /* the record load_chunk made or found last */
     const char *running_file;    /* the file whose chunk runs (in files[]), for
                                   * a memory error, which has no position */
 };
@@ -393,11 +395,6 @@ static int safe_collectgarbage(lua_State *L)
 
 /* ---- guards on library functions whose loops run in C ------------------ */
 
-/* Longer than any table a script's memory could hold: a length or range
- * beyond it comes from a __len or an argument gone wrong, and the C loop
- * over it would run for ages where no time budget can stop it. */
-#define SCRIPT_MAX_RANGE ((lua_Integer)1 << 24)
-
 /* Calls the library's own function (upvalue 1) with every argument. */
 static int call_original(lua_State *L)
 {
@@ -408,21 +405,150 @@ static int call_original(lua_State *L)
     return lua_gettop(L);
 }
 
-/* table.insert and table.remove shift every element above the position. */
-static int guarded_shift(lua_State *L)
+/* table.insert, remove, move and unpack as the stock library does them,
+ * with the budget looked at every TABLE_TICK elements: each element may
+ * cost a walk of up to 2,000 __index tables (no call the hook could see),
+ * over a length a __len made up. */
+#define TABLE_TICK 256
+
+static void table_step(lua_State *L, lua_Integer i)
 {
-    if (lua_type(L, 1) == LUA_TTABLE) {
-        lua_Integer n = luaL_len(L, 1);
-        luaL_argcheck(L, n >= -SCRIPT_MAX_RANGE && n <= SCRIPT_MAX_RANGE, 1, "table too long to shift");
+    if ((i & (TABLE_TICK - 1)) == 0)
+        budget_tick(L, host_of(L));
+}
+
+static int budgeted_insert(lua_State *L)
+{
+    lua_Integer e, pos;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    e = luaL_intop(+, luaL_len(L, 1), 1);   /* first empty element */
+    switch (lua_gettop(L)) {
+    case 2:
+        pos = e;
+        break;
+    case 3:
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2, "position out of bounds");
+        for (lua_Integer i = e; i > pos; i--) {
+            table_step(L, i);
+            lua_geti(L, 1, i - 1);
+            lua_seti(L, 1, i);
+        }
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int budgeted_remove(lua_State *L)
+{
+    lua_Integer size, pos;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size = luaL_len(L, 1);
+    pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2, "position out of bounds");
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        table_step(L, pos);
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
+}
+
+static int budgeted_move(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3), t = luaL_checkinteger(L, 4);
+    int tt = !lua_isnoneornil(L, 5) ? 5 : 1;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, tt, LUA_TTABLE);
+    if (e >= f) {
+        lua_Integer n, i;
+        luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
+        n = e - f + 1;
+        luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
+        if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ))) {
+            for (i = 0; i < n; i++) {
+                table_step(L, i);
+                lua_geti(L, 1, f + i);
+                lua_seti(L, tt, t + i);
+            }
+        } else {
+            for (i = n - 1; i >= 0; i--) {
+                table_step(L, i);
+                lua_geti(L, 1, f + i);
+                lua_seti(L, tt, t + i);
+            }
+        }
+    }
+    lua_pushvalue(L, tt);
+    return 1;
+}
+
+static int budgeted_unpack(lua_State *L)
+{
+    lua_Unsigned n;
+    lua_Integer i = luaL_optinteger(L, 2, 1);
+    lua_Integer e = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+    if (i > e)
+        return 0;
+    n = (lua_Unsigned)e - (lua_Unsigned)i;
+    if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
+        return luaL_error(L, "too many results to unpack");
+    for (; i < e; i++) {
+        table_step(L, i);
+        lua_geti(L, 1, i);
+    }
+    lua_geti(L, 1, e);
+    return (int)n;
+}
+
+/* The default order of table.sort as a function: each comparison is then
+ * a call, which the hook sees once the budget is spent (a comparison of
+ * two 30 MB strings, strcoll piece by piece, takes a tenth of a second). */
+static int sort_less(lua_State *L)
+{
+    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+    return 1;
+}
+
+static int budgeted_sort(lua_State *L)
+{
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_pushcfunction(L, sort_less);
     }
     return call_original(L);
 }
 
-static int guarded_move(lua_State *L)
+/* xpcall's message handler, run where the error was raised: for the
+ * budget's kill that is inside the hook, with hooks off, where a handler
+ * that loops could never be stopped.  A killed call gets the kill's
+ * message without the script's handler. */
+static int xpcall_handler(lua_State *L)
 {
-    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, e < f || (lua_Unsigned)e - (lua_Unsigned)f < (lua_Unsigned)SCRIPT_MAX_RANGE, 3,
-                  "range too long to move");
+    lhost *h = host_of(L);
+    if (h->killed) {
+        lua_pushstring(L, h->kill_msg);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int budgeted_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     return call_original(L);
 }
 
@@ -445,10 +571,20 @@ static int guarded_rep(lua_State *L)
 static int guarded_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
+        const char *mode;
         lua_pushliteral(L, "__gc");
         if (lua_rawget(L, 2) != LUA_TNIL)
             return luaL_argerror(L, 2, "__gc is not allowed in tagway scripts (a finalizer runs "
                                        "where no time budget can stop it)");
+        lua_pop(L, 1);
+        /* weak keys (ephemerons) make a full collection quadratic in the
+         * chain they form, and collections run outside any budget */
+        lua_pushliteral(L, "__mode");
+        lua_rawget(L, 2);
+        mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (mode && strchr(mode, 'k'))
+            return luaL_argerror(L, 2, "weak keys (__mode 'k') are not allowed in tagway scripts "
+                                       "(weak values are)");
         lua_pop(L, 1);
     }
     return call_original(L);
@@ -568,9 +704,19 @@ static void open_sandbox(lua_State *L, lhost *h)
     lua_pop(L, 1);
     guard(L, LUA_GNAME, "setmetatable", guarded_setmetatable);
     guard(L, LUA_STRLIBNAME, "rep", guarded_rep);
-    guard(L, LUA_TABLIBNAME, "insert", guarded_shift);
-    guard(L, LUA_TABLIBNAME, "remove", guarded_shift);
-    guard(L, LUA_TABLIBNAME, "move", guarded_move);
+    remove_field(L, LUA_MATHLIBNAME, "randomseed");  /* a seed would outlive the request */
+    guard(L, LUA_GNAME, "xpcall", budgeted_xpcall);
+    guard(L, LUA_TABLIBNAME, "sort", budgeted_sort);
+    lua_getglobal(L, LUA_TABLIBNAME);
+    lua_pushcfunction(L, budgeted_insert);
+    lua_setfield(L, -2, "insert");
+    lua_pushcfunction(L, budgeted_remove);
+    lua_setfield(L, -2, "remove");
+    lua_pushcfunction(L, budgeted_move);
+    lua_setfield(L, -2, "move");
+    lua_pushcfunction(L, budgeted_unpack);
+    lua_setfield(L, -2, "unpack");
+    lua_pop(L, 1);
     lua_register(L, "load", safe_load);
     lua_register(L, "collectgarbage", safe_collectgarbage);
     lua_newtable(L);                           /* os: clock and time only */
@@ -610,7 +756,7 @@ static const char lock_globals_lua[] =
     "local loaded = ...\n"
     "local G, err, setmt, rawset0, rawget0 = _G, error, setmetatable, rawset, rawget\n"
     "local next0, type0, select0 = next, type, select\n"
-    "local locked = setmt({}, {__mode = 'k'})\n"
+    "local locked = {}\n"
     /* pairs over t that never hands t itself out (as next's state would) */
     "local function iterate(t)\n"
     "  return function() local k return function() local v k, v = next0(t, k) return k, v end end\n"
@@ -673,8 +819,16 @@ static int lock_state(lhost *h, char *err, size_t errlen)
 
 static int record_file(lhost *h, const char *path, const char *text, size_t len)
 {
-    lhost_file *f = realloc(h->files, (h->nfiles + 1) * sizeof *f);
-    if (!f)
+    lhost_file *f;
+    /* once per file: a module whose require fails is read again at every
+     * require, and each would add a record for good */
+    for (size_t i = 0; i < h->nfiles; i++)
+        if (strcmp(h->files[i].path, path) == 0) {
+            sha256_hex(text, len, h->files[i].sha256);
+            h->last_file = h->files[i].path;
+            return 0;
+        }
+    if (!(f = realloc(h->files, (h->nfiles + 1) * sizeof *f)))
         return -1;
     h->files = f;
     f = &h->files[h->nfiles];
@@ -682,6 +836,7 @@ static int record_file(lhost *h, const char *path, const char *text, size_t len)
         return -1;
     sha256_hex(text, len, f->sha256);
     h->nfiles++;
+    h->last_file = f->path;
     return 0;
 }
 
@@ -720,7 +875,7 @@ static int run_file(lhost *h, const char *path, char *err, size_t errlen)
     lhost_rc rc;
     if (load_chunk(h, path, err, errlen) != 0)
         return -1;
-    h->running_file = h->files[h->nfiles - 1].path;
+    h->running_file = h->last_file;
     rc = pcall(h, 0, 1, LOAD_BUDGET_SCALE, err, errlen);
     h->running_file = outer;
     return rc == LHOST_OK ? 0 : -1;
@@ -749,7 +904,7 @@ static int l_require(lua_State *L)
     if (load_chunk(h, path, err, sizeof err) != 0)
         return luaL_error(L, "require '%s': %s", name, err);
     outer = h->running_file;
-    h->running_file = h->files[h->nfiles - 1].path; /* stays, if it fails, for pcall's message */
+    h->running_file = h->last_file; /* stays, if it fails, for pcall's message */
     lua_pushstring(L, name);
     lua_call(L, 1, 1);
     h->running_file = outer;

@@ -154,9 +154,28 @@ static const probe_case probes[] = {
     /* C loops no hook can stop are refused before they start */
     {"setmetatable({}, {__gc = function() while true do end end})", LHOST_ERROR, NULL},
     {"return #(''):rep(1e18) .. (''):rep(math.maxinteger, '')", LHOST_OK, "0"},
-    {"table.insert(setmetatable({}, {__len = function() return 2^40 end}), 1, 'x')", LHOST_ERROR, NULL},
-    {"table.remove(setmetatable({}, {__len = function() return 2^40 end}), 1)", LHOST_ERROR, NULL},
-    {"table.move({}, 1, math.maxinteger, 2)", LHOST_ERROR, NULL},
+    {"table.insert(setmetatable({}, {__len = function() return 2^40 end}), 1, 'x')", LHOST_BUDGET, NULL},
+    {"table.remove(setmetatable({}, {__len = function() return 2^40 end}), 1)", LHOST_BUDGET, NULL},
+    {"table.move({}, 1, math.maxinteger, 2)", LHOST_ERROR, NULL},  /* destination wrap around */
+    {"table.move({}, 1, 1 << 62, 2)", LHOST_BUDGET, NULL},
+    {"local head = {} for i = 1, 1990 do head = setmetatable({}, {__index = head, __newindex = head}) end "
+     "table.insert(setmetatable({}, {__len = function() return 2^20 end, __index = head, __newindex = head}), 1, 'x')",
+     LHOST_BUDGET, NULL},
+    {"local head = {} for i = 1, 1990 do head = setmetatable({}, {__index = head}) end "
+     "return select('#', table.unpack(setmetatable({}, {__index = head}), 1, 900000))", LHOST_BUDGET, NULL},
+    {"local s = ('\\0'):rep(8 << 20) local t = {} for i = 1, 200 do t[i] = s end table.sort(t)",
+     LHOST_BUDGET, NULL},
+    {"return xpcall(function() while true do end end, function() while true do end end)", LHOST_BUDGET, NULL},
+    {"return xpcall(error, function() while true do end end)", LHOST_BUDGET, NULL},
+    {"return select(2, xpcall(error, function(m) return 'handled ' .. m end, 'x'))", LHOST_OK, "handled x"},
+    {"setmetatable({}, {__mode = 'k'})", LHOST_ERROR, NULL},
+    {"return getmetatable(setmetatable({}, {__mode = 'v'})) ~= nil and math.randomseed == nil",
+     LHOST_OK, "true"},
+    {"for i = 1, 50 do pcall(require, 'bad_module') end local n = #gw.status().files "
+     "for i = 1, 50 do pcall(require, 'bad_module') end return #gw.status().files == n", LHOST_OK, "true"},
+    {"local t = {3, 1, 2} table.sort(t) table.insert(t, 1, 0) table.insert(t, 9) "
+     "return table.concat({table.unpack(t)}, ',') .. '/' .. table.remove(t, 1) .. table.remove(t)",
+     LHOST_OK, "0,1,2,3,9/09"},
     {"local t = {1, 2, 3} table.insert(t, 1, 0) table.remove(t) "
      "return table.concat(table.move(t, 1, 3, 2), ',')", LHOST_OK, "0,0,1,2"},
     /* gw.* read plain fields only: a string an __index makes up is anchored
