@@ -357,12 +357,24 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
 
 /* ---- sandbox ------------------------------------------------------------ */
 
-/* load() that refuses bytecode and never sees the host's registry. */
+/* The largest chunk a script may compile: the parser runs where no
+ * budget can stop it, and its label lookup is quadratic (400 KB of labels
+ * take 0.2 s). */
+#define SCRIPT_MAX_CHUNK (256 * 1024)
+
+/* load() that refuses bytecode, reader functions and chunks over
+ * SCRIPT_MAX_CHUNK, and never sees the host's registry. */
 static int safe_load(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *name = luaL_optstring(L, 2, "=(load)");
+    if (len > SCRIPT_MAX_CHUNK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "load: a chunk of %I bytes is over the %d allowed in tagway scripts",
+                        (lua_Integer)len, SCRIPT_MAX_CHUNK);
+        return 2;
+    }
     if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
         lua_pushnil(L);
         lua_insert(L, -2);

@@ -610,6 +610,7 @@ static void add_string(Matcher *m, luaL_Buffer *b, const char *s,
     const char *r = lua_tolstring(m->L, 3, &l);
     const char *pct;
     while ((pct = memchr(r, ESC, l)) != NULL) {
+        step(m);    /* a replacement of a million "%0" expands to nothing, for ever */
         luaL_addlstring(b, r, (size_t)(pct - r));
         /* a '%' ending the string reads the terminating NUL: invalid */
         int c = pct + 1 < r + l ? uc(pct[1]) : 0;

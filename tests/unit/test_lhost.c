@@ -205,6 +205,11 @@ static const probe_case probes[] = {
     {"return pcall(string.match, ('.'):rep(42) .. '1', "
      "'^(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.%a$')", LHOST_BUDGET, NULL},
     {"return select(2, ('x-y-z'):gsub('%-', '.')) + #('a1b2'):gsub('%d', '')", LHOST_OK, "4"},
+    /* gsub's replacement expansion and load's compile are bounded too */
+    {"return #(('y'):rep(5000):gsub('', ('%0'):rep(4e6)))", LHOST_BUDGET, NULL},
+    {"return select(2, load(('x = 1 '):rep(60000)))", LHOST_OK,
+     "load: a chunk of 360000 bytes is over the 262144 allowed in tagway scripts"},
+    {"return load(('do local x = 1 end '):rep(1000))() == nil", LHOST_OK, "true"},
     {"return 1 + 1", LHOST_OK, "2"},
 };
 
