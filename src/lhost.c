@@ -578,26 +578,49 @@ static int guarded_rep(lua_State *L)
     return call_original(L);
 }
 
+/* Weak tables: a full collection over a chain of weak keys (ephemerons)
+ * is quadratic, and collections run outside any budget; weak values alone
+ * are not, but a __mode set to 'v' could later become 'k'. */
+#define WEAK_REFUSED "__mode (weak tables) is not allowed in tagway scripts (collections run " \
+                     "outside any time budget)"
+
+/* The registry key of the metatable every script metatable gets. */
+static const char metatable_guard_key = 0;
+
+static int metatable_guard_newindex(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "__mode") == 0)
+        return luaL_error(L, WEAK_REFUSED);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
 /* Lua runs finalizers with hooks off: a __gc that loops could never be
  * stopped. */
 static int guarded_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
-        const char *mode;
         lua_pushliteral(L, "__gc");
         if (lua_rawget(L, 2) != LUA_TNIL)
             return luaL_argerror(L, 2, "__gc is not allowed in tagway scripts (a finalizer runs "
                                        "where no time budget can stop it)");
         lua_pop(L, 1);
-        /* weak keys (ephemerons) make a full collection quadratic in the
-         * chain they form, and collections run outside any budget */
         lua_pushliteral(L, "__mode");
-        lua_rawget(L, 2);
-        mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (mode && strchr(mode, 'k'))
-            return luaL_argerror(L, 2, "weak keys (__mode 'k') are not allowed in tagway scripts "
-                                       "(weak values are)");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_argerror(L, 2, WEAK_REFUSED);
         lua_pop(L, 1);
+        /* Lua reads __mode at every collection: the metatable itself gets
+         * one that refuses it later (and, being protected, keeps it) */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &metatable_guard_key);
+        if (!lua_getmetatable(L, 2)) {
+            lua_setmetatable(L, 2);
+        } else if (!lua_rawequal(L, -1, -2)) {
+            return luaL_argerror(L, 2, "a metatable with a metatable of its own is not allowed in "
+                                       "tagway scripts");
+        } else {
+            lua_pop(L, 2);
+        }
     }
     return call_original(L);
 }
@@ -714,6 +737,12 @@ static void open_sandbox(lua_State *L, lhost *h)
     lua_getglobal(L, LUA_STRLIBNAME);
     lpattern_install(L, -1, budget_tick, h);
     lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, metatable_guard_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &metatable_guard_key);
     guard(L, LUA_GNAME, "setmetatable", guarded_setmetatable);
     guard(L, LUA_STRLIBNAME, "rep", guarded_rep);
     remove_field(L, LUA_MATHLIBNAME, "randomseed");  /* a seed would outlive the request */
@@ -796,6 +825,7 @@ static const char lock_globals_lua[] =
     "end\n"
     "rawset0(G, 'rawset', function(t, k, v)\n"
     "  if locked[t] then err('rawset: this table is locked once the scripts are loaded', 2) end\n"
+    "  if k == '__mode' then err('rawset: __mode (weak tables) is not allowed in tagway scripts', 2) end\n"
     "  return rawset0(t, k, v)\n"
     "end)\n"
     /* _G itself becomes an empty view over the globals: an assignment to

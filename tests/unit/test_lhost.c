@@ -169,8 +169,15 @@ static const probe_case probes[] = {
     {"return xpcall(error, function() while true do end end)", LHOST_BUDGET, NULL},
     {"return select(2, xpcall(error, function(m) return 'handled ' .. m end, 'x'))", LHOST_OK, "handled x"},
     {"setmetatable({}, {__mode = 'k'})", LHOST_ERROR, NULL},
-    {"return getmetatable(setmetatable({}, {__mode = 'v'})) ~= nil and math.randomseed == nil",
-     LHOST_OK, "true"},
+    {"setmetatable({}, {__mode = 'v'})", LHOST_ERROR, NULL},
+    {"local mt = {} setmetatable({}, mt) mt.__mode = 'k'", LHOST_ERROR, NULL},
+    {"local mt = {} setmetatable({}, mt) rawset(mt, '__mode', 'k')", LHOST_ERROR, NULL},
+    {"local mt = {} setmetatable({}, mt) setmetatable(mt, {})", LHOST_ERROR, NULL},
+    {"local t = {} setmetatable(t, t)", LHOST_ERROR, NULL},
+    {"local Base = {} Base.__index = Base function Base.hi() return 'hi' end "
+     "local mt = {__index = Base} local o = setmetatable({}, mt) mt.extra = 1 "
+     "return o.hi() .. mt.extra .. tostring(getmetatable(o) == mt) .. tostring(math.randomseed == nil)",
+     LHOST_OK, "hi1truetrue"},
     {"for i = 1, 50 do pcall(require, 'bad_module') end local n = #gw.status().files "
      "for i = 1, 50 do pcall(require, 'bad_module') end return #gw.status().files == n", LHOST_OK, "true"},
     {"local t = {3, 1, 2} table.sort(t) table.insert(t, 1, 0) table.insert(t, 9) "
