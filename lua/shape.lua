@@ -4,7 +4,7 @@ local cjson = require "cjson"
 
 -- globals read per request, as locals: each global read is a lookup
 -- through the locked _G
-local type, getmetatable, error, table, utf8, gw = type, getmetatable, error, table, utf8, gw
+local type, rawget, error, table, utf8, gw = type, rawget, error, table, utf8, gw
 
 local shape = {}
 
@@ -76,15 +76,18 @@ end
 
 -- Errors a handler raises with fail(): { status, code, message }.  Lets deep
 -- validation code stop a request without threading returns through.
-local Failure = {}
-Failure.__index = Failure
+-- The metatable is protected (getmetatable answers false), so no request
+-- can reach it and change what every later failure is; identity is a key
+-- only this module holds.
+local FAILURE = {}
+local Failure = { __metatable = false }
 
 function shape.fail(status, code, message)
-  error(setmetatable({ status = status, code = code, message = message }, Failure), 0)
+  error(setmetatable({ [FAILURE] = true, status = status, code = code, message = message }, Failure), 0)
 end
 
 function shape.is_failure(e)
-  return getmetatable(e) == Failure
+  return type(e) == "table" and rawget(e, FAILURE) == true
 end
 
 return shape

@@ -520,6 +520,31 @@ static int budgeted_unpack(lua_State *L)
     return (int)n;
 }
 
+static int budgeted_concat(lua_State *L)
+{
+    luaL_Buffer b;
+    size_t lsep;
+    const char *sep = luaL_optlstring(L, 2, "", &lsep);
+    lua_Integer i, last;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    i = luaL_optinteger(L, 3, 1);
+    last = lua_isnoneornil(L, 4) ? luaL_len(L, 1) : luaL_checkinteger(L, 4);
+    luaL_buffinit(L, &b);
+    for (; i <= last; i++) {
+        table_step(L, i);      /* leaves the stack (the buffer's) as it was */
+        lua_geti(L, 1, i);
+        if (!lua_isstring(L, -1))
+            return luaL_error(L, "invalid value (at index %I) in table for 'concat'", (LUAI_UACINT)i);
+        luaL_addvalue(&b);
+        if (i != last)
+            luaL_addlstring(&b, sep, lsep);
+        if (i == LUA_MAXINTEGER)
+            break;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* The default order of table.sort as a function: each comparison is then
  * a call, which the hook sees once the budget is spent (a comparison of
  * two 30 MB strings, strcoll piece by piece, takes a tenth of a second). */
@@ -591,6 +616,8 @@ static int metatable_guard_newindex(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "__mode") == 0)
         return luaL_error(L, WEAK_REFUSED);
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "__gc") == 0)
+        return luaL_error(L, "__gc is not allowed in tagway scripts");
     lua_settop(L, 3);
     lua_rawset(L, 1);
     return 0;
@@ -699,6 +726,16 @@ static int guarded_encode(lua_State *L)
     return 1;
 }
 
+/* os.date runs strftime once per conversion of its format, in C: a
+ * format of millions of "%Z" takes seconds no hook sees. */
+static int guarded_date(lua_State *L)
+{
+    size_t len;
+    luaL_optlstring(L, 1, "%c", &len);
+    luaL_argcheck(L, len <= 256, 1, "format longer than 256 bytes");
+    return call_original(L);
+}
+
 static void guard(lua_State *L, const char *lib, const char *name, lua_CFunction f)
 {
     lua_getglobal(L, lib);
@@ -757,6 +794,8 @@ static void open_sandbox(lua_State *L, lhost *h)
     lua_setfield(L, -2, "move");
     lua_pushcfunction(L, budgeted_unpack);
     lua_setfield(L, -2, "unpack");
+    lua_pushcfunction(L, budgeted_concat);
+    lua_setfield(L, -2, "concat");
     lua_pop(L, 1);
     lua_register(L, "load", safe_load);
     lua_register(L, "collectgarbage", safe_collectgarbage);
@@ -767,6 +806,9 @@ static void open_sandbox(lua_State *L, lhost *h)
         lua_setfield(L, -3, *n);
     }
     lua_pop(L, 1);
+    lua_getfield(L, -1, "date");
+    lua_pushcclosure(L, guarded_date, 1);
+    lua_setfield(L, -2, "date");
     /* require("os") must find the trimmed table, not the full library
      * luaL_requiref left in the loaded-modules table */
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -822,6 +864,11 @@ static const char lock_globals_lua[] =
     "  local v = view(name, G[name])\n"
     "  rawset0(G, name, v)\n"
     "  if loaded[name] ~= nil then loaded[name] = v end\n"
+    "end\n"
+    /* the scripts' modules too, as require hands them out from now on:
+     * what they captured of each other at load stays theirs */
+    "for name, m in next0, loaded do\n"
+    "  if type0(m) == 'table' and not locked[m] and name ~= '_G' then loaded[name] = view(name, m) end\n"
     "end\n"
     "rawset0(G, 'rawset', function(t, k, v)\n"
     "  if locked[t] then err('rawset: this table is locked once the scripts are loaded', 2) end\n"

@@ -350,3 +350,21 @@ def test_a_backtracking_pattern_is_stopped_by_the_time_budget(gateway_factory):
     assert st == 200, raw
     g.stop()
     assert g.proc.returncode == 0
+
+
+def test_a_request_cannot_poison_failures_or_modules(gateway_factory):
+    """What one request does to the failure metatable or a module table
+    does not reach later requests: a 400 stays a 400."""
+    g = gateway_factory(extra_args=["--workers", "1"])
+    replace_in(g.script("handlers/ops.lua"), 'return shape.ok(200, { status = "ok" })',
+               "local ok, e = pcall(shape.fail, 400, 'X', 'm')\n"
+               "  local mt = getmetatable(e)\n"
+               "  local poisoned = pcall(function() mt.__gc = function() end end)\n"
+               "  local shaped = pcall(function() require('shape').fail = function() error('poisoned') end end)\n"
+               "  return shape.ok(200, { mt = tostring(mt), poisoned = poisoned, shaped = shaped })")
+    assert g.reload()[0] == 200
+    st, _, js, raw = g.request("GET", "/healthz")
+    assert st == 200 and js == {"mt": "false", "poisoned": False, "shaped": False}, raw
+    st, _, js, raw = g.request("POST", "/v2/images", {"name": "x", "image_tags": [{"key": "", "value": "v"}]})
+    assert st == 400, raw
+    ims_error(js, "IMG.0115")

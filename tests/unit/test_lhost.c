@@ -212,6 +212,20 @@ static const probe_case probes[] = {
     {"return pcall(string.match, ('.'):rep(42) .. '1', "
      "'^(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.(.-)%.%a$')", LHOST_BUDGET, NULL},
     {"return select(2, ('x-y-z'):gsub('%-', '.')) + #('a1b2'):gsub('%d', '')", LHOST_OK, "4"},
+    /* helper-29: concat over __index chains, module tables, the failure
+     * metatable, long os.date formats */
+    {"local base = {} for i = 1, 200000 do base[i] = '' end local t = base "
+     "for k = 1, 1990 do t = setmetatable({}, {__index = t}) end return #table.concat(t, '', 1, 200000)",
+     LHOST_BUDGET, NULL},
+    {"return table.concat({1, 'a', 2.5}, '-') .. table.concat({}, 'x') .. table.concat({'p', 'q'}, '', 2)",
+     LHOST_OK, "1-a-2.5q"},
+    {"return select(2, pcall(table.concat, {1, {}, 3}))", LHOST_OK,
+     "invalid value (at index 2) in table for 'concat'"},
+    {"require('main').handle = nil", LHOST_ERROR, NULL},
+    {"return type(require('main').handle)", LHOST_OK, "function"},
+    {"rawset(require('main'), 'marker', 1)", LHOST_ERROR, NULL},
+    {"return os.date(('%Z'):rep(300))", LHOST_ERROR, NULL},
+    {"return #os.date('%Y-%m-%d') == 10 and #os.date() > 0", LHOST_OK, "true"},
     /* gsub's replacement expansion and load's compile are bounded too */
     {"return #(('y'):rep(5000):gsub('', ('%0'):rep(4e6)))", LHOST_BUDGET, NULL},
     {"return select(2, load(('x = 1 '):rep(60000)))", LHOST_OK,
