@@ -193,6 +193,12 @@ static void kill_call(lua_State *L, lhost *h, int level)
     lua_pop(L, 1);
 }
 
+static void raise_kill(lua_State *L, const lhost *h)
+{
+    lua_pushstring(L, h->kill_msg);
+    lua_error(L);
+}
+
 /* The count hook cannot see loops inside C functions (a pattern match
  * that backtracks for ever, a table shift over a huge length): those call
  * this every so many steps, and it raises the budget error once the
@@ -209,8 +215,7 @@ static void budget_tick(lua_State *L, void *ud)
             return;
         kill_call(L, h, 1);     /* level 1: the script that called the C function */
     }
-    lua_pushstring(L, h->kill_msg);
-    lua_error(L);
+    raise_kill(L, h);
 }
 
 /* Once the budget is spent the hook fires on every instruction. */
@@ -234,8 +239,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         }
         kill_call(L, h, 0);
     }
-    lua_pushstring(L, h->kill_msg);
-    lua_error(L);
+    raise_kill(L, h);
 }
 
 
@@ -484,18 +488,13 @@ static int budgeted_move(lua_State *L)
         luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
         n = e - f + 1;
         luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
-        if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ))) {
-            for (i = 0; i < n; i++) {
-                table_step(L, i);
-                lua_geti(L, 1, f + i);
-                lua_seti(L, tt, t + i);
-            }
-        } else {
-            for (i = n - 1; i >= 0; i--) {
-                table_step(L, i);
-                lua_geti(L, 1, f + i);
-                lua_seti(L, tt, t + i);
-            }
+        /* backwards when the ranges overlap with the destination above */
+        int forward = t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ));
+        for (lua_Integer k = 0; k < n; k++) {
+            i = forward ? k : n - 1 - k;
+            table_step(L, k);
+            lua_geti(L, 1, f + i);
+            lua_seti(L, tt, t + i);
         }
     }
     lua_pushvalue(L, tt);
@@ -612,26 +611,29 @@ static int guarded_rep(lua_State *L)
 /* The registry key of the metatable every script metatable gets. */
 static const char metatable_guard_key = 0;
 
+/* Lua runs finalizers with hooks off: a __gc that loops could never be
+ * stopped. */
+#define GC_REFUSED "__gc is not allowed in tagway scripts (a finalizer runs where no time " \
+                   "budget can stop it)"
+
 static int metatable_guard_newindex(lua_State *L)
 {
-    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "__mode") == 0)
+    const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    if (strcmp(key, "__mode") == 0)
         return luaL_error(L, WEAK_REFUSED);
-    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "__gc") == 0)
-        return luaL_error(L, "__gc is not allowed in tagway scripts");
+    if (strcmp(key, "__gc") == 0)
+        return luaL_error(L, GC_REFUSED);
     lua_settop(L, 3);
     lua_rawset(L, 1);
     return 0;
 }
 
-/* Lua runs finalizers with hooks off: a __gc that loops could never be
- * stopped. */
 static int guarded_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
         if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_argerror(L, 2, "__gc is not allowed in tagway scripts (a finalizer runs "
-                                       "where no time budget can stop it)");
+            return luaL_argerror(L, 2, GC_REFUSED);
         lua_pop(L, 1);
         lua_pushliteral(L, "__mode");
         if (lua_rawget(L, 2) != LUA_TNIL)
@@ -720,10 +722,7 @@ static int guarded_encode(lua_State *L)
         return luaL_error(L, "cjson.encode: the text would pass the scripts' memory budget (%zu bytes)",
                           e.limit);
     lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
+    return call_original(L);
 }
 
 /* os.date runs strftime once per conversion of its format, in C: a
@@ -755,6 +754,9 @@ static void remove_field(lua_State *L, const char *table, const char *field)
 
 static void open_sandbox(lua_State *L, lhost *h)
 {
+    static const luaL_Reg budgeted_table[] = {
+        {"insert", budgeted_insert}, {"remove", budgeted_remove}, {"move", budgeted_move},
+        {"unpack", budgeted_unpack}, {"concat", budgeted_concat}, {NULL, NULL}};
     static const luaL_Reg libs[] = {
         {LUA_GNAME, luaopen_base}, {LUA_TABLIBNAME, luaopen_table},
         {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
@@ -786,16 +788,7 @@ static void open_sandbox(lua_State *L, lhost *h)
     guard(L, LUA_GNAME, "xpcall", budgeted_xpcall);
     guard(L, LUA_TABLIBNAME, "sort", budgeted_sort);
     lua_getglobal(L, LUA_TABLIBNAME);
-    lua_pushcfunction(L, budgeted_insert);
-    lua_setfield(L, -2, "insert");
-    lua_pushcfunction(L, budgeted_remove);
-    lua_setfield(L, -2, "remove");
-    lua_pushcfunction(L, budgeted_move);
-    lua_setfield(L, -2, "move");
-    lua_pushcfunction(L, budgeted_unpack);
-    lua_setfield(L, -2, "unpack");
-    lua_pushcfunction(L, budgeted_concat);
-    lua_setfield(L, -2, "concat");
+    luaL_setfuncs(L, budgeted_table, 0);
     lua_pop(L, 1);
     lua_register(L, "load", safe_load);
     lua_register(L, "collectgarbage", safe_collectgarbage);
@@ -1540,6 +1533,13 @@ static int read_job_result(lua_State *L, lhost_job_result *out)
     return 0;
 }
 
+static void log_job_error(const store_job *job, const char *what)
+{
+    fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
+    util_fjson_string(stderr, what);
+    fputs("}\n", stderr);
+}
+
 lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out)
 {
     lua_State *L = h->L;
@@ -1559,17 +1559,12 @@ lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_
     lua_pushlightuserdata(L, &args);
     rc = pcall(h, 1, 4, 1, err, sizeof err);
     if (rc != LHOST_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
-        util_fjson_string(stderr, err);
-        fputs("}\n", stderr);
+        log_job_error(job, err);
         lua_settop(L, 0);
         return rc;
     }
-    if (read_job_result(L, out) != 0) {
-        fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
-        util_fjson_string(stderr, out->reason);
-        fputs("}\n", stderr);
-    }
+    if (read_job_result(L, out) != 0)
+        log_job_error(job, out->reason);
     lua_pop(L, 4);
     return LHOST_OK;
 }
