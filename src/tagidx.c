@@ -22,7 +22,7 @@ enum {
 
 #define NM_NONE UINT32_MAX
 #define NM_BLOB_MAX 0x80000000u
-#define NM_STRIDE 16 /* records per offset mark in a name blob */
+#define NM_STRIDE 16 /* names per block (one shared prefix, one offset mark) */
 #define MALLOC_OVERHEAD 16
 
 /* ---- hashing ----------------------------------------------------------- */
@@ -1032,19 +1032,23 @@ static size_t vt_bytes(const vtab *t)
 /* ---- names: doc -> lower-cased name ------------------------------------ */
 
 /* `main` holds nearly every name: SQLite hands out rowids in increasing
- * order, so images append.  Its names sit back to back in doc order in one
- * blob, NUL-terminated, so one pass over the blob finds substrings.  It keeps
- * no array per record: record r is the doc of rank r in `docs`, and its name
- * is found by skipping names from the offset of every NM_STRIDE-th record.
- * That is ~0.3 byte a name beyond the text (4 MB less a million names than
- * doc and offset arrays), for a few dozen ns more per lookup.  A deleted or
- * renamed doc's record stays, its doc in `dead`, until the next merge. */
+ * order, so images append.  Its names sit in doc order in one blob, in
+ * blocks of NM_STRIDE records: a block starts with the longest prefix its
+ * names share, then holds each name's rest, all NUL-terminated.  Names made
+ * in sequence ("img-123456", "build-2026-12-06-0042") share most of their
+ * bytes, and a block of them takes a third of their text; names that share
+ * nothing cost one byte a block.  A substring lies in a prefix, in a rest,
+ * or across the two: one pass over the blob finds the first two, a pass
+ * over the prefixes the third (mn_spans).  There is no array per record:
+ * record r is the doc of rank r in `docs`, found from the offset of its
+ * block.  A deleted or renamed doc's record stays, its doc in `dead`, until
+ * the next merge. */
 typedef struct {
     char *blob;
     uint32_t blen, bcap;
     roaring_bitmap_t *docs; /* every record's doc, dead ones included; NULL until the first */
     roaring_bitmap_t *dead; /* docs whose record is stale */
-    uint32_t *marks;        /* marks[k]: blob offset of record k * NM_STRIDE */
+    uint32_t *marks;        /* marks[k]: blob offset of block k (record k * NM_STRIDE on) */
     uint32_t n, mcap;       /* records; marks allocated */
     uint32_t ndead;
     uint32_t last;          /* the largest doc, when n > 0 (cheaper than asking `docs`) */
@@ -1086,6 +1090,80 @@ static void put_lower(char *dst, const char *name, size_t len)
         dst[i] = ascii_lower(name[i]);
 }
 
+/* A name in two pieces: its block's shared prefix and its rest, both
+ * lower-cased and NUL-terminated (an ovf name is all rest). */
+typedef struct {
+    const char *pre, *rest;
+    size_t prelen;
+} nref;
+
+static nref nref_whole(const char *name)
+{
+    nref x = { "", name, 0 };
+    return x;
+}
+
+/* Byte i of the name; its NUL at i == its length. */
+static char nref_at(const nref *x, size_t i)
+{
+    return i < x->prelen ? x->pre[i] : x->rest[i - x->prelen];
+}
+
+static size_t nref_len(const nref *x)
+{
+    return x->prelen + strlen(x->rest);
+}
+
+/* x equals raw lower-cased. */
+static int nref_lower_eq(const nref *x, const char *raw)
+{
+    for (size_t i = 0;; i++) {
+        char c = nref_at(x, i);
+        if (c != ascii_lower(raw[i]))
+            return 0;
+        if (c == '\0')
+            return 1;
+    }
+}
+
+static int nref_eq(const nref *a, const nref *b)
+{
+    for (size_t i = 0;; i++) {
+        char c = nref_at(a, i);
+        if (c != nref_at(b, i))
+            return 0;
+        if (c == '\0')
+            return 1;
+    }
+}
+
+/* The name from byte `from` on, lower-cased, with its NUL, at dst: the
+ * bytes written. */
+static uint32_t nref_put(char *dst, const nref *x, size_t from)
+{
+    uint32_t n = 0;
+    char c;
+
+    do {
+        c = ascii_lower(nref_at(x, from + n));
+        dst[n++] = c;
+    } while (c != '\0');
+    return n;
+}
+
+/* The name holds the lower-cased needle of nl bytes; "" only matches "". */
+static int nref_match(const nref *x, const char *needle, size_t nl)
+{
+    if (nl == 0)
+        return x->prelen == 0 && x->rest[0] == '\0';
+    if (strstr(x->pre, needle) || strstr(x->rest, needle))
+        return 1;
+    for (size_t j = 1; j < nl && j <= x->prelen; j++) /* across the two pieces */
+        if (memcmp(x->pre + x->prelen - j, needle, j) == 0 &&
+            strncmp(x->rest, needle + j, nl - j) == 0)
+            return 1;
+    return 0;
+}
 /* -- ovf -- */
 
 /* The record of doc at or after `from` (docs at from-1 and before are
@@ -1179,6 +1257,22 @@ static size_t seg_bytes(const nseg *s)
 
 /* -- main -- */
 
+static uint32_t mn_nblocks(const nmain *m)
+{
+    return (m->n + NM_STRIDE - 1) / NM_STRIDE;
+}
+
+static uint32_t mn_block_end(const nmain *m, uint32_t k)
+{
+    return k + 1 < mn_nblocks(m) ? m->marks[k + 1] : m->blen;
+}
+
+/* Where block k's first rest starts (past its prefix). */
+static uint32_t mn_rests(const nmain *m, uint32_t k)
+{
+    return m->marks[k] + (uint32_t)strlen(m->blob + m->marks[k]) + 1;
+}
+
 static uint32_t mn_skip(const nmain *m, uint32_t off, uint32_t names)
 {
     while (names--)
@@ -1186,9 +1280,13 @@ static uint32_t mn_skip(const nmain *m, uint32_t off, uint32_t names)
     return off;
 }
 
-static uint32_t mn_off(const nmain *m, uint32_t r)
+static void mn_ref(const nmain *m, uint32_t r, nref *x)
 {
-    return mn_skip(m, m->marks[r / NM_STRIDE], r % NM_STRIDE);
+    uint32_t k = r / NM_STRIDE;
+
+    x->pre = m->blob + m->marks[k];
+    x->prelen = strlen(x->pre);
+    x->rest = m->blob + mn_skip(m, m->marks[k] + (uint32_t)x->prelen + 1, r % NM_STRIDE);
 }
 
 static int mn_dead(const nmain *m, uint32_t doc)
@@ -1196,17 +1294,18 @@ static int mn_dead(const nmain *m, uint32_t doc)
     return m->ndead && roaring_bitmap_contains(m->dead, doc);
 }
 
-/* The name of doc's record, dead or alive, or NULL. */
-static char *mn_record(const nmain *m, uint32_t doc)
+/* 1 and the name of doc's record, dead or alive, or 0. */
+static int mn_record(const nmain *m, uint32_t doc, nref *x)
 {
     if (!m->docs || !roaring_bitmap_contains(m->docs, doc))
-        return NULL;
-    return m->blob + mn_off(m, (uint32_t)roaring_bitmap_rank(m->docs, doc) - 1);
+        return 0;
+    mn_ref(m, (uint32_t)roaring_bitmap_rank(m->docs, doc) - 1, x);
+    return 1;
 }
 
-static const char *mn_name(const nmain *m, uint32_t doc)
+static int mn_name(const nmain *m, uint32_t doc, nref *x)
 {
-    return mn_dead(m, doc) ? NULL : mn_record(m, doc);
+    return !mn_dead(m, doc) && mn_record(m, doc, x);
 }
 
 /* True when doc can be appended: main's docs stay in increasing order. */
@@ -1215,13 +1314,43 @@ static int mn_appends(const nmain *m, uint32_t doc)
     return m->n == 0 || doc > m->last;
 }
 
-/* Room for one more record with a name of len bytes; on failure nothing is
- * lost, the buffers are merely larger. */
-static int mn_reserve(nmain *m, size_t len)
+/* How many leading bytes of prefix h (hl bytes) the lower-cased x shares. */
+static size_t mn_common(const char *h, size_t hl, const nref *x)
+{
+    size_t i = 0;
+
+    while (i < hl && h[i] == ascii_lower(nref_at(x, i)))
+        i++;
+    return i;
+}
+
+/* The blob length mn_append needs to add x (len bytes).  A name that
+ * shares less with its block than the block's prefix shortens the prefix:
+ * the block is rebuilt past the blob's end, then moved back. */
+static uint64_t mn_need(const nmain *m, const nref *x, size_t len)
+{
+    uint32_t k = m->n / NM_STRIDE, c = m->n % NM_STRIDE;
+    const char *h;
+    size_t hl, l;
+
+    if (c == 0)
+        return (uint64_t)m->blen + len + 2;
+    h = m->blob + m->marks[k];
+    hl = strlen(h);
+    l = mn_common(h, hl, x);
+    if (l == hl)
+        return (uint64_t)m->blen + len - hl + 1;
+    return (uint64_t)m->blen + (m->blen - m->marks[k]) + (uint64_t)(hl - l) * (c - 1) + len - l + 1;
+}
+
+/* Room to append x (len bytes); on failure nothing is lost, the buffers
+ * are merely larger. */
+static int mn_reserve(nmain *m, const nref *x, size_t len)
 {
     uint32_t k = m->n / NM_STRIDE;
+    uint64_t need = mn_need(m, x, len);
 
-    if ((uint64_t)m->blen + len + 1 >= NM_BLOB_MAX || m->n >= NM_BLOB_MAX)
+    if (need >= NM_BLOB_MAX || m->n >= NM_BLOB_MAX)
         return -1;
     if (!m->docs && !(m->docs = roaring_bitmap_create()))
         return -1;
@@ -1234,17 +1363,45 @@ static int mn_reserve(nmain *m, size_t len)
         m->marks = nk;
         m->mcap = ncap;
     }
-    return bytes_reserve(&m->blob, &m->bcap, (uint64_t)m->blen + len + 1, 256, NM_BLOB_MAX - 1);
+    return bytes_reserve(&m->blob, &m->bcap, need, 256, NM_BLOB_MAX - 1);
 }
 
-/* Appends a record (doc beyond every doc of main), after mn_reserve or
- * into buffers sized for it. */
-static void mn_append(nmain *m, uint32_t doc, const char *name, size_t len)
+/* Shortens the prefix of block k (the last, with c names) to its first l
+ * bytes, the bytes cut going to the front of each rest. */
+static void mn_cut_prefix(nmain *m, uint32_t k, uint32_t c, size_t l)
 {
-    if (m->n % NM_STRIDE == 0)
-        m->marks[m->n / NM_STRIDE] = m->blen;
-    put_lower(m->blob + m->blen, name, len);
-    m->blen += (uint32_t)len + 1;
+    char *b = m->blob + m->marks[k], *out = m->blob + m->blen;
+    size_t hl = strlen(b), at = hl + 1, w = l + 1;
+
+    memcpy(out, b, l);
+    out[l] = '\0';
+    for (uint32_t i = 0; i < c; i++) {
+        size_t rl = strlen(b + at);
+        memcpy(out + w, b + l, hl - l);
+        memcpy(out + w + hl - l, b + at, rl + 1);
+        w += hl - l + rl + 1;
+        at += rl + 1;
+    }
+    memmove(b, out, w);
+    m->blen = m->marks[k] + (uint32_t)w;
+}
+
+/* Appends a record (doc beyond every doc of main), after mn_reserve. */
+static void mn_append(nmain *m, uint32_t doc, const nref *x)
+{
+    uint32_t k = m->n / NM_STRIDE, c = m->n % NM_STRIDE;
+
+    if (c == 0) { /* a new block: the whole name is its prefix, the rest "" */
+        m->marks[k] = m->blen;
+        m->blen += nref_put(m->blob + m->blen, x, 0);
+        m->blob[m->blen++] = '\0';
+    } else {
+        const char *h = m->blob + m->marks[k];
+        size_t hl = strlen(h), l = mn_common(h, hl, x);
+        if (l < hl)
+            mn_cut_prefix(m, k, c, l);
+        m->blen += nref_put(m->blob + m->blen, x, l);
+    }
     roaring_bitmap_add(m->docs, doc);
     m->last = doc;
     m->n++;
@@ -1278,7 +1435,7 @@ static size_t mn_bytes(const nmain *m)
  * larger block. */
 static void mn_fit(nmain *m)
 {
-    uint32_t nk = (m->n + NM_STRIDE - 1) / NM_STRIDE, *k;
+    uint32_t nk = mn_nblocks(m), *k;
     char *nb;
 
     if (m->blen && m->blen < m->bcap && (nb = realloc(m->blob, m->blen))) {
@@ -1298,12 +1455,14 @@ static void mn_fit(nmain *m)
 /* Walks main's records in order, dead ones included. */
 typedef struct {
     roaring_uint32_iterator_t it;
-    uint32_t off;
+    uint32_t r, off; /* the next record, where its rest starts */
+    size_t prelen;   /* of the block's prefix */
 } mn_walk;
 
 static void mn_walk_init(const nmain *m, mn_walk *w)
 {
-    w->off = 0;
+    w->r = w->off = 0;
+    w->prelen = 0;
     if (m->docs)
         roaring_init_iterator(m->docs, &w->it);
     else
@@ -1311,49 +1470,72 @@ static void mn_walk_init(const nmain *m, mn_walk *w)
 }
 
 /* 1 and the next record, or 0 at the end. */
-static int mn_walk_next(const nmain *m, mn_walk *w, uint32_t *doc, const char **name)
+static int mn_walk_next(const nmain *m, mn_walk *w, uint32_t *doc, nref *x)
 {
+    uint32_t k = w->r / NM_STRIDE;
+
     if (!w->it.has_value)
         return 0;
+    if (w->r % NM_STRIDE == 0) {
+        w->off = mn_rests(m, k);
+        w->prelen = w->off - m->marks[k] - 1;
+    }
+    x->pre = m->blob + m->marks[k];
+    x->prelen = w->prelen;
+    x->rest = m->blob + w->off;
+    w->off += (uint32_t)strlen(x->rest) + 1;
+    w->r++;
     *doc = w->it.current_value;
-    *name = m->blob + w->off;
-    w->off += (uint32_t)strlen(*name) + 1;
     roaring_advance_uint32_iterator(&w->it);
     return 1;
 }
-
 /* -- both -- */
 
-/* The live name of doc, or NULL. */
-static const char *nm_get(const names *nm, uint32_t doc)
+/* 1 and the live name of doc, or 0. */
+static int nm_get(const names *nm, uint32_t doc, nref *x)
 {
     uint32_t r = seg_find(&nm->ovf, doc);
 
-    return r != NM_NONE ? nm->ovf.blob + nm->ovf.offs[r] : mn_name(&nm->main, doc);
+    if (r != NM_NONE) {
+        *x = nref_whole(nm->ovf.blob + nm->ovf.offs[r]);
+        return 1;
+    }
+    return mn_name(&nm->main, doc, x);
 }
 
-/* Rebuilds main from main's live records and ovf, in doc order, at exact
- * size.  Failing to allocate leaves both as they were, which is harmless. */
+/* Appends to m after reserving room: 0, or -1 without memory. */
+static int mn_put(nmain *m, uint32_t doc, const nref *x)
+{
+    if (mn_reserve(m, x, nref_len(x)) < 0)
+        return -1;
+    mn_append(m, doc, x);
+    return 0;
+}
+
+/* Rebuilds main from main's live records and ovf, in doc order, trimmed
+ * to size.  Failing to allocate leaves both as they were, which is harmless. */
 static void nm_merge(names *nm)
 {
     nmain m = { 0 }, *a = &nm->main;
     nseg *o = &nm->ovf;
     mn_walk w;
     uint32_t doc = 0, j = 0;
-    const char *name = NULL;
+    nref x;
     size_t bytes = 0;
     int more;
 
     mn_walk_init(a, &w);
-    while (mn_walk_next(a, &w, &doc, &name))
+    while (mn_walk_next(a, &w, &doc, &x))
         if (!mn_dead(a, doc))
-            bytes += strlen(name) + 1;
+            bytes += nref_len(&x) + 1;
     for (uint32_t r = 0; r < o->n; r++)
         bytes += strlen(o->blob + o->offs[r]) + 1;
     if (bytes >= NM_BLOB_MAX)
         return;
+    /* names shared within blocks code shorter than their text: start from
+     * a third of it, grow as needed, trim at the end */
     m.mcap = nm->nlive ? (nm->nlive + NM_STRIDE - 1) / NM_STRIDE : 1;
-    m.bcap = bytes ? (uint32_t)bytes : 1;
+    m.bcap = (uint32_t)(bytes / 3 + 256);
     m.blob = malloc(m.bcap);
     m.marks = malloc((size_t)m.mcap * sizeof *m.marks);
     m.docs = roaring_bitmap_create();
@@ -1361,19 +1543,21 @@ static void nm_merge(names *nm)
     if (!m.blob || !m.marks || !m.docs || !m.dead)
         goto fail;
     mn_walk_init(a, &w);
-    more = mn_walk_next(a, &w, &doc, &name);
+    more = mn_walk_next(a, &w, &doc, &x);
     while (more || j < o->n) {
         if (more && mn_dead(a, doc)) {
-            more = mn_walk_next(a, &w, &doc, &name);
+            more = mn_walk_next(a, &w, &doc, &x);
         } else if (j >= o->n || (more && doc < o->docs[j])) {
-            mn_append(&m, doc, name, strlen(name));
-            more = mn_walk_next(a, &w, &doc, &name);
+            if (mn_put(&m, doc, &x) < 0)
+                goto fail;
+            more = mn_walk_next(a, &w, &doc, &x);
         } else {
-            const char *on = o->blob + o->offs[j];
-            mn_append(&m, o->docs[j++], on, strlen(on));
+            nref ox = nref_whole(o->blob + o->offs[j]);
+            if (mn_put(&m, o->docs[j++], &ox) < 0)
+                goto fail;
         }
     }
-    bm_optimize(m.docs);
+    mn_fit(&m);
     mn_free(a);
     seg_free(o);
     *a = m;
@@ -1417,7 +1601,7 @@ static int nm_add(names *nm, uint32_t doc, const char *name)
     nmain *a = &nm->main;
     nseg *o = &nm->ovf;
     uint32_t r = seg_find(o, doc);
-    const char *old;
+    nref old, x = nref_whole(name);
 
     if (r != NM_NONE) {
         if (lower_eq(o->blob + o->offs[r], name))
@@ -1427,8 +1611,8 @@ static int nm_add(names *nm, uint32_t doc, const char *name)
         nm_maybe_merge(nm);
         return 0;
     }
-    if ((old = mn_name(a, doc))) { /* a rename: main's blob is never rewritten */
-        if (lower_eq(old, name))
+    if (mn_name(a, doc, &old)) { /* a rename: main's blob is never rewritten */
+        if (nref_lower_eq(&old, name))
             return 0;
         if (seg_reserve(o, len) < 0)
             return -1;
@@ -1438,9 +1622,8 @@ static int nm_add(names *nm, uint32_t doc, const char *name)
         return 0;
     }
     if (mn_appends(a, doc)) {
-        if (mn_reserve(a, len) < 0)
+        if (mn_put(a, doc, &x) < 0)
             return -1;
-        mn_append(a, doc, name, len);
     } else {
         if (seg_reserve(o, len) < 0)
             return -1;
@@ -1455,6 +1638,7 @@ static void nm_del(names *nm, uint32_t doc)
 {
     nseg *o = &nm->ovf;
     uint32_t r = seg_find(o, doc);
+    nref x;
 
     if (r != NM_NONE) {
         o->ndead += (uint32_t)strlen(o->blob + o->offs[r]) + 1;
@@ -1462,7 +1646,7 @@ static void nm_del(names *nm, uint32_t doc)
         memmove(o->offs + r, o->offs + r + 1, (size_t)(o->n - r - 1) * sizeof *o->offs);
         o->n--;
     } else {
-        if (!mn_name(&nm->main, doc))
+        if (!mn_name(&nm->main, doc, &x))
             return;
         mn_kill(&nm->main, doc);
     }
@@ -1481,7 +1665,6 @@ static size_t nm_bytes(const names *nm)
 {
     return mn_bytes(&nm->main) + seg_bytes(&nm->ovf);
 }
-
 /* ---- growable doc list -------------------------------------------------- */
 
 typedef struct {
@@ -1505,24 +1688,36 @@ static int docbuf_push(docbuf *b, uint32_t doc)
 
 /* ---- name matching ------------------------------------------------------ */
 
-static int name_match(const char *lowered, const char *needle)
-{
-    return *needle ? strstr(lowered, needle) != NULL : *lowered == '\0';
-}
-
-/* Where a pass over main's blob stands: the record of the last hit, and an
- * iterator on its doc (hits come in order, mostly close together). */
+/* Where a pass over main stands: the record the iterator is on. */
 typedef struct {
     uint32_t r;   /* NM_NONE before the first hit */
-    uint32_t off; /* where record r's name starts */
+    uint32_t off; /* where record r's rest starts; 0 when not known */
     roaring_uint32_iterator_t it;
 } mn_cursor;
 
-/* Moves the cursor to the record whose name holds blob offset pos: gallops
- * over the marks from the current one, then skips names. */
-static void mn_seek(const nmain *m, mn_cursor *c, size_t pos)
+/* Puts the cursor's iterator on record r's doc (hits come in order, mostly
+ * close together, so it steps forward when it can). */
+static void mn_cursor_to(const nmain *m, mn_cursor *c, uint32_t r)
 {
-    uint32_t nk = (m->n + NM_STRIDE - 1) / NM_STRIDE, step = 1, lo, hi, r, off;
+    if (c->r == NM_NONE || r < c->r || r - c->r > 64) {
+        uint32_t doc = 0;
+        roaring_bitmap_select(m->docs, r, &doc);
+        roaring_init_iterator(m->docs, &c->it);
+        roaring_move_uint32_iterator_equalorlarger(&c->it, doc);
+    } else {
+        for (uint32_t i = c->r; i < r; i++)
+            roaring_advance_uint32_iterator(&c->it);
+    }
+    c->r = r;
+    c->off = 0;
+}
+
+/* Moves the cursor to the record whose rest holds blob offset pos, or to
+ * the first record of the block whose prefix holds it (*in_prefix = 1):
+ * gallops over the marks from the current block, then skips rests. */
+static void mn_seek(const nmain *m, mn_cursor *c, size_t pos, int *in_prefix)
+{
+    uint32_t nk = mn_nblocks(m), step = 1, lo, hi, r, off;
 
     lo = c->r == NM_NONE ? 0 : c->r / NM_STRIDE;
     while (lo + step < nk && m->marks[lo + step] <= pos) {
@@ -1538,33 +1733,52 @@ static void mn_seek(const nmain *m, mn_cursor *c, size_t pos)
             hi = mid;
     }
     r = lo * NM_STRIDE;
-    off = m->marks[lo];
-    if (c->r != NM_NONE && c->r > r && c->off <= pos) { /* same block, further on */
-        r = c->r;
+    off = mn_rests(m, lo);
+    *in_prefix = pos < off;
+    if (*in_prefix) {
+        mn_cursor_to(m, c, r);
+        return;
+    }
+    if (c->r != NM_NONE && c->off && c->r / NM_STRIDE == lo && c->off <= pos) {
+        r = c->r; /* same block, further on */
         off = c->off;
     }
     for (uint32_t next; (next = off + (uint32_t)strlen(m->blob + off) + 1) <= pos; off = next)
         r++;
-    if (c->r == NM_NONE || r < c->r || r - c->r > 64) {
-        uint32_t doc = 0;
-        roaring_bitmap_select(m->docs, r, &doc);
-        roaring_init_iterator(m->docs, &c->it);
-        roaring_move_uint32_iterator_equalorlarger(&c->it, doc);
-    } else {
-        for (uint32_t i = c->r; i < r; i++)
-            roaring_advance_uint32_iterator(&c->it);
-    }
-    c->r = r;
+    mn_cursor_to(m, c, r);
     c->off = off;
 }
 
-/* A hit at blob offset pos: records the doc of the name holding it and sets
- * *next to where the following name starts, so the rest is skipped. */
+/* Records the live docs of records [c->r, end), the cursor on the last. */
+static int mn_push_from(const nmain *m, mn_cursor *c, uint32_t end, docbuf *out)
+{
+    for (;;) {
+        uint32_t doc = c->it.current_value;
+        if (!mn_dead(m, doc) && docbuf_push(out, doc) < 0)
+            return -1;
+        if (c->r + 1 >= end)
+            return 0;
+        roaring_advance_uint32_iterator(&c->it);
+        c->r++;
+        c->off = 0;
+    }
+}
+
+/* A hit at blob offset pos: records the doc of the name holding it, or
+ * every doc of the block when it is in a prefix, and sets *next to where
+ * the following name (or block) starts, so the rest is skipped. */
 static int scan_hit(const nmain *m, size_t pos, mn_cursor *c, docbuf *out, size_t *next)
 {
-    uint32_t doc;
+    uint32_t doc, k, end;
+    int in_prefix;
 
-    mn_seek(m, c, pos);
+    mn_seek(m, c, pos, &in_prefix);
+    if (in_prefix) {
+        k = c->r / NM_STRIDE;
+        end = (k + 1) * NM_STRIDE < m->n ? (k + 1) * NM_STRIDE : m->n;
+        *next = mn_block_end(m, k);
+        return mn_push_from(m, c, end, out);
+    }
     *next = c->off + strlen(m->blob + c->off) + 1;
     doc = c->it.current_value;
     return mn_dead(m, doc) ? 0 : docbuf_push(out, doc);
@@ -1575,16 +1789,12 @@ typedef uint64_t u64x2 __attribute__((vector_size(16)));
 
 /* Tests the needle's first and last byte at 16 positions per step, in one
  * pass with no restart per hit: ~3x faster than chained glibc memmem calls
- * on a blob of short names.  A hit at p is the name holding p + skip.
- * *pos returns where the caller must go on. */
-static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, docbuf *out,
-                       size_t *pos, mn_cursor *cur)
+ * on a blob of short names.  *pos returns where the caller must go on. */
+static int scan_blocks(const nmain *m, const char *n, size_t nl, docbuf *out, size_t *pos,
+                       mn_cursor *cur)
 {
     const char *b = m->blob;
-    /* from one byte back when the hit is one on (skip): the NUL pair that
-     * ends at *pos is the next record's, an empty name right after the
-     * empty first one; next keeps hits before *pos from counting twice */
-    size_t p = *pos >= skip ? *pos - skip : 0, next = *pos;
+    size_t p = *pos, next = *pos; /* next keeps hits in a name already taken out */
     u8x16 f, l, a, c;
     u64x2 q;
 
@@ -1603,8 +1813,8 @@ static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, do
                 unsigned bit = (unsigned)__builtin_ctzll(w);
                 size_t at = p + h * 8 + bit / 8;
                 w &= ~(0xffull << (bit & ~7u));
-                if (at + skip >= next && memcmp(b + at, n, nl) == 0 &&
-                    scan_hit(m, at + skip, cur, out, &next) < 0)
+                if (at >= next && memcmp(b + at, n, nl) == 0 &&
+                    scan_hit(m, at, cur, out, &next) < 0)
                     return -1;
             }
     }
@@ -1612,50 +1822,167 @@ static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, do
     return 0;
 }
 #else
-static int scan_blocks(const nmain *m, const char *n, size_t nl, size_t skip, docbuf *out,
-                       size_t *pos, mn_cursor *cur)
+static int scan_blocks(const nmain *m, const char *n, size_t nl, docbuf *out, size_t *pos,
+                       mn_cursor *cur)
 {
-    (void)m, (void)n, (void)nl, (void)skip, (void)out, (void)pos, (void)cur;
+    (void)m, (void)n, (void)nl, (void)out, (void)pos, (void)cur;
     return 0;
 }
 #endif
 
-/* Every live doc of main whose name matches, in one pass over the blob (a
- * needle holds no NUL, so a hit never spans two names); memmem does the
- * tail.  An empty name is a NUL at a record's start: the first byte, or
- * the second of two NULs, so "" looks for those with its hit one byte on. */
-static int mn_scan(const nmain *m, const char *needle, docbuf *out)
+/* The needle's KMP table: pi[i] is the longest proper border of its first
+ * i bytes (i = 1..nl). */
+static void kmp_table(const char *n, size_t nl, uint32_t *pi)
 {
-    static const char two_nuls[2] = { 0, 0 };
-    const char *n = *needle ? needle : two_nuls;
-    size_t nlen = *needle ? strlen(needle) : 2, skip = *needle ? 0 : 1, pos = 0;
-    mn_cursor cur = { .r = NM_NONE };
+    uint32_t k = 0;
 
-    if (skip && m->blen && m->blob[0] == '\0' && scan_hit(m, 0, &cur, out, &pos) < 0)
+    pi[0] = pi[1] = 0;
+    for (size_t i = 1; i < nl; i++) {
+        while (k > 0 && n[i] != n[k])
+            k = pi[k];
+        if (n[i] == n[k])
+            k++;
+        pi[i + 1] = k;
+    }
+}
+
+/* The longest proper prefix of the needle that h (hl bytes) ends with:
+ * only its last nl - 1 bytes can hold one. */
+static uint32_t kmp_end(const char *n, size_t nl, const uint32_t *pi, const char *h, size_t hl)
+{
+    uint32_t s = 0;
+
+    for (size_t i = hl > nl - 1 ? hl - (nl - 1) : 0; i < hl; i++) {
+        while (s > 0 && h[i] != n[s])
+            s = pi[s];
+        if (h[i] == n[s])
+            s++;
+    }
+    return s;
+}
+
+/* The live docs of block k whose rest starts with needle[j..nl) for a
+ * border j of the longest needle prefix s the block's prefix ends with. */
+static int block_spans(const nmain *m, mn_cursor *c, uint32_t k, const char *needle, size_t nl,
+                       const uint32_t *pi, uint32_t s, docbuf *out)
+{
+    uint32_t end = (k + 1) * NM_STRIDE < m->n ? (k + 1) * NM_STRIDE : m->n;
+    uint32_t off = mn_rests(m, k);
+
+    mn_cursor_to(m, c, k * NM_STRIDE);
+    for (;;) {
+        const char *rest = m->blob + off;
+        uint32_t doc = c->it.current_value;
+        for (uint32_t j = s; j > 0; j = pi[j])
+            if (strncmp(rest, needle + j, nl - j) == 0) {
+                if (!mn_dead(m, doc) && docbuf_push(out, doc) < 0)
+                    return -1;
+                break;
+            }
+        if (c->r + 1 >= end)
+            return 0;
+        off += (uint32_t)strlen(rest) + 1;
+        roaring_advance_uint32_iterator(&c->it);
+        c->r++;
+    }
+}
+
+/* The names holding the needle across their block's prefix and their
+ * rest.  A block is looked at only when its prefix ends in a byte of the
+ * needle (less its last); runs of blocks with one prefix share the work. */
+static int mn_spans(const nmain *m, const char *needle, size_t nl, docbuf *out)
+{
+    uint32_t nk = mn_nblocks(m), s = 0, *pi;
+    uint8_t in[32] = { 0 };
+    const char *prev = NULL;
+    size_t prevl = 0;
+    mn_cursor c = { .r = NM_NONE };
+    int rc = 0;
+
+    if (nl < 2 || nk == 0)
+        return 0;
+    if (!(pi = malloc((nl + 1) * sizeof *pi)))
         return -1;
-    if (scan_blocks(m, n, nlen, skip, out, &pos, &cur) < 0)
-        return -1;
-    while (pos < m->blen) {
-        size_t from = pos >= skip ? pos - skip : 0;
-        const char *hit = memmem(m->blob + from, m->blen - from, n, nlen);
-        if (!hit)
-            break;
-        if (scan_hit(m, (size_t)(hit - m->blob) + skip, &cur, out, &pos) < 0)
-            return -1;
+    kmp_table(needle, nl, pi);
+    for (size_t i = 0; i + 1 < nl; i++)
+        in[(uint8_t)needle[i] >> 3] |= (uint8_t)(1u << ((uint8_t)needle[i] & 7));
+    for (uint32_t k = 0; k < nk && rc == 0; k++) {
+        const char *h = m->blob + m->marks[k];
+        size_t hl = strlen(h);
+        uint8_t last = hl ? (uint8_t)h[hl - 1] : 0;
+        if (hl == 0 || !(in[last >> 3] & (1u << (last & 7))))
+            continue;
+        if (!prev || hl != prevl || memcmp(h, prev, hl) != 0) {
+            s = kmp_end(needle, nl, pi, h, hl);
+            prev = h;
+            prevl = hl;
+        }
+        if (s)
+            rc = block_spans(m, &c, k, needle, nl, pi, s, out);
+    }
+    free(pi);
+    return rc;
+}
+
+/* Every live doc of main whose name is empty: only a block with an empty
+ * prefix holds one. */
+static int mn_scan_empty(const nmain *m, docbuf *out)
+{
+    mn_cursor c = { .r = NM_NONE };
+
+    for (uint32_t k = 0; k < mn_nblocks(m); k++) {
+        uint32_t end = (k + 1) * NM_STRIDE < m->n ? (k + 1) * NM_STRIDE : m->n;
+        uint32_t off = m->marks[k] + 1;
+        if (m->blob[m->marks[k]] != '\0')
+            continue;
+        for (uint32_t r = k * NM_STRIDE; r < end; r++) {
+            if (m->blob[off] == '\0') {
+                mn_cursor_to(m, &c, r);
+                if (!mn_dead(m, c.it.current_value) && docbuf_push(out, c.it.current_value) < 0)
+                    return -1;
+            }
+            off += (uint32_t)strlen(m->blob + off) + 1;
+        }
     }
     return 0;
+}
+
+/* Every live doc of main whose name matches: one pass over the blob for
+ * hits inside a prefix or a rest (a needle holds no NUL, so a hit never
+ * spans two), memmem doing the tail; then the hits across the two.  A doc
+ * may come twice, which the caller's set absorbs. */
+static int mn_scan(const nmain *m, const char *needle, docbuf *out)
+{
+    size_t nlen = strlen(needle), pos = 0;
+    mn_cursor cur = { .r = NM_NONE };
+
+    if (nlen == 0)
+        return mn_scan_empty(m, out);
+    if (scan_blocks(m, needle, nlen, out, &pos, &cur) < 0)
+        return -1;
+    while (pos < m->blen) {
+        const char *hit = memmem(m->blob + pos, m->blen - pos, needle, nlen);
+        if (!hit)
+            break;
+        if (scan_hit(m, (size_t)(hit - m->blob), &cur, out, &pos) < 0)
+            return -1;
+    }
+    return mn_spans(m, needle, nlen, out);
 }
 
 /* main in one blob pass, then ovf (small) name by name. */
 static int nm_scan(const names *nm, const char *needle, docbuf *out)
 {
     const nseg *o = &nm->ovf;
+    size_t nl = strlen(needle);
 
     if (mn_scan(&nm->main, needle, out) < 0)
         return -1;
-    for (uint32_t r = 0; r < o->n; r++)
-        if (name_match(o->blob + o->offs[r], needle) && docbuf_push(out, o->docs[r]) < 0)
+    for (uint32_t r = 0; r < o->n; r++) {
+        nref x = nref_whole(o->blob + o->offs[r]);
+        if (nref_match(&x, needle, nl) && docbuf_push(out, o->docs[r]) < 0)
             return -1;
+    }
     return 0;
 }
 
@@ -1665,18 +1992,18 @@ static int nm_filter(const names *nm, const roaring_bitmap_t *cand, const char *
 {
     roaring_uint32_iterator_t it;
     uint32_t batch[256], n;
+    size_t nl = strlen(needle);
+    nref x;
 
     roaring_init_iterator(cand, &it);
     while ((n = roaring_read_uint32_iterator(&it, batch, 256)) > 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const char *name = nm_get(nm, batch[i]);
-            if (name && name_match(name, needle) && docbuf_push(out, batch[i]) < 0)
+        for (uint32_t i = 0; i < n; i++)
+            if (nm_get(nm, batch[i], &x) && nref_match(&x, needle, nl) &&
+                docbuf_push(out, batch[i]) < 0)
                 return -1;
-        }
     }
     return 0;
 }
-
 /* ---- the index ---------------------------------------------------------- */
 
 typedef struct {
@@ -2846,16 +3173,17 @@ static int names_in(const names *a, const names *b)
     const nseg *o = &a->ovf;
     mn_walk w;
     uint32_t doc;
-    const char *name, *nb;
+    nref x, y;
 
     mn_walk_init(&a->main, &w);
-    while (mn_walk_next(&a->main, &w, &doc, &name))
-        if (!mn_dead(&a->main, doc) &&
-            (!(nb = nm_get(b, doc)) || strcmp(name, nb) != 0))
+    while (mn_walk_next(&a->main, &w, &doc, &x))
+        if (!mn_dead(&a->main, doc) && (!nm_get(b, doc, &y) || !nref_eq(&x, &y)))
             return 0;
-    for (uint32_t r = 0; r < o->n; r++)
-        if (!(nb = nm_get(b, o->docs[r])) || strcmp(o->blob + o->offs[r], nb) != 0)
+    for (uint32_t r = 0; r < o->n; r++) {
+        x = nref_whole(o->blob + o->offs[r]);
+        if (!nm_get(b, o->docs[r], &y) || !nref_eq(&x, &y))
             return 0;
+    }
     return 1;
 }
 

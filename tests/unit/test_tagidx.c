@@ -326,6 +326,134 @@ static void test_empty_names(void)
     tagidx_free(ix);
 }
 
+/* The name store codes each block of 16 names as their shared prefix and
+ * the rests.  Names here come in runs that share prefixes of every length
+ * (a sequence, a common stem, a name cut back then extended, an empty one),
+ * and needles are cut anywhere from them, so hits fall inside a prefix,
+ * inside a rest, and across the two, through the blob pass (a name alone)
+ * and the per-doc filter (a name and a narrow tag); renames and deletes
+ * move names to the side segment and back through merges.  Every count is
+ * checked against strstr over the plain names. */
+enum { BN_DOCS = 6000, BN_LEN = 48 };
+
+static uint64_t bn_rng = 88172645463325252ull;
+
+static uint32_t bn_rnd(uint32_t n)
+{
+    bn_rng ^= bn_rng << 13;
+    bn_rng ^= bn_rng >> 7;
+    bn_rng ^= bn_rng << 17;
+    return (uint32_t)(bn_rng >> 11) % n;
+}
+
+/* Runs of 1..40 names on one stem with a counter, as a pipeline makes
+ * them; a stem is fresh or the previous one cut back, so blocks share
+ * prefixes of every length; an empty name now and then. */
+static void bn_name(char *out)
+{
+    static const char *const stems[] = { "img-", "Build-2026-12-", "ubuntu-22.04-", "x", "" };
+    static char stem[BN_LEN];
+    static uint32_t left, seq;
+
+    if (left == 0) {
+        size_t len = bn_rnd((uint32_t)strlen(stem) + 1);
+        if (bn_rnd(2))
+            snprintf(stem, BN_LEN, "%s%u", stems[bn_rnd(5)], bn_rnd(1000));
+        else
+            snprintf(stem + len, BN_LEN - len, "%s", bn_rnd(2) ? "-aB" : "7");
+        left = 1 + bn_rnd(40);
+        seq = bn_rnd(100);
+    }
+    left--;
+    if (bn_rnd(50) == 0)
+        out[0] = '\0';
+    else
+        snprintf(out, BN_LEN, "%s%u%s", stem, seq++, bn_rnd(8) ? "" : "-Ab");
+}
+
+static uint64_t bn_naive(char (*names)[BN_LEN], const int *live, const char *lneedle, int odd_only)
+{
+    uint64_t n = 0;
+
+    for (uint32_t d = 1; d <= BN_DOCS; d++) {
+        char l[BN_LEN];
+        if (!live[d] || (odd_only && d % 97 != 0))
+            continue;
+        for (size_t i = 0; i < BN_LEN; i++)
+            l[i] = names[d][i] >= 'A' && names[d][i] <= 'Z' ? (char)(names[d][i] + 32) : names[d][i];
+        n += lneedle[0] ? strstr(l, lneedle) != NULL : l[0] == '\0';
+    }
+    return n;
+}
+
+static void test_name_blocks(void)
+{
+    static char names[BN_DOCS + 1][BN_LEN];
+    static int live[BN_DOCS + 1];
+    const char *one[1] = { "y" };
+    tagidx_entry rare = ent("rare", one, 1);
+    tagidx *ix = tagidx_new();
+    uint32_t bad = 0, checked = 0, spans = 0;
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (uint32_t d = 1; d <= BN_DOCS; d++) {
+        bn_name(names[d]);
+        live[d] = 1;
+        CHECK(tagidx_image_add(ix, PA, d, names[d]) == 0);
+        if (d % 97 == 0)
+            CHECK(tagidx_tag_set(ix, PA, d, "rare", NULL, "y") == 0);
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 400; i++) { /* renames and deletes between rounds */
+            uint32_t d = 1 + bn_rnd(BN_DOCS);
+            if (!live[d])
+                continue;
+            if (bn_rnd(3) == 0) {
+                if (d % 97 == 0) /* the tagged ones stay */
+                    continue;
+                CHECK(tagidx_image_remove(ix, PA, d, NULL, 0) == 0);
+                live[d] = 0;
+            } else {
+                bn_name(names[d]);
+                CHECK(tagidx_image_add(ix, PA, d, names[d]) == 0);
+            }
+        }
+        for (int i = 0; i < 1500; i++) {
+            uint32_t d = 1 + bn_rnd(BN_DOCS);
+            size_t len = strlen(names[d]), a = len ? bn_rnd((uint32_t)len) : 0;
+            size_t b = len ? a + 1 + bn_rnd((uint32_t)(len - a)) : 0;
+            char needle[BN_LEN], lneedle[BN_LEN];
+            tagidx_query q = { 0 };
+            uint64_t got = 0, want;
+            memcpy(needle, names[d] + a, b - a);
+            needle[b - a] = '\0';
+            if (bn_rnd(10) == 0)
+                strcpy(needle, bn_rnd(2) ? "" : "ZZ-no");
+            for (size_t j = 0; j <= strlen(needle); j++) {
+                if (needle[j] >= 'a' && needle[j] <= 'z' && bn_rnd(2))
+                    needle[j] = (char)(needle[j] - 32);
+                lneedle[j] = needle[j] >= 'A' && needle[j] <= 'Z' ? (char)(needle[j] + 32) : needle[j];
+            }
+            q.name = needle;
+            if (i % 2) /* a narrow tag first: the per-doc filter */
+                q.tags = &rare, q.ntags = 1;
+            want = bn_naive(names, live, lneedle, i % 2);
+            CHECK(tagidx_count(ix, PA, &q, &got) == 0);
+            if (got != want && bad++ < 5)
+                fprintf(stderr, "name blocks: needle \"%s\" (%s): %llu, want %llu\n", needle,
+                        i % 2 ? "filter" : "scan", (unsigned long long)got, (unsigned long long)want);
+            spans += a > 0 && len > 4; /* rough: cut from inside a name */
+            checked++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(spans > 1000);
+    fprintf(stderr, "test_tagidx: name blocks: %u needles checked, %u mismatches\n", checked, bad);
+    tagidx_free(ix);
+}
+
 static uint64_t value_count(const tagidx *ix, const char *key, const char *value)
 {
     const char *vals[1] = { value };
@@ -440,6 +568,7 @@ static void test_hand(void)
     tagidx_free(ix);
     test_value_churn();
     test_empty_names();
+    test_name_blocks();
     test_wrong_old_value();
     test_load_doc_zero();
 }
@@ -468,6 +597,7 @@ typedef struct {
     uint64_t rng;
     char key[NKEYS][16];
     char val[NKEYS][MAXVOCAB][16];
+    char prev_name[NAMELEN]; /* the last name made, which the next often extends */
 } model;
 
 static uint32_t rnd(model *m, uint32_t n)
@@ -502,19 +632,30 @@ static void model_init(model *m, uint64_t seed)
         m->d[i].proj = -1;
 }
 
+/* Half the names keep a random prefix of the previous one, as names made
+ * in sequence do: the name store's blocks then share prefixes, and needles
+ * cut from these names fall inside a prefix, inside a rest, or across. */
 static void random_name(model *m, char *name, char *lname)
 {
     static const char *const words[] = { "cat", "Dog", "BIRD", "img_01", "x-ray",
-                                         "\xe6\x97\xa5\xe6\x9c\xac", "a.b", "Cat", " " };
+                                         "\xe6\x97\xa5\xe6\x9c\xac", "a.b", "Cat", " ",
+                                         "0", "42", "-7" };
     size_t len = 0;
     int n = rnd(m, 8) == 0 ? 0 : 1 + (int)rnd(m, 3);
 
     name[0] = '\0';
+    if (rnd(m, 2) == 0) {
+        len = rnd(m, (uint32_t)strlen(m->prev_name) + 1);
+        memcpy(name, m->prev_name, len);
+        name[len] = '\0';
+        n = (int)rnd(m, 3);
+    }
     for (int i = 0; i < n; i++) {
         const char *w = words[rnd(m, sizeof words / sizeof words[0])];
         if (len + strlen(w) + 1 < NAMELEN)
             len += (size_t)snprintf(name + len, NAMELEN - len, "%s", w);
     }
+    memcpy(m->prev_name, name, len + 1);
     for (size_t i = 0; i <= len; i++)
         lname[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] + 32) : name[i];
 }
