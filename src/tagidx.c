@@ -848,6 +848,9 @@ static void ld_free(ld_heap *h, posting *p)
 
 /* Entries are postings packed in an array (aux: the value's offset in the
  * arena); idx is an open-addressing index of entry numbers at load <= 1/2.
+ * An entry number is below the slot count, so the bits above it hold the
+ * same bits of the value's hash: a probe that meets another value mostly
+ * tells so without reading its entry and name (two cache misses).
  * A removed entry is replaced by the last one, so the array stays dense.
  * Names live in one arena: offsets, because the arena moves as it grows. */
 #define VT_NONE UINT32_MAX
@@ -871,7 +874,8 @@ static uint32_t vt_slot(const vtab *t, const char *value, uint32_t h)
 {
     for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
         uint32_t e = t->idx[i];
-        if (e == VT_NONE || strcmp(t->arena + t->ents[e].aux, value) == 0)
+        if (e == VT_NONE ||
+            (((e ^ h) & ~t->mask) == 0 && strcmp(t->arena + t->ents[e & t->mask].aux, value) == 0))
             return i;
     }
 }
@@ -883,7 +887,7 @@ static posting *vt_get(const vtab *t, const char *value)
     if (!t->idx)
         return NULL;
     e = t->idx[vt_slot(t, value, str_hash(value))];
-    return e == VT_NONE ? NULL : &t->ents[e];
+    return e == VT_NONE ? NULL : &t->ents[e & t->mask];
 }
 
 static int vt_rehash(vtab *t, uint32_t nslots)
@@ -897,10 +901,10 @@ static int vt_rehash(vtab *t, uint32_t nslots)
     t->idx = ni;
     t->mask = nslots - 1;
     for (uint32_t e = 0; e < t->n; e++) {
-        uint32_t i = str_hash(vt_name(t, &t->ents[e])) & t->mask;
+        uint32_t h = str_hash(vt_name(t, &t->ents[e])), i = h & t->mask;
         while (t->idx[i] != VT_NONE)
             i = (i + 1) & t->mask;
-        t->idx[i] = e;
+        t->idx[i] = (h & ~t->mask) | e;
     }
     return 0;
 }
@@ -931,7 +935,7 @@ static posting *vt_get_or_add(vtab *t, const char *value)
     posting *e;
 
     if (t->idx && t->idx[i = vt_slot(t, value, h)] != VT_NONE)
-        return &t->ents[t->idx[i]];
+        return &t->ents[t->idx[i] & t->mask];
     if (vt_reserve(t, len) < 0)
         return NULL;
     i = vt_slot(t, value, h);
@@ -940,7 +944,7 @@ static posting *vt_get_or_add(vtab *t, const char *value)
     e->aux = t->alen;
     memcpy(t->arena + t->alen, value, len + 1);
     t->alen += (uint32_t)len + 1;
-    t->idx[i] = t->n++;
+    t->idx[i] = (h & ~t->mask) | t->n++;
     return e;
 }
 
@@ -977,7 +981,7 @@ static void vt_del(vtab *t, posting *ent)
         j = (j + 1) & t->mask;
         if (t->idx[j] == VT_NONE)
             break;
-        k = str_hash(vt_name(t, &t->ents[t->idx[j]])) & t->mask;
+        k = str_hash(vt_name(t, &t->ents[t->idx[j] & t->mask])) & t->mask;
         if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
             continue;
         t->idx[i] = t->idx[j];
@@ -986,7 +990,8 @@ static void vt_del(vtab *t, posting *ent)
     t->idx[i] = VT_NONE;
     if (e != last) { /* the last entry moves into the hole */
         const char *ln = vt_name(t, &t->ents[last]);
-        t->idx[vt_slot(t, ln, str_hash(ln))] = e;
+        uint32_t h = str_hash(ln);
+        t->idx[vt_slot(t, ln, h)] = (h & ~t->mask) | e;
         t->ents[e] = t->ents[last];
     }
     t->n--;
