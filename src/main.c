@@ -214,6 +214,8 @@ static void return_free_memory(void)
 static int load_index(gw *g)
 {
     int64_t t0 = util_mono_us();
+    tagidx_mem mem;
+
     if (!(g->index = tagidx_new()) || store_index_build(g->store, g->index) != 0) {
         fprintf(stderr, "tagway: cannot build the tag index: %s\n",
                 g->index ? store_errmsg(g->store) : "out of memory");
@@ -221,10 +223,13 @@ static int load_index(gw *g)
     }
     store_attach_index(g->store, g->index);
     return_free_memory();
+    tagidx_memory_parts(g->index, &mem);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index built\",\"images\":%llu,\"tags\":%llu,"
-                    "\"ms\":%lld,\"bytes\":%zu}\n",
+                    "\"ms\":%lld,\"bytes\":%zu,\"names_bytes\":%zu,\"bitmaps_bytes\":%zu,"
+                    "\"pools_bytes\":%zu,\"values_bytes\":%zu}\n",
             (unsigned long long)tagidx_images(g->index), (unsigned long long)tagidx_tags(g->index),
-            (long long)((util_mono_us() - t0) / 1000), tagidx_memory(g->index));
+            (long long)((util_mono_us() - t0) / 1000), tagidx_memory(g->index), mem.names,
+            mem.bitmaps, mem.pools, mem.values);
     return 0;
 }
 

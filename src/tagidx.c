@@ -1025,15 +1025,13 @@ static void vt_fit(vtab *t)
     }
 }
 
+/* The table's own bytes: entries, value names, hash slots (not the sets). */
 static size_t vt_bytes(const vtab *t)
 {
-    size_t n = msize((size_t)t->cap * sizeof(posting)) + msize(t->acap) +
-               (t->idx ? msize((size_t)(t->mask + 1) * sizeof(uint32_t)) : 0);
-
-    for (uint32_t e = 0; e < t->n; e++)
-        n += pst_bytes(&t->ents[e]);
-    return n;
+    return msize((size_t)t->cap * sizeof(posting)) + msize(t->acap) +
+           (t->idx ? msize((size_t)(t->mask + 1) * sizeof(uint32_t)) : 0);
 }
+
 /* ---- names: doc -> lower-cased name ------------------------------------ */
 
 /* `main` holds nearly every name: SQLite hands out rowids in increasing
@@ -3140,27 +3138,41 @@ int tagidx_project_tags(const tagidx *ix, const char *project_id, tagidx_key_cb 
     return rc;
 }
 
-static size_t key_bytes(const keyent *ke)
+static void key_parts(const keyent *ke, tagidx_mem *m)
 {
-    return msize(sizeof *ke + strlen(ke->name) + 1) + pst_bytes(&ke->docs) + msize(ke->pl.cap) +
-           vt_bytes(&ke->vals);
+    const vtab *t = &ke->vals;
+
+    m->other += msize(sizeof *ke + strlen(ke->name) + 1);
+    m->bitmaps += pst_bytes(&ke->docs);
+    m->pools += msize(ke->pl.cap);
+    m->values += vt_bytes(t);
+    for (uint32_t e = 0; e < t->n; e++)
+        m->bitmaps += pst_bytes(&t->ents[e]);
 }
 
-size_t tagidx_memory(const tagidx *ix)
+void tagidx_memory_parts(const tagidx *ix, tagidx_mem *m)
 {
-    size_t n = sizeof *ix + smap_bytes(&ix->projects);
-
+    memset(m, 0, sizeof *m);
+    m->other = sizeof *ix + smap_bytes(&ix->projects);
     for (uint32_t i = 0; ix->projects.slots && i <= ix->projects.mask; i++) {
         const project *p = ix->projects.slots[i].val;
         if (!ix->projects.slots[i].key)
             continue;
-        n += msize(sizeof *p + strlen(p->id) + 1) + bm_bytes(p->live) + bm_bytes(p->tagged) +
-             smap_bytes(&p->keys) + nm_bytes(&p->nm);
+        m->other += msize(sizeof *p + strlen(p->id) + 1) + smap_bytes(&p->keys);
+        m->bitmaps += bm_bytes(p->live) + bm_bytes(p->tagged);
+        m->names += nm_bytes(&p->nm);
         for (uint32_t k = 0; p->keys.slots && k <= p->keys.mask; k++)
             if (p->keys.slots[k].key)
-                n += key_bytes(p->keys.slots[k].val);
+                key_parts(p->keys.slots[k].val, m);
     }
-    return n;
+}
+
+size_t tagidx_memory(const tagidx *ix)
+{
+    tagidx_mem m;
+
+    tagidx_memory_parts(ix, &m);
+    return m.names + m.bitmaps + m.pools + m.values + m.other;
 }
 
 uint64_t tagidx_images(const tagidx *ix)

@@ -83,6 +83,15 @@ int tagidx_project_tags(const tagidx *ix, const char *project,
 
 /* Statistics and checks. */
 size_t tagidx_memory(const tagidx *ix);          /* bytes held, approx. */
+/* Where those bytes are (they sum to tagidx_memory). */
+typedef struct {
+    size_t names;   /* the name store */
+    size_t bitmaps; /* roaring bitmaps: large posting sets, live and tagged sets */
+    size_t pools;   /* the keys' pools of varint-coded small sets */
+    size_t values;  /* value tables: entries, value names, hash slots */
+    size_t other;   /* projects, keys, their maps */
+} tagidx_mem;
+void tagidx_memory_parts(const tagidx *ix, tagidx_mem *m);
 uint64_t tagidx_images(const tagidx *ix);        /* live images, all projects */
 uint64_t tagidx_tags(const tagidx *ix);          /* (image, key) pairs */
 int tagidx_equal(const tagidx *a, const tagidx *b); /* 1 if same content */

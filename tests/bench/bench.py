@@ -985,8 +985,10 @@ def report(R):
         fmt_int(ix.get("ms", 0)), fmt_int(ix.get("images", 0)), fmt_int(ix.get("tags", 0)), R["ready_s"],
         load_note(R.get("start_foreign"))),
         "", "≤ 2 s", yes(ix.get("ms", 1e9) <= 2000, not big))
-    row("Index memory (server log, tagidx_memory)", "%.1f MiB; server RSS %.0f MiB after start, %.0f MiB at the end" % (
-        mib(ix.get("bytes", 0)), R["rss_mib"] or 0, R["rss_end_mib"] or 0), "", "≤ 20 MiB",
+    parts = ", ".join("%s %.1f" % (k, mib(ix[k + "_bytes"])) for k in ("bitmaps", "pools", "values", "names")
+                      if k + "_bytes" in ix)
+    row("Index memory (server log, tagidx_memory)", "%.1f MiB%s; server RSS %.0f MiB after start, %.0f MiB at the end" % (
+        mib(ix.get("bytes", 0)), " (%s)" % parts if parts else "", R["rss_mib"] or 0, R["rss_end_mib"] or 0), "", "≤ 20 MiB",
         yes(mib(ix.get("bytes", 1e12)) <= 20, not big))
     b = R["idx"]["build"]
     # the bulk loader (the server's start-up path) cannot be measured half-way:

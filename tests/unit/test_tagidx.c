@@ -450,6 +450,12 @@ static void test_name_blocks(void)
     }
     CHECK(bad == 0);
     CHECK(spans > 1000);
+    { /* the parts add up, and the names are most of this index */
+        tagidx_mem mem;
+        tagidx_memory_parts(ix, &mem);
+        CHECK(mem.names + mem.bitmaps + mem.pools + mem.values + mem.other == tagidx_memory(ix));
+        CHECK(mem.names > mem.pools && mem.pools > 0 && mem.values > 0 && mem.bitmaps > 0);
+    }
     fprintf(stderr, "test_tagidx: name blocks: %u needles checked, %u mismatches\n", checked, bad);
     tagidx_free(ix);
 }
