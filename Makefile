@@ -13,7 +13,15 @@ LDFLAGS  := $(SANITIZE)
 # malloc (GET tags, batch create; the raw evhttp ceiling does not change).
 # Sanitizer builds keep the allocator their runtime replaces (MALLOC=).
 MALLOC   ?= -ljemalloc
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lroaring -lpthread -lm $(MALLOC)
+# Lua, lua-cjson, SQLite and libevent, where requests spend their time, are
+# linked from the static archives their -dev packages ship: calls into and
+# within them then skip the PLT and the shared objects' interposable entry
+# points. wrk -t2 -c64 at 10^5 images, 3 runs each: durable batch create
+# 15,455 -> 17,124 req/s (+11%), typical query 15,450 -> 17,727 (+15%).
+# Sanitizer builds link the shared objects (STATIC=).
+STATIC   ?= -Wl,-Bstatic
+LDLIBS   := $(STATIC) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -Wl,-Bdynamic \
+            -lroaring -lpthread -lm -ldl $(MALLOC)
 PYTHON   := /usr/bin/python3
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -80,7 +88,7 @@ test: all
 
 asan:
 	@TAGWAY_DEPS_EXTRA=asan bash .ci/deps.sh
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 MALLOC= \
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 MALLOC= STATIC= \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  ASAN_OPTIONS=detect_leaks=1 test
 
