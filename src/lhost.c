@@ -657,15 +657,22 @@ static int guarded_setmetatable(lua_State *L)
 /* An upper bound of the bytes cjson.encode writes for the value at idx
  * (each shared reference counted again, as encode writes it again),
  * added to *total; it stops once *total passes limit.  Depth beyond
- * cjson's own limit is left to encode to refuse. */
+ * cjson's own limit is left to encode to refuse.  A first, rough pass
+ * counts every string byte as the 6 of \u00XX and reads none of them;
+ * only a text that might pass the limit is counted byte by byte. */
 typedef struct {
     lhost *h;
     size_t total, limit;
     unsigned steps;
+    int exact;
 } encode_estimate;
 
 static void estimate_string(encode_estimate *e, const char *s, size_t len)
 {
+    if (!e->exact) {
+        e->total += 6 * len + 2;
+        return;
+    }
     e->total += len + 2;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -714,13 +721,19 @@ static void estimate_json(lua_State *L, int idx, int depth, encode_estimate *e)
 
 static int guarded_encode(lua_State *L)
 {
-    encode_estimate e = {host_of(L), 0, 0, 0};
+    encode_estimate e = {host_of(L), 0, 0, 0, 0};
     e.limit = e.h->mem_limit;
     luaL_checkany(L, 1);
     estimate_json(L, 1, 0, &e);
+    if (e.total > e.limit) {
+        lua_settop(L, 1);
+        e.total = 0;
+        e.exact = 1;
+        estimate_json(L, 1, 0, &e);
+    }
     if (e.total > e.limit)
-        return luaL_error(L, "cjson.encode: the text would pass the scripts' memory budget (%zu bytes)",
-                          e.limit);
+        return luaL_error(L, "cjson.encode: the text would pass the scripts' memory budget (%I bytes)",
+                          (lua_Integer)e.limit); /* lua_pushfstring knows no %zu */
     lua_settop(L, 1);
     return call_original(L);
 }
