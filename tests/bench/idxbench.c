@@ -13,7 +13,15 @@
  *       every query shape (count, and a filter page of 10) and prints one
  *       JSON line per shape.
  *
- * One generator serves both, so the loaded database and the in-memory index
+ *   idxbench sizes N [LIMIT]
+ *       for the same data, what each key's sets take in bytes coded as the
+ *       index codes them (varint gaps up to LIMIT members, default 512; a
+ *       roaring estimate above: 2 bytes a member in an array container, 8 KiB
+ *       a bitmap container, ~57 bytes a container) and as Golomb-Rice gaps
+ *       with the best parameter per set instead of varint: the estimate the
+ *       README's memory notes quote.
+ *
+ * One generator serves all three, so the loaded database and the in-memory index
  * hold the same data: image i (1-based; its SQLite seq after a load into an
  * empty database) is named "img-i", and has tags key0..key9 whose values are
  * "v<j>", j drawn with a skew (P(j) ~ 1/sqrt(j)) from CARD[k] values: key0 has
@@ -346,8 +354,102 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
     return 0;
 }
 
+/* Bytes of x as a varint (7 bits a byte). */
+static unsigned varint_bytes(uint32_t x)
+{
+    unsigned n = 1;
+
+    while (x >= 0x80) {
+        x >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Bytes of the sorted set a[0..n) as Rice-coded gaps with the best
+ * parameter, one byte for it. */
+static uint64_t rice_bytes(const uint32_t *a, uint32_t n)
+{
+    uint64_t best = UINT64_MAX;
+
+    for (unsigned k = 0; k < 24; k++) {
+        uint64_t bits = 0;
+        for (uint32_t j = 0; j < n; j++)
+            bits += ((j ? a[j] - a[j - 1] - 1 : a[j]) >> k) + 1 + k;
+        if (bits < best)
+            best = bits;
+    }
+    return (best + 7) / 8 + 1;
+}
+
+/* A roaring bitmap of the sorted set a[0..n), from its container sizes. */
+static uint64_t roaring_bytes(const uint32_t *a, uint32_t n)
+{
+    uint64_t bytes = 0;
+
+    for (uint32_t j = 0; j < n;) {
+        uint32_t hi = a[j] >> 16, c = 0;
+        while (j < n && a[j] >> 16 == hi)
+            j++, c++;
+        bytes += (c < 4096 ? 2ull * c : 8192) + 57;
+    }
+    return bytes;
+}
+
+static int cmd_sizes(uint32_t n, uint32_t limit)
+{
+    uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws), *mem = malloc((size_t)n * sizeof *mem);
+    uint64_t tot_v = 0, tot_r = 0, tot_b = 0;
+
+    if (!draws || !mem)
+        return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    rng_state = SEED;
+    for (size_t i = 0; i < (size_t)n * NKEYS; i++)
+        draws[i] = next_value((int)(i % NKEYS));
+    for (int k = 0; k < NKEYS; k++) {
+        uint32_t *start = calloc(CARD[k] + 1, sizeof *start), *fill = calloc(CARD[k], sizeof *fill);
+        uint64_t v = 0, r = 0, b = 0;
+        if (!start || !fill)
+            return fprintf(stderr, "idxbench: out of memory\n"), 1;
+        for (uint32_t i = 0; i < n; i++)
+            start[draws[(size_t)i * NKEYS + (size_t)k] + 1]++;
+        for (uint32_t j = 0; j < CARD[k]; j++)
+            start[j + 1] += start[j];
+        for (uint32_t i = 0; i < n; i++) { /* docs are 1-based, as in a load */
+            uint32_t j = draws[(size_t)i * NKEYS + (size_t)k];
+            mem[start[j] + fill[j]++] = i + 1;
+        }
+        for (uint32_t j = 0; j < CARD[k]; j++) {
+            const uint32_t *a = mem + start[j];
+            uint32_t c = start[j + 1] - start[j];
+            if (c > limit) {
+                b += roaring_bytes(a, c);
+            } else if (c > 2) { /* up to 2 members sit in the set's entry */
+                for (uint32_t m = 0; m < c; m++)
+                    v += varint_bytes(m ? a[m] - a[m - 1] : a[m]);
+                r += rice_bytes(a, c);
+            }
+        }
+        printf("{\"kind\":\"sizes\",\"key\":\"key%d\",\"limit\":%u,\"varint_bytes\":%llu,"
+               "\"rice_bytes\":%llu,\"roaring_bytes\":%llu}\n", k, limit, (unsigned long long)v,
+               (unsigned long long)r, (unsigned long long)b);
+        tot_v += v, tot_r += r, tot_b += b;
+        free(start);
+        free(fill);
+    }
+    printf("{\"kind\":\"sizes\",\"key\":\"all\",\"limit\":%u,\"varint_bytes\":%llu,\"rice_bytes\":%llu,"
+           "\"roaring_bytes\":%llu}\n", limit, (unsigned long long)tot_v, (unsigned long long)tot_r,
+           (unsigned long long)tot_b);
+    free(draws);
+    free(mem);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if ((argc == 3 || argc == 4) && !strcmp(argv[1], "sizes"))
+        return cmd_sizes((uint32_t)strtoul(argv[2], NULL, 10),
+                         argc == 4 ? (uint32_t)strtoul(argv[3], NULL, 10) : 512);
     if (argc == 5 && !strcmp(argv[1], "gen"))
         return cmd_gen((uint32_t)strtoul(argv[2], NULL, 10), argv[3], argv[4]);
     if (argc >= 4 && argc <= 6 && !strcmp(argv[1], "run"))
@@ -355,6 +457,7 @@ int main(int argc, char **argv)
                        argc >= 5 ? strtod(argv[4], NULL) : 1000.0,
                        argc == 6 ? strcmp(argv[5], "incremental") != 0 : 1);
     fprintf(stderr, "usage: idxbench gen N PROJECT FILE.jsonl | "
-                    "idxbench run N PROJECT [MS_PER_OP [load|incremental]] < shapes\n");
+                    "idxbench run N PROJECT [MS_PER_OP [load|incremental]] < shapes | "
+                    "idxbench sizes N [LIMIT]\n");
     return 2;
 }
