@@ -2,9 +2,9 @@
  * of live and of tagged docs; a posting set per key and per key=value, held
  * inline while tiny, as varint-coded gaps in a per-key pool while small, and
  * as a roaring bitmap once large (a roaring bitmap costs ~150 bytes even for
- * one member); lower-cased names in one blob, scanned in a single pass for
- * substrings.  Uses CRoaring (-lroaring) and libc; the string and doc hash
- * maps are local. */
+ * one member); lower-cased names in one blob, in blocks of 16 under the
+ * prefix they share, scanned as they are for substrings.  Uses CRoaring
+ * (-lroaring) and libc; the string and doc hash maps are local. */
 #include "tagidx.h"
 
 #include <roaring/roaring.h>
