@@ -199,6 +199,15 @@ static void raise_kill(lua_State *L, const lhost *h)
     lua_error(L);
 }
 
+/* Charges HOOK_EVERY instructions when `count`; whether the running call
+ * still has instructions and time left. */
+static int budget_left(lhost *h, int count)
+{
+    if (count)
+        h->instr_left -= HOOK_EVERY;
+    return h->instr_left > 0 && util_mono_us() < h->deadline_us;
+}
+
 /* The count hook cannot see loops inside C functions (a pattern match
  * that backtracks for ever, a table shift over a huge length): those call
  * this every so many steps, and it raises the budget error once the
@@ -209,9 +218,7 @@ static void budget_tick(lua_State *L, void *ud)
     if (!h->armed)
         return;
     if (!h->killed) {
-        if (h->g->opt.script_instructions > 0)
-            h->instr_left -= HOOK_EVERY;
-        if (h->instr_left > 0 && util_mono_us() < h->deadline_us)
+        if (budget_left(h, h->g->opt.script_instructions > 0))
             return;
         kill_call(L, h, 1);     /* level 1: the script that called the C function */
     }
@@ -224,8 +231,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     lhost *h = host_of(L);
     (void)ar;
     if (!h->killed) {
-        h->instr_left -= HOOK_EVERY;
-        if (h->instr_left > 0 && util_mono_us() < h->deadline_us) {
+        if (budget_left(h, 1)) {
             if (h->overrun_hook) {
                 /* the deadline moved after the watchdog fired (time spent
                  * waiting for a lock is not the script's): back to normal */
@@ -241,7 +247,6 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     }
     raise_kill(L, h);
 }
-
 
 /* The watchdog saw the running call overrun its deadline: from here the
  * hook runs on every instruction and raises.  Runs in a signal handler. */

@@ -228,7 +228,7 @@ static int load_index(gw *g)
                     "\"ms\":%lld,\"bytes\":%zu,\"names_bytes\":%zu,\"bitmaps_bytes\":%zu,"
                     "\"pools_bytes\":%zu,\"values_bytes\":%zu}\n",
             (unsigned long long)tagidx_images(g->index), (unsigned long long)tagidx_tags(g->index),
-            (long long)((util_mono_us() - t0) / 1000), tagidx_memory(g->index), mem.names,
+            (long long)((util_mono_us() - t0) / 1000), mem.total, mem.names,
             mem.bitmaps, mem.pools, mem.values);
     return 0;
 }

@@ -3165,6 +3165,7 @@ void tagidx_memory_parts(const tagidx *ix, tagidx_mem *m)
             if (p->keys.slots[k].key)
                 key_parts(p->keys.slots[k].val, m);
     }
+    m->total = m->names + m->bitmaps + m->pools + m->values + m->other;
 }
 
 size_t tagidx_memory(const tagidx *ix)
@@ -3172,7 +3173,7 @@ size_t tagidx_memory(const tagidx *ix)
     tagidx_mem m;
 
     tagidx_memory_parts(ix, &m);
-    return m.names + m.bitmaps + m.pools + m.values + m.other;
+    return m.total;
 }
 
 uint64_t tagidx_images(const tagidx *ix)

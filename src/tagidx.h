@@ -83,13 +83,14 @@ int tagidx_project_tags(const tagidx *ix, const char *project,
 
 /* Statistics and checks. */
 size_t tagidx_memory(const tagidx *ix);          /* bytes held, approx. */
-/* Where those bytes are (they sum to tagidx_memory). */
+/* Where those bytes are. */
 typedef struct {
     size_t names;   /* the name store */
     size_t bitmaps; /* roaring bitmaps: large posting sets, live and tagged sets */
     size_t pools;   /* the keys' pools of varint-coded small sets */
     size_t values;  /* value tables: entries, value names, hash slots */
     size_t other;   /* projects, keys, their maps */
+    size_t total;   /* the sum: tagidx_memory */
 } tagidx_mem;
 void tagidx_memory_parts(const tagidx *ix, tagidx_mem *m);
 uint64_t tagidx_images(const tagidx *ix);        /* live images, all projects */

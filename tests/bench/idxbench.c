@@ -325,7 +325,7 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
                "\"names_bytes\":%zu,\"bitmaps_bytes\":%zu,\"pools_bytes\":%zu,\"values_bytes\":%zu,"
                "\"images_ms\":%.1f,\"images_bytes\":%zu,\"allocator\":\"%s\",\"allocated_bytes\":%zu}\n",
                bulk ? "load" : "incremental", (unsigned long long)tagidx_images(ix),
-               (unsigned long long)tagidx_tags(ix), ms, tagidx_memory(ix), mem.names, mem.bitmaps,
+               (unsigned long long)tagidx_tags(ix), ms, mem.total, mem.names, mem.bitmaps,
                mem.pools, mem.values, (t_images - t0) / 1000.0,
                mem_images, allocator, heap);
     }
