@@ -67,6 +67,7 @@ typedef struct gw_shared {
     struct lhost **next;          /* [nworkers]: a built generation not yet taken */
     gw_stats stats;
     _Atomic int stopping;
+    _Atomic int reload_asked;     /* SIGHUP: worker 0 reloads when it wakes */
     _Atomic int conns;            /* client connections, all workers (estimate) */
 } gw_shared;
 

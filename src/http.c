@@ -2,9 +2,10 @@
  * request runs the script generation current when it arrived, start to
  * finish.  With several workers each binds its own SO_REUSEPORT socket on
  * the same port, so the kernel spreads connections over the loops.
- * Signals arrive through worker 0's loop: SIGHUP reloads, SIGTERM/SIGINT
- * stop accepting on every worker, let written answers drain, and leave.
- * Other threads reach a worker through its wake-up eventfd.
+ * Other threads reach a worker through its wake-up eventfd: the syncer
+ * (answers may go), other workers (a generation to take), and the signal
+ * thread (signals.h): a stop makes every loop stop accepting, let written
+ * answers drain, and leave; a reload runs on worker 0.
  * Uses libevent, lhost, util. */
 #include "http.h"
 #include "lhost.h"
@@ -42,10 +43,6 @@ typedef struct reply reply;
 
 typedef struct http_state {
     struct evhttp_bound_socket *bound;
-    struct event *sig_hup, *sig_term, *sig_int;
-    pthread_t stop_timer;             /* started by the first SIGTERM/SIGINT */
-    int stop_timer_running;
-    int stop_timer_fd;                /* eventfd: written when the stop is done */
     uint64_t request_seq;
     struct event *commit_ev;
     struct event *pass_ev;            /* ends the pass's read transaction */
@@ -381,11 +378,10 @@ static void schedule_commit(void *arg)
     event_active(state_of(g)->commit_ev, EV_TIMEOUT, 0);
 }
 
-static void on_hup(evutil_socket_t fd, short what, void *arg)
+/* SIGHUP, on worker 0's loop. */
+static void reload_on_signal(gw *g)
 {
-    gw *g = arg;
     char err[2048];
-    (void)fd, (void)what;
     if (gw_reload(g, err, sizeof err) == 0)
         fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (SIGHUP) ok\",\"generation\":%llu}\n",
                 (unsigned long long)g->generation);
@@ -438,44 +434,27 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         stop_worker(g);
         return;
     }
+    if (g->worker == 0 && atomic_exchange(&g->shared->reload_asked, 0))
+        reload_on_signal(g);
     gw_settle(g);
     if (atomic_load(&g->shared->conns) >= state_of(g)->max_conns)
         enforce_cap(state_of(g));
 }
 
-/* API.md §7 promises an exit within 10 seconds of the signal.  A worker
- * stuck where no budget reaches (a C call that never returns) would keep
- * the drain from ending: past the deadline the process leaves anyway.
- * Every answered write is durable before its answer, so what is cut short
- * is only what was never acknowledged. */
-#define STOP_DEADLINE_MS 9500
-
-static void *stop_deadline(void *arg)
+/* The signal thread's callbacks (signals.h): they only ask. */
+void http_ask_stop(void *shared)
 {
-    struct pollfd done = {*(int *)arg, POLLIN, 0};
-    int64_t end = util_mono_us() + STOP_DEADLINE_MS * 1000LL, left;
-    /* a clean stop writes the eventfd (no pthread_cancel: the thread
-     * ends by returning) */
-    while ((left = end - util_mono_us()) > 0)
-        if (poll(&done, 1, (int)((left + 999) / 1000)) > 0)
-            return NULL;
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"forced exit: still not stopped %d ms after the "
-                    "signal (a worker is stuck)\"}\n", STOP_DEADLINE_MS);
-    _exit(1);
-    return NULL;
+    gw_shared *sh = shared;
+    atomic_store(&sh->stopping, 1);
+    for (int i = 0; i < sh->nworkers; i++)
+        wake(sh->workers[i]);
 }
 
-static void on_term(evutil_socket_t fd, short what, void *arg)
+void http_ask_reload(void *shared)
 {
-    gw *g = arg;
-    http_state *st = state_of(g);
-    (void)fd, (void)what;
-    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
-    if (!atomic_exchange(&g->shared->stopping, 1))
-        st->stop_timer_running = (st->stop_timer_fd = eventfd(0, EFD_CLOEXEC)) >= 0 &&
-                                 pthread_create(&st->stop_timer, NULL, stop_deadline, &st->stop_timer_fd) == 0;
-    http_wake_all(g);
-    stop_worker(g);
+    gw_shared *sh = shared;
+    atomic_store(&sh->reload_asked, 1);
+    wake(sh->workers[0]);
 }
 
 void http_wake_all(gw *g)
@@ -595,17 +574,6 @@ static int bound_port(struct evhttp_bound_socket *b)
     return fd_port(evhttp_bound_socket_get_fd(b));
 }
 
-static int add_signals(gw *g, http_state *st)
-{
-    st->sig_hup = evsignal_new(g->base, SIGHUP, on_hup, g);
-    st->sig_term = evsignal_new(g->base, SIGTERM, on_term, g);
-    st->sig_int = evsignal_new(g->base, SIGINT, on_term, g);
-    if (!st->sig_hup || !st->sig_term || !st->sig_int)
-        return -1;
-    return evsignal_add(st->sig_hup, NULL) | evsignal_add(st->sig_term, NULL) |
-           evsignal_add(st->sig_int, NULL);
-}
-
 /* A listening socket on host:port; with reuseport set, one of several
  * that share the port.  Returns the fd, or -1 with err filled. */
 static evutil_socket_t listen_socket(const char *host, int port, int reuseport, int backlog,
@@ -676,7 +644,6 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     st->wake_fd = -1;
-    st->stop_timer_fd = -1;
     st->g = g;
     g->http_state = st;
     if (split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
@@ -732,10 +699,6 @@ int http_start(gw *g, char *err, size_t errlen)
         return -1;
     }
     store_pass_reads(g->store, schedule_pass_end, g);
-    if (g->worker == 0 && add_signals(g, st) != 0) {
-        snprintf(err, errlen, "cannot install signal handlers");
-        return -1;
-    }
     return 0;
 }
 
@@ -752,18 +715,7 @@ void http_free(gw *g)
     if (g->http)
         evhttp_free(g->http);
     g->http = NULL;
-    if (st && st->stop_timer_running) { /* stopped in time: the deadline is not needed */
-        uint64_t one = 1;
-        if (write(st->stop_timer_fd, &one, sizeof one) == sizeof one)
-            pthread_join(st->stop_timer, NULL);
-        st->stop_timer_running = 0;
-    }
-    if (st && st->stop_timer_fd >= 0)
-        close(st->stop_timer_fd);
     if (st) {
-        if (st->sig_hup) event_free(st->sig_hup);
-        if (st->sig_term) event_free(st->sig_term);
-        if (st->sig_int) event_free(st->sig_int);
         if (st->commit_ev) event_free(st->commit_ev);
         /* answers never sent (their requests went with evhttp) */
         for (reply *lists[] = {st->waiting, st->parked}, **l = lists; l < lists + 2; l++)

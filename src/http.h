@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include "gw.h"
 
-/* Binds g->opt.listen and installs the callbacks and signal events.
+/* Binds g->opt.listen and installs the callbacks.
  * 0 ok, -1 with err filled. */
 int http_start(gw *g, char *err, size_t errlen);
 /* The port actually bound (for --listen 127.0.0.1:0). */
@@ -17,5 +17,10 @@ void http_free(gw *g);
 void http_ready(gw *g);
 /* Wakes the other workers' loops (stop, or a generation to take). */
 void http_wake_all(gw *g);
+/* The signal thread's asks (signals_cb; ud: the gw_shared): every loop
+ * stops; worker 0 reloads.  Safe from any thread while the workers'
+ * http state exists. */
+void http_ask_stop(void *shared);
+void http_ask_reload(void *shared);
 
 #endif

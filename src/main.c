@@ -12,6 +12,7 @@
 #include "loader.h"
 #include "store.h"
 #include "sha256.h"
+#include "signals.h"
 #include "tagidx.h"
 #include "tagcache.h"
 #include "util.h"
@@ -289,24 +290,16 @@ static void *worker_run(void *arg)
     return NULL;
 }
 
-/* Workers 1..n-1 on their own threads, which leave signals to worker 0's
- * loop (SIGALRM stays open: the script watchdog uses it). */
+/* Workers 1..n-1 on their own threads (which, like every thread of serve,
+ * leave SIGTERM/SIGINT/SIGHUP to the signal thread). */
 static int start_threads(gw *w, int n)
 {
-    sigset_t block, old;
-    int rc = 0;
-    sigemptyset(&block);
-    sigaddset(&block, SIGHUP);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    for (int i = 1; i < n && rc == 0; i++)
+    for (int i = 1; i < n; i++) {
         if (pthread_create(&w[i].thread, NULL, worker_run, &w[i]) != 0)
-            rc = -1;
-        else
-            w[i].started = 1;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+            return -1;
+        w[i].started = 1;
+    }
+    return 0;
 }
 
 static void stop_threads(gw *w, int n)
@@ -326,6 +319,7 @@ static int cmd_serve(int argc, char **argv)
     args a;
     char err[4096];
     int rc, n = 0, claim = -1;
+    signals *sigs = NULL;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
@@ -335,6 +329,11 @@ static int cmd_serve(int argc, char **argv)
     if (!opt.auth && !config_is_loopback(opt.listen))
         return usage("--auth off is allowed only on a loopback address");
     signal(SIGPIPE, SIG_IGN);
+    /* before any thread: they all inherit the block (signals.h) */
+    if (signals_block() != 0) {
+        fprintf(stderr, "tagway: cannot block signals\n");
+        return 1;
+    }
     /* one write per log line: stderr is unbuffered by default, which
      * would cost a system call per character of every access-log line */
     setvbuf(stderr, NULL, _IOLBF, 1 << 16);
@@ -394,6 +393,13 @@ static int cmd_serve(int argc, char **argv)
         http_ready(&w[i]);
     if (bootstrap_credentials(g) != 0)
         goto done;
+    {
+        signals_cb cb = {http_ask_stop, http_ask_reload, &shared};
+        if (!(sigs = signals_start(&cb, err, sizeof err))) {
+            fprintf(stderr, "tagway: %s\n", err);
+            goto done;
+        }
+    }
     if (start_threads(w, n) != 0) {
         fprintf(stderr, "tagway: cannot start the worker threads\n");
         goto done;
@@ -407,6 +413,7 @@ static int cmd_serve(int argc, char **argv)
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
 done:
     stop_threads(w, n);
+    signals_detach(sigs);               /* its callbacks wake workers */
     store_syncer_stop(shared.writer);   /* it wakes workers: stop it before they go */
     jobs_free(g->jobs);
     watch_free(g->watch);
@@ -418,7 +425,8 @@ done:
     tagidx_free(g->index);
     gw_shared_destroy(&shared);
     free(w);
-    store_unclaim(claim); /* last: every connection to the file is closed */
+    store_unclaim(claim); /* every connection to the file is closed */
+    signals_free(sigs);   /* last: the deadline covered everything above */
     return rc;
 }
 

@@ -400,6 +400,33 @@ static void restart_wal_if_stuck(store *w)
         sqlite3_wal_checkpoint_v2(w->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
+/* A group that was to be kept failed (its COMMIT, or SQLite undid it
+ * after a statement's error): the workers answer its requests 503; the
+ * reason is SQLite's, said once here.  When the WAL could not be written
+ * (a full disk, a file size limit), the WAL may still be reused where it
+ * cannot grow: the next group's opener checkpoints first, so that SQLite
+ * starts the WAL over instead of appending (restart_wal_if_stuck).  Without
+ * that, a WAL short of the checkpoint threshold on a full disk would fail
+ * every write until a restart. */
+static void group_failed(store *w)
+{
+    int ext = sqlite3_extended_errcode(w->db), code = ext & 0xff;
+    char reason[sizeof w->err + 64];
+    if (code == SQLITE_FULL || code == SQLITE_IOERR)
+        atomic_store(&w->wal_pages, 4 * CHECKPOINT_PAGES);
+    /* "disk I/O error" is every I/O failure: say which (the OS's errno is
+     * gone by the time SQLite returns, so it cannot say more) */
+    snprintf(reason, sizeof reason, "%s%s", w->err[0] ? w->err : sqlite3_errmsg(w->db),
+             ext == SQLITE_IOERR_WRITE ? " (a write to the database or its WAL failed: a full disk?)"
+                                       : "");
+    flockfile(stderr);
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: write group %llu not stored\",\"reason\":",
+            (unsigned long long)w->group_no);
+    util_fjson_string(stderr, reason);
+    fputs("}\n", stderr);
+    funlockfile(stderr);
+}
+
 static void checkpoint_if_due(store *c, store *w)
 {
     int log = 0, done = 0;
@@ -886,8 +913,11 @@ static int group_end(store *w, int keep, int *feed)
      * SQLITE_FULL, IOERR, NOMEM): then nothing of the group is stored */
     if (keep && !sqlite3_get_autocommit(w->db) && commit_nosync(w) == 0)
         ok = 1;
-    else
+    else {
+        if (keep)
+            group_failed(w);
         rollback(w);
+    }
     if (ok) {
         pthread_mutex_lock(&w->feed_mu);
         w->feed = w->pending;

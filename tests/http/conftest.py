@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -55,7 +56,7 @@ WORKERS = os.environ.get("TAGWAY_TEST_WORKERS", "2")
 
 
 class Gateway:
-    def __init__(self, root, auth="on", listen="127.0.0.1:0", extra_args=()):
+    def __init__(self, root, auth="on", listen="127.0.0.1:0", extra_args=(), file_size_limit=None):
         self.root = root
         self.scripts = os.path.join(root, "lua")
         self.policies = os.path.join(root, "policies")
@@ -64,6 +65,7 @@ class Gateway:
         self.auth = auth
         self.listen = listen
         self.extra_args = list(extra_args)
+        self.file_size_limit = file_size_limit    # bytes a file of the gateway may reach
         shutil.copytree(SRC_LUA, self.scripts)
         shutil.copytree(SRC_POLICIES, self.policies)
         os.makedirs(self.obs, exist_ok=True)
@@ -98,7 +100,8 @@ class Gateway:
             self._stdout_base = len(self._stdout)
         first_start = not os.path.exists(self.db)
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     preexec_fn=self._limits if self.file_size_limit else None)
         self._threads = [
             threading.Thread(target=self._reader, args=(self.proc.stderr, self._stderr), daemon=True),
             threading.Thread(target=self._reader, args=(self.proc.stdout, self._stdout), daemon=True),
@@ -136,6 +139,13 @@ class Gateway:
                 if self.admin is None:
                     time.sleep(0.01)
         return self
+
+    def _limits(self):
+        # a write past RLIMIT_FSIZE fails with EFBIG, as one on a full disk
+        # fails with ENOSPC; SIGXFSZ, which would kill the process instead,
+        # stays ignored across exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, random_project, run_cli
+from conftest import BIN, SLOWDOWN, random_project, run_cli
 
 
 def test_durability_after_sigkill(gateway):
@@ -139,6 +139,66 @@ def test_sigterm_answers_received_requests(gateway):
     assert g.proc.wait(timeout=10) == 0
     assert slow["resp"][0] == 503
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+# A request that holds its worker inside one C call, where neither the
+# budget's hook nor its tick reaches: the one insert that grows a table of
+# 2^18 integer keys, all equal modulo 2^19 - 1 (Lua's integer hash is not
+# salted), rehashes them into one chain, quadratic (~90 s here; 2^17 keys
+# took 5.6 s).  The keys before it are spread, so getting there is quick.
+STUCK_IN_C = """local m = (1 << 19) - 1
+  local t = {}
+  for j = 1, 1 << 18 do t[j * m] = true end
+  t[((1 << 18) + 1) * m] = true
+  return shape.ok(200, { status = "ok" })"""
+
+
+def test_sigterm_with_a_worker_stuck_in_c_forces_the_exit(gateway_factory):
+    """§7: the gateway exits within 10 s of SIGTERM even when a worker
+    never comes back to its loop; the drain gives up at 9.5 s, exits 1
+    (not the clean 0) with a logged reason, and what was acknowledged
+    before is on disk.  One worker, so the stuck one is worker 0, whose
+    loop took the signals before they got a thread of their own: then
+    SIGTERM did nothing at all."""
+    import threading
+    # a budget that cannot end it first, even where the loop before the
+    # insert is slow (valgrind)
+    g = gateway_factory(extra_args=["--workers", "1", "--script-time-ms", "60000"])
+    iid = g.create_image()
+    assert g.batch(iid, "create", [{"key": "kept", "value": "1"}])[0] == 204
+    path = os.path.join(g.scripts, "handlers", "ops.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace('return shape.ok(200, { status = "ok" })', STUCK_IN_C, 1))
+    assert g.reload()[0] == 200
+    stuck = {}
+
+    def stuck_request():
+        try:
+            stuck["resp"] = g.request("GET", "/healthz", timeout=30)
+        except Exception as e:          # the process goes away under it
+            stuck["error"] = e
+
+    t = threading.Thread(target=stuck_request, daemon=True)
+    t.start()
+    time.sleep(1.5)
+    assert "resp" not in stuck and "error" not in stuck, stuck
+    t0 = time.monotonic()
+    g.proc.send_signal(signal.SIGTERM)
+    rc = g.proc.wait(timeout=15 * SLOWDOWN)
+    elapsed = time.monotonic() - t0
+    t.join(5)
+    assert rc == 1, rc
+    assert 9.0 <= elapsed < 10.0 * SLOWDOWN, elapsed
+    assert "resp" not in stuck          # never answered: not a 2xx it lied about
+    g._join()
+    forced = [o for o in g.log_objects() if str(o.get("msg", "")).startswith("forced exit")]
+    assert len(forced) == 1, g.stderr_lines()[-10:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    g.start()
+    assert g.image_tags(iid) == [{"key": "kept", "value": "1"}]
 
 
 def test_sigint_exits_0(gateway):
