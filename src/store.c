@@ -902,7 +902,7 @@ static void drop_ops(store *w, idx_op **from)
  * after a sync, which is asked for once the group is in the index. */
 static int group_end(store *w, int keep, int *feed)
 {
-    int ok = 0;
+    int ok = 0, wanted = keep || w->kept;     /* it held writes to keep */
     *feed = 0;
     if (!w->txn_open)
         return 0;
@@ -914,7 +914,7 @@ static int group_end(store *w, int keep, int *feed)
     if (keep && !sqlite3_get_autocommit(w->db) && commit_nosync(w) == 0)
         ok = 1;
     else {
-        if (keep)
+        if (wanted)
             group_failed(w);
         rollback(w);
     }
