@@ -1017,7 +1017,13 @@ static int l_metrics_write(lua_State *L)
     mg.generation = g->generation;
     mg.index_bytes = index_memory(g);
     mg.script_bytes = lhost_memory(host(L));
-    store_commit_stats(g->store, &mg.commits, &mg.commit_us_total, &mg.syncs, &mg.sync_us_total);
+    store_write_stats ws;
+    store_write_stats_get(g->store, &ws);
+    mg.commits = ws.commits;
+    mg.commit_us_total = ws.commit_us;
+    mg.syncs = ws.syncs;
+    mg.sync_us_total = ws.sync_us;
+    mg.failed_groups = ws.failed_groups;
     tagcache_stats_get(g->shared->tags_cache, &cs);
     mg.cache_hits = cs.hits;
     mg.cache_misses = cs.misses;

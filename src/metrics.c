@@ -144,6 +144,9 @@ int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count 
         "# TYPE tagway_sqlite_syncs_total counter\ntagway_sqlite_syncs_total %llu\n"
         "# HELP tagway_sqlite_sync_seconds_total Time spent syncing the WAL (outside the write lock).\n"
         "# TYPE tagway_sqlite_sync_seconds_total counter\ntagway_sqlite_sync_seconds_total %.6f\n"
+        "# HELP tagway_sqlite_failed_groups_total Write groups not stored (COMMIT failed, or SQLite "
+        "undid them: a full disk, an I/O error); every request in one was answered 503.\n"
+        "# TYPE tagway_sqlite_failed_groups_total counter\ntagway_sqlite_failed_groups_total %llu\n"
         "# HELP tagway_tags_cache_lookups_total GET tags answers looked for in the cache, by result.\n"
         "# TYPE tagway_tags_cache_lookups_total counter\n"
         "tagway_tags_cache_lookups_total{result=\"hit\"} %llu\n"
@@ -158,7 +161,8 @@ int metrics_render(metrics *m, const metrics_gauges *g, const metrics_job_count 
         (unsigned long long)g->generation, (long long)g->images, (long long)g->tags,
         g->index_bytes, g->script_bytes, (unsigned long long)g->commits,
         (double)g->commit_us_total / 1e6, (unsigned long long)g->syncs,
-        (double)g->sync_us_total / 1e6, (unsigned long long)g->cache_hits,
+        (double)g->sync_us_total / 1e6, (unsigned long long)g->failed_groups,
+        (unsigned long long)g->cache_hits,
         (unsigned long long)g->cache_misses, (unsigned long long)g->cache_entries,
         (unsigned long long)g->cache_bytes);
     for (const char *const *st = (const char *const[]){"INIT", "RUNNING", "SUCCESS", "FAIL", NULL}; *st; st++) {

@@ -22,6 +22,7 @@ typedef struct {
     uint64_t generation;
     uint64_t commits, commit_us_total;
     uint64_t syncs, sync_us_total;
+    uint64_t failed_groups;
     uint64_t cache_hits, cache_misses, cache_entries, cache_bytes;
 } metrics_gauges;
 

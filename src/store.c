@@ -135,6 +135,7 @@ struct store {
     int64_t own_last_created;       /* keeps creation time monotonic in seq order */
     int64_t *last_created;          /* &own_last_created (the writer's: under write_lock) */
     _Atomic uint64_t commits, commit_us;    /* read by other workers' metrics */
+    _Atomic uint64_t failed_groups;         /* groups to keep that were not stored */
     _Atomic uint64_t syncs, sync_us;
     store *counts;                  /* whose syncs/sync_us wal_sync adds to: itself, or the
                                        writer's (read by /metrics) */
@@ -338,14 +339,14 @@ static int commit(store *s)
     return commit_nosync(s) == 0 ? wal_sync(s) : -1;
 }
 
-void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us,
-                        uint64_t *syncs, uint64_t *sync_us)
+void store_write_stats_get(const store *s, store_write_stats *out)
 {
     const store *w = s->writer ? s->writer : s;
-    *commits = atomic_load(&w->commits);
-    *commit_us = atomic_load(&w->commit_us);
-    *syncs = atomic_load(&w->syncs);
-    *sync_us = atomic_load(&w->sync_us);
+    out->commits = atomic_load(&w->commits);
+    out->commit_us = atomic_load(&w->commit_us);
+    out->syncs = atomic_load(&w->syncs);
+    out->sync_us = atomic_load(&w->sync_us);
+    out->failed_groups = atomic_load(&w->failed_groups);
 }
 
 /* After each of the writer's commits: how long the WAL has grown. */
@@ -412,6 +413,7 @@ static void group_failed(store *w)
 {
     int ext = sqlite3_extended_errcode(w->db), code = ext & 0xff;
     char reason[sizeof w->err + 64];
+    w->failed_groups++;
     if (code == SQLITE_FULL || code == SQLITE_IOERR)
         atomic_store(&w->wal_pages, 4 * CHECKPOINT_PAGES);
     /* "disk I/O error" is every I/O failure: say which (the OS's errno is

@@ -206,10 +206,12 @@ int store_cred_each(store *s, store_cred_cb cb, void *ud);
 store_rc store_cred_revoke(store *s, const char *token_hash, const char *ak);
 int64_t store_cred_count(store *s);
 
-/* Write transactions committed and the time spent committing them. */
-/* The writer's COMMITs and the WAL syncs that made them durable. */
-void store_commit_stats(const store *s, uint64_t *commits, uint64_t *commit_us,
-                        uint64_t *syncs, uint64_t *sync_us);
+/* The writer's COMMITs, the WAL syncs that made them durable, and the
+ * write groups that were not stored (every request in one answered 503). */
+typedef struct {
+    uint64_t commits, commit_us, syncs, sync_us, failed_groups;
+} store_write_stats;
+void store_write_stats_get(const store *s, store_write_stats *out);
 
 /* Counts for status and metrics. */
 int store_counts(store *s, int64_t *images, int64_t *tags);
