@@ -291,6 +291,14 @@ class Gateway:
         assert st == 200, (st, raw)
         return js["tags"]
 
+    def metric(self, name):
+        """A counter or gauge of /metrics without labels, as an int."""
+        st, _, _, raw = self.request("GET", "/metrics")
+        assert st == 200, raw
+        m = re.search(r"^%s (\d+)$" % re.escape(name), raw.decode(), re.M)
+        assert m, name + " missing from /metrics"
+        return int(m.group(1))
+
     def status(self):
         st, _, js, raw = self.request("GET", "/admin/status")
         assert st == 200, (st, raw)

@@ -7,7 +7,6 @@ nothing; each request is atomic."""
 import http.client
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -73,11 +72,7 @@ def run_threads(g, n, fn):
 
 
 def commits(g):
-    st, _, _, raw = g.request("GET", "/metrics")
-    assert st == 200
-    m = re.search(r"^tagway_sqlite_commits_total (\d+)$", raw.decode(), re.M)
-    assert m, "tagway_sqlite_commits_total missing from /metrics"
-    return int(m.group(1))
+    return g.metric("tagway_sqlite_commits_total")
 
 
 def as_tags(d):
@@ -254,14 +249,6 @@ def test_failing_requests_in_a_group_do_not_affect_the_others(gateway, checks):
     assert made < 12 * ROUNDS * 2, "%d commits: the concurrent requests were not grouped" % made
 
 
-def metric(g, name):
-    st, _, _, raw = g.request("GET", "/metrics")
-    assert st == 200
-    m = re.search(r"^%s (\d+)$" % name, raw.decode(), re.M)
-    assert m, name + " missing from /metrics"
-    return int(m.group(1))
-
-
 def test_every_acknowledged_write_waited_for_a_sync(gateway):
     """COMMIT does not sync (synchronous=NORMAL); the WAL sync that follows
     it must come before the answer.  One write at a time: each answer needs
@@ -271,18 +258,14 @@ def test_every_acknowledged_write_waited_for_a_sync(gateway):
     g = gateway
     c = Client(g)
     image = c.create_image()
-    syncs, commits = metric(g, "tagway_sqlite_syncs_total"), commits_of(g)
+    syncs, before = g.metric("tagway_sqlite_syncs_total"), commits(g)
     n = 15
     for i in range(n):
         st, js = c.batch(image, "create", [{"key": "k", "value": "v%d" % i}])
         assert st == 204, (st, js)
     c.close()
-    assert metric(g, "tagway_sqlite_syncs_total") - syncs >= n
-    assert commits_of(g) - commits >= n
-
-
-def commits_of(g):
-    return metric(g, "tagway_sqlite_commits_total")
+    assert g.metric("tagway_sqlite_syncs_total") - syncs >= n
+    assert commits(g) - before >= n
 
 
 def test_read_check_write_is_atomic_across_workers(gateway):

@@ -8,7 +8,6 @@ are all there, in SQLite and in the index, after a restart too; and the
 gateway goes on by itself where the WAL can be reused instead of grown.
 """
 import json
-import re
 
 from conftest import ims_error
 
@@ -49,14 +48,6 @@ def _count(g, **query):
     return js["total_count"]
 
 
-def _failed_groups(g):
-    st, _, _, raw = g.request("GET", "/metrics")
-    assert st == 200
-    m = re.search(r"^tagway_sqlite_failed_groups_total (\d+)$", raw.decode(), re.M)
-    assert m, "tagway_sqlite_failed_groups_total missing from /metrics"
-    return int(m.group(1))
-
-
 def _check_stored(g, acked):
     """Storage and the index hold exactly the acknowledged writes."""
     for iid, tags in acked.items():
@@ -81,7 +72,7 @@ def test_a_full_disk_refuses_writes_with_503_and_loses_nothing_acknowledged(gate
                if str(o.get("msg", "")).startswith("storage: write group")]
     assert reasons and all("disk I/O error" in r and "full disk" in r for r in reasons), reasons[:3]
     # and counted, for an alert: one group may hold several refused requests
-    assert _failed_groups(g) == len(reasons)
+    assert g.metric("tagway_sqlite_failed_groups_total") == len(reasons)
     # the WAL is started over after a failure: writing goes on (not every
     # write after the first failure fails until a restart)
     first = statuses.index(503)
@@ -95,7 +86,7 @@ def test_a_full_disk_refuses_writes_with_503_and_loses_nothing_acknowledged(gate
     g.file_size_limit = None
     g.start()
     _check_stored(g, acked)
-    assert _failed_groups(g) == 0
+    assert g.metric("tagway_sqlite_failed_groups_total") == 0
     iid = g.create_image()
     assert g.batch(iid, "create", _tags(0))[0] == 204
     acked[iid] = _tags(0)
