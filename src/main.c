@@ -329,18 +329,19 @@ static int cmd_serve(int argc, char **argv)
     if (!opt.auth && !config_is_loopback(opt.listen))
         return usage("--auth off is allowed only on a loopback address");
     signal(SIGPIPE, SIG_IGN);
-    /* before any thread: they all inherit the block (signals.h) */
-    if (signals_block() != 0) {
-        fprintf(stderr, "tagway: cannot block signals\n");
-        return 1;
-    }
     /* one write per log line: stderr is unbuffered by default, which
      * would cost a system call per character of every access-log line */
     setvbuf(stderr, NULL, _IOLBF, 1 << 16);
+    /* before any other thread: they all inherit the block (signals.h) */
+    if (!(sigs = signals_start(err, sizeof err))) {
+        fprintf(stderr, "tagway: %s\n", err);
+        return 1;
+    }
     n = opt.workers;
     if (gw_shared_init(&shared, n) != 0 || !(w = calloc((size_t)n, sizeof *w))) {
         fprintf(stderr, "tagway: out of memory\n");
         free(w);
+        signals_free(sigs);
         return 1;
     }
     for (int i = 0; i < n; i++) {
@@ -395,10 +396,7 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     {
         signals_cb cb = {http_ask_stop, http_ask_reload, &shared};
-        if (!(sigs = signals_start(&cb, err, sizeof err))) {
-            fprintf(stderr, "tagway: %s\n", err);
-            goto done;
-        }
+        signals_arm(sigs, &cb);
     }
     if (start_threads(w, n) != 0) {
         fprintf(stderr, "tagway: cannot start the worker threads\n");

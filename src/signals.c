@@ -1,6 +1,9 @@
 /* signals.c: see signals.h.  The thread reads a signalfd (the signals are
  * blocked in every thread, so none is delivered any other way) and an
- * eventfd that signals_free writes.  Uses util. */
+ * eventfd that signals_free writes.  It never touches stdio: a worker
+ * blocked writing a log line to a pipe nobody reads holds stderr's lock,
+ * and the thread that must end a stuck process cannot wait on it.  Uses
+ * util. */
 #include "signals.h"
 #include "util.h"
 
@@ -22,12 +25,14 @@
  * Every answered write is durable before its answer, so what is cut short
  * is only what was never acknowledged. */
 #define STOP_DEADLINE_MS 9500
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 struct signals {
     pthread_t thread;
     int sig_fd, done_fd;
-    pthread_mutex_t mu;         /* held around a callback; detach takes it */
-    int detached;
+    pthread_mutex_t mu;         /* held around a callback; arm and detach take it */
+    int armed, detached, hup_waiting;
     signals_cb cb;
 };
 
@@ -39,18 +44,46 @@ static void serve_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
-int signals_block(void)
+/* A log line straight to fd 2, dropped rather than waited for when the
+ * reader has stopped reading (a pipe with no room). */
+static void log_now(const char *line)
 {
-    sigset_t set;
-    serve_signals(&set);
-    return pthread_sigmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -1;
+    struct pollfd out = {STDERR_FILENO, POLLOUT, 0};
+    if (poll(&out, 1, 0) == 1 && (out.revents & POLLOUT) && write(STDERR_FILENO, line, strlen(line)) < 0)
+        return;                 /* nowhere to say it */
 }
 
-static void ask(signals *s, void (*fn)(void *ud))
+/* Before the gateway serves, a stop signal ends the process the default
+ * way: unblocked here, the pending signal is delivered to this thread. */
+static void die_by(int signo)
+{
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, signo);
+    signal(signo, SIG_DFL);
+    raise(signo);               /* pending, blocked: it waits for the unblock */
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+    _exit(128 + signo);         /* not reached */
+}
+
+static void on_signal(signals *s, int signo, int64_t *deadline)
 {
     pthread_mutex_lock(&s->mu);
-    if (!s->detached && fn)
-        fn(s->cb.ud);
+    if (signo == SIGHUP) {
+        if (!s->armed)
+            s->hup_waiting = 1;
+        else if (!s->detached && !*deadline)
+            s->cb.reload(s->cb.ud);
+    } else if (!s->armed && !s->detached) {
+        log_now("{\"level\":\"info\",\"msg\":\"stopped during start-up\"}\n");
+        die_by(signo);
+    } else if (!*deadline) {
+        /* the deadline first: whatever follows may be what gets stuck */
+        *deadline = util_mono_us() + STOP_DEADLINE_MS * 1000LL;
+        if (s->armed && !s->detached)
+            s->cb.stop(s->cb.ud);
+        log_now("{\"level\":\"info\",\"msg\":\"stopping\"}\n");
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -65,9 +98,8 @@ static void *signal_thread(void *arg)
         if (deadline) {
             int64_t left = deadline - util_mono_us();
             if (left <= 0) {
-                fprintf(stderr, "{\"level\":\"error\",\"msg\":\"forced exit: still not stopped %d ms "
-                                "after the signal (a worker is stuck)\"}\n", STOP_DEADLINE_MS);
-                fflush(stderr);
+                log_now("{\"level\":\"error\",\"msg\":\"forced exit: still not stopped "
+                        XSTR(STOP_DEADLINE_MS) " ms after the signal (a worker is stuck)\"}\n");
                 _exit(1);
             }
             timeout = (int)((left + 999) / 1000);
@@ -76,20 +108,12 @@ static void *signal_thread(void *arg)
             return NULL;        /* cannot happen with valid fds; the loop would spin */
         if (fds[1].revents)
             return NULL;
-        if (!(fds[0].revents & POLLIN) || read(s->sig_fd, &si, sizeof si) != sizeof si)
-            continue;
-        if (si.ssi_signo == SIGHUP) {
-            if (!deadline)
-                ask(s, s->cb.reload);
-        } else if (!deadline) {
-            fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
-            deadline = util_mono_us() + STOP_DEADLINE_MS * 1000LL;
-            ask(s, s->cb.stop);
-        }
+        if ((fds[0].revents & POLLIN) && read(s->sig_fd, &si, sizeof si) == sizeof si)
+            on_signal(s, (int)si.ssi_signo, &deadline);
     }
 }
 
-signals *signals_start(const signals_cb *cb, char *err, size_t errlen)
+signals *signals_start(char *err, size_t errlen)
 {
     signals *s = calloc(1, sizeof *s);
     sigset_t set;
@@ -98,10 +122,10 @@ signals *signals_start(const signals_cb *cb, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->cb = *cb;
-    s->done_fd = -1;
+    s->sig_fd = s->done_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
-    if ((s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0 ||
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+        (s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0 ||
         (s->done_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
         snprintf(err, errlen, "cannot take signals: %s", strerror(errno));
         goto fail;
@@ -119,6 +143,17 @@ fail:
     pthread_mutex_destroy(&s->mu);
     free(s);
     return NULL;
+}
+
+void signals_arm(signals *s, const signals_cb *cb)
+{
+    pthread_mutex_lock(&s->mu);
+    s->cb = *cb;
+    s->armed = 1;
+    if (s->hup_waiting && !s->detached)
+        s->cb.reload(s->cb.ud);
+    s->hup_waiting = 0;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void signals_detach(signals *s)

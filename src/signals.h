@@ -3,7 +3,7 @@
  * so a worker 0 held in a C call that never returns (where no script
  * budget reaches) kept the process from stopping at all, and the deadline
  * meant to force the exit was never started.  Here the first SIGTERM or
- * SIGINT asks the workers to stop and starts that deadline whatever any
+ * SIGINT starts that deadline and asks the workers to stop, whatever any
  * worker is doing; SIGHUP asks for a reload. */
 #ifndef TAGWAY_SIGNALS_H
 #define TAGWAY_SIGNALS_H
@@ -19,16 +19,19 @@ typedef struct {
     void *ud;
 } signals_cb;
 
-/* Blocks the three signals in the calling thread, so that every thread it
- * starts from now on leaves them to the signal thread.  First thing in
- * `serve`, before any thread exists; a signal sent before signals_start
- * waits for it.  0, or -1. */
-int signals_block(void);
-/* Starts the signal thread.  NULL with err filled on failure. */
-signals *signals_start(const signals_cb *cb, char *err, size_t errlen);
+/* Blocks the three signals in the calling thread and starts the signal
+ * thread; every thread started after this leaves them to it.  First thing
+ * in `serve`, before any other thread exists.  Until signals_arm, the
+ * process is starting: SIGTERM and SIGINT end it at once, as they would
+ * by default (nothing has been acknowledged yet), and a SIGHUP waits for
+ * signals_arm.  NULL with err filled on failure. */
+signals *signals_start(char *err, size_t errlen);
+/* The gateway serves: from now on signals go to cb (a SIGHUP that came
+ * during start-up is asked for now). */
+void signals_arm(signals *s, const signals_cb *cb);
 /* No callback runs once this returns (one running is waited for); a
  * SIGTERM still starts the deadline.  Before what the callbacks reach is
- * freed. */
+ * freed.  NULL is ignored. */
 void signals_detach(signals *s);
 /* The process stopped in time: the deadline is dropped, the thread ends.
  * Last, after everything that could hang.  NULL is ignored. */

@@ -198,6 +198,14 @@ struct store {
     uint64_t sync_want;             /* under sync_mu: groups up to it wait for a sync */
     _Atomic uint64_t synced_no;     /* groups up to this one are durable */
     _Atomic int wal_pages;          /* frames in the WAL after the last COMMIT */
+    /* under the write lock: a failed group's aftermath (group_failed) */
+    int wal_restart;                /* the next opener checkpoints first */
+    int64_t wal_restart_at;         /* when that was last asked for */
+    int committed_since_restart;    /* and a group was stored since */
+    int64_t fail_log_after;         /* the next failure line, at most once a second */
+    uint64_t fail_unlogged;         /* failures since the last line */
+    int undone_code;                /* SQLite undid the open group: why (0: it did not) */
+    char undone_err[256];
     store **watchers;               /* the workers' stores, told when groups are durable */
     size_t nwatchers;
     char err[256];
@@ -267,6 +275,12 @@ void store_pass_end(store *s)
 static void set_err(store *s, const char *what)
 {
     snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
+    /* the error that made SQLite undo the group is the one to report: what
+     * fails after it (a ROLLBACK TO a savepoint gone with it) is not */
+    if (s->txn_open && !s->undone_code && sqlite3_get_autocommit(s->db)) {
+        s->undone_code = sqlite3_extended_errcode(s->db);
+        memcpy(s->undone_err, s->err, sizeof s->err);
+    }
 }
 
 /* While a request holds the writer, its store errors are the writer's. */
@@ -397,36 +411,54 @@ int store_writer_init(store *w, pthread_mutex_t *write_lock, pthread_rwlock_t *i
  * work) on the writer itself. */
 static void restart_wal_if_stuck(store *w)
 {
-    if (atomic_load(&w->wal_pages) >= 4 * CHECKPOINT_PAGES)
+    int asked = w->wal_restart;
+    w->wal_restart = 0;
+    if (asked || atomic_load(&w->wal_pages) >= 4 * CHECKPOINT_PAGES)
         sqlite3_wal_checkpoint_v2(w->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 /* A group that was to be kept failed (its COMMIT, or SQLite undid it
- * after a statement's error): the workers answer its requests 503; the
- * reason is SQLite's, said once here.  When the WAL could not be written
- * (a full disk, a file size limit), the WAL may still be reused where it
- * cannot grow: the next group's opener checkpoints first, so that SQLite
- * starts the WAL over instead of appending (restart_wal_if_stuck).  Without
- * that, a WAL short of the checkpoint threshold on a full disk would fail
- * every write until a restart. */
+ * after a statement's error): the workers answer its requests 503 and the
+ * metrics count it; the log says why, at most once a second (a full disk
+ * fails every group, and this runs under the write lock).  When the WAL
+ * could not be written, it may still be reused where it cannot grow: the
+ * next group's opener checkpoints first, so that SQLite starts the WAL
+ * over instead of appending (restart_wal_if_stuck).  That helps where the
+ * database file has room (a size limit per file, frames that overwrite
+ * pages it has); without it a WAL short of the checkpoint threshold stayed
+ * full and every write failed until a restart.  Asked again at once only
+ * if a group was stored since the last one (it helped); else once a
+ * second: a checkpoint that cannot progress rewrites pages for nothing. */
 static void group_failed(store *w)
 {
-    int ext = sqlite3_extended_errcode(w->db), code = ext & 0xff;
+    int ext = w->undone_code ? w->undone_code : sqlite3_extended_errcode(w->db);
+    int code = ext & 0xff;
+    int64_t now = util_mono_us();
     char reason[sizeof w->err + 64];
     w->failed_groups++;
-    if (code == SQLITE_FULL || code == SQLITE_IOERR)
-        atomic_store(&w->wal_pages, 4 * CHECKPOINT_PAGES);
+    if ((code == SQLITE_FULL || code == SQLITE_IOERR) &&
+        (w->committed_since_restart || now - w->wal_restart_at >= 1000000)) {
+        w->wal_restart = 1;
+        w->wal_restart_at = now;
+        w->committed_since_restart = 0;
+    }
+    if (now < w->fail_log_after) {
+        w->fail_unlogged++;
+        return;
+    }
+    w->fail_log_after = now + 1000000;
     /* "disk I/O error" is every I/O failure: say which (the OS's errno is
      * gone by the time SQLite returns, so it cannot say more) */
-    snprintf(reason, sizeof reason, "%s%s", w->err[0] ? w->err : sqlite3_errmsg(w->db),
+    snprintf(reason, sizeof reason, "%s%s", w->undone_code ? w->undone_err : w->err,
              ext == SQLITE_IOERR_WRITE ? " (a write to the database or its WAL failed: a full disk?)"
                                        : "");
     flockfile(stderr);
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: write group %llu not stored\",\"reason\":",
             (unsigned long long)w->group_no);
     util_fjson_string(stderr, reason);
-    fputs("}\n", stderr);
+    fprintf(stderr, ",\"unlogged_before\":%llu}\n", (unsigned long long)w->fail_unlogged);
     funlockfile(stderr);
+    w->fail_unlogged = 0;
 }
 
 static void checkpoint_if_due(store *c, store *w)
@@ -920,7 +952,9 @@ static int group_end(store *w, int keep, int *feed)
             group_failed(w);
         rollback(w);
     }
+    w->undone_code = 0;
     if (ok) {
+        w->committed_since_restart = 1;
         pthread_mutex_lock(&w->feed_mu);
         w->feed = w->pending;
         w->feed_group = w->group_no;

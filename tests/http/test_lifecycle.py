@@ -201,6 +201,80 @@ def test_sigterm_with_a_worker_stuck_in_c_forces_the_exit(gateway_factory):
     assert g.image_tags(iid) == [{"key": "kept", "value": "1"}]
 
 
+def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
+    """Before the gateway serves, SIGTERM ends it at once, as it would by
+    default (nothing has been acknowledged), not once start-up is done: a
+    long index build or script load must not hold off a stop."""
+    from conftest import Gateway
+    g = Gateway(str(tmp_path / "gw"), extra_args=["--script-time-ms", "5000"])
+    path = os.path.join(g.scripts, "main.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    slow = "function main.init(ctx)\n  local t = os.clock() while os.clock() - t < 3 do end\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("function main.init(ctx)\n", slow, 1))
+    proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)                 # inside the first worker's 3 s init
+        assert proc.poll() is None
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert rc == -signal.SIGTERM, (rc, err[-500:])
+    assert elapsed < 1.0, elapsed
+    assert "stopped during start-up" in err and '"listening"' not in err, err[-500:]
+
+
+def test_sigterm_with_the_log_pipe_full_still_exits(tmp_path):
+    """A log reader that stops reading (a stalled journald or docker) fills
+    the stderr pipe and blocks the worker writing its access log: SIGTERM
+    still ends the process at the deadline (the signal thread never waits
+    on stderr; it used to, behind the stuck worker's stdio lock, for good)."""
+    import http.client
+    import json as _json
+    from conftest import Gateway
+    g = Gateway(str(tmp_path / "gw"), extra_args=["--workers", "1"])
+    proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        port = None
+        while port is None:
+            line = proc.stderr.readline()
+            assert line, "exited before listening"
+            if b'"listening"' in line:
+                port = _json.loads(line)["port"]
+        # from here nobody reads stderr: access-log lines fill the pipe
+        blocked = False
+        for _ in range(5000):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+            try:
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+            except OSError:
+                blocked = True
+                break
+            finally:
+                conn.close()
+        assert blocked, "the log pipe never filled"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15 * SLOWDOWN)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert rc == 1, rc
+    assert 9.0 <= elapsed < 10.0 * SLOWDOWN, elapsed
+
+
 def test_sigint_exits_0(gateway):
     import signal
     g = gateway
