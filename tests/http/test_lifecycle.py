@@ -214,8 +214,13 @@ def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text.replace("function main.init(ctx)\n", slow, 1))
     proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = b""
     try:
-        time.sleep(1.0)                 # inside the first worker's 3 s init
+        while b'"index built"' not in err:  # the scripts load next
+            line = proc.stderr.readline()
+            assert line, err
+            err += line
+        time.sleep(0.5)                 # inside the first worker's 3 s init
         assert proc.poll() is None
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -225,7 +230,7 @@ def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read().decode()
+    err = (err + proc.stderr.read()).decode()
     proc.stderr.close()
     assert rc == -signal.SIGTERM, (rc, err[-500:])
     assert elapsed < 1.0, elapsed
