@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import BIN, SLOWDOWN, random_project, run_cli
 
 
@@ -243,8 +245,11 @@ def test_sigterm_with_the_log_pipe_full_still_exits(tmp_path):
     still ends the process at the deadline (the signal thread never waits
     on stderr; it used to, behind the stuck worker's stdio lock, for good)."""
     import http.client
-    import json as _json
     from conftest import Gateway
+    if SLOWDOWN > 1:
+        # seen: the process's other threads gone, the one blocked in the
+        # pipe write left sleeping for good; natively exit_group ends it
+        pytest.skip("under valgrind, _exit does not end a thread blocked writing to a full pipe")
     g = Gateway(str(tmp_path / "gw"), extra_args=["--workers", "1"])
     proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -253,7 +258,7 @@ def test_sigterm_with_the_log_pipe_full_still_exits(tmp_path):
             line = proc.stderr.readline()
             assert line, "exited before listening"
             if b'"listening"' in line:
-                port = _json.loads(line)["port"]
+                port = json.loads(line)["port"]
         # from here nobody reads stderr: access-log lines fill the pipe
         blocked = False
         for _ in range(5000):
