@@ -307,11 +307,11 @@ static void on_request(struct evhttp_request *ev, void *arg)
 }
 
 /* The write of this request was not stored (or not made durable): the
- * answer says so, whatever the script had answered. */
+ * answer says so, whatever the script had answered.  Not logged here: the
+ * access log has the request and its 503, the store logs the group's
+ * reason (at most once a second; a full disk fails every request). */
 static void storage_failure_body(reply *rp)
 {
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: the write group of request %s failed\"}\n",
-            rp->id);
     evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
     rp->resp.status = 503;
     util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);

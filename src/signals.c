@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,26 +32,42 @@
 struct signals {
     pthread_t thread;
     int sig_fd, done_fd;
+    int log_fd;                 /* stderr opened anew, non-blocking; -1: fd 2 */
     pthread_mutex_t mu;         /* held around a callback; arm and detach take it */
     int armed, detached, hup_waiting;
     signals_cb cb;
 };
 
+/* The signals taken.  A stop signal the parent set to be ignored stays
+ * ignored (a shell starts a background job with SIGINT ignored, so that
+ * the terminal's Ctrl-C is not for it); SIGHUP, a reload here and never an
+ * end, is taken even under nohup. */
 static void serve_signals(sigset_t *set)
 {
+    static const int stops[] = {SIGTERM, SIGINT};
     sigemptyset(set);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
+    for (size_t i = 0; i < sizeof stops / sizeof *stops; i++) {
+        struct sigaction old;
+        if (sigaction(stops[i], NULL, &old) != 0 || old.sa_handler != SIG_IGN)
+            sigaddset(set, stops[i]);
+    }
     sigaddset(set, SIGHUP);
 }
 
-/* A log line straight to fd 2, dropped rather than waited for when the
- * reader has stopped reading (a pipe with no room). */
-static void log_now(const char *line)
+/* A log line to stderr, dropped rather than waited for when the reader
+ * has stopped reading.  Through a non-blocking description of its own
+ * where one can be opened (a pipe, a file: /proc/self/fd/2 opens them
+ * anew, O_APPEND keeps a file's end); else on fd 2 after a poll, which a
+ * worker's write can still overtake. */
+static void log_now(const signals *s, const char *line)
 {
     struct pollfd out = {STDERR_FILENO, POLLOUT, 0};
-    if (poll(&out, 1, 0) == 1 && (out.revents & POLLOUT) && write(STDERR_FILENO, line, strlen(line)) < 0)
-        return;                 /* nowhere to say it */
+    if (s->log_fd >= 0) {
+        if (write(s->log_fd, line, strlen(line)) < 0)
+            return;             /* full: nowhere to say it */
+    } else if (poll(&out, 1, 0) == 1 && (out.revents & POLLOUT) &&
+               write(STDERR_FILENO, line, strlen(line)) < 0)
+        return;
 }
 
 /* Before the gateway serves, a stop signal ends the process the default
@@ -75,14 +92,14 @@ static void on_signal(signals *s, int signo, int64_t *deadline)
         else if (!s->detached && !*deadline)
             s->cb.reload(s->cb.ud);
     } else if (!s->armed && !s->detached) {
-        log_now("{\"level\":\"info\",\"msg\":\"stopped during start-up\"}\n");
+        log_now(s, "{\"level\":\"info\",\"msg\":\"stopped during start-up\"}\n");
         die_by(signo);
     } else if (!*deadline) {
         /* the deadline first: whatever follows may be what gets stuck */
         *deadline = util_mono_us() + STOP_DEADLINE_MS * 1000LL;
         if (s->armed && !s->detached)
             s->cb.stop(s->cb.ud);
-        log_now("{\"level\":\"info\",\"msg\":\"stopping\"}\n");
+        log_now(s, "{\"level\":\"info\",\"msg\":\"stopping\"}\n");
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -98,7 +115,7 @@ static void *signal_thread(void *arg)
         if (deadline) {
             int64_t left = deadline - util_mono_us();
             if (left <= 0) {
-                log_now("{\"level\":\"error\",\"msg\":\"forced exit: still not stopped "
+                log_now(s, "{\"level\":\"error\",\"msg\":\"forced exit: still not stopped "
                         XSTR(STOP_DEADLINE_MS) " ms after the signal (a worker is stuck)\"}\n");
                 _exit(1);
             }
@@ -123,6 +140,7 @@ signals *signals_start(char *err, size_t errlen)
         return NULL;
     }
     s->sig_fd = s->done_fd = -1;
+    s->log_fd = open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
     pthread_mutex_init(&s->mu, NULL);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
         (s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0 ||
@@ -140,6 +158,8 @@ fail:
         close(s->sig_fd);
     if (s->done_fd >= 0)
         close(s->done_fd);
+    if (s->log_fd >= 0)
+        close(s->log_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return NULL;
@@ -177,6 +197,8 @@ void signals_free(signals *s)
     pthread_join(s->thread, NULL);
     close(s->sig_fd);
     close(s->done_fd);
+    if (s->log_fd >= 0)
+        close(s->log_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
