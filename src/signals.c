@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* API.md §7 promises an exit within 10 seconds of the signal.  A worker
@@ -55,10 +56,11 @@ static void serve_signals(sigset_t *set)
 }
 
 /* A log line to stderr, dropped rather than waited for when the reader
- * has stopped reading.  Through a non-blocking description of its own
- * where one can be opened (a pipe, a file: /proc/self/fd/2 opens them
- * anew, O_APPEND keeps a file's end); else on fd 2 after a poll, which a
- * worker's write can still overtake. */
+ * has stopped reading.  On a pipe, through a non-blocking description of
+ * its own (/proc/self/fd/2 opens the pipe anew; fd 2's own flags are the
+ * parent's too); elsewhere on fd 2 after a poll (a file never blocks; a
+ * second description of it would write at an offset of its own, where
+ * fd 2's next line would overwrite this one). */
 static void log_now(const signals *s, const char *line)
 {
     struct pollfd out = {STDERR_FILENO, POLLOUT, 0};
@@ -134,13 +136,15 @@ signals *signals_start(char *err, size_t errlen)
 {
     signals *s = calloc(1, sizeof *s);
     sigset_t set;
+    struct stat st;
     serve_signals(&set);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->sig_fd = s->done_fd = -1;
-    s->log_fd = open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    s->log_fd = fstat(STDERR_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)
+                    ? open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
     pthread_mutex_init(&s->mu, NULL);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
         (s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0 ||
