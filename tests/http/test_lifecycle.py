@@ -240,7 +240,7 @@ def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
     err = (err + proc.stderr.read()).decode()
     proc.stderr.close()
     assert rc == -signal.SIGTERM, (rc, err[-500:])
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 1.0 * SLOWDOWN, elapsed   # valgrind: its leak report first
     assert "stopped during start-up" in err and '"listening"' not in err, err[-500:]
 
 
