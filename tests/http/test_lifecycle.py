@@ -244,6 +244,15 @@ def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
     assert "stopped during start-up" in err and '"listening"' not in err, err[-500:]
 
 
+def _port_when_listening(proc):
+    """Reads a gateway started with stderr=PIPE up to its "listening" line."""
+    while True:
+        line = proc.stderr.readline()
+        assert line, "exited before listening"
+        if b'"listening"' in line:
+            return json.loads(line)["port"]
+
+
 def test_sigterm_with_the_log_pipe_full_still_exits(tmp_path):
     """A log reader that stops reading (a stalled journald or docker) fills
     the stderr pipe and blocks the worker writing its access log: SIGTERM
@@ -258,12 +267,7 @@ def test_sigterm_with_the_log_pipe_full_still_exits(tmp_path):
     g = Gateway(str(tmp_path / "gw"), extra_args=["--workers", "1"])
     proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        port = None
-        while port is None:
-            line = proc.stderr.readline()
-            assert line, "exited before listening"
-            if b'"listening"' in line:
-                port = json.loads(line)["port"]
+        port = _port_when_listening(proc)
         # from here nobody reads stderr: access-log lines fill the pipe
         blocked = False
         for _ in range(5000):
@@ -300,12 +304,7 @@ def test_a_sigint_ignored_by_the_parent_stays_ignored(tmp_path):
     proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        port = None
-        while port is None:
-            line = proc.stderr.readline()
-            assert line, "exited before listening"
-            if b'"listening"' in line:
-                port = json.loads(line)["port"]
+        port = _port_when_listening(proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert proc.poll() is None, "SIGINT stopped it"
