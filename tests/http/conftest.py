@@ -291,6 +291,15 @@ class Gateway:
         assert st == 200, (st, raw)
         return js["tags"]
 
+    def count(self, query=None, project=None):
+        """total_count of a §2 count query (a dict of its conditions)."""
+        body = {"action": "count"}
+        body.update(query or {})
+        st, _, js, raw = self.request("POST", "/v2/%s/images/resource_instances/action"
+                                      % (project or self.project), body)
+        assert st == 200, (body, raw)
+        return js["total_count"]
+
     def metric(self, name):
         """A counter or gauge of /metrics without labels, as an int."""
         st, _, _, raw = self.request("GET", "/metrics")
