@@ -146,7 +146,12 @@ int gw_reload(gw *g, char *err, size_t errlen)
     /* every worker's state is built and checked before any is handed
      * out: a reload reaches all workers or none */
     for (int i = 0; i < n; i++) {
-        if ((built[i] = lhost_new(sh->workers[i], gen, err, errlen)))
+        /* a stop asked meanwhile: the process is leaving, and building
+         * the other workers' states (each up to the load budget) would
+         * only hold its drain toward the forced-exit deadline */
+        if (atomic_load(&sh->stopping))
+            snprintf(err, errlen, "the gateway is stopping; reload abandoned");
+        else if ((built[i] = lhost_new(sh->workers[i], gen, err, errlen)))
             continue;
         pthread_mutex_unlock(&sh->reload_lock);
         for (int j = 0; j < i; j++)

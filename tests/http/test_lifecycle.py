@@ -206,6 +206,37 @@ def test_sigterm_with_a_worker_stuck_in_c_forces_the_exit(gateway_factory, monke
     assert g.image_tags(iid) == [{"key": "kept", "value": "1"}]
 
 
+def test_sigterm_during_a_slow_reload_does_not_wait_for_every_worker(gateway_factory):
+    """A reload builds a script state per worker in turn, each up to the
+    load budget.  A stop asked meanwhile abandons the reload after the
+    state being built: with four workers and a 2.5 s main.init, finishing
+    the reload first took 10 s and met the 9.5 s forced exit (status 1)."""
+    g = gateway_factory(extra_args=["--workers", "4", "--script-time-ms", "5000"])
+    iid = g.create_image()
+    assert g.batch(iid, "create", [{"key": "kept", "value": "1"}])[0] == 204
+    path = os.path.join(g.scripts, "main.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    slow = "function main.init(ctx)\n  local t = os.clock() while os.clock() - t < 2.5 do end\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("function main.init(ctx)\n", slow, 1))
+    g.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)                     # inside the first worker's build
+    t0 = time.monotonic()
+    g.proc.send_signal(signal.SIGTERM)
+    rc = g.proc.wait(timeout=15 * SLOWDOWN)
+    elapsed = time.monotonic() - t0
+    g._join()
+    assert rc == 0, (rc, g.stderr_lines()[-5:])
+    assert elapsed < 4.0 * SLOWDOWN, elapsed
+    failed = [o for o in g.log_objects() if o.get("msg") == "reload (SIGHUP) failed"]
+    assert len(failed) == 1 and "reload abandoned" in failed[0]["error"], g.stderr_lines()[-5:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    g.start()
+    assert g.image_tags(iid) == [{"key": "kept", "value": "1"}]
+
+
 def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
     """Before the gateway serves, SIGTERM ends it at once, as it would by
     default (nothing has been acknowledged), not once start-up is done: a
