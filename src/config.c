@@ -64,14 +64,15 @@ static int parse_bool(const char *v, int *out)
 
 typedef struct {
     const char *name;
-    char kind;                 /* s: string, b: on/off, n: number */
+    char kind;                 /* s: string, a: ADDR:PORT, b: on/off, i/l/z: number */
     size_t offset, size;       /* string: buffer; number: scale in 'size' */
     long long min, max;
 } option_def;
 
 #define STR_OPT(n, f) {n, 's', offsetof(gw_options, f), sizeof(((gw_options *)0)->f), 0, 0}
 static const option_def options[] = {
-    STR_OPT("listen", listen), STR_OPT("db", db), STR_OPT("scripts", scripts),
+    {"listen", 'a', offsetof(gw_options, listen), sizeof(((gw_options *)0)->listen), 0, 0},
+    STR_OPT("db", db), STR_OPT("scripts", scripts),
     STR_OPT("policies", policies), STR_OPT("obs_root", obs_root), STR_OPT("config", config),
     {"auth", 'b', offsetof(gw_options, auth), 0, 0, 0},
     {"watch", 'b', offsetof(gw_options, watch), 0, 0, 0},
@@ -98,7 +99,13 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
         char *field = (char *)o + d->offset;
         if (strcmp(d->name, key) != 0)
             continue;
-        if (d->kind == 's') {
+        if (d->kind == 's' || d->kind == 'a') {
+            char host[256];
+            int port;
+            if (d->kind == 'a' && config_split_listen(value, host, sizeof host, &port) != 0) {
+                snprintf(err, errlen, "invalid value for %s: '%s' (expected ADDR:PORT)", name, value);
+                return -1;
+            }
             if (util_copy(field, d->size, value) == 0)
                 return 0;
         } else if (d->kind == 'b') {
@@ -200,6 +207,30 @@ int config_load_file(gw_options *o, char *err, size_t errlen)
 done:
     lua_close(L);
     return rc;
+}
+
+int config_split_listen(const char *listen, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t n;
+    char *end;
+    long p;
+    if (!colon)
+        return -1;
+    n = (size_t)(colon - listen);
+    if (n >= cap)
+        return -1;
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || end == colon + 1)
+        return -1;
+    *port = (int)p;
+    return 0;
 }
 
 /* The host is judged as an address, not by its spelling: a name such as

@@ -13,6 +13,9 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
 /* Reads the configuration file o->config (if set) into o; paths in it are
  * relative to its folder.  0 ok, -1 with err. */
 int config_load_file(gw_options *o, char *err, size_t errlen);
+/* ADDR:PORT (ADDR may be [v6], PORT 0-65535) split into host and port.
+ * 0 ok, -1 not of that form or the host longer than cap. */
+int config_split_listen(const char *listen, char *host, size_t cap, int *port);
 /* 1 if the listen address is loopback (auth may be off). */
 int config_is_loopback(const char *listen);
 

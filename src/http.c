@@ -6,8 +6,9 @@
  * (answers may go), other workers (a generation to take), and the signal
  * thread (signals.h): a stop makes every loop stop accepting, let written
  * answers drain, and leave; a reload runs on worker 0.
- * Uses libevent, lhost, util. */
+ * Uses libevent, config, lhost, util. */
 #include "http.h"
+#include "config.h"
 #include "lhost.h"
 #include "metrics.h"
 #include "store.h"
@@ -531,30 +532,6 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
     return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 }
 
-static int split_listen(const char *listen, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(listen, ':');
-    size_t n;
-    char *end;
-    long p;
-    if (!colon)
-        return -1;
-    n = (size_t)(colon - listen);
-    if (n >= cap)
-        return -1;
-    memcpy(host, listen, n);
-    host[n] = '\0';
-    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
-        memmove(host, host + 1, n - 2);
-        host[n - 2] = '\0';
-    }
-    p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || end == colon + 1)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 static int fd_port(evutil_socket_t fd)
 {
     struct sockaddr_storage ss;
@@ -643,7 +620,7 @@ int http_start(gw *g, char *err, size_t errlen)
     st->wake_fd = -1;
     st->g = g;
     g->http_state = st;
-    if (split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
+    if (config_split_listen(g->opt.listen, host, sizeof host, &port) != 0) {
         snprintf(err, errlen, "--listen %s: expected ADDR:PORT", g->opt.listen);
         return -1;
     }

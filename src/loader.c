@@ -65,12 +65,9 @@ static int read_tags(loader *ld, store_tag *tags, size_t *n)
     lua_State *L = ld->L;
     int t = lua_getfield(L, -1, "tags");
     *n = 0;
-    if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA) {
-        lua_pop(L, 1);
-        return 0;
-    }
+    /* required, as API.md §7 writes the line: [] for an image without */
     if (t != LUA_TTABLE)
-        return bad(ld, "tags must be an array");
+        return bad(ld, "tags must be an array of {key, value} ([] for none)");
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
         int wrong = 0;
         if (*n == MAX_TAGS_PER_LINE)
@@ -87,8 +84,23 @@ static int read_tags(loader *ld, store_tag *tags, size_t *n)
         lua_pop(L, 1);
         (*n)++;
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    /* an object ({"k": "v"}) decodes to a table too: only an array's keys
+     * are 1..n */
+    size_t keys = 0;
+    for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+        keys++;
+    if (keys != *n)
+        return bad(ld, "tags must be an array of {key, value} ([] for none)");
+    lua_pop(L, 1);
     return 0;
+}
+
+/* The statuses an image lives through (API.md §3, §5). */
+static int is_image_status(const char *s)
+{
+    return !strcmp(s, "active") || !strcmp(s, "queued") || !strcmp(s, "saving") ||
+           !strcmp(s, "killed");
 }
 
 static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
@@ -120,6 +132,8 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
      * keeps none, so one cannot be loaded either */
     if (status && strcmp(status, "deleted") == 0)
         return bad(ld, "status 'deleted' cannot be loaded: deleted images are not stored");
+    if (status && !is_image_status(status))
+        return bad(ld, "status must be one of queued, saving, active, killed");
     if (!id) {
         if (util_uuid(fresh) != 0)
             return bad(ld, "no randomness available");

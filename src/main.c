@@ -498,8 +498,10 @@ static int cmd_credentials(int argc, char **argv)
             return usage("credentials: unknown option");
     if (strcmp(argv[0], "create") && strcmp(argv[0], "list") && strcmp(argv[0], "revoke"))
         return usage("credentials: create, list or revoke?");
+    /* no default: a credential made in whatever ./data the shell is in
+     * would be a silent success for a database no gateway serves */
     if (!(db = arg_get(&a, "db")))
-        db = "./data/tagway.db";
+        return usage("credentials: --db PATH is required");
     if (open_store(db, &s) != 0)
         return 1;
     if (!strcmp(argv[0], "create"))
@@ -554,7 +556,7 @@ static int cmd_load(int argc, char **argv)
         if (strcmp(a.name[i], "db"))
             return usage("load: unknown option");
     if (!(db = arg_get(&a, "db")))
-        db = "./data/tagway.db";
+        return usage("load: expected --db PATH FILE.jsonl");
     if (mkdirs_for(db) != 0) {
         fprintf(stderr, "tagway: cannot create the folder of %s\n", db);
         return 1;

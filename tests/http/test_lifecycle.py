@@ -402,6 +402,39 @@ def test_unknown_subcommand_exit_2(tmp_path):
     assert p.returncode == 2
 
 
+def test_bad_listen_is_usage_before_any_work(tmp_path):
+    """§7: a bad option value is bad usage (exit 2 with the usage text),
+    found before the database is opened or the index built; --listen was
+    only checked at bind time, after both, and exited 1."""
+    db = tmp_path / "never.db"
+    for listen in ["nonsense", "127.0.0.1", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:-1", ":"]:
+        p = run_cli("serve", "--listen", listen, "--db", str(db), timeout=5)
+        assert p.returncode == 2, (listen, p.returncode, p.stderr)
+        assert "expected ADDR:PORT" in p.stderr and "usage" in p.stderr.lower(), p.stderr
+        assert not db.exists() and not os.path.exists(str(db) + "-wal"), listen
+    cfg = tmp_path / "cfg.lua"
+    cfg.write_text('return { listen = "localhost" }\n')
+    p = run_cli("serve", "--config", str(cfg), "--db", str(db), timeout=5)
+    # a configuration file's bad value is the file's failure (1), named
+    assert p.returncode == 1 and "cfg.lua" in p.stderr and "expected ADDR:PORT" in p.stderr, p.stderr
+    assert not db.exists()
+
+
+def test_database_commands_need_db(tmp_path):
+    """§7 writes --db PATH as required for credentials and load: without
+    it they are usage errors, not a silent ./data/tagway.db wherever the
+    shell happens to be."""
+    jsonl = tmp_path / "one.jsonl"
+    jsonl.write_text(json.dumps({"project_id": random_project(), "name": "a", "tags": []}) + "\n")
+    for args in [["credentials", "create", "--project", random_project()], ["credentials", "list"],
+                 ["credentials", "revoke", "--token", "t"], ["load", str(jsonl)]]:
+        p = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=10, cwd=str(tmp_path))
+        assert p.returncode == 2, (args, p.returncode, p.stdout, p.stderr)
+        assert "--db" in p.stderr and "usage" in p.stderr.lower(), p.stderr
+        assert '"token"' not in p.stdout
+    assert not (tmp_path / "data").exists()
+
+
 def test_credentials_list_hides_secrets(tmp_path):
     db = str(tmp_path / "c.db")
     creds = [json.loads(run_cli("credentials", "create", "--db", db, "--project", random_project()).stdout)

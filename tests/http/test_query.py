@@ -285,23 +285,57 @@ def test_nul_terms_match_nothing(pa):
     assert js == {"total_count": 0, "resources": []}, js
 
 
-def test_load_refuses_deleted_status(tmp_path):
-    """§2 leaves deleted images out of every query and the store keeps none;
-    `tagway load` refuses one, naming the line, and stores nothing."""
+LOAD_BAD_LINES = [
+    # (id, the second line's fields past project_id, what the error says)
+    ("deleted", {"name": "gone", "status": "deleted", "tags": []}, "deleted"),
+    ("status-unknown", {"name": "x", "status": "weird", "tags": []}, "status must be one of"),
+    ("status-number", {"name": "x", "status": 1, "tags": []}, "must be strings"),
+    ("tags-missing", {"name": "x"}, "tags must be an array"),
+    ("tags-object", {"name": "x", "tags": {"k": "v"}}, "tags must be an array"),
+    ("tags-string", {"name": "x", "tags": "k=v"}, "tags must be an array"),
+    ("tags-null", {"name": "x", "tags": None}, "tags must be an array"),
+]
+
+
+@pytest.mark.parametrize("case,fields,why", LOAD_BAD_LINES, ids=[c[0] for c in LOAD_BAD_LINES])
+def test_load_refuses_a_bad_line(tmp_path, case, fields, why):
+    """§7: `tagway load` checks each line's structure (`tags` is required,
+    `[]` for none; a status is one an image lives through, and a deleted
+    image is gone from every query, so the store keeps none); a bad line is
+    named and nothing of the file is stored."""
     project = random_project()
     lines = [{"project_id": project, "name": "kept", "tags": [{"key": "k", "value": "v"}]},
-             {"project_id": project, "name": "gone", "status": "deleted", "tags": []}]
+             dict({"project_id": project}, **fields)]
     path = tmp_path / "load.jsonl"
     path.write_text("".join(json.dumps(l) + "\n" for l in lines))
     db = str(tmp_path / "t.db")
     p = run_cli("load", "--db", db, str(path))
     assert p.returncode == 1, (p.stdout, p.stderr)
-    assert "line 2" in p.stderr and "deleted" in p.stderr, p.stderr
+    assert "line 2" in p.stderr and why in p.stderr, p.stderr
     con = sqlite3.connect(db)
     try:
         assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_load_takes_every_live_status_and_no_tags(tmp_path):
+    project = random_project()
+    statuses = ["queued", "saving", "active", "killed"]
+    lines = [{"project_id": project, "name": s, "status": s, "tags": []} for s in statuses]
+    lines.append({"project_id": project, "name": "default", "tags": [{"key": "k", "value": ""}]})
+    path = tmp_path / "load.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    db = str(tmp_path / "t.db")
+    p = run_cli("load", "--db", db, str(path))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["images"] == 5 and json.loads(p.stdout)["tags"] == 1, p.stdout
+    con = sqlite3.connect(db)
+    try:
+        got = dict(con.execute("SELECT name, status FROM images"))
+    finally:
+        con.close()
+    assert got == dict({s: s for s in statuses}, default="active"), got
 
 
 @pytest.mark.parametrize("extra", [
