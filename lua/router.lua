@@ -129,6 +129,9 @@ end
 local function authenticate(route, params)
   if not auth_on then
     local project = params.project_id or gw.header("X-Project-Id")
+    if project and not project:find("%S") then
+      project = nil               -- an empty header names no project
+    end
     return { role = "admin", project = project, via = "none" }
   end
   return gw.auth()
@@ -176,6 +179,14 @@ function router.dispatch(req)
     if not caller.project and not route.admin then
       return answer(route, nil, shape.ims(400, "IMG.0067",
                     "X-Project-Id is required when authentication is off"))
+    end
+  end
+  -- §0: a string that is not UTF-8 is a 400, a path's (percent-decoded)
+  -- as well as a body's; after the caller checks, as §0.1 orders them
+  for name, v in pairs(params) do
+    if not utf8.len(v) then
+      return answer(route, caller.project, shape.ims(400, "IMG.0001",
+                    name .. ": is not valid UTF-8 once percent-decoded from the path"))
     end
   end
   local ctx = { req = req, params = params, caller = caller, project = caller.project, route = route }

@@ -46,16 +46,23 @@ static int is_uuid(const char *s)
     return s[sizeof shape - 1] == '\0';
 }
 
+enum { WRONG_TYPE = 1, WRONG_TEXT = 2 };
+
 /* Reads field of the table on top: a string, or NULL when absent/null.
- * *wrong is set when present with another type. */
+ * *wrong gets WRONG_TYPE when present with another type, WRONG_TEXT when
+ * not UTF-8 or holding a NUL (cjson checks neither; the store would keep
+ * bytes every JSON answer then carries, or a C string cut short). */
 static const char *str_field(lua_State *L, const char *field, int *wrong)
 {
     const char *v = NULL;
+    size_t len;
     int t = lua_getfield(L, -1, field);
-    if (t == LUA_TSTRING)
-        v = lua_tostring(L, -1);
-    else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA)   /* cjson.null is lightuserdata */
-        *wrong = 1;
+    if (t == LUA_TSTRING) {
+        v = lua_tolstring(L, -1, &len);
+        if (memchr(v, '\0', len) || !util_utf8_valid(v, len))
+            *wrong |= WRONG_TEXT;
+    } else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA) /* cjson.null is lightuserdata */
+        *wrong |= WRONG_TYPE;
     lua_pop(L, 1);              /* the string stays alive in the table */
     return v;
 }
@@ -76,8 +83,10 @@ static int read_tags(loader *ld, store_tag *tags, size_t *n)
             return bad(ld, "each tag must be an object {key, value}");
         tags[*n].key = str_field(L, "key", &wrong);
         tags[*n].value = str_field(L, "value", &wrong);
-        if (wrong || !tags[*n].key || !tags[*n].value || !tags[*n].key[0])
+        if ((wrong & WRONG_TYPE) || !tags[*n].key || !tags[*n].value || !tags[*n].key[0])
             return bad(ld, "each tag needs a non-empty string key and a string value");
+        if (wrong)
+            return bad(ld, "a tag's key and value must be UTF-8 text without NUL characters");
         for (size_t j = 0; j < *n; j++)
             if (strcmp(tags[j].key, tags[*n].key) == 0)
                 return bad(ld, "duplicate tag key in one image");
@@ -114,14 +123,22 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ld->decode_ref);
     lua_pushlstring(L, text, len);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1))
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "not valid JSON (%s)",
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+        return bad(ld, why);
+    }
+    if (!lua_istable(L, -1) || lua_rawlen(L, -1) > 0)   /* an array decodes to a table too */
         return bad(ld, "not a JSON object");
     id = str_field(L, "id", &wrong);
     project = str_field(L, "project_id", &wrong);
     name = str_field(L, "name", &wrong);
     status = str_field(L, "status", &wrong);
-    if (wrong)
+    if (wrong & WRONG_TYPE)
         return bad(ld, "id, project_id, name and status must be strings");
+    if (wrong)
+        return bad(ld, "id, project_id, name and status must be UTF-8 text without NUL characters");
     if (!project || strlen(project) != 32 || !util_is_hex(project, 32))
         return bad(ld, "project_id must be 32 lowercase hex characters");
     if (!name || !name[0])

@@ -114,6 +114,34 @@ int util_copy(char *dst, size_t cap, const char *src)
     return 0;
 }
 
+int util_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        uint32_t c = *p, min;
+        size_t more;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) more = 1, c &= 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef) more = 2, c &= 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4) more = 3, c &= 0x07, min = 0x10000;
+        else return 0;
+        if ((size_t)(end - p) <= more)
+            return 0;
+        for (size_t i = 1; i <= more; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            c = c << 6 | (p[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        p += more + 1;
+    }
+    return 1;
+}
+
 int util_is_hex(const char *s, size_t n)
 {
     size_t i;

@@ -1,6 +1,6 @@
 /* util: small helpers shared by every module: wall-clock milliseconds,
  * ISO-8601 formatting, random bytes as hex or a UUID, bounded string copy,
- * reading a whole file.  No state. */
+ * reading a whole file, UTF-8 validation.  No state. */
 #ifndef TAGWAY_UTIL_H
 #define TAGWAY_UTIL_H
 #include <stddef.h>
@@ -21,6 +21,9 @@ int util_uuid(char out[37]);
 char *util_read_file(const char *path, size_t *len);
 /* Copies at most cap-1 bytes and terminates; returns 0, or -1 if truncated. */
 int util_copy(char *dst, size_t cap, const char *src);
+/* 1 if the n bytes at s are UTF-8 as Lua's utf8.len takes it (no overlong
+ * forms, surrogates or code points past U+10FFFF). */
+int util_utf8_valid(const char *s, size_t n);
 /* 1 if s is n lowercase hex characters. */
 int util_is_hex(const char *s, size_t n);
 

@@ -221,6 +221,12 @@ def test_auth_off_on_loopback(gateway_factory):
     st, _, js, _ = g.request("GET", "/v2/images/" + iid, token=None)
     assert st == 400
     ims_error(js, "IMG.0067")
+    # an empty or blank X-Project-Id names no project: it is not project ""
+    for blank in ["", "   ", "\t"]:
+        st, _, js, raw = g.request("POST", "/v2/images", {"name": "b"}, token=None,
+                                   headers={"X-Project-Id": blank})
+        assert st == 400, (blank, raw)
+        ims_error(js, "IMG.0067")
     # admin routes need no X-Project-Id
     st, _, js, raw = g.request("GET", "/admin/status", token=None)
     assert st == 200, raw

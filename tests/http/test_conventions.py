@@ -411,14 +411,17 @@ def test_other_methods_evhttp_knows_get_the_gateway_404(gw, image, method):
     assert js["error_code"] == "APIGW.0101", js
 
 
-@pytest.mark.parametrize("path", ["/v2/images/%FF", "/v2/{p}/images/%FF/tags",
-                                  "/v2/{p}/images/{i}/tags/%FF"])
-def test_error_bodies_stay_utf8_when_the_path_is_not(gw, image, path):
-    """A %FF decodes to a byte that is not UTF-8; echoed in the message it
-    made the body invalid JSON.  It becomes U+FFFD."""
+@pytest.mark.parametrize("path,name", [("/v2/images/%FF", "image_id"), ("/v2/{p}/images/%FF/tags", "image_id"),
+                                       ("/v2/{p}/images/{i}/tags/%FF", "key"),
+                                       ("/v1/cloudimages/job/%FF", "job_id")])
+def test_a_path_segment_not_utf8_is_400(gw, image, path, name):
+    """§0: a string that is not valid UTF-8 is a 400 IMG.0001, a path
+    segment's once percent-decoded too, naming the segment (it was a 404
+    whose message echoed the byte as U+FFFD); the body stays UTF-8."""
     path = path.replace("{p}", gw.project).replace("{i}", image)
     method = "DELETE" if path.endswith("tags/%FF") else "GET"
     st, _, js, raw = gw.request(method, path)
-    assert st == 404, raw
+    assert st == 400, raw
     raw.decode("utf-8")                                  # strict: raises if not UTF-8
-    assert "\ufffd" in js["error"]["message"], js
+    ims_error(js, "IMG.0001")
+    assert js["error"]["message"].startswith(name + ": is not valid UTF-8"), js

@@ -10,12 +10,13 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import time
 import uuid
 
 import pytest
 
-from conftest import JSON_CT, gateway_error, ims_error, random_project, run_cli
+from conftest import BIN, JSON_CT, gateway_error, ims_error, random_project, run_cli
 
 QUERY = "/v2/%s/images/resource_instances/action"
 IMPORT = "/v2/cloudimages/quickimport/action"
@@ -294,6 +295,18 @@ LOAD_BAD_LINES = [
     ("tags-object", {"name": "x", "tags": {"k": "v"}}, "tags must be an array"),
     ("tags-string", {"name": "x", "tags": "k=v"}, "tags must be an array"),
     ("tags-null", {"name": "x", "tags": None}, "tags must be an array"),
+    # cjson checks neither: a stored NUL cut the name short in C, and bytes
+    # that are not UTF-8 went out in every JSON answer carrying them
+    ("name-nul", {"name": "a\u0000b", "tags": []}, "UTF-8 text without NUL"),
+    ("name-surrogate", {"name": "a\ud800", "tags": []}, "not valid JSON (Expected value but found invalid unicode"),
+    ("project-nul", {"project_id": "%PROJECT%\u0000x", "name": "x", "tags": []}, "UTF-8 text without NUL"),
+    ("key-nul", {"name": "x", "tags": [{"key": "k\u0000", "value": "v"}]}, "UTF-8 text without NUL"),
+    ("value-surrogate", {"name": "x", "tags": [{"key": "k", "value": "\udfff"}]}, "not valid JSON"),
+    ("not-json", b'{"project_id": ', "not valid JSON"),
+    ("not-object", b'["x"]', "not a JSON object"),
+    ("raw-ff", b'{"project_id": "%PROJECT%", "name": "a\xff", "tags": []}', "UTF-8 text without NUL"),
+    ("raw-overlong", b'{"project_id": "%PROJECT%", "name": "x", "tags": [{"key": "\xc0\xaf", "value": ""}]}',
+     "UTF-8 text without NUL"),
 ]
 
 
@@ -304,12 +317,16 @@ def test_load_refuses_a_bad_line(tmp_path, case, fields, why):
     image is gone from every query, so the store keeps none); a bad line is
     named and nothing of the file is stored."""
     project = random_project()
-    lines = [{"project_id": project, "name": "kept", "tags": [{"key": "k", "value": "v"}]},
-             dict({"project_id": project}, **fields)]
+    first = json.dumps({"project_id": project, "name": "kept", "tags": [{"key": "k", "value": "v"}]})
+    if isinstance(fields, bytes):       # bytes no JSON encoder writes
+        second = fields
+    else:
+        second = json.dumps(dict({"project_id": project}, **fields)).encode()
     path = tmp_path / "load.jsonl"
-    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    path.write_bytes(first.encode() + b"\n" + second.replace(b"%PROJECT%", project.encode()) + b"\n")
     db = str(tmp_path / "t.db")
-    p = run_cli("load", "--db", db, str(path))
+    p = subprocess.run([BIN, "load", "--db", db, str(path)], capture_output=True, timeout=20)
+    p.stderr = p.stderr.decode("utf-8", "replace")
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert "line 2" in p.stderr and why in p.stderr, p.stderr
     con = sqlite3.connect(db)

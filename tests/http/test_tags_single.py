@@ -164,6 +164,23 @@ def test_delete_one_percent_encoded_slash_is_a_key(gw, image):
     ims_error(js, "IMG.0115")
 
 
+@pytest.mark.parametrize("raw", ["%FF", "a%C3", "%ED%A0%80", "%C0%AF", "%F4%90%80%80"],
+                         ids=["ff", "truncated", "surrogate", "overlong", "past-10ffff"])
+def test_delete_one_key_not_utf8_is_400(gw, image, raw):
+    """§0: a string that is not valid UTF-8 is a 400 IMG.0001, a path's once
+    percent-decoded as well as a body's (it was a 404 whose message carried
+    the bytes mangled); the image's tags are left as they are."""
+    assert gw.batch(image, "create", [tag("x", "1")])[0] == 204
+    st, _, js, raw_body = delete_one(gw, image, raw)
+    assert st == 400, raw_body
+    ims_error(js, "IMG.0001")
+    assert js["error"]["message"].startswith("key: is not valid UTF-8"), js
+    assert gw.image_tags(image) == [tag("x", "1")]
+    # the same bytes in the image id: its segment is named
+    st, _, js, _ = gw.request("GET", "/v2/%s/images/%s/tags" % (gw.project, raw))
+    assert st == 400 and js["error"]["message"].startswith("image_id: "), js
+
+
 # Keys the ims create policy refuses, loaded with `tagway load` (which
 # checks structure, not tag policy); §1.3 has no charset or length check.
 @pytest.fixture(scope="module")
