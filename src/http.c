@@ -209,6 +209,18 @@ static void reply_free(reply *rp)
     free(rp);
 }
 
+/* evhttp's hook once an answer is written to the socket: no more is read
+ * (the peer's unread bytes are dropped) or sent; evhttp then sees the end
+ * and frees the connection. */
+static void shut_after_answer(struct evhttp_request *ev, void *arg)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    (void)arg;
+    if (bev && bufferevent_getfd(bev) >= 0)
+        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
 static void send_reply(gw *g, reply *rp)
 {
     struct evkeyvalq *out_headers = evhttp_request_get_output_headers(rp->ev);
@@ -216,15 +228,26 @@ static void send_reply(gw *g, reply *rp)
     evhttp_add_header(out_headers, "X-Request-Id", rp->id);
     if (bytes)
         evhttp_add_header(out_headers, "Content-Type", rp->resp.content_type);
-    if (evhttp_request_get_command(rp->ev) == EVHTTP_REQ_HEAD) {
-        /* the GET answer's headers without its body: evhttp sends whatever
-         * body it is given, which a keep-alive client then reads as the
-         * start of its next answer */
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(rp->ev);
+    if (cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_CONNECT) {
+        /* evhttp sends whatever body it is given but counts none for
+         * these: HEAD gets the GET answer's headers without its body, which
+         * a keep-alive client would read as the start of its next answer;
+         * CONNECT's 404 keeps its body, which a client reads to the length */
         char length[24];
         snprintf(length, sizeof length, "%zu", bytes);
         evhttp_add_header(out_headers, "Content-Length", length);
-        evbuffer_drain(rp->resp.body, bytes);
+        if (cmd == EVHTTP_REQ_HEAD)
+            evbuffer_drain(rp->resp.body, bytes);
     }
+    /* evhttp reads no body after these: what of one follows must not be
+     * taken for the next request.  It keeps a CONNECT's connection open
+     * whatever the headers say (a tunnel), so that one is shut here once
+     * the answer is out. */
+    if (cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN"))
+        evhttp_add_header(out_headers, "Connection", "close");
+    if (cmd == EVHTTP_REQ_CONNECT)
+        evhttp_request_set_on_complete_cb(rp->ev, shut_after_answer, NULL);
     evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
     access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
@@ -636,13 +659,11 @@ int http_start(gw *g, char *err, size_t errlen)
     evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 32 + 4096));
     evhttp_set_max_headers_size(g->http, 16 * 1024);
     evhttp_set_timeout(g->http, g->opt.timeout_s);
-    /* every method evhttp knows reaches the router, which answers 404
-     * APIGW.0101 for those a path does not take (API.md §0.1); a method
-     * evhttp does not know gets its own 501 */
-    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+    /* every method reaches the router, which answers 404 APIGW.0101 for
+     * those a path does not take (API.md §0.1).  Every bit: libevent 2.1
+     * marks a method it does not know (FOO, a lowercase get) with a bit of
+     * its own, (1 << 15), and answered those with its HTML 501 itself */
+    evhttp_set_allowed_methods(g->http, 0xffff);
     if (bind_listener(g, st, host, port, err, errlen) != 0)
         return -1;
     st->port = bound_port(st->bound);
