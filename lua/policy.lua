@@ -40,6 +40,7 @@ end
 local KNOWN = {
   "name", "version", "description", "max_tags", "key", "value", "delete", "reserved",
   "overwrite", "allowed_values", "exact_case", "required", "hook", "examples", "import",
+  "rate_limit",
 }
 
 -- A misspelt key (overwite, edge_spaces) would silently drop a rule:
@@ -149,6 +150,22 @@ local function compile_import(imp)
   return imp
 end
 
+-- Requests a second per project, shared by every worker: beyond, 429
+-- APIGW.0308.  burst (default: one second's worth) is what an idle project
+-- may send at once.
+local function compile_rate_limit(r)
+  if r == nil then return nil end
+  need(type(r) == "table", "rate_limit", "must be a table")
+  only(r, "rate_limit", { "per_second", "burst" })
+  need(type(r.per_second) == "number" and r.per_second > 0 and r.per_second <= 1e9,
+       "rate_limit.per_second", "must be a number > 0 (at most 1e9)")
+  local burst = r.burst
+  if burst == nil then burst = math.max(1, math.ceil(r.per_second)) end
+  need(type(burst) == "number" and burst >= 1 and burst <= 1e9, "rate_limit.burst",
+       "must be a number >= 1 (at most 1e9)")
+  return { per_second = r.per_second, burst = burst }
+end
+
 local function compile_table(p)
   need(type(p) == "table", "name", "the file must return a table")
   local name = p.name
@@ -185,6 +202,7 @@ local function compile_table(p)
     hook = p.hook,
     examples = compile_examples(p.examples),
     import = compile_import(p.import),               -- quick-import rules (optional)
+    rate_limit = compile_rate_limit(p.rate_limit),   -- {per_second, burst} or nil
   }
   need(math.type(c.delete.key_max) == "integer" and c.delete.key_max >= 1, "delete.key_max",
        "must be an integer >= 1")

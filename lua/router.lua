@@ -1,14 +1,15 @@
 -- router: maps method + path to a handler, then applies the gateway rules
 -- in the order of API.md §0.1: 413, unknown route (404), credentials (401),
--- project or role (403); the handler does validation (400) and not-found
--- (404).  Handled failures raised with shape.fail become IMS error bodies;
+-- project or role (403), the project's rate limit (429); the handler does
+-- validation (400) and not-found (404).  Handled failures raised with shape.fail become IMS error bodies;
 -- anything else is a script error and goes up to the host (500).
+local policy = require "policy"
 local shape = require "shape"
 local text = require "text"
 
 -- globals read per request, as locals: each global read is a lookup
 -- through the locked _G
-local type, ipairs, pairs, assert, error, xpcall, string, table, gw = type, ipairs, pairs, assert, error, xpcall, string, table, gw
+local type, ipairs, pairs, assert, error, xpcall, string, table, utf8, gw = type, ipairs, pairs, assert, error, xpcall, string, table, utf8, gw
 
 local router = {}
 
@@ -179,6 +180,17 @@ function router.dispatch(req)
     if not caller.project and not route.admin then
       return answer(route, nil, shape.ims(400, "IMG.0067",
                     "X-Project-Id is required when authentication is off"))
+    end
+    -- the project's policy may limit its rate (admin routes are exempt:
+    -- a reload or status must get through a flood)
+    local limit = not route.admin and policy.for_project(caller.project).rate_limit
+    if limit then
+      local wait = gw.rate_take(caller.project, limit.per_second, limit.burst)
+      if wait then
+        return answer(route, caller.project, shape.gateway(429, "APIGW.0308", string.format(
+          "Too many requests: project %s is limited to %g per second (burst %g); retry in %.3f s",
+          caller.project, limit.per_second, limit.burst, wait), req))
+      end
     end
   end
   -- §0: a string that is not UTF-8 is a 400, a path's (percent-decoded)

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "http.h"
 #include "lhost.h"
+#include "ratelim.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@ int gw_shared_init(gw_shared *s, int nworkers)
     s->nworkers = nworkers;
     s->workers = calloc((size_t)nworkers, sizeof *s->workers);
     s->next = calloc((size_t)nworkers, sizeof *s->next);
-    if (!s->workers || !s->next)
+    s->rates = ratelim_new();
+    if (!s->workers || !s->next || !s->rates)
         goto fail;
     /* index writes are short; without writer preference a steady stream
      * of queries could hold a commit's index feed (and the writer) back */
@@ -35,8 +37,10 @@ int gw_shared_init(gw_shared *s, int nworkers)
     atomic_init(&s->generation, 1);
     return 0;
 fail:
+    ratelim_free(s->rates);
     free(s->workers);
     free(s->next);
+    s->rates = NULL;
     s->workers = NULL;
     s->next = NULL;
     return -1;
@@ -50,6 +54,8 @@ void gw_shared_destroy(gw_shared *s)
         lhost_free(s->next[i]);
     free(s->next);
     free(s->workers);
+    ratelim_free(s->rates);
+    s->rates = NULL;
     pthread_rwlock_destroy(&s->index_lock);
     pthread_mutex_destroy(&s->write_lock);
     pthread_mutex_destroy(&s->reload_lock);

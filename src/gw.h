@@ -25,6 +25,7 @@ struct lhost;
 struct jobs;
 struct metrics;
 struct watch;
+struct ratelim;
 
 typedef struct gw_options {
     char config[PATH_MAX];      /* "" when none */
@@ -69,6 +70,7 @@ typedef struct gw_shared {
     _Atomic int stopping;
     _Atomic int reload_asked;     /* SIGHUP: worker 0 reloads when it wakes */
     _Atomic int conns;            /* client connections, all workers (estimate) */
+    struct ratelim *rates;        /* the policies' rate_limit buckets; locks itself */
 } gw_shared;
 
 struct gw {

@@ -8,6 +8,7 @@
 #include "jobs.h"
 #include "lhost.h"
 #include "metrics.h"
+#include "ratelim.h"
 #include "sha256.h"
 #include "store.h"
 #include "tagcache.h"
@@ -501,27 +502,59 @@ static int dump_key_cb(void *ud, const char *key, const char *const *values, siz
     return 0;
 }
 
-/* Pushes {{key=, values={...}}, ...} from the dump (a protected call: the
- * caller frees the dump even if Lua raises). */
-static int push_dump(lua_State *L)
+/* The dump's walk: each key, its value count, then its values, all
+ * NUL-terminated.  The pushers below run as protected calls (the caller
+ * frees the dump even if Lua raises), with the dump and the lhost as
+ * arguments: a project's listing can hold a million values, a loop the
+ * count hook never sees, so they tick the budget themselves. */
+typedef struct {
+    const char *d;
+    size_t len, at;
+} dump_walk;
+
+static const char *walk_str(dump_walk *w)
+{
+    const char *s = w->d + w->at;
+    w->at += strlen(s) + 1;
+    return s;
+}
+
+static uint32_t walk_count(dump_walk *w)
+{
+    uint32_t count;
+    memcpy(&count, w->d + w->at, sizeof count);
+    w->at += sizeof count;
+    return count;
+}
+
+static dump_walk walk_of(lua_State *L)
 {
     struct evbuffer *b = lua_touserdata(L, 1);
-    size_t len = evbuffer_get_length(b), at = 0;
-    const char *d = len ? (const char *)evbuffer_pullup(b, -1) : "";
+    dump_walk w = {"", evbuffer_get_length(b), 0};
+    if (w.len)
+        w.d = (const char *)evbuffer_pullup(b, -1);
+    return w;
+}
+
+/* {{key=, values={...}}, ...}.  A string each, and with the memory cap
+ * near every new string can cost the state a full collection: the tick
+ * comes at every one. */
+static int push_dump(lua_State *L)
+{
+    dump_walk w = walk_of(L);
+    lhost *h = lua_touserdata(L, 2);
     lua_newtable(L);
-    while (at < len) {
+    while (w.at < w.len) {
         uint32_t count;
         lua_createtable(L, 0, 2);
-        lua_pushstring(L, d + at);
+        lua_pushstring(L, walk_str(&w));
         lua_setfield(L, -2, "key");
-        at += strlen(d + at) + 1;
-        memcpy(&count, d + at, sizeof count);
-        at += sizeof count;
+        count = walk_count(&w);
         lua_createtable(L, (int)count, 0);
         for (uint32_t i = 0; i < count; i++) {
-            lua_pushstring(L, d + at);
+            lhost_budget_tick(h, L);
+            lua_pushstring(L, walk_str(&w));
             lua_rawseti(L, -2, (lua_Integer)i + 1);
-            at += strlen(d + at) + 1;
         }
         lua_setfield(L, -2, "values");
         lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
@@ -529,35 +562,75 @@ static int push_dump(lua_State *L)
     return 1;
 }
 
-/* gw.project_tags(project) -> {{key=, values={...}}, ...} sorted */
-static int l_project_tags(lua_State *L)
+/* '[{"key":..,"values":[..]},...]': one string however many values. */
+static int push_dump_json(lua_State *L)
+{
+    dump_walk w = walk_of(L);
+    lhost *h = lua_touserdata(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '[');
+    while (w.at < w.len) {
+        uint32_t count;
+        if (luaL_bufflen(&b) > 1)
+            luaL_addchar(&b, ',');
+        luaL_addstring(&b, "{\"key\":");
+        add_json_string(&b, walk_str(&w));
+        luaL_addstring(&b, ",\"values\":[");
+        count = walk_count(&w);
+        for (uint32_t i = 0; i < count; i++) {
+            if ((i & 1023) == 0)
+                lhost_budget_tick(h, L);
+            if (i)
+                luaL_addchar(&b, ',');
+            add_json_string(&b, walk_str(&w));
+        }
+        luaL_addstring(&b, "]}");
+    }
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* The sorted tags of the project argument, pushed by `pusher`. */
+static int project_tags_with(lua_State *L, lua_CFunction pusher)
 {
     const char *project = name_arg(L, 1);
     gw *g = gwp(L);
-    tag_dump d;
+    tag_dump d = {evbuffer_new(), 0};
     int rc;
-    if (!project) {
-        lua_newtable(L);
-        return 1;
-    }
-    d.buf = evbuffer_new();
-    d.failed = 0;
     if (!d.buf)
         return luaL_error(L, "out of memory listing tags");
-    gw_index_read(g);
-    rc = tagidx_project_tags(g->index, project, dump_key_cb, &d);
-    gw_index_done(g);
-    if (rc != 0 || d.failed) {
-        evbuffer_free(d.buf);
-        return luaL_error(L, "out of memory listing tags");
+    if (project) {
+        gw_index_read(g);
+        rc = tagidx_project_tags(g->index, project, dump_key_cb, &d);
+        gw_index_done(g);
+        if (rc != 0 || d.failed) {
+            evbuffer_free(d.buf);
+            return luaL_error(L, "out of memory listing tags");
+        }
     }
-    lua_pushcfunction(L, push_dump);
+    lua_pushcfunction(L, pusher);
     lua_pushlightuserdata(L, d.buf);
-    rc = lua_pcall(L, 1, 1, 0);
+    lua_pushlightuserdata(L, host(L));
+    rc = lua_pcall(L, 2, 1, 0);
     evbuffer_free(d.buf);
     if (rc != LUA_OK)
         return lua_error(L);
     return 1;
+}
+
+/* gw.project_tags(project) -> {{key=, values={...}}, ...} sorted */
+static int l_project_tags(lua_State *L)
+{
+    return project_tags_with(L, push_dump);
+}
+
+/* gw.project_tags_json(project) -> the same as JSON array text, for §1.5:
+ * no Lua string per value */
+static int l_project_tags_json(lua_State *L)
+{
+    return project_tags_with(L, push_dump_json);
 }
 
 /* Reads q[field] = {{key=, values={...}}, ...} into entries.  The
@@ -698,6 +771,26 @@ static int l_uuid(lua_State *L)
     if (util_uuid(id) != 0)
         return luaL_error(L, "no randomness available");
     lua_pushstring(L, id);
+    return 1;
+}
+
+/* gw.rate_take(name, per_second, burst) -> nil when a request may go,
+ * else the seconds until one may (a float): one token of name's bucket,
+ * shared by every worker (ratelim.h). */
+static int l_rate_take(lua_State *L)
+{
+    const char *name = check_plain(L, 1, 1);
+    lua_Number rate = luaL_checknumber(L, 2), burst = luaL_checknumber(L, 3);
+    gw *g = gwp(L);
+    int64_t wait_us;
+    luaL_argcheck(L, rate > 0 && rate <= 1e9, 2, "must be a number in (0, 1e9]");
+    luaL_argcheck(L, burst >= 1 && burst <= 1e9, 3, "must be a number in [1, 1e9]");
+    if (!g->shared || !g->shared->rates)
+        return 0;               /* `tagway check`: nothing to throttle */
+    wait_us = ratelim_take(g->shared->rates, name, rate, burst, util_mono_us());
+    if (wait_us == 0)
+        return 0;
+    lua_pushnumber(L, (lua_Number)wait_us / 1e6);
     return 1;
 }
 
@@ -1056,8 +1149,10 @@ void lapi_open(lua_State *L, lhost *h)
         {"image_tags_json", l_image_tags_json},
         {"image_create", l_image_create}, {"image_delete", l_image_delete},
         {"tags_apply", l_tags_apply}, {"write_begin", l_write_begin}, {"project_tags", l_project_tags},
+        {"project_tags_json", l_project_tags_json},
         {"query", l_query},           {"uuid", l_uuid},
         {"now_ms", l_now_ms},         {"iso8601", l_iso8601},
+        {"rate_take", l_rate_take},
         {"sha256", l_sha256},         {"log", l_log},
         {"status", l_status},         {"reload", l_reload},
         {"traceback", l_traceback},

@@ -225,6 +225,11 @@ static void budget_tick(lua_State *L, void *ud)
     raise_kill(L, h);
 }
 
+void lhost_budget_tick(lhost *h, lua_State *L)
+{
+    budget_tick(L, h);
+}
+
 /* Once the budget is spent the hook fires on every instruction. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {

@@ -12,6 +12,7 @@
 
 typedef struct lhost lhost;
 struct evbuffer;
+struct lua_State;
 
 /* What the HTTP layer hands to a script and gets back. */
 typedef struct lhost_request {
@@ -72,6 +73,10 @@ const lhost_request *lhost_current(const lhost *h);
  * blocked on something that is not the script, e.g. another worker's
  * write lock).  No effect between calls. */
 void lhost_extend_budget(lhost *h, int64_t us);
+/* For C functions whose loops the count hook cannot see: raises the
+ * budget error (a Lua error on L) once the running call is past its
+ * deadline or was killed; returns otherwise. */
+void lhost_budget_tick(lhost *h, struct lua_State *L);
 /* 1 while lhost_new runs the scripts' init. */
 int lhost_building(const lhost *h);
 lhost_response *lhost_current_response(lhost *h);

@@ -538,3 +538,48 @@ def test_body_not_an_object_or_empty(g):
             st, _, js, raw = g.request("POST", tp + "/action", body, headers={"Content-Type": "application/json"})
             assert st == 400, (body, raw)
             ims_error(js, code)
+
+
+def test_a_project_with_200k_tag_values_lists_and_a_table_of_them_fails_fast(tmp_path):
+    """§1.5 on a project of 200,000 distinct values: the listing is built as
+    JSON text in C and answers in full (as a Lua table of strings it met
+    the script memory cap, where every new string cost the state a full
+    collection in a C loop the budget never saw: 2.6 s for a 503 at an
+    8 MiB cap, 10 minutes at 1.2 million values and 64 MiB).  A script that
+    still asks for the table (gw.project_tags) gets its 503 within the
+    budget, and the worker serves on."""
+    import subprocess
+    from conftest import BIN, SLOWDOWN
+    project = "0123456789abcdef0123456789abcdef"
+    g = Gateway(str(tmp_path / "gw"), auth="off",
+                extra_args=["--script-memory-mb", "8", "--workers", "1"])
+    path = tmp_path / "big.jsonl"
+    with open(path, "w") as f:
+        for i in range(200000):
+            f.write('{"project_id":"%s","name":"i%d","tags":[{"key":"k%d","value":"v%d"}]}\n'
+                    % (project, i, i % 3, i))
+    p = subprocess.run([BIN, "load", "--db", g.db, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    g.start()
+    try:
+        st, _, js, raw = g.request("GET", "/v2/%s/images/tags" % project, token=None)
+        assert st == 200, raw[:300]
+        assert [t["key"] for t in js["tags"]] == ["k0", "k1", "k2"]
+        assert sum(len(t["values"]) for t in js["tags"]) == 200000
+        assert js["tags"][0]["values"][:3] == ["v0", "v100002", "v100005"]   # byte order
+        handler = os.path.join(g.scripts, "handlers", "tags.lua")
+        with open(handler, encoding="utf-8") as f:
+            text = f.read()
+        slow = ("function tags.of_project(ctx)\n"
+                "  return shape.ok(200, { n = #gw.project_tags(ctx.project) })\nend\n")
+        with open(handler, "w", encoding="utf-8") as f:
+            f.write(text.replace("function tags.of_project(ctx)", slow + "function tags.unused(ctx)", 1))
+        assert g.reload()[0] == 200
+        t0 = time.monotonic()
+        st, _, js, raw = g.request("GET", "/v2/%s/images/tags" % project, token=None)
+        elapsed = time.monotonic() - t0
+        assert st == 503 and js["error"]["code"] == "IMG.0061", raw
+        assert elapsed < 1.5 * SLOWDOWN, elapsed
+        assert g.request("GET", "/healthz", token=None)[0] == 200
+    finally:
+        g.stop()
