@@ -182,8 +182,51 @@ static int apply_table(lua_State *L, gw_options *o, const char *dir, char *err, 
     return 0;
 }
 
+/* A configuration file is a table, run in a state of its own: bounded,
+ * since a reload runs it on a worker's loop (a file that never returns
+ * would hold that loop for good, and one that allocates, the process). */
+#define CONFIG_TIME_MS 2000
+#define CONFIG_MEMORY (32u << 20)
+
+typedef struct {
+    size_t used;
+    int64_t deadline_us;
+} config_budget;
+
+static void *config_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    config_budget *b = ud;
+    void *p;
+    if (!ptr)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        b->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && b->used - osize + nsize > CONFIG_MEMORY)
+        return NULL;            /* Lua raises "not enough memory" */
+    if ((p = realloc(ptr, nsize)))
+        b->used = b->used - osize + nsize;
+    return p;
+}
+
+static void config_hook(lua_State *L, lua_Debug *ar)
+{
+    void *ud;
+    (void)ar;
+    lua_getallocf(L, &ud);
+    if (util_mono_us() > ((config_budget *)ud)->deadline_us) {
+        luaL_where(L, 0);       /* in a hook, level 0 is the chunk it stopped */
+        lua_pushfstring(L, "the configuration ran longer than %d ms", CONFIG_TIME_MS);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
+}
+
 int config_load_file(gw_options *o, char *err, size_t errlen)
 {
+    config_budget budget = {0, util_mono_us() + CONFIG_TIME_MS * 1000LL};
     lua_State *L;
     char dir[PATH_MAX];
     const char *slash = strrchr(o->config, '/');
@@ -191,12 +234,17 @@ int config_load_file(gw_options *o, char *err, size_t errlen)
     if (!o->config[0])
         return 0;
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->config) : 1, slash ? o->config : ".");
-    if (!(L = luaL_newstate())) {
+    if (!(L = lua_newstate(config_alloc, &budget))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    lua_sethook(L, config_hook, LUA_MASKCOUNT, 1000);
     if (luaL_loadfilex(L, o->config, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "not enough memory"))
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        else
+            snprintf(err, errlen, "not enough memory (a configuration may use %u MiB)",
+                     CONFIG_MEMORY >> 20);
         goto done;
     }
     if (!lua_istable(L, -1)) {

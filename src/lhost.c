@@ -1413,8 +1413,11 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
     size_t len = 0;
     const char *body = string_at(L, -4, &len), *s = string_at(L, -3, NULL);
     lua_Integer status = lua_tointeger(L, -5);
-    if (!lua_isinteger(L, -5) || status < 100 || status > 599) {
-        snprintf(err, errlen, "handle() returned an invalid status");
+    /* a final status only: evhttp sends a 1xx as the answer's status
+     * line without a length, and the body after it reads as the next
+     * answer (and a write would be kept, 1xx being below 300) */
+    if (!lua_isinteger(L, -5) || status < 200 || status > 599) {
+        snprintf(err, errlen, "handle() returned an invalid status (an integer 200-599 is needed)");
         return -1;
     }
     if (!body && !lua_isnil(L, -4)) {
@@ -1424,6 +1427,13 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
     }
     if (!lua_isnil(L, -3) && (!s || !*s || strpbrk(s, "\r\n") || strlen(s) >= sizeof resp->content_type)) {
         snprintf(err, errlen, "handle() returned an invalid content type (a one-line string is needed)");
+        return -1;
+    }
+    /* evhttp would send the body of these too, after headers that say
+     * there is none */
+    if (len && (status == 204 || status == 205 || status == 304)) {
+        snprintf(err, errlen, "handle() returned a body with status %d, which carries none",
+                 (int)status);
         return -1;
     }
     resp->status = (int)status;

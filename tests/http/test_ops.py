@@ -329,6 +329,45 @@ def test_handler_answers_of_the_wrong_shape_are_500(gateway, answer, why):
     assert any(why in o.get("traceback", "") for o in errors)
 
 
+@pytest.mark.parametrize("answer,why", [
+    ('return 100, \'{"x":1}\', nil', "invalid status"),
+    ('return 199, nil, nil', "invalid status"),
+    ('return 204, "{}", nil', "a body with status 204"),
+    ('return 205, "x", nil', "a body with status 205"),
+    ('return 304, "x", nil', "a body with status 304"),
+], ids=["100", "199", "204-body", "205-body", "304-body"])
+def test_a_write_answered_with_a_status_that_cannot_be_sent_is_undone(gateway, answer, why):
+    """A 1xx is no final answer (evhttp sent it as the status line with no
+    length, the body read as the next answer, and the write was kept, 1xx
+    being below 300); 204, 205 and 304 carry no body, yet evhttp sent the
+    one it was given.  Either fails the request: 500, logged, the write
+    undone, and the connection's next answer is whole."""
+    import http.client
+    g = gateway
+    iid = g.create_image()
+    replace_in(g.script("handlers/tags.lua"),
+               "  return shape.no_content()\nend\n\nlocal function delete_tags(",
+               "  " + answer + "\nend\n\nlocal function delete_tags(")
+    assert g.reload()[0] == 200
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+    try:
+        body = json.dumps({"action": "create", "tags": [{"key": "k", "value": "v"}]})
+        conn.request("POST", g.tags_path(iid) + "/action", body=body,
+                     headers={"X-Auth-Token": g.token, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        assert resp.status == 500, (resp.status, raw)
+        assert json.loads(raw)["error"]["code"] == "IMG.0061"
+        conn.request("GET", "/healthz")     # the same connection
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok"}
+    finally:
+        conn.close()
+    assert g.image_tags(iid) == []
+    errors = g.wait_logged(lambda objs: [o for o in objs if why in o.get("traceback", "")])
+    assert any(why in o.get("traceback", "") for o in errors)
+
+
 def test_a_backtracking_pattern_is_stopped_by_the_time_budget(gateway_factory):
     """A pattern match runs in C, where no count hook fires: the matcher
     itself answers to the budget, so the request is a 503 near the budget

@@ -649,6 +649,26 @@ def test_reload_refuses_a_config_key_start_would_refuse(fresh):
     assert fresh.reload()[0] == 200
 
 
+def test_a_runaway_configuration_fails_the_reload_in_bounded_time(fresh):
+    """A reload runs the configuration file on a worker's loop, in a Lua
+    state of its own: one that never returns held that loop for good (a
+    robustness audit), and one that allocates, the process.  It now has 2 s
+    and 32 MiB: the reload fails naming file:line, the old rules serve."""
+    good = open(fresh.config).read()
+    for bad, parts in [("while true do end\n", ("tagway.conf.lua:1:", "ran longer than 2000 ms")),
+                       ("local s = 'x' while true do s = s .. s end\n", ("not enough memory", "32 MiB")),
+                       ("local t = {} for i = 1, 1e9 do t[i] = i end\n", ("not enough memory",))]:
+        with open(fresh.config, "w") as f:
+            f.write(bad + good)
+        t0 = time.monotonic()
+        message = assert_reload_fails(fresh, *parts)
+        assert time.monotonic() - t0 < 3.5, (bad, message)
+        assert "tagway.conf.lua" in message
+    with open(fresh.config, "w") as f:
+        f.write(good)
+    assert fresh.reload()[0] == 200
+
+
 def test_workers_from_the_config_file(tmp_path):
     """§7: every option has a key in the configuration file; `workers` was
     skipped as if the scripts read it."""
