@@ -14,6 +14,7 @@ local policy = {}
 local compiled = {}        -- name -> compiled policy
 local bindings = {}        -- project id -> name
 local default_name = "ims"
+local any_rate_limit = false -- a policy has one: else the router asks nothing
 
 local function lower(s) return s:lower() end
 
@@ -607,7 +608,9 @@ function policy.init(ctx)
   if not (next_compiled[def].import or (next_compiled.ims and next_compiled.ims.import)) then
     error(where .. ": default_policy '" .. def .. "' has no import table and there is no ims policy", 0)
   end
-  compiled, bindings, default_name = next_compiled, next_bindings, def
+  local any = false
+  for _, c in pairs(next_compiled) do any = any or c.rate_limit ~= nil end
+  compiled, bindings, default_name, any_rate_limit = next_compiled, next_bindings, def, any
 end
 
 -- Quick-import rules (OS versions, formats, job limit): the project's
@@ -618,6 +621,13 @@ end
 
 function policy.for_project(project)
   return compiled[bindings[project] or default_name]
+end
+
+-- The project's {per_second, burst}, or nil; on every request, so it
+-- answers nil at once when no policy limits anything.
+function policy.rate_limit_for(project)
+  if not any_rate_limit then return nil end
+  return compiled[bindings[project] or default_name].rate_limit
 end
 
 -- {default = name, <project> = name, ...} for /admin/status.

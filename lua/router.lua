@@ -183,7 +183,7 @@ function router.dispatch(req)
     end
     -- the project's policy may limit its rate (admin routes are exempt:
     -- a reload or status must get through a flood)
-    local limit = not route.admin and policy.for_project(caller.project).rate_limit
+    local limit = not route.admin and policy.rate_limit_for(caller.project)
     if limit then
       local wait = gw.rate_take(caller.project, limit.per_second, limit.burst)
       if wait then
@@ -195,10 +195,12 @@ function router.dispatch(req)
   end
   -- §0: a string that is not UTF-8 is a 400, a path's (percent-decoded)
   -- as well as a body's; after the caller checks, as §0.1 orders them
-  for name, v in pairs(params) do
-    if not utf8.len(v) then
-      return answer(route, caller.project, shape.ims(400, "IMG.0001",
-                    name .. ": is not valid UTF-8 once percent-decoded from the path"))
+  if req.path_escaped then                     -- else every byte is ASCII
+    for name, v in pairs(params) do
+      if not utf8.len(v) then
+        return answer(route, caller.project, shape.ims(400, "IMG.0001",
+                      name .. ": is not valid UTF-8 once percent-decoded from the path"))
+      end
     end
   end
   local ctx = { req = req, params = params, caller = caller, project = caller.project, route = route }

@@ -1372,6 +1372,15 @@ static void push_request(lua_State *L, const lhost_request *r)
     lua_setfield(L, -2, "method");
     lua_pushstring(L, r->path);
     lua_setfield(L, -2, "path");
+    /* a '%' or a byte past ASCII: only then can a path segment decode to
+     * something that is not UTF-8, and the router look (nearly every
+     * path is plain ASCII, and the look in Lua cost GET tags ~3%) */
+    for (const char *c = r->path; *c; c++)
+        if (*c == '%' || (unsigned char)*c >= 0x80) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "path_escaped");
+            break;
+        }
     if (r->query) {
         lua_pushstring(L, r->query);
         lua_setfield(L, -2, "query");
