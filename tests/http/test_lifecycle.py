@@ -206,6 +206,18 @@ def test_sigterm_with_a_worker_stuck_in_c_forces_the_exit(gateway_factory, monke
     assert g.image_tags(iid) == [{"key": "kept", "value": "1"}]
 
 
+def _slow_main_init(g, seconds):
+    """Makes the gateway's main.init spin `seconds` of CPU; -> (path, the
+    text it had)."""
+    path = os.path.join(g.scripts, "main.lua")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    slow = "function main.init(ctx)\n  local t = os.clock() while os.clock() - t < %s do end\n" % seconds
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace("function main.init(ctx)\n", slow, 1))
+    return path, text
+
+
 def test_sigterm_during_a_slow_reload_does_not_wait_for_every_worker(gateway_factory):
     """A reload builds a script state per worker in turn, each up to the
     load budget.  A stop asked meanwhile abandons the reload after the
@@ -214,12 +226,7 @@ def test_sigterm_during_a_slow_reload_does_not_wait_for_every_worker(gateway_fac
     g = gateway_factory(extra_args=["--workers", "4", "--script-time-ms", "5000"])
     iid = g.create_image()
     assert g.batch(iid, "create", [{"key": "kept", "value": "1"}])[0] == 204
-    path = os.path.join(g.scripts, "main.lua")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    slow = "function main.init(ctx)\n  local t = os.clock() while os.clock() - t < 2.5 do end\n"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace("function main.init(ctx)\n", slow, 1))
+    path, text = _slow_main_init(g, 2.5)
     g.proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)                     # inside the first worker's build
     t0 = time.monotonic()
@@ -243,12 +250,7 @@ def test_sigterm_during_start_up_ends_the_process_at_once(tmp_path):
     long index build or script load must not hold off a stop."""
     from conftest import Gateway
     g = Gateway(str(tmp_path / "gw"), extra_args=["--script-time-ms", "5000"])
-    path = os.path.join(g.scripts, "main.lua")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    slow = "function main.init(ctx)\n  local t = os.clock() while os.clock() - t < 3 do end\n"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace("function main.init(ctx)\n", slow, 1))
+    _slow_main_init(g, 3)
     # under valgrind, a process ended by a signal has its leak report: expected
     env = dict(os.environ, VALGRIND_LOG=str(tmp_path / "killed.%p.log"))
     proc = subprocess.Popen(g.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
