@@ -158,8 +158,8 @@ local function compile_rate_limit(r)
   if r == nil then return nil end
   need(type(r) == "table", "rate_limit", "must be a table")
   only(r, "rate_limit", { "per_second", "burst" })
-  need(type(r.per_second) == "number" and r.per_second > 0 and r.per_second <= 1e9,
-       "rate_limit.per_second", "must be a number > 0 (at most 1e9)")
+  need(type(r.per_second) == "number" and r.per_second >= 1 / 900 and r.per_second <= 1e9,
+       "rate_limit.per_second", "must be a number from 1/900 (one a quarter hour) to 1e9")
   local burst = r.burst
   if burst == nil then burst = math.max(1, math.ceil(r.per_second)) end
   need(type(burst) == "number" and burst >= 1 and burst <= 1e9, "rate_limit.burst",

@@ -274,8 +274,10 @@ int config_split_listen(const char *listen, char *host, size_t cap, int *port)
         memmove(host, host + 1, n - 2);
         host[n - 2] = '\0';
     }
+    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return -1;              /* strtol would take " 80" and "+80" */
     p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || end == colon + 1)
+    if (*end || p > 65535)
         return -1;
     *port = (int)p;
     return 0;

@@ -209,16 +209,31 @@ static void reply_free(reply *rp)
     free(rp);
 }
 
-/* evhttp's hook once an answer is written to the socket: no more is read
- * (the peer's unread bytes are dropped) or sent; evhttp then sees the end
- * and frees the connection. */
+/* evhttp's hook once an answer is written to the socket: what the peer
+ * sent after the request is dropped (evhttp has read it already and would
+ * run it next: a pipelined write done behind an answer that said the
+ * connection closes), no more is read or sent, and evhttp then sees the
+ * end and frees the connection. */
 static void shut_after_answer(struct evhttp_request *ev, void *arg)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(ev);
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     (void)arg;
-    if (bev && bufferevent_getfd(bev) >= 0)
+    if (!bev)
+        return;
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    if (bufferevent_getfd(bev) >= 0)
         shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
+/* Whether the request says a body follows: one evhttp does not read for
+ * HEAD, TRACE or a method it does not know would be taken for the next
+ * request. */
+static int announces_body(struct evhttp_request *ev)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
+    const char *len = evhttp_find_header(in, "Content-Length");
+    return evhttp_find_header(in, "Transfer-Encoding") || (len && strspn(len, " 0") != strlen(len));
 }
 
 static void send_reply(gw *g, reply *rp)
@@ -240,11 +255,13 @@ static void send_reply(gw *g, reply *rp)
         if (cmd == EVHTTP_REQ_HEAD)
             evbuffer_drain(rp->resp.body, bytes);
     }
-    /* evhttp reads no body after these: what of one follows must not be
-     * taken for the next request.  It keeps a CONNECT's connection open
-     * whatever the headers say (a tunnel), so that one is shut here once
-     * the answer is out. */
-    if (cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN"))
+    /* evhttp reads no body after HEAD, TRACE or a method it does not know:
+     * what of one follows must not be taken for the next request.  It
+     * keeps a CONNECT's connection open whatever the headers say (a
+     * tunnel), and would run what was pipelined behind it, so that one is
+     * shut here once the answer is out. */
+    if (cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
+        ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)))
         evhttp_add_header(out_headers, "Connection", "close");
     if (cmd == EVHTTP_REQ_CONNECT)
         evhttp_request_set_on_complete_cb(rp->ev, shut_after_answer, NULL);

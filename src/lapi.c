@@ -779,11 +779,14 @@ static int l_uuid(lua_State *L)
  * shared by every worker (ratelim.h). */
 static int l_rate_take(lua_State *L)
 {
-    const char *name = check_plain(L, 1, 1);
     lua_Number rate = luaL_checknumber(L, 2), burst = luaL_checknumber(L, 3);
+    const char *name;
     gw *g = gwp(L);
     int64_t wait_us;
-    luaL_argcheck(L, rate > 0 && rate <= 1e9, 2, "must be a number in (0, 1e9]");
+    luaL_checkstring(L, 1);
+    name = check_plain(L, 1, 1);
+    /* at least one a quarter hour: a wait is then at most that long */
+    luaL_argcheck(L, rate >= 1.0 / 900 && rate <= 1e9, 2, "must be a number in [1/900, 1e9]");
     luaL_argcheck(L, burst >= 1 && burst <= 1e9, 3, "must be a number in [1, 1e9]");
     if (!g->shared || !g->shared->rates)
         return 0;               /* `tagway check`: nothing to throttle */

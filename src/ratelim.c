@@ -3,9 +3,10 @@
  * request).  The table grows to 65,536 slots: when those are full, buckets that have
  * refilled to their burst are dropped, since a full bucket and no bucket
  * answer alike; if every one is in use the take is granted unrecorded (only
- * a flood of distinct names, which credentials bound, gets there).
- * Uses libc. */
+ * a flood of distinct names, which credentials bound, gets there), and
+ * such a full table is swept again only a second later.  Uses sha256. */
 #include "ratelim.h"
+#include "sha256.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +15,8 @@
 
 #define RL_SLOTS_MIN 64
 #define RL_SLOTS_MAX 65536 /* powers of two; at most 3/4 in use */
+#define RL_NAME_MAX 64     /* a longer name is kept as its SHA-256 */
+#define RL_SWEEP_US 1000000 /* a full table is swept at most once a second */
 
 typedef struct {
     char *name;      /* NULL: empty slot */
@@ -28,6 +31,8 @@ struct ratelim {
     pthread_mutex_t lock;
     bucket *slots;   /* nslots, allocated at the first take */
     uint32_t nslots, count;
+    int64_t swept_us; /* the last sweep of the full table */
+    uint64_t sweeps;
 };
 
 static uint32_t name_hash(const char *s)
@@ -104,6 +109,12 @@ static int make_room(ratelim *r, int64_t now_us)
         return 0;
     if (r->nslots < RL_SLOTS_MAX)
         return rebuild(r, r->nslots * 2, 0, now_us);
+    /* a sweep walks every bucket under the lock: when it freed nothing,
+     * new names go unrecorded until the next one, not one sweep each */
+    if (r->swept_us && now_us - r->swept_us < RL_SWEEP_US)
+        return -1;
+    r->swept_us = now_us;
+    r->sweeps++;
     if (rebuild(r, r->nslots, 1, now_us) != 0)
         return -1;
     return (uint64_t)(r->count + 1) * 4 <= (uint64_t)r->nslots * 3 ? 0 : -1;
@@ -121,9 +132,16 @@ static bucket *find(ratelim *r, const char *name, uint32_t h)
 
 int64_t ratelim_take(ratelim *r, const char *name, double per_second, double burst, int64_t now_us)
 {
-    uint32_t h = name_hash(name);
+    char digest[72];
+    uint32_t h;
     int64_t wait_us = 0;
     bucket *b;
+    if (strlen(name) > RL_NAME_MAX) {   /* a 16 KiB header each, else */
+        memcpy(digest, "sha256:", 7);
+        sha256_hex(name, strlen(name), digest + 7);
+        name = digest;
+    }
+    h = name_hash(name);
     pthread_mutex_lock(&r->lock);
     if (!r->slots) {
         if (!(r->slots = calloc(RL_SLOTS_MIN, sizeof *r->slots)))
@@ -142,6 +160,10 @@ int64_t ratelim_take(ratelim *r, const char *name, double per_second, double bur
         b->at_us = now_us;
         r->count++;
     }
+    /* takes read the clock before the lock: one may come in with a time
+     * older than the bucket's, which must not count as time gone back */
+    if (now_us < b->at_us)
+        now_us = b->at_us;
     b->rate = per_second;
     b->burst = burst;
     b->tokens = refilled(b, now_us);
@@ -160,6 +182,15 @@ uint32_t ratelim_count(ratelim *r)
     uint32_t n;
     pthread_mutex_lock(&r->lock);
     n = r->count;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+uint64_t ratelim_sweeps(ratelim *r)
+{
+    uint64_t n;
+    pthread_mutex_lock(&r->lock);
+    n = r->sweeps;
     pthread_mutex_unlock(&r->lock);
     return n;
 }

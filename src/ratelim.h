@@ -14,7 +14,8 @@ void ratelim_free(ratelim *r);
  * refilled at `per_second`), at monotonic time now_us.  0: taken; else
  * the microseconds until a token will be there (nothing taken). */
 int64_t ratelim_take(ratelim *r, const char *name, double per_second, double burst, int64_t now_us);
-/* Buckets held (for tests and status). */
+/* Buckets held, and sweeps of the full table so far (for tests). */
 uint32_t ratelim_count(ratelim *r);
+uint64_t ratelim_sweeps(ratelim *r);
 
 #endif

@@ -409,7 +409,8 @@ def test_bad_listen_is_usage_before_any_work(tmp_path):
     found before the database is opened or the index built; --listen was
     only checked at bind time, after both, and exited 1."""
     db = tmp_path / "never.db"
-    for listen in ["nonsense", "127.0.0.1", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:-1", ":"]:
+    for listen in ["nonsense", "127.0.0.1", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:-1", ":",
+                   "127.0.0.1: 80", "127.0.0.1:+80", "127.0.0.1:"]:
         p = run_cli("serve", "--listen", listen, "--db", str(db), timeout=5)
         assert p.returncode == 2, (listen, p.returncode, p.stderr)
         assert "expected ADDR:PORT" in p.stderr and "usage" in p.stderr.lower(), p.stderr

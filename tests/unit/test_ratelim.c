@@ -33,6 +33,28 @@ static void test_bucket(void)
     CHECK(ratelim_take(r, "p", 10, 1, t) == 0);
     CHECK(ratelim_take(r, "p", 10, 1, t) == 100000);
     CHECK(ratelim_count(r) == 2);
+    /* a take that read the clock before another (both before the lock)
+     * comes in with an older time: no time gone back, no token lost */
+    t += 10 * 1000000;
+    CHECK(ratelim_take(r, "p", 1, 2, t) == 0);
+    CHECK(ratelim_take(r, "p", 1, 2, t - 5000000) == 0);
+    CHECK(ratelim_take(r, "p", 1, 2, t) == 1000000);
+    ratelim_free(r);
+}
+
+static void test_long_names(void)
+{
+    ratelim *r = ratelim_new();
+    char a[20000], b[20000];
+    memset(a, 'x', sizeof a - 1);
+    a[sizeof a - 1] = '\0';
+    memcpy(b, a, sizeof a);
+    b[sizeof b - 2] = 'y';              /* differs in the last byte only */
+    CHECK(ratelim_take(r, a, 1, 1, 0) == 0);
+    CHECK(ratelim_take(r, b, 1, 1, 0) == 0);
+    CHECK(ratelim_take(r, a, 1, 1, 0) == 1000000);
+    CHECK(ratelim_take(r, b, 1, 1, 0) == 1000000);
+    CHECK(ratelim_count(r) == 2);
     ratelim_free(r);
 }
 
@@ -61,6 +83,9 @@ static void test_bound(void)
     }
     CHECK(refused == 0);
     CHECK(ratelim_count(r) == 49152);
+    /* one sweep made the room, and with every bucket then busy the
+     * 50,000-odd names after it did not sweep again, each under the lock */
+    CHECK(ratelim_sweeps(r) == 1);
     snprintf(name, sizeof name, "busy-%d", 123);         /* dropped: full again */
     CHECK(ratelim_take(r, name, 1, 1, t) == 0);
     snprintf(name, sizeof name, "new-%d", 0);            /* kept, still empty */
@@ -72,6 +97,7 @@ static void test_bound(void)
     CHECK(ratelim_take(r, name, 1, 1, t) == 0);
     CHECK(ratelim_take(r, name, 1, 1, t) == 1000000);
     CHECK(ratelim_count(r) == 1);
+    CHECK(ratelim_sweeps(r) == 2);
     ratelim_free(r);
 }
 
@@ -79,5 +105,6 @@ int main(void)
 {
     test_bucket();
     test_bound();
+    test_long_names();
     return unit_done("test_ratelim");
 }
