@@ -192,6 +192,13 @@ static const probe_case probes[] = {
      "return gw.image_create('" PROJECT "', img, {})", LHOST_ERROR, NULL},
     {"local tag = setmetatable({}, {__index = function(_, k) return ('k'):rep(40) .. tostring({}) end}) "
      "return gw.image_create('" PROJECT "', {name = 'x'}, {tag})", LHOST_ERROR, NULL},
+    /* gw.rate_take checks its name before strlen (nil crashed the process)
+     * and refuses rates whose waits would not fit */
+    {"return select(2, pcall(gw.rate_take, nil, 1, 1))", LHOST_OK,
+     "bad argument #1 to '?' (string expected, got nil)"},
+    {"return select(2, pcall(gw.rate_take, 'p', 1e-300, 1))", LHOST_OK,
+     "bad argument #2 to '?' (must be a number in [1/900, 1e9])"},
+    {"return gw.rate_take('p', 1, 1) == nil and gw.rate_take('p', 1, 1) > 0.9", LHOST_OK, "true"},
     /* cjson: no instance with settings of its own; encode's text (in a
      * buffer outside the memory cap) is bounded by the cap first */
     {"return require('cjson').new == nil", LHOST_OK, "true"},
