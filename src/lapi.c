@@ -18,6 +18,9 @@
 #include <event2/buffer.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1020,6 +1023,38 @@ static int valid_object_path(const char *bucket, const char *object)
     return 1;
 }
 
+/* Opens rel (read-only, not blocking) under the folder root, never
+ * outside it: neither ".." nor a symlink may lead out (a link in a bucket
+ * to /etc/passwd was read, and the job's outcome told whether a host file
+ * existed and how large it was).  openat2's RESOLVE_BENEATH; where the
+ * kernel has none (before 5.6), the resolved path must lie under the
+ * resolved root.  fd, or -1 with errno (EXDEV: it leads out). */
+static int open_beneath(const char *root, const char *rel)
+{
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    char path[PATH_MAX], real_root[PATH_MAX], real[PATH_MAX];
+    int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, saved;
+    size_t nr;
+    if (dfd < 0)
+        return -1;
+    fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+    saved = errno;
+    close(dfd);
+    errno = saved;
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+    if (snprintf(path, sizeof path, "%s/%s", root, rel) >= (int)sizeof path ||
+        !realpath(root, real_root) || !realpath(path, real))
+        return -1;
+    nr = strlen(real_root);
+    if (strncmp(real, real_root, nr) != 0 || (real[nr] != '/' && nr > 1)) {
+        errno = EXDEV;
+        return -1;
+    }
+    return open(real, (int)how.flags);
+}
+
 /* gw.obs_size(bucket, object) -> bytes | nil, reason: the default import
  * backend's view of the local object store (<obs_root>/<bucket>/<object>). */
 static int l_obs_size(lua_State *L)
@@ -1035,10 +1070,11 @@ static int l_obs_size(lua_State *L)
         return fail(L, "object not found");
     if (!valid_object_path(bucket, object))
         return fail(L, "invalid bucket or object name");
-    if (snprintf(path, sizeof path, "%s/%s/%s", gwp(L)->opt.obs_root, bucket, object) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s", bucket, object) >= (int)sizeof path)
         return fail(L, "object path too long");
-    /* the backend reads the object: one it may not open is no object */
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+    /* the backend reads the object: one it may not open is no object,
+     * and one outside the store is none either (not told apart) */
+    if ((fd = open_beneath(gwp(L)->opt.obs_root, path)) < 0)
         return fail(L, errno == EACCES ? "object cannot be read" : "object not found");
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);

@@ -106,8 +106,13 @@ int util_copy(char *dst, size_t cap, const char *src)
     if (cap == 0)
         return -1;
     if (n >= cap) {
-        memcpy(dst, src, cap - 1);
-        dst[cap - 1] = '\0';
+        size_t k = cap - 1;
+        /* never inside a UTF-8 sequence: the text may reach a JSON answer
+         * (a job's 256-byte reason echoing a CJK object name did) */
+        while (k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80)
+            k--;
+        memcpy(dst, src, k);
+        dst[k] = '\0';
         return -1;
     }
     memcpy(dst, src, n + 1);

@@ -19,7 +19,8 @@ int util_uuid(char out[37]);
 /* Reads a whole file into a malloc'd buffer (NUL-terminated); NULL on error
  * with errno set. */
 char *util_read_file(const char *path, size_t *len);
-/* Copies at most cap-1 bytes and terminates; returns 0, or -1 if truncated. */
+/* Copies at most cap-1 bytes and terminates; returns 0, or -1 if truncated
+ * (then cut before a UTF-8 sequence the bytes would split). */
 int util_copy(char *dst, size_t cap, const char *src);
 /* 1 if the n bytes at s are UTF-8 as Lua's utf8.len takes it (no overlong
  * forms, surrogates or code points past U+10FFFF). */

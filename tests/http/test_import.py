@@ -830,6 +830,49 @@ def test_a_bucket_may_start_with_a_dot(gw):
     assert final["status"] == "SUCCESS", final
 
 
+def test_a_symlink_never_leads_out_of_the_object_store(gw, tmp_path):
+    """§3's object is <obs-root>/<bucket>/<object>: a link in a bucket, or a
+    bucket that is a link, to anything outside the store is no object
+    (IMG.0057, "does not exist", whether or not the target exists: the outcome
+    told a caller whether a host file existed, and its size).  A relative
+    link that stays inside the store is followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "host.zvhd2").write_bytes(b"\x5a" * 4096)
+    folder = os.path.join(gw.obs, "bk-links")
+    os.makedirs(folder, exist_ok=True)
+    put_object(gw, "bk-real", "real.zvhd2")
+    links = {"abs.zvhd2": str(outside / "host.zvhd2"), "passwd.zvhd2": "/etc/passwd",
+             "up.zvhd2": "../../outside-of-obs.zvhd2", "inside.zvhd2": "../bk-real/real.zvhd2",
+             "abs-inside.zvhd2": os.path.join(gw.obs, "bk-real", "real.zvhd2")}
+    for name, target in links.items():
+        os.symlink(target, os.path.join(folder, name))
+    os.symlink(str(outside), os.path.join(gw.obs, "bk-linked"))
+    expect = {"bk-links:abs.zvhd2": "FAIL", "bk-links:passwd.zvhd2": "FAIL", "bk-links:up.zvhd2": "FAIL",
+              "bk-linked:host.zvhd2": "FAIL", "bk-links:inside.zvhd2": "SUCCESS",
+              # absolute, even to inside: RESOLVE_BENEATH takes no absolute link
+              "bk-links:abs-inside.zvhd2": "FAIL"}
+    for url, status in expect.items():
+        job_id = submit_ok(gw, body_with(image_url=url))
+        final, _ = wait_job(gw, job_id)
+        assert final["status"] == status, (url, final)
+        if status == "FAIL":
+            assert final["error_code"] == "IMG.0057" and "does not exist" in final["fail_reason"], (url, final)
+
+
+def test_a_long_failure_reason_is_cut_between_characters(gw):
+    """A job's reason is kept in 256 bytes; one echoing an object name of 100
+    CJK characters was cut inside a character, and the job's JSON answer
+    was not UTF-8 (API.md §0).  It is cut before the character now."""
+    name = "a" + "\u90e8" * 100 + ".zvhd2"     # 255 bytes end inside the 80th character
+    job_id = submit_ok(gw, body_with(image_url=BUCKET + ":" + name))
+    final, _ = wait_job(gw, job_id)             # the JSON parsed: valid UTF-8
+    assert final["status"] == "FAIL" and final["error_code"] == "IMG.0057", final
+    reason = final["fail_reason"]
+    assert "\ufffd" not in reason and reason.count("\u90e8") >= 60, reason
+    assert len(reason.encode()) <= 255, len(reason.encode())
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file")
 def test_an_object_that_cannot_be_read_fails(gw):
     url = put_object(gw, BUCKET, "secret.zvhd2")

@@ -85,12 +85,26 @@ static void test_utf8(void)
     CHECK(util_utf8_valid("", 0));
 }
 
+static void test_copy(void)
+{
+    char out[8];
+    CHECK(util_copy(out, sizeof out, "abc") == 0 && strcmp(out, "abc") == 0);
+    CHECK(util_copy(out, sizeof out, "abcdefghij") == -1 && strcmp(out, "abcdefg") == 0);
+    /* 部 is 3 bytes: 7 bytes hold two of them, not two and a third's start */
+    CHECK(util_copy(out, sizeof out, "\xe9\x83\xa8\xe9\x83\xa8\xe9\x83\xa8") == -1);
+    CHECK(strcmp(out, "\xe9\x83\xa8\xe9\x83\xa8") == 0);
+    CHECK(util_copy(out, sizeof out, "abcde\xe9\x83\xa8") == -1 && strcmp(out, "abcde") == 0);
+    CHECK(util_copy(out, sizeof out, "abcdef\xf0\x9f\x98\x80") == -1 && strcmp(out, "abcdef") == 0);
+    CHECK(util_copy(out, 1, "abc") == -1 && out[0] == '\0');
+}
+
 int main(void)
 {
     if (!(L = luaL_newstate()))
         return 1;
     luaL_openlibs(L);
     test_utf8();
+    test_copy();
     lua_close(L);
     return unit_done("test_util");
 }
