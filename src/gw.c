@@ -110,13 +110,13 @@ int gw_reload(gw *g, char *err, size_t errlen)
 {
     gw_shared *sh = g->shared;
     lhost **built;
+    lhost_snap *snap;
     uint64_t gen;
     char *tb;
     int n = sh->nworkers;
     if (g->retired) {
         snprintf(err, errlen, "a reload is still settling; try again");
-        sh->stats.reloads_failed++;
-        return -1;
+        return GW_RELOAD_BUSY;
     }
     /* the configuration file as start and `tagway check` read it: a key
      * they refuse (a misspelt default_policy) would otherwise be dropped
@@ -145,20 +145,28 @@ int gw_reload(gw *g, char *err, size_t errlen)
     if (pthread_mutex_trylock(&sh->reload_lock) != 0) {
         free(built);
         snprintf(err, errlen, "another reload is running; try again");
-        sh->stats.reloads_failed++;
-        return -1;
+        return GW_RELOAD_BUSY;
     }
     gen = atomic_load(&sh->generation) + 1;
     /* every worker's state is built and checked before any is handed
-     * out: a reload reaches all workers or none */
+     * out: a reload reaches all workers or none, all built from the
+     * bytes the first build read */
+    if (!(snap = lhost_snap_new())) {
+        pthread_mutex_unlock(&sh->reload_lock);
+        free(built);
+        snprintf(err, errlen, "out of memory");
+        sh->stats.reloads_failed++;
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         /* a stop asked meanwhile: the process is leaving, and building
          * the other workers' states (each up to the load budget) would
          * only hold its drain toward the forced-exit deadline */
         if (atomic_load(&sh->stopping))
             snprintf(err, errlen, "the gateway is stopping; reload abandoned");
-        else if ((built[i] = lhost_new(sh->workers[i], gen, err, errlen)))
+        else if ((built[i] = lhost_new(sh->workers[i], gen, snap, err, errlen)))
             continue;
+        lhost_snap_free(snap);
         pthread_mutex_unlock(&sh->reload_lock);
         for (int j = 0; j < i; j++)
             lhost_free(built[j]);
@@ -168,6 +176,7 @@ int gw_reload(gw *g, char *err, size_t errlen)
         sh->stats.reloads_failed++;
         return -1;
     }
+    lhost_snap_free(snap);
     for (int i = 0; i < n; i++) {
         lhost_free(sh->next[i]);    /* one a worker never took (this one's too) */
         sh->next[i] = i == g->worker ? NULL : built[i];

@@ -898,6 +898,8 @@ static int l_reload(lua_State *L)
      * script's: it does not count against the request's time budget */
     took = util_mono_us() - t0;
     lhost_extend_budget(host(L), took);
+    if (rc == GW_RELOAD_BUSY)
+        g->stats->reloads_failed++;
     if (rc != 0)
         return fail(L, err);
     lua_createtable(L, 0, 3);

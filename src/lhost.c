@@ -55,6 +55,7 @@ typedef struct pool_block {
 struct lhost {
     lua_State *L;
     gw *g;
+    lhost_snap *snap;            /* while lhost_new runs: the files as read */
     uint64_t generation;
     size_t mem_used, mem_limit;  /* bytes Lua asked for (pooled blocks not counted) */
     pool_block *pool[POOL_CLASSES];
@@ -945,13 +946,101 @@ static int record_file(lhost *h, const char *path, const char *text, size_t len)
     return 0;
 }
 
+/* ---- one reload's files --------------------------------------------------- */
+
+/* Every worker's state of a reload (or of the start) is built from the
+ * same bytes: each build read the files again, so one edited between two
+ * workers' builds put them on different versions under one generation
+ * (an audit saw it with --watch).  The first build records what it reads
+ * and lists; the others are given the records. */
+typedef struct {
+    char *key;                   /* a file's path, or a folder's */
+    char *text;                  /* file: its bytes; folder: its sorted names, NUL-separated */
+    size_t len;                  /* bytes; for a folder, its name count */
+} snap_entry;
+
+struct lhost_snap {
+    snap_entry *e;
+    size_t n, cap;
+};
+
+lhost_snap *lhost_snap_new(void)
+{
+    return calloc(1, sizeof(lhost_snap));
+}
+
+void lhost_snap_free(lhost_snap *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->e[i].key);
+        free(s->e[i].text);
+    }
+    free(s->e);
+    free(s);
+}
+
+static snap_entry *snap_find(lhost_snap *s, const char *key)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (strcmp(s->e[i].key, key) == 0)
+            return &s->e[i];
+    return NULL;
+}
+
+/* Keeps a copy of text under key.  0, or -1 without memory. */
+static int snap_put(lhost_snap *s, const char *key, const char *text, size_t size, size_t len)
+{
+    snap_entry e = {strdup(key), malloc(size ? size : 1), len};
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        snap_entry *grown = realloc(s->e, cap * sizeof *grown);
+        if (!grown)
+            goto fail;
+        s->e = grown;
+        s->cap = cap;
+    }
+    if (!e.key || !e.text)
+        goto fail;
+    memcpy(e.text, text, size);
+    s->e[s->n++] = e;
+    return 0;
+fail:
+    free(e.key);
+    free(e.text);
+    return -1;
+}
+
+/* A file's bytes (malloc'd, NUL-terminated, as util_read_file): as this
+ * reload first read them.  NULL with errno on failure. */
+static char *read_text(lhost *h, const char *path, size_t *len)
+{
+    snap_entry *e = snap_find(h->snap, path);
+    char *text;
+    if (e) {
+        if (!(text = malloc(e->len + 1)))
+            return NULL;
+        memcpy(text, e->text, e->len + 1);
+        *len = e->len;
+        return text;
+    }
+    if ((text = util_read_file(path, len)) && h->snap &&
+        snap_put(h->snap, path, text, *len + 1, *len) != 0) {
+        free(text);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return text;
+}
+
 /* Pushes the chunk of a text file [-0, +1]; on failure pushes nothing and
  * fills err with "path:line: what" (or "path: why"). */
 static int load_chunk(lhost *h, const char *path, char *err, size_t errlen)
 {
     char chunkname[PATH_MAX + 2];
     size_t len = 0;
-    char *text = util_read_file(path, &len);
+    char *text = read_text(h, path, &len);
     int rc;
     if (!text) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -1084,10 +1173,10 @@ static void free_names(char **names, size_t n)
  * (API.md §6 wants file:line): with a table, the first line that starts
  * with `name =`; else (or without one) the last that starts with `return`;
  * else 1. */
-static int name_line(const char *path, int is_table)
+static int name_line(lhost *h, const char *path, int is_table)
 {
     size_t len = 0, i = 0;
-    char *text = util_read_file(path, &len);
+    char *text = read_text(h, path, &len);
     int line = 1, name_at = 0, return_at = 0;
     if (!text)
         return 1;
@@ -1112,12 +1201,54 @@ static int name_line(const char *path, int is_table)
     return name_at ? name_at : return_at ? return_at : 1;
 }
 
+/* list_lua, as this reload first listed the folder. */
+static char **list_folder(lhost *h, const char *dir, size_t *n, char *err, size_t errlen)
+{
+    snap_entry *e = snap_find(h->snap, dir);
+    char **names;
+    size_t size = 0;
+    if (!e) {
+        if (!(names = list_lua(dir, n, err, errlen)) || !h->snap)
+            return names;
+        for (size_t i = 0; i < *n; i++)
+            size += strlen(names[i]) + 1;
+        char *flat = malloc(size ? size : 1), *at = flat;
+        for (size_t i = 0; flat && i < *n; i++)
+            at = stpcpy(at, names[i]) + 1;
+        if (flat && snap_put(h->snap, dir, flat, size, *n) == 0) {
+            free(flat);
+            return names;
+        }
+        free(flat);
+        for (size_t i = 0; i < *n; i++)
+            free(names[i]);
+        free(names);
+        snprintf(err, errlen, "%s: out of memory", dir);
+        return NULL;
+    }
+    if (!(names = calloc(e->len ? e->len : 1, sizeof *names)))
+        goto oom;
+    *n = 0;
+    for (const char *at = e->text; *n < e->len; at += strlen(at) + 1) {
+        if (!(names[*n] = strdup(at)))
+            goto oom;
+        (*n)++;
+    }
+    return names;
+oom:
+    for (size_t i = 0; names && i < *n; i++)
+        free(names[i]);
+    free(names);
+    snprintf(err, errlen, "%s: out of memory", dir);
+    return NULL;
+}
+
 /* Loads every .lua file of dir into a table name -> result [-0, +1].  With
  * check_name, each result must be a table whose `name` is the file name. */
 static int load_folder(lhost *h, const char *dir, int check_name, char *err, size_t errlen)
 {
     size_t n = 0;
-    char **names = list_lua(dir, &n, err, errlen), path[PATH_MAX];
+    char **names = list_folder(h, dir, &n, err, errlen), path[PATH_MAX];
     int rc = -1, is_table;
     if (!names)
         return -1;
@@ -1136,7 +1267,7 @@ static int load_folder(lhost *h, const char *dir, int check_name, char *err, siz
                            strncmp(lua_tostring(h->L, -1), names[i], stem) != 0 ||
                            lua_tostring(h->L, -1)[stem] != '\0')) {
             snprintf(err, errlen, "%s:%d: must return a table whose name is \"%.*s\"",
-                     path, name_line(path, is_table),
+                     path, name_line(h, path, is_table),
                      (int)stem, names[i]);
             goto done;
         }
@@ -1292,7 +1423,7 @@ static int build_protected(lua_State *L)
     return 0;
 }
 
-lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
+lhost *lhost_new(gw *g, uint64_t generation, lhost_snap *snap, char *err, size_t errlen)
 {
     lhost *h = calloc(1, sizeof *h);
     build_args build;
@@ -1303,6 +1434,7 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
         return NULL;
     }
     h->g = g;
+    h->snap = snap;
     h->generation = generation;
     h->mem_limit = g->opt.script_memory;
     h->handle_ref = LUA_NOREF;
@@ -1337,6 +1469,7 @@ lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen)
     if (build.rc != 0)
         goto fail;
     h->building = 0;
+    h->snap = NULL;             /* the caller's, and for this build only */
     lua_settop(h->L, 0);
     lua_gc(h->L, LUA_GCCOLLECT, 0);
     /* requests make short-lived garbage: the generational mode suits it */

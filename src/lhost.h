@@ -44,9 +44,17 @@ typedef struct lhost_file {
     char sha256[65];
 } lhost_file;
 
-/* Builds a generation from the folders and config in g->opt.  NULL with
- * err filled ("file:line: what") if anything fails to load or validate. */
-lhost *lhost_new(gw *g, uint64_t generation, char *err, size_t errlen);
+/* The files one reload (or the start) read: give every worker's build of
+ * it the same snapshot, and each state is built from the same bytes,
+ * whatever is edited meanwhile (the first build reads the disk). */
+typedef struct lhost_snap lhost_snap;
+lhost_snap *lhost_snap_new(void);
+void lhost_snap_free(lhost_snap *s);
+
+/* Builds a generation from the folders and config in g->opt, reading
+ * through snap (NULL: the disk alone).  NULL with err filled
+ * ("file:line: what") if anything fails to load or validate. */
+lhost *lhost_new(gw *g, uint64_t generation, lhost_snap *snap, char *err, size_t errlen);
 void lhost_free(lhost *h);
 
 lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp);

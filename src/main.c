@@ -250,7 +250,7 @@ static void write_waited(void *ud, int64_t us)
 
 /* One worker's own parts: SQLite connection, event loop, Lua generation.
  * The index, metrics and job runner are worker 0's, shared. */
-static int worker_open(gw *g, char *err, size_t errlen)
+static int worker_open(gw *g, lhost_snap *snap, char *err, size_t errlen)
 {
     gw *first = g->shared->workers[0];
     if (g->worker > 0) {
@@ -268,7 +268,7 @@ static int worker_open(gw *g, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create an event loop");
         return -1;
     }
-    if (!(g->lua = lhost_new(g, g->generation, err, errlen))) {
+    if (!(g->lua = lhost_new(g, g->generation, snap, err, errlen))) {
         fprintf(stderr, "tagway: scripts failed to load: %s\n", err);
         return -1;
     }
@@ -324,6 +324,7 @@ static int cmd_serve(int argc, char **argv)
     char err[4096];
     int rc, n = 0, claim = -1;
     signals *sigs = NULL;
+    lhost_snap *snap = NULL;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
@@ -373,11 +374,13 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
-    if (!(g->metrics = metrics_new()))
+    if (!(g->metrics = metrics_new()) || !(snap = lhost_snap_new()))
         goto done;
     for (int i = 0; i < n; i++)
-        if (worker_open(&w[i], err, sizeof err) != 0)
+        if (worker_open(&w[i], snap, err, sizeof err) != 0)
             goto done;
+    lhost_snap_free(snap);      /* every worker starts on the same bytes */
+    snap = NULL;
     if (!(g->jobs = jobs_new(g))) {
         fprintf(stderr, "tagway: out of memory\n");
         goto done;
@@ -428,6 +431,7 @@ done:
     gw_shared_destroy(&shared);
     free(w);
     store_unclaim(claim); /* every connection to the file is closed */
+    lhost_snap_free(snap);
     signals_free(sigs);   /* last: the deadline covered everything above */
     return rc;
 }
@@ -532,7 +536,7 @@ static int cmd_check(int argc, char **argv)
         return fputs(check_help, stdout), 0;
     if ((rc = build_options(&a, &g.opt)) != 0)
         return rc;
-    if (!(g.lua = lhost_new(&g, 1, err, sizeof err))) {
+    if (!(g.lua = lhost_new(&g, 1, NULL, err, sizeof err))) {
         char *tb = strstr(err, "\nstack traceback:");
         if (tb)
             *tb = '\0';        /* file:line: what is the answer; the rest is noise */

@@ -47,8 +47,17 @@ static void on_debounce(evutil_socket_t fd, short what, void *arg)
 {
     watch *w = arg;
     char err[2048];
+    struct timeval tv = {0, DEBOUNCE_MS * 1000};
+    int rc;
     (void)fd, (void)what;
-    if (gw_reload(w->g, err, sizeof err) == 0) {
+    if ((rc = gw_reload(w->g, err, sizeof err)) == GW_RELOAD_BUSY) {
+        /* another worker's /admin/reload is building, from files read
+         * before this change perhaps: dropping this one left the edit
+         * unloaded until the next */
+        evtimer_add(w->debounce, &tv);
+        return;
+    }
+    if (rc == 0) {
         fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (watch) ok\",\"generation\":%llu}\n",
                 (unsigned long long)w->g->generation);
     } else {

@@ -154,7 +154,7 @@ static lhost *make_host(int auth)
 {
     char err[4096];
     G.opt.auth = auth;
-    lhost *h = lhost_new(&G, 1, err, sizeof err);
+    lhost *h = lhost_new(&G, 1, NULL, err, sizeof err);
     if (!h) {
         fprintf(stderr, "fuzz_request setup: %s\n", err);
         abort();

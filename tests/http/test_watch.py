@@ -48,3 +48,44 @@ def test_watch_reloads_on_change_and_survives_a_broken_file(gateway_factory):
     st, _, js, _ = g.request("GET", "/healthz", token=None)
     assert st == 200 and js == {"status": "ok"}
     assert g.status()["generation"] == gen + 1
+
+
+def test_a_change_during_another_workers_reload_is_loaded_after_it(gateway_factory):
+    """--watch reloads on worker 0.  When a change arrives while another
+    worker's /admin/reload is building (which may have read the files
+    before it), the watch's reload is refused as busy; it was dropped, and
+    the change stayed unloaded until some other change.  It is now tried
+    again until it runs.  Each worker in turn takes the /admin/reload, so
+    one round has it on the other worker than the watch's."""
+    import os
+    import threading
+    from test_workers import conns_per_worker
+    g = gateway_factory(extra_args=["--watch", "on", "--workers", "2", "--script-time-ms", "3000"])
+    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
+        tms = f.read()
+    with open(os.path.join(g.policies, "zz_slow.lua"), "w", encoding="utf-8") as f:
+        f.write("local t0 = os.clock() while os.clock() - t0 < 0.5 do end\n"
+                + tms.replace('name = "tms"', 'name = "zz_slow"', 1))
+    path = os.path.join(g.policies, "ims.lua")
+    gen = g.status()["generation"]
+    assert wait_generation(g, gen + 1, timeout=10)      # the watch took zz_slow.lua
+    for (old, limit), c in zip([(10, 3), (3, 4)], conns_per_worker(g, 2).values()):
+        gen = c.request("GET", "/admin/status")[1]["generation"]
+        done = {}
+        t = threading.Thread(target=lambda: done.update(r=c.request("POST", "/admin/reload")))
+        t.start()
+        time.sleep(0.2)                 # the admin reload builds
+        with open(path, encoding="utf-8") as f:
+            src = f.read()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(src.replace("max_tags = %d," % old, "max_tags = %d," % limit, 1))
+        t.join()
+        assert done["r"][0] == 200, done
+        # the admin reload (gen + 1), then the watch's with the change (gen + 2)
+        assert wait_generation(g, gen + 2, timeout=10), [l for l in g.stderr_lines() if "reload" in l]
+        for w, cc in conns_per_worker(g, 2).items():
+            st, js = cc.request("POST", "/v2/images", {"name": "x", "image_tags": [
+                {"key": "k%d" % i, "value": "1"} for i in range(limit + 1)]})
+            assert st == 400 and js["error"]["code"] == "IMG.0116", (w, limit, js)
+            cc.close()
+        c.close()

@@ -223,6 +223,46 @@ def test_a_reload_during_another_is_refused_at_once(gateway_factory):
         c.close()
 
 
+def test_a_file_edited_during_a_reload_reaches_every_worker_alike(gateway_factory):
+    """A reload builds each worker's state in turn; each build read the
+    files again, so one edited between two builds left the workers on
+    different versions under one generation (an audit saw it with
+    --watch).  Every build now gets the bytes the first one read: the edit
+    waits for the next reload."""
+    import hashlib
+    import threading
+    g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "3000"])
+    conns = conns_per_worker(g, 2)
+    first = next(iter(conns.values()))
+    # a policy that spends 0.8 s loading, sorted after ims.lua: a window
+    # between one worker's read of ims.lua and the next worker's
+    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
+        tms = f.read()
+    with open(os.path.join(g.policies, "zz_slow.lua"), "w", encoding="utf-8") as f:
+        f.write("local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n"
+                + tms.replace('name = "tms"', 'name = "zz_slow"', 1))
+    ims = os.path.join(g.policies, "ims.lua")
+    replace_in(ims, "max_tags = 10,", "max_tags = 3,")
+    with open(ims, "rb") as f:
+        version_a = hashlib.sha256(f.read()).hexdigest()
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=first.request("POST", "/admin/reload")))
+    t.start()
+    time.sleep(0.4)                     # the first build spins in zz_slow.lua
+    replace_in(ims, "max_tags = 3,", "max_tags = 4,")
+    t.join()
+    assert done["r"][0] == 200, done
+    for w, c in conns.items():
+        st, js = c.request("GET", "/admin/status")
+        files = {os.path.basename(f["path"]): f["sha256"] for f in js["files"]}
+        assert files["ims.lua"] == version_a, (w, files["ims.lua"], version_a)
+        st, js = c.request("POST", "/v2/images", {"name": "four", "image_tags": [
+            {"key": k, "value": "1"} for k in "abcd"]})
+        assert st == 400, (w, js)        # max_tags 3 on both, not 4 on one
+        ims_error(js, "IMG.0116")
+        c.close()
+
+
 def test_the_import_limit_holds_across_workers(gateway_factory):
     """Submits race on both loops while the jobs run slowly; the
     per-project limit (5) is counted inside the write transaction, so

@@ -257,7 +257,7 @@ static void run_probes(gw *g)
     config_set(&g->opt, "scripts", "tests/lua/probe", err, sizeof err);
     g->opt.script_time_ms = 300;
     g->opt.script_memory = 32u << 20;
-    h = lhost_new(g, 2, err, sizeof err);
+    h = lhost_new(g, 2, NULL, err, sizeof err);
     CHECK(h != NULL);
     if (!h) {
         fprintf(stderr, "probe host: %s\n", err);
@@ -291,7 +291,7 @@ int main(void)
     CHECK(store_open(&g.store, db, err, sizeof err) == 0);
     g.index = tagidx_new();
     store_attach_index(g.store, g.index);
-    h = lhost_new(&g, 1, err, sizeof err);
+    h = lhost_new(&g, 1, NULL, err, sizeof err);
     CHECK(h != NULL);
     if (h) {
         g.lua = h;
