@@ -102,7 +102,8 @@ valgrind: all
 	rm -f /tmp/tagway-valgrind.*.log
 	TAGWAY_BIN=$(abspath tests/valgrind-tagway.sh) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/http/test_tags_batch.py tests/http/test_tags_single.py tests/http/test_images.py \
-	  tests/http/test_lifecycle.py tests/http/test_ops.py tests/http/test_conventions.py
+	  tests/http/test_lifecycle.py tests/http/test_ops.py tests/http/test_conventions.py \
+	  tests/http/test_throttle.py
 	@if cat /tmp/tagway-valgrind.*.log 2>/dev/null | grep -q .; then cat /tmp/tagway-valgrind.*.log; exit 1; fi
 	@echo "valgrind: no memory errors"
 

@@ -1025,36 +1025,69 @@ static int valid_object_path(const char *bucket, const char *object)
     return 1;
 }
 
+/* rel opened from the folder dfd one name at a time, following no link
+ * at all (nor ".."): where openat2 is missing.  fd, or -1 with errno. */
+static int open_walk(int dfd, const char *rel, int flags)
+{
+    int cur = dfd, fd = -1, saved;
+    for (const char *p = rel;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        char part[NAME_MAX + 1];
+        if (n == 0 && slash) {          /* "a//b" */
+            p = slash + 1;
+            continue;
+        }
+        if (n == 0 || n > NAME_MAX) {
+            errno = ENOENT;
+            break;
+        }
+        memcpy(part, p, n);
+        part[n] = '\0';
+        if (strcmp(part, "..") == 0) {
+            errno = EXDEV;
+            break;
+        }
+        if (!slash) {
+            fd = openat(cur, part, flags | O_NOFOLLOW);
+            break;
+        }
+        int next = openat(cur, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            break;
+        if (cur != dfd)
+            close(cur);
+        cur = next;
+        p = slash + 1;
+    }
+    saved = errno;
+    if (cur != dfd)
+        close(cur);
+    errno = saved;
+    return fd;
+}
+
 /* Opens rel (read-only, not blocking) under the folder root, never
  * outside it: neither ".." nor a symlink may lead out (a link in a bucket
  * to /etc/passwd was read, and the job's outcome told whether a host file
  * existed and how large it was).  openat2's RESOLVE_BENEATH; where the
- * kernel has none (before 5.6), the resolved path must lie under the
- * resolved root.  fd, or -1 with errno (EXDEV: it leads out). */
+ * kernel has none (before 5.6) or a seccomp filter refuses it, the path
+ * is walked following no link at all.  fd, or -1 with errno (EXDEV or
+ * ELOOP: it leads out, or through a link). */
 static int open_beneath(const char *root, const char *rel)
 {
     struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-    char path[PATH_MAX], real_root[PATH_MAX], real[PATH_MAX];
     int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, saved;
-    size_t nr;
     if (dfd < 0)
         return -1;
     fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM || errno == EINVAL || errno == E2BIG))
+        fd = open_walk(dfd, rel, (int)how.flags);
     saved = errno;
     close(dfd);
     errno = saved;
-    if (fd >= 0 || errno != ENOSYS)
-        return fd;
-    if (snprintf(path, sizeof path, "%s/%s", root, rel) >= (int)sizeof path ||
-        !realpath(root, real_root) || !realpath(path, real))
-        return -1;
-    nr = strlen(real_root);
-    if (strncmp(real, real_root, nr) != 0 || (real[nr] != '/' && nr > 1)) {
-        errno = EXDEV;
-        return -1;
-    }
-    return open(real, (int)how.flags);
+    return fd;
 }
 
 /* gw.obs_size(bucket, object) -> bytes | nil, reason: the default import

@@ -955,6 +955,8 @@ static int record_file(lhost *h, const char *path, const char *text, size_t len)
  * and lists; the others are given the records. */
 typedef struct {
     char *key;                   /* a file's path, or a folder's */
+    int is_folder;
+    int err;                     /* a file the first build could not read: its errno */
     char *text;                  /* file: its bytes; folder: its sorted names, NUL-separated */
     size_t len;                  /* bytes; for a folder, its name count */
 } snap_entry;
@@ -981,18 +983,21 @@ void lhost_snap_free(lhost_snap *s)
     free(s);
 }
 
-static snap_entry *snap_find(lhost_snap *s, const char *key)
+static snap_entry *snap_find(lhost_snap *s, const char *key, int is_folder)
 {
     for (size_t i = 0; s && i < s->n; i++)
-        if (strcmp(s->e[i].key, key) == 0)
+        if (s->e[i].is_folder == is_folder && strcmp(s->e[i].key, key) == 0)
             return &s->e[i];
     return NULL;
 }
 
-/* Keeps a copy of text under key.  0, or -1 without memory. */
-static int snap_put(lhost_snap *s, const char *key, const char *text, size_t size, size_t len)
+/* Keeps a copy of text under key (or, with err, that it could not be
+ * read: an optional module the first build did not find must not be
+ * found by the next).  0, or -1 without memory. */
+static int snap_put(lhost_snap *s, const char *key, int is_folder, int err, const char *text,
+                    size_t size, size_t len)
 {
-    snap_entry e = {strdup(key), malloc(size ? size : 1), len};
+    snap_entry e = {strdup(key), is_folder, err, malloc(size ? size : 1), len};
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         snap_entry *grown = realloc(s->e, cap * sizeof *grown);
@@ -1003,7 +1008,8 @@ static int snap_put(lhost_snap *s, const char *key, const char *text, size_t siz
     }
     if (!e.key || !e.text)
         goto fail;
-    memcpy(e.text, text, size);
+    if (size)
+        memcpy(e.text, text, size);
     s->e[s->n++] = e;
     return 0;
 fail:
@@ -1016,20 +1022,28 @@ fail:
  * reload first read them.  NULL with errno on failure. */
 static char *read_text(lhost *h, const char *path, size_t *len)
 {
-    snap_entry *e = snap_find(h->snap, path);
+    snap_entry *e = snap_find(h->snap, path, 0);
     char *text;
     if (e) {
+        if (e->err) {
+            errno = e->err;
+            return NULL;
+        }
         if (!(text = malloc(e->len + 1)))
             return NULL;
         memcpy(text, e->text, e->len + 1);
         *len = e->len;
         return text;
     }
-    if ((text = util_read_file(path, len)) && h->snap &&
-        snap_put(h->snap, path, text, *len + 1, *len) != 0) {
-        free(text);
-        errno = ENOMEM;
-        return NULL;
+    text = util_read_file(path, len);
+    if (h->snap) {
+        int err = text ? 0 : errno;
+        if (snap_put(h->snap, path, 0, err, text, text ? *len + 1 : 0, text ? *len : 0) != 0) {
+            free(text);
+            errno = ENOMEM;
+            return NULL;
+        }
+        errno = err;
     }
     return text;
 }
@@ -1204,7 +1218,7 @@ static int name_line(lhost *h, const char *path, int is_table)
 /* list_lua, as this reload first listed the folder. */
 static char **list_folder(lhost *h, const char *dir, size_t *n, char *err, size_t errlen)
 {
-    snap_entry *e = snap_find(h->snap, dir);
+    snap_entry *e = snap_find(h->snap, dir, 1);
     char **names;
     size_t size = 0;
     if (!e) {
@@ -1215,7 +1229,7 @@ static char **list_folder(lhost *h, const char *dir, size_t *n, char *err, size_
         char *flat = malloc(size ? size : 1), *at = flat;
         for (size_t i = 0; flat && i < *n; i++)
             at = stpcpy(at, names[i]) + 1;
-        if (flat && snap_put(h->snap, dir, flat, size, *n) == 0) {
+        if (flat && snap_put(h->snap, dir, 1, 0, flat, size, *n) == 0) {
             free(flat);
             return names;
         }

@@ -109,8 +109,8 @@ int util_copy(char *dst, size_t cap, const char *src)
         size_t k = cap - 1;
         /* never inside a UTF-8 sequence: the text may reach a JSON answer
          * (a job's 256-byte reason echoing a CJK object name did) */
-        while (k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80)
-            k--;
+        for (int back = 0; back < 3 && k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80; back++)
+            k--;                /* a sequence has at most 3 after its lead */
         memcpy(dst, src, k);
         dst[k] = '\0';
         return -1;

@@ -54,6 +54,7 @@ static void on_debounce(evutil_socket_t fd, short what, void *arg)
         /* another worker's /admin/reload is building, from files read
          * before this change perhaps: dropping this one left the edit
          * unloaded until the next */
+        gw_settle(w->g);        /* "still settling": this worker's own last one */
         evtimer_add(w->debounce, &tv);
         return;
     }

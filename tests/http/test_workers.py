@@ -263,6 +263,35 @@ def test_a_file_edited_during_a_reload_reaches_every_worker_alike(gateway_factor
         c.close()
 
 
+def test_a_module_created_during_a_reload_reaches_no_worker_yet(gateway_factory):
+    """The same for a file the first build did not find (an optional
+    module behind pcall(require, ...)): the next build must not find it
+    either, or one worker runs it and the other not."""
+    import threading
+    g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "3000"])
+    conns = conns_per_worker(g, 2)
+    first = next(iter(conns.values()))
+    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
+        tms = f.read()
+    with open(os.path.join(g.policies, "zz_opt.lua"), "w", encoding="utf-8") as f:
+        f.write("pcall(require, 'optmod')\n"
+                "local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n"
+                + tms.replace('name = "tms"', 'name = "zz_opt"', 1))
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=first.request("POST", "/admin/reload")))
+    t.start()
+    time.sleep(0.4)                     # the first build spins, optmod not found
+    with open(g.script("optmod.lua"), "w", encoding="utf-8") as f:
+        f.write("return {}\n")
+    t.join()
+    assert done["r"][0] == 200, done
+    for w, c in conns.items():
+        st, js = c.request("GET", "/admin/status")
+        loaded = [os.path.basename(f["path"]) for f in js["files"]]
+        assert "zz_opt.lua" in loaded and "optmod.lua" not in loaded, (w, loaded)
+        c.close()
+
+
 def test_the_import_limit_holds_across_workers(gateway_factory):
     """Submits race on both loops while the jobs run slowly; the
     per-project limit (5) is counted inside the write transaction, so

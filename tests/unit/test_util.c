@@ -96,6 +96,8 @@ static void test_copy(void)
     CHECK(util_copy(out, sizeof out, "abcde\xe9\x83\xa8") == -1 && strcmp(out, "abcde") == 0);
     CHECK(util_copy(out, sizeof out, "abcdef\xf0\x9f\x98\x80") == -1 && strcmp(out, "abcdef") == 0);
     CHECK(util_copy(out, 1, "abc") == -1 && out[0] == '\0');
+    /* bytes that are no UTF-8 at all: at most 3 given back, not all */
+    CHECK(util_copy(out, sizeof out, "ab\x80\x80\x80\x80\x80\x80\x80") == -1 && strlen(out) == 4);
 }
 
 int main(void)
