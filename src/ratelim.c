@@ -177,20 +177,10 @@ done:
     return wait_us;
 }
 
-uint32_t ratelim_count(ratelim *r)
+void ratelim_stats(ratelim *r, uint32_t *buckets, uint64_t *sweeps)
 {
-    uint32_t n;
     pthread_mutex_lock(&r->lock);
-    n = r->count;
+    *buckets = r->count;
+    *sweeps = r->sweeps;
     pthread_mutex_unlock(&r->lock);
-    return n;
-}
-
-uint64_t ratelim_sweeps(ratelim *r)
-{
-    uint64_t n;
-    pthread_mutex_lock(&r->lock);
-    n = r->sweeps;
-    pthread_mutex_unlock(&r->lock);
-    return n;
 }

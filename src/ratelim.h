@@ -15,7 +15,6 @@ void ratelim_free(ratelim *r);
  * the microseconds until a token will be there (nothing taken). */
 int64_t ratelim_take(ratelim *r, const char *name, double per_second, double burst, int64_t now_us);
 /* Buckets held, and sweeps of the full table so far (for tests). */
-uint32_t ratelim_count(ratelim *r);
-uint64_t ratelim_sweeps(ratelim *r);
+void ratelim_stats(ratelim *r, uint32_t *buckets, uint64_t *sweeps);
 
 #endif

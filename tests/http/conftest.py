@@ -334,6 +334,23 @@ def gateway_error(js, headers, code):
     assert js.get("request_id") == headers["X-Request-Id"], (js, headers["X-Request-Id"])
 
 
+def send_until_closed(port, data, timeout=5):
+    """Sends raw bytes and reads until the gateway closes the connection:
+    every byte it answered (socket.timeout: it kept the connection)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+    finally:
+        s.close()
+
+
 def raw_http(port, head, body=b"", timeout=5):
     """Sends raw bytes (head, then as much of body as the server takes) on
     a socket and reads the answer until the server closes or answers in

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import JSON_CT, gateway_error, ims_error, random_project, raw_http
+from conftest import JSON_CT, gateway_error, ims_error, random_project, raw_http, send_until_closed
 
 MiB = 1024 * 1024
 CJK = "\u90e8"          # 部
@@ -414,18 +414,7 @@ def test_other_methods_evhttp_knows_get_the_gateway_404(gw, image, method):
     js = json.loads(body)
     assert js["error_code"] == "APIGW.0101", js
     if method == "CONNECT":             # and the connection is closed after it
-        import socket
-        s = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
-        try:
-            s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)   # socket.timeout here: left open
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
+        data = send_until_closed(gw.port, b"CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
         assert data.startswith(b"HTTP/1.1 404") and data.count(b"HTTP/1.1 ") == 1, data
 
 
@@ -436,7 +425,6 @@ def test_methods_evhttp_does_not_know_get_the_gateway_404(gw, image, method):
     its own HTML 501 before any callback of ours ran).  evhttp reads no body
     after such a method, so the connection closes after the answer: a body
     sent along is never taken for a second request."""
-    import socket
     path = "/v2/%s/images/%s/tags" % (gw.project, image)
     st, h, body = raw_http(gw.port, b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method.encode(), path.encode()))
     assert st == 404, (st, body)
@@ -444,18 +432,8 @@ def test_methods_evhttp_does_not_know_get_the_gateway_404(gw, image, method):
     js = json.loads(body)
     assert js["error_code"] == "APIGW.0101" and js["request_id"] == h["x-request-id"], js
     smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    try:
-        s.sendall(b"%s /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                  % (method.encode(), len(smuggled), smuggled))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break                   # closed by the gateway
-            data += chunk
-    finally:
-        s.close()
+    data = send_until_closed(gw.port, b"%s /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                             % (method.encode(), len(smuggled), smuggled))
     assert data.count(b"HTTP/1.1 ") == 1, data
     assert data.startswith(b"HTTP/1.1 404"), data
 
@@ -472,23 +450,12 @@ def test_a_write_behind_a_request_evhttp_reads_no_body_for_is_never_run(gw, imag
     write sent behind one (as its body, or pipelined) was run as the next
     request, its answer lost, the client told the connection closed.  The
     connection now closes after the first answer and the write never runs."""
-    import socket
     key = "smuggled-" + head.split(" ", 1)[0].lower()
     body = json.dumps({"action": "create", "tags": [{"key": key, "value": "1"}]})
     write = ("POST /v2/%s/images/%s/tags/action HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\n"
              "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
              % (gw.project, image, gw.token, len(body), body)).encode()
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    try:
-        s.sendall(head.format(n=len(write)).encode() + write)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
+    data = send_until_closed(gw.port, head.format(n=len(write)).encode() + write)
     assert data.count(b"HTTP/1.1 ") == 1, data
     time.sleep(0.2)                     # had it run, its group would be committed by now
     assert key not in [t["key"] for t in gw.image_tags(image)]

@@ -59,13 +59,9 @@ def test_a_change_during_another_workers_reload_is_loaded_after_it(gateway_facto
     one round has it on the other worker than the watch's."""
     import os
     import threading
-    from test_workers import conns_per_worker
+    from test_workers import conns_per_worker, slow_policy
     g = gateway_factory(extra_args=["--watch", "on", "--workers", "2", "--script-time-ms", "3000"])
-    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
-        tms = f.read()
-    with open(os.path.join(g.policies, "zz_slow.lua"), "w", encoding="utf-8") as f:
-        f.write("local t0 = os.clock() while os.clock() - t0 < 0.5 do end\n"
-                + tms.replace('name = "tms"', 'name = "zz_slow"', 1))
+    slow_policy(g, "zz_slow", 0.5)
     path = os.path.join(g.policies, "ims.lua")
     gen = g.status()["generation"]
     assert wait_generation(g, gen + 1, timeout=10)      # the watch took zz_slow.lua

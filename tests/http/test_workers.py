@@ -59,6 +59,17 @@ def conns_by_worker(g, workers, per, tries=96):
     return found
 
 
+def slow_policy(g, name, seconds, prelude=""):
+    """policies/<name>.lua: tms's rules under another name, spending
+    `seconds` of CPU at every load (after `prelude`): sorted after ims.lua,
+    a window in every build between reading ims.lua and the next worker's."""
+    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
+        tms = f.read()
+    with open(os.path.join(g.policies, name + ".lua"), "w", encoding="utf-8") as f:
+        f.write(prelude + "local t0 = os.clock() while os.clock() - t0 < %s do end\n" % seconds
+                + tms.replace('name = "tms"', 'name = "%s"' % name, 1))
+
+
 def conns_per_worker(g, workers, tries=64):
     """{worker prefix: Conn}, one connection for each of `workers` loops."""
     return {w: v[0] for w, v in conns_by_worker(g, workers, 1, tries).items()}
@@ -234,13 +245,7 @@ def test_a_file_edited_during_a_reload_reaches_every_worker_alike(gateway_factor
     g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "3000"])
     conns = conns_per_worker(g, 2)
     first = next(iter(conns.values()))
-    # a policy that spends 0.8 s loading, sorted after ims.lua: a window
-    # between one worker's read of ims.lua and the next worker's
-    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
-        tms = f.read()
-    with open(os.path.join(g.policies, "zz_slow.lua"), "w", encoding="utf-8") as f:
-        f.write("local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n"
-                + tms.replace('name = "tms"', 'name = "zz_slow"', 1))
+    slow_policy(g, "zz_slow", 0.8)
     ims = os.path.join(g.policies, "ims.lua")
     replace_in(ims, "max_tags = 10,", "max_tags = 3,")
     with open(ims, "rb") as f:
@@ -271,12 +276,7 @@ def test_a_module_created_during_a_reload_reaches_no_worker_yet(gateway_factory)
     g = gateway_factory(extra_args=["--workers", "2", "--script-time-ms", "3000"])
     conns = conns_per_worker(g, 2)
     first = next(iter(conns.values()))
-    with open(os.path.join(g.policies, "tms.lua"), encoding="utf-8") as f:
-        tms = f.read()
-    with open(os.path.join(g.policies, "zz_opt.lua"), "w", encoding="utf-8") as f:
-        f.write("pcall(require, 'optmod')\n"
-                "local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n"
-                + tms.replace('name = "tms"', 'name = "zz_opt"', 1))
+    slow_policy(g, "zz_opt", 0.8, prelude="pcall(require, 'optmod')\n")
     done = {}
     t = threading.Thread(target=lambda: done.update(r=first.request("POST", "/admin/reload")))
     t.start()
