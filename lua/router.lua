@@ -147,9 +147,10 @@ local function run(route, ctx)
   error(status, 0)
 end
 
--- status, body, content type, then route and project for the access log.
-local function answer(route, project, status, body, ctype)
-  return status, body, ctype, route and route.name, project
+-- status, body, content type, then route and project for the access log,
+-- and the seconds of a Retry-After header (a 429's) or nil.
+local function answer(route, project, status, body, ctype, retry_after)
+  return status, body, ctype, route and route.name, project, retry_after
 end
 
 function router.dispatch(req)
@@ -187,9 +188,10 @@ function router.dispatch(req)
     if limit then
       local wait = gw.rate_take(caller.project, limit.per_second, limit.burst)
       if wait then
-        return answer(route, caller.project, shape.gateway(429, "APIGW.0308", string.format(
+        local status, body, ctype = shape.gateway(429, "APIGW.0308", string.format(
           "Too many requests: project %s is limited to %g per second (burst %g); retry in %.3f s",
-          caller.project, limit.per_second, limit.burst, wait), req))
+          caller.project, limit.per_second, limit.burst, wait), req)
+        return answer(route, caller.project, status, body, ctype, wait)
       end
     end
   end

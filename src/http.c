@@ -241,6 +241,11 @@ static void send_reply(gw *g, reply *rp)
     struct evkeyvalq *out_headers = evhttp_request_get_output_headers(rp->ev);
     size_t bytes = evbuffer_get_length(rp->resp.body);
     evhttp_add_header(out_headers, "X-Request-Id", rp->id);
+    if (rp->resp.retry_after_s > 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", rp->resp.retry_after_s);
+        evhttp_add_header(out_headers, "Retry-After", secs);
+    }
     if (bytes)
         evhttp_add_header(out_headers, "Content-Type", rp->resp.content_type);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(rp->ev);

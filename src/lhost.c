@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <lua.h>
 #include <lualib.h>
 #include <lua-cjson.h>
@@ -1550,11 +1551,11 @@ static int handle_protected(lua_State *L)
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handle_ref);
     push_request(L, r);
-    lua_call(L, 1, 5);
+    lua_call(L, 1, 6);
     for (int i = 2; i <= 5; i++)
         if (lua_type(L, i) == LUA_TNUMBER)
             lua_tostring(L, i);
-    return 5;
+    return 6;
 }
 
 static const char *string_at(lua_State *L, int idx, size_t *len)
@@ -1562,26 +1563,28 @@ static const char *string_at(lua_State *L, int idx, size_t *len)
     return lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len) : NULL;
 }
 
-/* handle(req) returns status, body, content_type, route, project. */
+/* handle(req) returns status, body, content_type, route, project and
+ * retry_after (seconds, or nil). */
 static int take_response(lhost *h, lhost_response *resp, char *err, size_t errlen)
 {
     lua_State *L = h->L;
     size_t len = 0;
-    const char *body = string_at(L, -4, &len), *s = string_at(L, -3, NULL);
-    lua_Integer status = lua_tointeger(L, -5);
+    const char *body = string_at(L, -5, &len), *s = string_at(L, -4, NULL);
+    lua_Integer status = lua_tointeger(L, -6);
+    lua_Number retry = lua_tonumber(L, -1);
     /* a final status only: evhttp sends a 1xx as the answer's status
      * line without a length, and the body after it reads as the next
      * answer (and a write would be kept, 1xx being below 300) */
-    if (!lua_isinteger(L, -5) || status < 200 || status > 599) {
+    if (!lua_isinteger(L, -6) || status < 200 || status > 599) {
         snprintf(err, errlen, "handle() returned an invalid status (an integer 200-599 is needed)");
         return -1;
     }
-    if (!body && !lua_isnil(L, -4)) {
+    if (!body && !lua_isnil(L, -5)) {
         snprintf(err, errlen, "handle() returned a %s as the body (a string or nil is needed)",
-                 luaL_typename(L, -4));
+                 luaL_typename(L, -5));
         return -1;
     }
-    if (!lua_isnil(L, -3) && (!s || !*s || strpbrk(s, "\r\n") || strlen(s) >= sizeof resp->content_type)) {
+    if (!lua_isnil(L, -4) && (!s || !*s || strpbrk(s, "\r\n") || strlen(s) >= sizeof resp->content_type)) {
         snprintf(err, errlen, "handle() returned an invalid content type (a one-line string is needed)");
         return -1;
     }
@@ -1597,11 +1600,16 @@ static int take_response(lhost *h, lhost_response *resp, char *err, size_t errle
         snprintf(err, errlen, "out of memory for the response body");
         return -1;
     }
+    if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TNUMBER || !(retry > 0 && retry <= 86400))) {
+        snprintf(err, errlen, "handle() returned an invalid retry_after (seconds, 0 to 86400)");
+        return -1;
+    }
     util_copy(resp->content_type, sizeof resp->content_type, s ? s : "application/json;charset=UTF-8");
-    if ((s = string_at(L, -2, NULL)))
+    if ((s = string_at(L, -3, NULL)))
         util_copy(resp->route, sizeof resp->route, s);
-    if ((s = string_at(L, -1, NULL)))
+    if ((s = string_at(L, -2, NULL)))
         util_copy(resp->project, sizeof resp->project, s);
+    resp->retry_after_s = lua_isnil(L, -1) ? 0 : (int)ceil(retry);
     return 0;
 }
 
@@ -1614,11 +1622,11 @@ lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp)
     h->resp = resp;
     lua_pushcfunction(L, handle_protected);
     lua_pushlightuserdata(L, (void *)req);
-    rc = pcall(h, 1, 5, 1, err, sizeof err);
+    rc = pcall(h, 1, 6, 1, err, sizeof err);
     if (rc == LHOST_OK) {
         if (take_response(h, resp, err, sizeof err) != 0)
             rc = LHOST_ERROR;
-        lua_pop(L, 5);
+        lua_pop(L, 6);
     }
     h->req = NULL;
     h->resp = NULL;

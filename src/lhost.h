@@ -35,6 +35,7 @@ typedef struct lhost_response {
     char content_type[64];
     char route[192];            /* route template, for logs and metrics */
     char project[64];           /* caller's project, "" if none */
+    int retry_after_s;          /* > 0: a Retry-After header (a 429's) */
 } lhost_response;
 
 typedef enum { LHOST_OK = 0, LHOST_ERROR = 1, LHOST_BUDGET = 2 } lhost_rc;

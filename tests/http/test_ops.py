@@ -368,6 +368,21 @@ def test_a_write_answered_with_a_status_that_cannot_be_sent_is_undone(gateway, a
     assert any(why in o.get("traceback", "") for o in errors)
 
 
+@pytest.mark.parametrize("retry", ['"soon"', "0", "-1", "1e9", "0/0"])
+def test_an_invalid_retry_after_from_handle_is_500(gateway, retry):
+    """main.handle's sixth value is a Retry-After in seconds (the router's
+    429 sets it): anything but a number in (0, 86400] fails the request
+    rather than reaching a header."""
+    g = gateway
+    replace_in(g.script("main.lua"), "  return router.dispatch(req)",
+               "  local s, b, c, r, p = router.dispatch(req)\n  return s, b, c, r, p, " + retry)
+    assert g.reload()[0] == 200             # answered by the generation before it
+    st, h, js, raw = g.request("GET", "/healthz")
+    assert st == 500 and "Retry-After" not in h, (st, raw)
+    errors = g.wait_logged(lambda objs: [o for o in objs if "invalid retry_after" in o.get("traceback", "")])
+    assert any("invalid retry_after" in o.get("traceback", "") for o in errors)
+
+
 def test_a_backtracking_pattern_is_stopped_by_the_time_budget(gateway_factory):
     """A pattern match runs in C, where no count hook fires: the matcher
     itself answers to the budget, so the request is a 503 near the budget

@@ -4,6 +4,7 @@ project shared by every worker; admin routes are exempt; credentials are
 checked first (401/403 win); a refused request changes nothing; a reload
 applies a changed limit at once.  Each gateway runs from its own copy of
 policies/, edited here."""
+import math
 import os
 import re
 import time
@@ -43,6 +44,10 @@ def test_a_project_over_its_burst_gets_429_and_others_do_not(gateway_factory):
     assert st == 429
     gateway_error(js, h, "APIGW.0308")
     assert g.project in js["error_msg"] and "0.1 per second" in js["error_msg"], js
+    # Retry-After: the wait the message gives, in whole seconds up
+    wait = float(re.search(r"retry in ([0-9.]+) s", js["error_msg"]).group(1))
+    assert 1 <= int(h["Retry-After"]) <= 10 and int(h["Retry-After"]) == math.ceil(wait - 0.0005), (h, wait)
+    assert "Retry-After" not in g.request("GET", "/admin/status")[1]
     # another project (same policy) has a bucket of its own
     other = g.new_credential(project=random_project())
     got = statuses(g, 8, "/v2/%s/images/tags" % other["project_id"], other["token"])
