@@ -1,8 +1,9 @@
 -- router: maps method + path to a handler, then applies the gateway rules
 -- in the order of API.md §0.1: 413, unknown route (404), credentials (401),
 -- project or role (403), the project's rate limit (429); the handler does
--- validation (400) and not-found (404).  Handled failures raised with shape.fail become IMS error bodies;
--- anything else is a script error and goes up to the host (500).
+-- validation (400) and not-found (404).  Handled failures raised with
+-- shape.fail become IMS error bodies; anything else is a script error and
+-- goes up to the host (500).
 local policy = require "policy"
 local shape = require "shape"
 local text = require "text"

@@ -156,7 +156,7 @@ static int apply_table(lua_State *L, gw_options *o, const char *dir, char *err, 
     while (lua_next(L, -2)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         if (!k) {
-            snprintf(err, errlen, "%s: keys must be strings", o->config);
+            snprintf(err, errlen, "keys must be strings");
             return -1;
         }
         if (!script_key(k) && !is_option(k)) {  /* before its type: a misspelt table key */
@@ -171,11 +171,11 @@ static int apply_table(lua_State *L, gw_options *o, const char *dir, char *err, 
             else if (lua_isstring(L, -1))
                 util_copy(value, sizeof value, lua_tostring(L, -1));
             else {
-                snprintf(err, errlen, "%s: %s must be a string, number or boolean", o->config, k);
+                snprintf(err, errlen, "%s must be a string, number or boolean", k);
                 return -1;
             }
             if (config_set(o, k, value, err, errlen) != 0)
-                return -1;      /* the message names the key; main names the file */
+                return -1;      /* the message names the key; the caller, the file */
         }
         lua_pop(L, 1);
     }
@@ -224,6 +224,18 @@ static void config_hook(lua_State *L, lua_Debug *ar)
     }
 }
 
+/* err as "FILE: why", unless it names the file already (Lua's
+ * "FILE:LINE: why"): every caller prints it as it is. */
+static void name_the_file(const char *path, char *err, size_t errlen)
+{
+    char why[1024];
+    size_t len = strlen(path);
+    if (strncmp(err, path, len) == 0 && err[len] == ':')
+        return;
+    util_copy(why, sizeof why, err);
+    snprintf(err, errlen, "%s: %s", path, why);
+}
+
 int config_load_file(gw_options *o, char *err, size_t errlen)
 {
     config_budget budget = {0, util_mono_us() + CONFIG_TIME_MS * 1000LL};
@@ -235,7 +247,7 @@ int config_load_file(gw_options *o, char *err, size_t errlen)
         return 0;
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->config) : 1, slash ? o->config : ".");
     if (!(L = lua_newstate(config_alloc, &budget))) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "%s: out of memory", o->config);
         return -1;
     }
     lua_sethook(L, config_hook, LUA_MASKCOUNT, 1000);
@@ -248,12 +260,14 @@ int config_load_file(gw_options *o, char *err, size_t errlen)
         goto done;
     }
     if (!lua_istable(L, -1)) {
-        snprintf(err, errlen, "%s: must return a table", o->config);
+        snprintf(err, errlen, "must return a table");
         goto done;
     }
     rc = apply_table(L, o, dir, err, errlen);
 done:
     lua_close(L);
+    if (rc != 0)
+        name_the_file(o->config, err, errlen);
     return rc;
 }
 

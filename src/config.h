@@ -11,7 +11,7 @@ void config_defaults(gw_options *o);
  * taken as given.  0 ok, -1 unknown name or bad value (err says). */
 int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen);
 /* Reads the configuration file o->config (if set) into o; paths in it are
- * relative to its folder.  0 ok, -1 with err. */
+ * relative to its folder.  0 ok, -1 with err, which names the file. */
 int config_load_file(gw_options *o, char *err, size_t errlen);
 /* ADDR:PORT (ADDR may be [v6], PORT 0-65535) split into host and port.
  * 0 ok, -1 not of that form or the host longer than cap. */

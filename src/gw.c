@@ -106,7 +106,7 @@ void gw_settle(gw *g)
     catch_up(g);
 }
 
-int gw_reload(gw *g, char *err, size_t errlen)
+int gw_reload_try(gw *g, char *err, size_t errlen)
 {
     gw_shared *sh = g->shared;
     lhost **built;
@@ -124,13 +124,7 @@ int gw_reload(gw *g, char *err, size_t errlen)
      * Its C options take effect at a restart; here they are only checked. */
     if (g->opt.config[0]) {
         gw_options scratch = g->opt;
-        char why[512];
-        if (config_load_file(&scratch, why, sizeof why) != 0) {
-            size_t len = strlen(g->opt.config);
-            if (strncmp(why, g->opt.config, len) == 0) /* Lua's messages name it already */
-                snprintf(err, errlen, "%s", why);
-            else
-                snprintf(err, errlen, "%s: %s", g->opt.config, why);
+        if (config_load_file(&scratch, err, errlen) != 0) {
             sh->stats.reloads_failed++;
             return -1;
         }
@@ -192,4 +186,13 @@ int gw_reload(gw *g, char *err, size_t errlen)
     sh->stats.reloads_ok++;
     http_wake_all(g);           /* idle workers take it now, not at their next request */
     return 0;
+}
+
+int gw_reload(gw *g, char *err, size_t errlen)
+{
+    int rc = gw_reload_try(g, err, errlen);
+    if (rc != GW_RELOAD_BUSY)
+        return rc;
+    g->shared->stats.reloads_failed++;
+    return -1;
 }

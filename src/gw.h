@@ -103,11 +103,13 @@ void gw_worker_init(gw *g, gw_shared *s, int worker, const gw_options *opt);
 /* Builds a new Lua generation for every worker, swaps it in here and hands
  * it to the others, which take it before their next request; on failure
  * the current one keeps serving and err says why (file:line).
- * 0 ok, -1 failed, GW_RELOAD_BUSY: another reload was building (or this
- * worker's last one is still settling): nothing was read, try again; not
- * counted as failed here (a caller that gives up counts it). */
-#define GW_RELOAD_BUSY (-2)
+ * 0 ok, -1 failed (counted in the reload metrics). */
 int gw_reload(gw *g, char *err, size_t errlen);
+/* The same, but when another reload is building (or this worker's last one
+ * is still settling) it reads nothing and returns GW_RELOAD_BUSY, not
+ * counted: for a caller that tries again (--watch). */
+#define GW_RELOAD_BUSY (-2)
+int gw_reload_try(gw *g, char *err, size_t errlen);
 /* Frees the retired generation once no Lua call is running in it, and
  * takes a newer generation another worker built.  Between requests only. */
 void gw_settle(gw *g);

@@ -425,10 +425,7 @@ static void schedule_commit(void *arg)
 static void reload_on_signal(gw *g)
 {
     char err[2048];
-    int rc = gw_reload(g, err, sizeof err);
-    if (rc == GW_RELOAD_BUSY)
-        g->stats->reloads_failed++;
-    if (rc == 0)
+    if (gw_reload(g, err, sizeof err) == 0)
         fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (SIGHUP) ok\",\"generation\":%llu}\n",
                 (unsigned long long)g->generation);
     else {

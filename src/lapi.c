@@ -791,7 +791,7 @@ static int l_rate_take(lua_State *L)
     /* at least one a quarter hour: a wait is then at most that long */
     luaL_argcheck(L, rate >= 1.0 / 900 && rate <= 1e9, 2, "must be a number in [1/900, 1e9]");
     luaL_argcheck(L, burst >= 1 && burst <= 1e9, 3, "must be a number in [1, 1e9]");
-    if (!g->shared || !g->shared->rates)
+    if (!g->shared)
         return 0;               /* `tagway check`: nothing to throttle */
     wait_us = ratelim_take(g->shared->rates, name, rate, burst, util_mono_us());
     if (wait_us == 0)
@@ -898,8 +898,6 @@ static int l_reload(lua_State *L)
      * script's: it does not count against the request's time budget */
     took = util_mono_us() - t0;
     lhost_extend_budget(host(L), took);
-    if (rc == GW_RELOAD_BUSY)
-        g->stats->reloads_failed++;
     if (rc != 0)
         return fail(L, err);
     lua_createtable(L, 0, 3);

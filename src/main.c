@@ -129,11 +129,7 @@ static int build_options(const args *a, gw_options *o)
     if (config && config_set(o, "config", config, err, sizeof err) != 0)
         return usage(err);
     if (config_load_file(o, err, sizeof err) != 0) {
-        size_t len = strlen(o->config);
-        if (strncmp(err, o->config, len) == 0 && err[len] == ':')
-            fprintf(stderr, "tagway: configuration %s\n", err);  /* Lua's file:line: names it */
-        else
-            fprintf(stderr, "tagway: configuration %s: %s\n", o->config, err);
+        fprintf(stderr, "tagway: configuration %s\n", err);
         return 1;
     }
     for (size_t i = 0; i < a->n; i++)

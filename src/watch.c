@@ -50,7 +50,7 @@ static void on_debounce(evutil_socket_t fd, short what, void *arg)
     struct timeval tv = {0, DEBOUNCE_MS * 1000};
     int rc;
     (void)fd, (void)what;
-    if ((rc = gw_reload(w->g, err, sizeof err)) == GW_RELOAD_BUSY) {
+    if ((rc = gw_reload_try(w->g, err, sizeof err)) == GW_RELOAD_BUSY) {
         /* another worker's /admin/reload is building, from files read
          * before this change perhaps: dropping this one left the edit
          * unloaded until the next */
