@@ -103,7 +103,7 @@ valgrind: all
 	TAGWAY_BIN=$(abspath tests/valgrind-tagway.sh) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/http/test_tags_batch.py tests/http/test_tags_single.py tests/http/test_images.py \
 	  tests/http/test_lifecycle.py tests/http/test_ops.py tests/http/test_conventions.py \
-	  tests/http/test_throttle.py
+	  tests/http/test_throttle.py tests/http/test_deadline.py
 	@if cat /tmp/tagway-valgrind.*.log 2>/dev/null | grep -q .; then cat /tmp/tagway-valgrind.*.log; exit 1; fi
 	@echo "valgrind: no memory errors"
 

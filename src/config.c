@@ -37,6 +37,7 @@ void config_defaults(gw_options *o)
     o->script_instructions = 0;   /* not counted: the watchdog keeps time */
     o->max_connections = 4096;
     o->timeout_s = 30;
+    o->request_timeout_s = 60;
     o->workers = config_default_workers();
     o->tags_cache = 16384;
 }
@@ -82,6 +83,7 @@ static const option_def options[] = {
     {"script_instructions", 'l', offsetof(gw_options, script_instructions), 1, 0, 1LL << 40},
     {"max_connections", 'i', offsetof(gw_options, max_connections), 1, 1, 1000000},
     {"timeout_s", 'i', offsetof(gw_options, timeout_s), 1, 1, 3600},
+    {"request_timeout_s", 'i', offsetof(gw_options, request_timeout_s), 1, 0, 3600},
     {"workers", 'i', offsetof(gw_options, workers), 1, 1, 64},
     {"tags_cache", 'i', offsetof(gw_options, tags_cache), 1, 0, 1 << 24},
 };

@@ -42,6 +42,7 @@ typedef struct gw_options {
     int64_t script_instructions;/* VM instructions per request; 0: not counted */
     int max_connections;
     int timeout_s;              /* idle / slow-client timeout */
+    int request_timeout_s;      /* a request's headers and body arrive within; 0: off */
     int workers;                /* event loops (threads), default: cores */
     int tags_cache;             /* GET tags answers kept in memory; 0: none */
 } gw_options;

@@ -6,9 +6,10 @@
  * (answers may go), other workers (a generation to take), and the signal
  * thread (signals.h): a stop makes every loop stop accepting, let written
  * answers drain, and leave; a reload runs on worker 0.
- * Uses libevent, config, lhost, util. */
+ * Uses libevent, config, deadline, lhost, util. */
 #include "http.h"
 #include "config.h"
+#include "deadline.h"
 #include "lhost.h"
 #include "metrics.h"
 #include "store.h"
@@ -58,6 +59,7 @@ typedef struct http_state {
     reply *parked, **parked_tail;     /* answers held for the syncer, oldest group first */
     char id_prefix[17];
     int port;
+    deadlines *deadlines;             /* NULL: --request-timeout-s 0 */
 } http_state;
 
 static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
@@ -317,6 +319,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
     char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
     lhost_rc rc;
+    if (st->deadlines)
+        deadlines_request_read(st->deadlines,
+                               evhttp_connection_get_bufferevent(evhttp_request_get_connection(ev)));
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
         evhttp_send_error(ev, 500, NULL);
         if (rp)
@@ -574,7 +579,44 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
         if (st->accept_paused)
             http_wake_all(st->g);   /* the others stop accepting too */
     }
-    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    /* out of memory to track it, the connection runs with the idle
+     * timeout only (evhttp would make a bufferevent of its own anyway) */
+    if (bev && st->deadlines)
+        deadlines_track(st->deadlines, bev);
+    return bev;
+}
+
+/* A request not read whole within --request-timeout-s: answered 408 when
+ * nothing of an earlier answer is still queued (written straight to the
+ * socket: evhttp has no request to answer through), logged and counted
+ * like any answer; the deadline module then shuts the connection. */
+static void on_deadline(void *ud, evutil_socket_t fd, int64_t waited_us, int can_answer)
+{
+    http_state *st = ud;
+    gw *g = st->g;
+    reply rp = {0};
+    char body[256], head[512];
+    int blen, hlen;
+    snprintf(rp.id, sizeof rp.id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
+    rp.method = "-";
+    rp.start_us = util_mono_us() - waited_us;
+    rp.resp.status = 408;
+    blen = snprintf(body, sizeof body,
+                    "{\"error_code\":\"TGW.0002\",\"error_msg\":\"Request not received in "
+                    "%d s (--request-timeout-s): its headers and body must arrive within it\","
+                    "\"request_id\":\"%s\"}", g->opt.request_timeout_s, rp.id);
+    hlen = snprintf(head, sizeof head,
+                    "HTTP/1.1 408 Request Timeout\r\nContent-Type: " JSON_TYPE "\r\n"
+                    "Content-Length: %d\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n",
+                    blen, rp.id);
+    if (can_answer) {
+        /* best effort: a client that sends this slowly may read slowly too */
+        if (send(fd, head, (size_t)hlen, MSG_NOSIGNAL | MSG_DONTWAIT) == hlen)
+            (void)!send(fd, body, (size_t)blen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    access_log(st, &rp, can_answer ? (size_t)blen : 0);
+    metrics_request(g->metrics, "-", 408, waited_us);
 }
 
 static int fd_port(evutil_socket_t fd)
@@ -703,6 +745,11 @@ int http_start(gw *g, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the wake-up eventfd: %s", strerror(errno));
         return -1;
     }
+    if (g->opt.request_timeout_s > 0 &&
+        !(st->deadlines = deadlines_new(g->base, g->opt.request_timeout_s, on_deadline, st))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     evhttp_set_bevcb(g->http, new_connection, st);
     st->waiting_tail = &st->waiting;
     st->parked_tail = &st->parked;
@@ -733,6 +780,7 @@ void http_free(gw *g)
         evhttp_free(g->http);
     g->http = NULL;
     if (st) {
+        deadlines_free(st->deadlines);  /* after evhttp_free: its connections are gone */
         if (st->commit_ev) event_free(st->commit_ev);
         /* answers never sent (their requests went with evhttp) */
         for (reply *lists[] = {st->waiting, st->parked}, **l = lists; l < lists + 2; l++)

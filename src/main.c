@@ -45,6 +45,8 @@ static const char serve_help[] =
     "  --script-instructions N   also count VM instructions per request (costs ~12%), default 0 = off\n"
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
     "  --timeout-s S             idle/slow-client timeout, default 30\n"
+    "  --request-timeout-s S     a request's headers and body must arrive within S\n"
+    "                            of its first byte, default 60 (0: no limit)\n"
     "  --max-connections N       client connections held at once, default 4096\n"
     "  --workers N               event loops (threads), default: the cores available\n"
     "  --tags-cache N            GET tags answers kept in memory (0 = none), default 16384\n";

@@ -1,0 +1,263 @@
+"""--request-timeout-s: a request's headers and body must arrive within it,
+counted from the request's first byte (src/deadline.c).  evhttp's own
+timeout (--timeout-s) is an idle timeout that every byte restarts, so
+before this a client trickling a byte now and then held its connection,
+and its --max-connections slot, for as long as it liked."""
+import json
+import os
+import socket
+import threading
+import time
+
+from conftest import SLOWDOWN, run_cli
+
+from test_hostile import _server_sockets, db_state
+
+
+def _read_until_closed(s, limit):
+    """Bytes the server sends until it closes (or `limit` seconds pass)."""
+    got = b""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        s.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:         # reset: the server closed with our bytes unread
+            return got, True
+        if not d:
+            return got, True
+        got += d
+    return got, False
+
+
+class Trickler(threading.Thread):
+    """Starts a request and sends one more byte of its headers every
+    `every` seconds, never ending them; records what it got and when the
+    server closed the connection (None: it never did)."""
+
+    def __init__(self, port, every=0.25, limit=8.0):
+        super().__init__(daemon=True)
+        self.port, self.every, self.limit = port, every, limit
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        self.t0 = time.monotonic()
+        self.closed_after = None
+        self.got = b""
+
+    def run(self):
+        s = self.sock
+        try:
+            while time.monotonic() - self.t0 < self.limit:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    self.closed_after = time.monotonic() - self.t0
+                    return
+                got, closed = _read_until_closed(s, self.every)
+                self.got += got
+                if closed:
+                    self.closed_after = time.monotonic() - self.t0
+                    return
+        finally:
+            s.close()
+
+
+def _exchange(port, chunks, pause):
+    """Sends the chunks `pause` seconds apart on one connection; returns
+    the socket and everything read once the last answer is complete."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for i, c in enumerate(chunks):
+        if i:
+            time.sleep(pause)
+        s.sendall(c)
+    return s
+
+
+def _read_answers(s, n, limit=5.0):
+    """n HTTP answers (bodies by Content-Length) -> [(status, headers, body)]."""
+    buf, out = b"", []
+    end = time.monotonic() + limit
+    while len(out) < n and time.monotonic() < end:
+        while b"\r\n\r\n" in buf and len(out) < n:
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode().split("\r\n")
+            hdrs = dict(l.split(": ", 1) for l in lines[1:])
+            length = int(hdrs.get("Content-Length", "0"))
+            if len(rest) < length:
+                break
+            out.append((int(lines[0].split()[1]), hdrs, rest[:length]))
+            buf = rest[length:]
+        if len(out) == n:
+            break
+        s.settimeout(max(0.05, end - time.monotonic()))
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    return out
+
+
+def test_trickled_request_is_answered_408_and_closed(gateway_factory):
+    gate = gateway_factory(extra_args=["--request-timeout-s", "1", "--timeout-s", "30"])
+    t = Trickler(gate.port, limit=6.0 * SLOWDOWN)
+    t.start()
+    t.join(10 * SLOWDOWN)
+    assert t.closed_after is not None, "a trickling client kept its connection for %.0f s" % t.limit
+    assert 0.9 <= t.closed_after <= 2.5 * SLOWDOWN, t.closed_after
+    head, body = t.got.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    hdrs = dict(l.split(": ", 1) for l in lines[1:])
+    assert lines[0] == "HTTP/1.1 408 Request Timeout"
+    assert hdrs["Connection"] == "close"
+    assert hdrs["Content-Type"] == "application/json;charset=UTF-8"
+    assert int(hdrs["Content-Length"]) == len(body)
+    js = json.loads(body)
+    assert js["error_code"] == "TGW.0002"
+    assert "--request-timeout-s" in js["error_msg"] and "1 s" in js["error_msg"]
+    assert js["request_id"] == hdrs["X-Request-Id"]
+    # logged and counted like any answer
+    entries = gate.access_log(js["request_id"])
+    assert len(entries) == 1 and entries[0]["status"] == 408 and entries[0]["method"] == "-", entries
+    assert entries[0]["latency_us"] >= 900000
+    st, _, _, raw = gate.request("GET", "/metrics", token=gate.token)
+    assert st == 200
+    assert 'tagway_requests_total{route="-",status="408"} 1' in raw.decode(), raw.decode()[-800:]
+
+
+def test_tricklers_no_longer_hold_the_connection_slots(gateway_factory):
+    """The audit's case: more trickling clients than --max-connections kept
+    every new client out for as long as they trickled."""
+    gate = gateway_factory(extra_args=["--max-connections", "6", "--request-timeout-s", "1",
+                                       "--timeout-s", "30", "--workers", "1"])
+    limit = 9.0 * SLOWDOWN
+    tricklers = [Trickler(gate.port, limit=limit) for _ in range(10)]
+    for t in tricklers:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    st, _, js, _ = gate.request("GET", "/healthz", token=None, timeout=limit)
+    waited = time.monotonic() - t0
+    assert st == 200 and js == {"status": "ok"}
+    assert waited < 4.0 * SLOWDOWN, "healthz waited %.1f s behind trickling clients" % waited
+    for t in tricklers:
+        t.join(limit + 2)
+        assert t.closed_after is not None and t.closed_after < limit, t.closed_after
+
+
+def test_deadline_is_per_request_and_not_between_requests(gateway_factory):
+    """A slow request that ends in time is served, and the next request on
+    the connection gets its own time: two requests of 0.75 s each, then an
+    idle wait longer than the deadline, then a third, all on one connection
+    and all answered."""
+    gate = gateway_factory(extra_args=["--request-timeout-s", "1", "--timeout-s", "30"])
+    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    parts = [req[:10], req[10:20], req[20:30], req[30:]]
+    s = _exchange(gate.port, parts, 0.25)
+    assert [a[0] for a in _read_answers(s, 1)] == [200]
+    for i, p in enumerate(parts):
+        if i:
+            time.sleep(0.25)
+        s.sendall(p)
+    assert [a[0] for a in _read_answers(s, 1)] == [200]
+    time.sleep(1.6)                     # idle: the idle timeout's business
+    s.sendall(req)
+    assert [a[0] for a in _read_answers(s, 1)] == [200]
+    # a body that arrives in time counts the same
+    body = b'{"name": "slow-body"}'
+    post = (b"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: " + gate.token.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    s.sendall(post)
+    for i in range(0, len(body), 7):
+        time.sleep(0.15)
+        s.sendall(body[i:i + 7])
+    (status, _, raw), = _read_answers(s, 1)
+    assert status == 201, raw
+    s.close()
+    # and pipelined requests are each answered
+    s = _exchange(gate.port, [req * 3], 0)
+    assert [a[0] for a in _read_answers(s, 3)] == [200, 200, 200]
+    s.close()
+
+
+def test_a_body_trickled_past_the_deadline_is_cut_and_not_stored(gateway_factory):
+    gate = gateway_factory(extra_args=["--request-timeout-s", "1", "--timeout-s", "30"])
+    body = b'{"name": "never-stored"}'
+    post = (b"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: " + gate.token.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    before = db_state(gate)
+    s = socket.create_connection(("127.0.0.1", gate.port), timeout=5)
+    s.sendall(post)
+    got, closed = b"", False
+    for i in range(len(body)):
+        try:
+            s.sendall(body[i:i + 1])
+        except OSError:
+            closed = True
+            break
+        more, closed = _read_until_closed(s, 0.2)
+        got += more
+        if closed:
+            break
+    s.close()
+    assert closed and got.startswith(b"HTTP/1.1 408 "), got[:80]
+    assert db_state(gate) == before
+
+
+def test_zero_turns_the_deadline_off(gateway_factory):
+    gate = gateway_factory(extra_args=["--request-timeout-s", "0", "--timeout-s", "30"])
+    t = Trickler(gate.port, limit=2.5)
+    t.start()
+    t.join(6)
+    assert t.closed_after is None and t.got == b"", (t.closed_after, t.got[:80])
+
+
+def test_trackers_let_go_of_every_connection(gateway_factory):
+    """Each connection's tracker holds a reference on its bufferevent (so
+    its socket stays open) until evhttp closes the connection: every kind
+    of ending must let go, or sockets pile up until the next sweep."""
+    gate = gateway_factory(extra_args=["--request-timeout-s", "60", "--timeout-s", "1"])
+    base = _server_sockets(gate)
+    port = gate.port
+
+    def raw(data, wait=3.0):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if data:
+            s.sendall(data)
+        got, _ = _read_until_closed(s, wait)
+        s.close()
+        return got
+
+    assert raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert raw(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"POST /v2/images HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n").startswith(b"HTTP/1.1 413")
+    assert raw(b"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]  # the idle timeout ends these
+    for _ in range(20):
+        socket.create_connection(("127.0.0.1", port)).close()
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /heal")
+        time.sleep(0.01)
+        s.close()
+    keep = socket.create_connection(("127.0.0.1", port))
+    for _ in range(50):
+        keep.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert [a[0] for a in _read_answers(keep, 1)] == [200]
+    keep.close()
+    for s in idle:
+        got, closed = _read_until_closed(s, 3.0 * SLOWDOWN)
+        assert closed and got == b""
+        s.close()
+    end = time.monotonic() + 2.0 * SLOWDOWN
+    while _server_sockets(gate) > base and time.monotonic() < end:
+        time.sleep(0.05)
+    assert _server_sockets(gate) == base, "sockets left open: %d" % (_server_sockets(gate) - base)
+
+
+def test_bad_values_are_usage(tmp_path):
+    for v in ("-1", "abc", "3601", ""):
+        p = run_cli("serve", "--db", str(tmp_path / "x.db"), "--request-timeout-s", v, timeout=5)
+        assert p.returncode == 2, (v, p.returncode, p.stderr)
+        assert "request-timeout-s" in p.stderr or "request_timeout_s" in p.stderr, p.stderr
