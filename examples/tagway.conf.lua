@@ -61,10 +61,13 @@ return {
   script_time_ms = 1000,
   script_instructions = 0,
 
-  -- Open connections at once, and seconds a connection may stay idle or
-  -- take to send its request.
+  -- Open connections at once; seconds a connection may stay idle (no
+  -- byte sent or read); seconds a request's headers and body may take to
+  -- arrive, from its first byte (0: no limit; else a client trickling a
+  -- byte now and then would keep its connection for good).
   max_connections = 4096,
   timeout_s = 30,
+  request_timeout_s = 60,
 
   -- Event loops (threads), each with its own Lua state and SQLite
   -- connection, sharing the tag index.  Default: the cores this process

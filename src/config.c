@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <netinet/in.h>
@@ -238,22 +239,23 @@ static void name_the_file(const char *path, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", path, why);
 }
 
-int config_load_file(gw_options *o, char *err, size_t errlen)
+int config_load_text(gw_options *o, const char *text, size_t len, char *err, size_t errlen)
 {
     config_budget budget = {0, util_mono_us() + CONFIG_TIME_MS * 1000LL};
     lua_State *L;
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], chunkname[PATH_MAX + 2];
     const char *slash = strrchr(o->config, '/');
     int rc = -1;
-    if (!o->config[0])
-        return 0;
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->config) : 1, slash ? o->config : ".");
+    snprintf(chunkname, sizeof chunkname, "@%s", o->config);
     if (!(L = lua_newstate(config_alloc, &budget))) {
         snprintf(err, errlen, "%s: out of memory", o->config);
         return -1;
     }
     lua_sethook(L, config_hook, LUA_MASKCOUNT, 1000);
-    if (luaL_loadfilex(L, o->config, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    /* as the scripts load it (lhost's load_chunk): the same bytes pass or
+     * fail both (luaL_loadfile would skip a first line starting '#') */
+    if (luaL_loadbufferx(L, text, len, chunkname, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
         if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "not enough memory"))
             snprintf(err, errlen, "%s", lua_tostring(L, -1));
         else

@@ -10,9 +10,10 @@ void config_defaults(gw_options *o);
 /* Applies one option by name ("listen", "db", ...; '-' or '_').  Paths are
  * taken as given.  0 ok, -1 unknown name or bad value (err says). */
 int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen);
-/* Reads the configuration file o->config (if set) into o; paths in it are
- * relative to its folder.  0 ok, -1 with err, which names the file. */
-int config_load_file(gw_options *o, char *err, size_t errlen);
+/* Applies the configuration file o->config, given its bytes, to o; paths
+ * in it are relative to its folder.  0 ok, -1 with err, which names the
+ * file.  (lhost_load_config reads it through a reload's snapshot.) */
+int config_load_text(gw_options *o, const char *text, size_t len, char *err, size_t errlen);
 /* ADDR:PORT (ADDR may be [v6], PORT 0-65535) split into host and port.
  * 0 ok, -1 not of that form or the host longer than cap. */
 int config_split_listen(const char *listen, char *host, size_t cap, int *port);

@@ -111,23 +111,13 @@ int gw_reload_try(gw *g, char *err, size_t errlen)
     gw_shared *sh = g->shared;
     lhost **built;
     lhost_snap *snap;
+    gw_options scratch;
     uint64_t gen;
     char *tb;
     int n = sh->nworkers;
     if (g->retired) {
         snprintf(err, errlen, "a reload is still settling; try again");
         return GW_RELOAD_BUSY;
-    }
-    /* the configuration file as start and `tagway check` read it: a key
-     * they refuse (a misspelt default_policy) would otherwise be dropped
-     * by the scripts, and the gateway run a set it cannot restart with.
-     * Its C options take effect at a restart; here they are only checked. */
-    if (g->opt.config[0]) {
-        gw_options scratch = g->opt;
-        if (config_load_file(&scratch, err, errlen) != 0) {
-            sh->stats.reloads_failed++;
-            return -1;
-        }
     }
     if (!(built = calloc((size_t)n, sizeof *built))) {
         snprintf(err, errlen, "out of memory");
@@ -144,11 +134,18 @@ int gw_reload_try(gw *g, char *err, size_t errlen)
     gen = atomic_load(&sh->generation) + 1;
     /* every worker's state is built and checked before any is handed
      * out: a reload reaches all workers or none, all built from the
-     * bytes the first build read */
-    if (!(snap = lhost_snap_new())) {
+     * bytes the first build read.  First the configuration file, as
+     * start and `tagway check` read it: a key they refuse (a misspelt
+     * default_policy) would otherwise be dropped by the scripts, and the
+     * gateway run a set it cannot restart with.  Its C options take
+     * effect at a restart; here they are only checked. */
+    scratch = g->opt;
+    if (!(snap = lhost_snap_new()) || lhost_load_config(&scratch, snap, err, errlen) != 0) {
+        if (!snap)
+            snprintf(err, errlen, "out of memory");
+        lhost_snap_free(snap);
         pthread_mutex_unlock(&sh->reload_lock);
         free(built);
-        snprintf(err, errlen, "out of memory");
         sh->stats.reloads_failed++;
         return -1;
     }

@@ -1119,11 +1119,12 @@ static int l_obs_size(lua_State *L)
 }
 
 /* gw.source(path) -> text | nil: the text of a file this generation
- * loaded (for messages that point at a line, e.g. policy examples). */
+ * loaded (for messages that point at a line, e.g. policy examples): while
+ * the generation is built, the bytes it loaded; later, the file now. */
 static int l_source(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    size_t n;
+    size_t n, len;
     const lhost_file *f = lhost_files(host(L), &n);
     for (size_t i = 0; i < n; i++) {
         struct stat st;
@@ -1131,8 +1132,13 @@ static int l_source(lua_State *L)
         char *dst;
         FILE *fp;
         size_t got;
+        const char *loaded;
         if (strcmp(f[i].path, path) != 0)
             continue;
+        if ((loaded = lhost_loaded_text(host(L), path, &len))) {
+            lua_pushlstring(L, loaded, len);
+            return 1;
+        }
         if (stat(path, &st) != 0)
             return fail(L, "cannot read the file");
         /* the buffer is Lua's before the file is opened: no error can

@@ -4,6 +4,7 @@
  * a traceback handler, an instruction/time budget and a memory cap.
  * Uses Lua, lua-cjson, lapi (gw.*), sha256 and libevent's evbuffer. */
 #include "lhost.h"
+#include "config.h"
 #include "lapi.h"
 #include "lpattern.h"
 #include "sha256.h"
@@ -1019,11 +1020,9 @@ fail:
     return -1;
 }
 
-/* A file's bytes (malloc'd, NUL-terminated, as util_read_file): as this
- * reload first read them.  NULL with errno on failure. */
-static char *read_text(lhost *h, const char *path, size_t *len)
+char *lhost_snap_read(lhost_snap *s, const char *path, size_t *len)
 {
-    snap_entry *e = snap_find(h->snap, path, 0);
+    snap_entry *e = snap_find(s, path, 0);
     char *text;
     if (e) {
         if (e->err) {
@@ -1037,9 +1036,9 @@ static char *read_text(lhost *h, const char *path, size_t *len)
         return text;
     }
     text = util_read_file(path, len);
-    if (h->snap) {
+    if (s) {
         int err = text ? 0 : errno;
-        if (snap_put(h->snap, path, 0, err, text, text ? *len + 1 : 0, text ? *len : 0) != 0) {
+        if (snap_put(s, path, 0, err, text, text ? *len + 1 : 0, text ? *len : 0) != 0) {
             free(text);
             errno = ENOMEM;
             return NULL;
@@ -1049,13 +1048,38 @@ static char *read_text(lhost *h, const char *path, size_t *len)
     return text;
 }
 
+int lhost_load_config(gw_options *o, lhost_snap *snap, char *err, size_t errlen)
+{
+    size_t len;
+    char *text;
+    int rc;
+    if (!o->config[0])
+        return 0;
+    if (!(text = lhost_snap_read(snap, o->config, &len))) {
+        snprintf(err, errlen, "%s: %s", o->config, strerror(errno));
+        return -1;
+    }
+    rc = config_load_text(o, text, len, err, errlen);
+    free(text);
+    return rc;
+}
+
+const char *lhost_loaded_text(const lhost *h, const char *path, size_t *len)
+{
+    snap_entry *e = snap_find(h->snap, path, 0);
+    if (!e || e->err)
+        return NULL;
+    *len = e->len;
+    return e->text;
+}
+
 /* Pushes the chunk of a text file [-0, +1]; on failure pushes nothing and
  * fills err with "path:line: what" (or "path: why"). */
 static int load_chunk(lhost *h, const char *path, char *err, size_t errlen)
 {
     char chunkname[PATH_MAX + 2];
     size_t len = 0;
-    char *text = read_text(h, path, &len);
+    char *text = lhost_snap_read(h->snap, path, &len);
     int rc;
     if (!text) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -1191,7 +1215,7 @@ static void free_names(char **names, size_t n)
 static int name_line(lhost *h, const char *path, int is_table)
 {
     size_t len = 0, i = 0;
-    char *text = read_text(h, path, &len);
+    char *text = lhost_snap_read(h->snap, path, &len);
     int line = 1, name_at = 0, return_at = 0;
     if (!text)
         return 1;

@@ -51,6 +51,14 @@ typedef struct lhost_file {
 typedef struct lhost_snap lhost_snap;
 lhost_snap *lhost_snap_new(void);
 void lhost_snap_free(lhost_snap *s);
+/* A file's bytes as the snapshot holds them, read from the disk (and
+ * kept, or that it could not be read) the first time; s NULL: the disk
+ * alone.  malloc'd and NUL-terminated, as util_read_file; NULL with errno. */
+char *lhost_snap_read(lhost_snap *s, const char *path, size_t *len);
+/* The configuration file o->config (if set) applied to o, read through
+ * snap, so the generation built with snap reads the same bytes.  0 ok,
+ * -1 with err naming the file. */
+int lhost_load_config(gw_options *o, lhost_snap *snap, char *err, size_t errlen);
 
 /* Builds a generation from the folders and config in g->opt, reading
  * through snap (NULL: the disk alone).  NULL with err filled
@@ -70,6 +78,10 @@ typedef struct {
     char reason[256];
 } lhost_job_result;
 lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out);
+
+/* While h is being built (lhost_new): the bytes the build read of path,
+ * as the snapshot holds them; NULL otherwise. */
+const char *lhost_loaded_text(const lhost *h, const char *path, size_t *len);
 
 /* The files this generation loaded, with their hashes. */
 const lhost_file *lhost_files(const lhost *h, size_t *n);

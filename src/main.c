@@ -122,15 +122,16 @@ static const char *arg_get(const args *a, const char *name)
     return NULL;
 }
 
-/* Defaults, then the configuration file, then the command line. */
-static int build_options(const args *a, gw_options *o)
+/* Defaults, then the configuration file (read through snap, which the
+ * scripts' build is given too), then the command line. */
+static int build_options(const args *a, gw_options *o, lhost_snap *snap)
 {
     char err[1024];
     const char *config = arg_get(a, "config");
     config_defaults(o);
     if (config && config_set(o, "config", config, err, sizeof err) != 0)
         return usage(err);
-    if (config_load_file(o, err, sizeof err) != 0) {
+    if (lhost_load_config(o, snap, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: configuration %s\n", err);
         return 1;
     }
@@ -313,7 +314,10 @@ static void stop_threads(gw *w, int n)
             pthread_join(w[i].thread, NULL);
 }
 
-static int cmd_serve(int argc, char **argv)
+/* snap: what start reads of the configuration and scripts, from the
+ * configuration file's first read to the last worker's build (the index
+ * is built between the two); freed once every worker has its state. */
+static int serve(int argc, char **argv, lhost_snap **snapp)
 {
     gw_options opt;
     gw_shared shared;
@@ -322,12 +326,12 @@ static int cmd_serve(int argc, char **argv)
     char err[4096];
     int rc, n = 0, claim = -1;
     signals *sigs = NULL;
-    lhost_snap *snap = NULL;
+    lhost_snap *snap = *snapp;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("serve: invalid arguments");
     if (a.help)
         return fputs(serve_help, stdout), 0;
-    if ((rc = build_options(&a, &opt)) != 0)
+    if ((rc = build_options(&a, &opt, snap)) != 0)
         return rc;
     if (!opt.auth && !config_is_loopback(opt.listen))
         return usage("--auth off is allowed only on a loopback address");
@@ -372,13 +376,13 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
-    if (!(g->metrics = metrics_new()) || !(snap = lhost_snap_new()))
+    if (!(g->metrics = metrics_new()))
         goto done;
     for (int i = 0; i < n; i++)
         if (worker_open(&w[i], snap, err, sizeof err) != 0)
             goto done;
     lhost_snap_free(snap);      /* every worker starts on the same bytes */
-    snap = NULL;
+    *snapp = NULL;
     if (!(g->jobs = jobs_new(g))) {
         fprintf(stderr, "tagway: out of memory\n");
         goto done;
@@ -429,7 +433,6 @@ done:
     gw_shared_destroy(&shared);
     free(w);
     store_unclaim(claim); /* every connection to the file is closed */
-    lhost_snap_free(snap);
     signals_free(sigs);   /* last: the deadline covered everything above */
     return rc;
 }
@@ -486,6 +489,19 @@ static int cred_revoke(store *s, const args *a)
     return 0;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+    lhost_snap *snap = lhost_snap_new();
+    int rc;
+    if (!snap) {
+        fprintf(stderr, "tagway: out of memory\n");
+        return 1;
+    }
+    rc = serve(argc, argv, &snap);
+    lhost_snap_free(snap);
+    return rc;
+}
+
 static int cmd_credentials(int argc, char **argv)
 {
     args a;
@@ -527,14 +543,23 @@ static int cmd_check(int argc, char **argv)
     char err[4096];
     size_t n;
     const lhost_file *files;
+    lhost_snap *snap;
     int rc;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
         return usage("check: invalid arguments");
     if (a.help)
         return fputs(check_help, stdout), 0;
-    if ((rc = build_options(&a, &g.opt)) != 0)
+    if (!(snap = lhost_snap_new())) {
+        fprintf(stderr, "tagway check: out of memory\n");
+        return 1;
+    }
+    if ((rc = build_options(&a, &g.opt, snap)) != 0) {
+        lhost_snap_free(snap);
         return rc;
-    if (!(g.lua = lhost_new(&g, 1, NULL, err, sizeof err))) {
+    }
+    g.lua = lhost_new(&g, 1, snap, err, sizeof err);
+    lhost_snap_free(snap);
+    if (!g.lua) {
         char *tb = strstr(err, "\nstack traceback:");
         if (tb)
             *tb = '\0';        /* file:line: what is the answer; the rest is noise */

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -647,6 +648,91 @@ def test_reload_refuses_a_config_key_start_would_refuse(fresh):
     with open(fresh.config, "w") as f:
         f.write(good)
     assert fresh.reload()[0] == 200
+
+
+def test_a_reload_builds_from_the_configuration_bytes_it_checked(fresh):
+    """The reload's check of the configuration read the file apart from the
+    build, which read it again after loading the scripts: an edit landing
+    between the two went live unchecked (here a binding, together with a
+    misspelt key the check refuses).  Now both read one snapshot: the
+    reload runs the bytes it checked, and the next one sees the edit."""
+    main = os.path.join(fresh.root, "lua", "main.lua")
+    with open(main, encoding="utf-8") as f:
+        text = f.read()
+    with open(main, "w", encoding="utf-8") as f:    # a window before the build reads the config
+        f.write("local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n" + text)
+    before = fresh.status()["policies"]
+    assert before.get(P_OTHER) != "tms"
+    edited = config_text({P_TMS: "tms", P_AWS: "aws", P_T: "tpol", P_OTHER: "tms"})
+    edited = edited.replace("return {", "return {\n  defualt_policy = \"ims\",", 1)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=fresh.reload()))
+    t.start()
+    time.sleep(0.3)
+    with open(fresh.config, "w") as f:
+        f.write(edited)
+    t.join(30)
+    assert result["r"][0] == 200, result
+    assert fresh.status()["policies"] == before
+    assert_reload_fails(fresh, "unknown option 'defualt_policy'")
+    assert fresh.status()["policies"] == before
+
+
+def test_start_builds_from_the_configuration_bytes_it_read():
+    """The same at start: the options were read from the file, then the
+    index was built (seconds at 10^6 images), then the scripts read the file
+    again; an edit between ran scripts on a configuration start refuses."""
+    path = make_root()
+    main = os.path.join(path, "lua", "main.lua")
+    with open(main, encoding="utf-8") as f:
+        text = f.read()
+    with open(main, "w", encoding="utf-8") as f:
+        f.write("local t0 = os.clock() while os.clock() - t0 < 0.8 do end\n" + text)
+    server = Server(path, auth="off")
+    edited = config_text({P_TMS: "tms", P_AWS: "aws", P_T: "tpol", P_OTHER: "tms"})
+    edited = edited.replace("return {", "return {\n  defualt_policy = \"ims\",", 1)
+
+    def edit():
+        time.sleep(0.3)
+        with open(server.config, "w") as f:
+            f.write(edited)
+    t = threading.Thread(target=edit)
+    try:
+        t.start()
+        server.start()
+        t.join()
+        assert server.status()["policies"].get(P_OTHER) is None
+        assert_reload_fails(server, "unknown option 'defualt_policy'")
+    finally:
+        t.join()
+        server.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_policy_error_names_the_line_of_the_bytes_loaded(fresh):
+    """gw.source, which finds the line of a policy error, read the file as
+    it was on disk when the error was reported, not as loaded: an edit
+    meanwhile shifted the line named.  During a build it now answers from
+    the build's snapshot."""
+    from test_workers import slow_policy
+    with open(os.path.join(fresh.policies, "ims.lua"), encoding="utf-8") as f:
+        ims = f.read()
+    bad = ims.replace('name = "ims"', 'name = "aa_bad"', 1).replace("max_tags = 10", 'max_tags = "ten"', 1)
+    line = bad.split("\n").index('  max_tags = "ten",') + 1
+    bad_path = os.path.join(fresh.policies, "aa_bad.lua")
+    with open(bad_path, "w", encoding="utf-8") as f:
+        f.write(bad)
+    slow_policy(fresh, "zz_slow", 0.8)        # loaded after aa_bad, before the error is found
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=fresh.reload()))
+    t.start()
+    time.sleep(0.3)
+    with open(bad_path, "w", encoding="utf-8") as f:
+        f.write("\n" * 5 + bad)
+    t.join(30)
+    status, data = result["r"]
+    assert status == 422, result
+    assert "aa_bad.lua:%d: max_tags" % line in data["error"]["message"], data
 
 
 def test_a_runaway_configuration_fails_the_reload_in_bounded_time(fresh):
