@@ -15,7 +15,8 @@
  *   never freed under the tracker, nor its socket number reused.
  * evhttp's own free of a bufferevent clears its callbacks: a tracker that
  * finds them cleared lets go, which a sweep also checks now and then, in
- * case some path of evhttp ends a connection without its close callback.
+ * case some path of evhttp ends a connection without its close callback
+ * (a review of libevent 2.1.12 found none).
  * Uses libevent, util. */
 #include "deadline.h"
 #include "util.h"
@@ -57,9 +58,26 @@ struct deadlines {
     uint64_t nexpired;
 };
 
+/* Whether evhttp still has the connection: its free of the bufferevent
+ * clears every callback (the memory stays while the tracker's reference
+ * does).  The event callback it is: evhttp clears the read callback
+ * itself while it writes an answer (a review caught trackers let go of
+ * live connections, then released again by their close).  The callback
+ * argument is evhttp's connection. */
+static struct evhttp_connection *conn_of(const tracker *t)
+{
+    bufferevent_event_cb eventcb = NULL;
+    void *arg = NULL;
+    bufferevent_getcb(t->bev, NULL, NULL, &eventcb, &arg);
+    return eventcb ? arg : NULL;
+}
+
 static void release(tracker *t)
 {
     deadlines *d = t->d;
+    struct evhttp_connection *conn = t->adopted ? conn_of(t) : NULL;
+    if (conn)                       /* its close must never reach a freed tracker */
+        evhttp_connection_set_closecb(conn, NULL, NULL);
     if (t->fresh)
         for (tracker **p = &d->fresh; *p; p = &(*p)->next_fresh)
             if (*p == t) {
@@ -81,15 +99,15 @@ static void release(tracker *t)
     free(t);
 }
 
-/* Whether evhttp still has the connection: its free of the bufferevent
- * clears the callbacks (the memory stays while the tracker's reference
- * does).  The callback argument is evhttp's connection. */
-static struct evhttp_connection *conn_of(const tracker *t)
+/* evhttp writes an answer with no read callback (evhttp_write_buffer),
+ * reading on only to see the peer close: bytes it reads then are the
+ * next request's, and its clock starts when they are taken in, not while
+ * the client is slow to read this answer. */
+static int writing(const tracker *t)
 {
     bufferevent_data_cb readcb = NULL;
-    void *arg = NULL;
-    bufferevent_getcb(t->bev, &readcb, NULL, NULL, &arg);
-    return readcb ? arg : NULL;
+    bufferevent_getcb(t->bev, &readcb, NULL, NULL, NULL);
+    return readcb == NULL;
 }
 
 static int fd_slot(deadlines *d, evutil_socket_t fd)
@@ -154,7 +172,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 {
     tracker *t = arg;
     (void)buf;
-    if (info->n_added == 0 || t->armed || adopt(t) != 0 || t->fd < 0)
+    if (info->n_added == 0 || t->armed || adopt(t) != 0 || t->fd < 0 || writing(t))
         return;
     t->first_byte_us = util_mono_us();
     t->armed = 1;

@@ -261,3 +261,53 @@ def test_bad_values_are_usage(tmp_path):
         p = run_cli("serve", "--db", str(tmp_path / "x.db"), "--request-timeout-s", v, timeout=5)
         assert p.returncode == 2, (v, p.returncode, p.stderr)
         assert "request-timeout-s" in p.stderr or "request_timeout_s" in p.stderr, p.stderr
+
+
+def _noread_pipeline(port, seconds):
+    """Pipelines GETs for `seconds` without reading an answer; -> (socket,
+    bytes the kernel took)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 200
+    sent, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            sent += s.send(req)
+        except BlockingIOError:
+            time.sleep(0.01)
+    return s, sent
+
+
+def test_a_client_that_stops_reading_neither_crashes_nor_floods_the_gateway(gateway_factory):
+    """helper-39's review: evhttp writes an answer with no read callback, which
+    the tracker took for "evhttp has freed it" and let go of a live
+    connection; that connection's close then released the freed tracker
+    again (an assertion abort in libevent, or a use-after-free) when the
+    client went, or at SIGTERM.  And evhttp read on while writing: a
+    client pipelining without reading pushed 414 MB into the gateway in a
+    second; now it reads 64 KiB ahead and the kernel pushes back."""
+    gate = gateway_factory(extra_args=["--request-timeout-s", "1", "--timeout-s", "30",
+                                       "--workers", "1"])
+    base = _server_sockets(gate)
+    s, sent = _noread_pipeline(gate.port, 1.0)
+    assert sent < 32 << 20, "the gateway took %d bytes from a client that reads nothing" % sent
+    time.sleep(2.5)                     # past the deadline timer and a sweep
+    # evhttp is writing answers the client does not take: bytes it read
+    # meanwhile start no request's clock (the idle timeout covers a reader)
+    assert _server_sockets(gate) == base + 1
+    held = socket.socket()              # and one held at SIGTERM
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    held.connect(("127.0.0.1", gate.port))
+    held.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()                           # a reset, answers unread
+    time.sleep(0.3)
+    assert gate.running()
+    st, _, js, _ = gate.request("GET", "/healthz", token=None, timeout=5)
+    assert st == 200 and js == {"status": "ok"}
+    time.sleep(1.5)                     # another sweep with `held` mid-answer
+    assert _server_sockets(gate) == base + 1
+    gate.stop()                         # exit status 0 asserted there
+    held.close()
