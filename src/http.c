@@ -37,7 +37,7 @@
 #define JSON_TYPE "application/json;charset=UTF-8"
 #define DRAIN_MS 500
 #define LOG_FLUSH_BYTES 65536
-#define INPUT_HIGH_WATER (64 * 1024)   /* unparsed bytes read ahead, per connection */
+#define WRITING_READ_AHEAD (64 * 1024) /* bytes read on while an answer is written */
 
 typedef struct reply reply;
 
@@ -212,15 +212,30 @@ static void reply_free(reply *rp)
     free(rp);
 }
 
-/* evhttp's hook once an answer is written to the socket: what the peer
- * sent after the request is dropped (evhttp has read it already and would
- * run it next: a pipelined write done behind an answer that said the
- * connection closes), no more is read or sent, and evhttp then sees the
- * end and frees the connection. */
-static void shut_after_answer(struct evhttp_request *ev, void *arg)
+static struct bufferevent *bev_of(struct evhttp_request *ev)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(ev);
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    return conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+}
+
+/* evhttp's hook once an answer is written to the socket: reading is
+ * unbounded again (send_reply bounded it). */
+static void answer_written(struct evhttp_request *ev, void *arg)
+{
+    struct bufferevent *bev = bev_of(ev);
+    (void)arg;
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+}
+
+/* The same for a CONNECT, whose connection then ends: what the peer sent
+ * after the request is dropped (evhttp has read it already and would run
+ * it next: a pipelined write done behind an answer that said the
+ * connection closes), no more is read or sent, and evhttp then sees the
+ * end and frees the connection. */
+static void answer_written_shut(struct evhttp_request *ev, void *arg)
+{
+    struct bufferevent *bev = bev_of(ev);
     (void)arg;
     if (!bev)
         return;
@@ -242,6 +257,7 @@ static int announces_body(struct evhttp_request *ev)
 static void send_reply(gw *g, reply *rp)
 {
     struct evkeyvalq *out_headers = evhttp_request_get_output_headers(rp->ev);
+    struct bufferevent *bev;
     size_t bytes = evbuffer_get_length(rp->resp.body);
     evhttp_add_header(out_headers, "X-Request-Id", rp->id);
     if (rp->resp.retry_after_s > 0) {
@@ -271,8 +287,16 @@ static void send_reply(gw *g, reply *rp)
     if (cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
         ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)))
         evhttp_add_header(out_headers, "Connection", "close");
-    if (cmd == EVHTTP_REQ_CONNECT)
-        evhttp_request_set_on_complete_cb(rp->ev, shut_after_answer, NULL);
+    /* evhttp reads on while it writes (to see the peer close) and kept
+     * all a client pipelined without reading: one took 414 MB in a
+     * second.  While this answer is written at most this much more is
+     * read; the kernel's buffers then push back on the client.  Not for
+     * the whole connection: evhttp keeps a body in the bufferevent until
+     * all of it has come, so a bound there would stall any body above it. */
+    if ((bev = bev_of(rp->ev)))
+        bufferevent_setwatermark(bev, EV_READ, 0, WRITING_READ_AHEAD);
+    evhttp_request_set_on_complete_cb(rp->ev, cmd == EVHTTP_REQ_CONNECT ? answer_written_shut
+                                                                       : answer_written, NULL);
     evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
     access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
@@ -583,13 +607,6 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
         return NULL;
-    /* evhttp goes on reading while it writes an answer (to see the peer
-     * close), and buffered all a client pipelined without reading: one
-     * took 465 MB in a second.  Past this much unparsed input the socket
-     * is left unread (the kernel's buffers then push back on the client);
-     * evhttp takes headers (16 KiB at most) and moves a body out as it
-     * arrives, so a request never waits on it. */
-    bufferevent_setwatermark(bev, EV_READ, 0, INPUT_HIGH_WATER);
     /* out of memory to track it, the connection runs with the idle
      * timeout only (evhttp would make a bufferevent of its own anyway) */
     if (st->deadlines)

@@ -311,3 +311,20 @@ def test_a_client_that_stops_reading_neither_crashes_nor_floods_the_gateway(gate
     assert _server_sockets(gate) == base + 1
     gate.stop()                         # exit status 0 asserted there
     held.close()
+
+
+def test_a_large_body_pipelined_behind_an_answer_is_read_whole(gateway_factory):
+    """While an answer is written the gateway reads at most 64 KiB ahead;
+    once it is written reading is unbounded again, as evhttp keeps a body
+    in the connection's buffer until all of it has come (bounding the
+    whole connection stalled every body over the bound)."""
+    gate = gateway_factory(extra_args=["--workers", "1"])
+    body = json.dumps({"name": "big-behind", "junk": "a" * 900000}).encode()
+    post = (b"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: " + gate.token.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    s = socket.create_connection(("127.0.0.1", gate.port), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 50 + post + body)
+    answers = _read_answers(s, 51, limit=10.0)
+    s.close()
+    assert [a[0] for a in answers] == [200] * 50 + [201], [a[0] for a in answers]
+    assert json.loads(answers[-1][2])["name"] == "big-behind"
