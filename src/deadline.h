@@ -20,7 +20,7 @@ typedef struct deadlines deadlines;
 /* A request's deadline passed: fd is its connection, waited_us the time
  * since the request's first byte.  can_answer is 1 when nothing of an
  * earlier answer is still queued, so bytes written to fd now are the
- * next the client reads.  The connection is shut when this returns. */
+ * next the client reads.  The connection is closed when this returns. */
 typedef void (*deadline_expired_fn)(void *ud, evutil_socket_t fd, int64_t waited_us,
                                     int can_answer);
 

@@ -617,7 +617,7 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 /* A request not read whole within --request-timeout-s: answered 408 when
  * nothing of an earlier answer is still queued (written straight to the
  * socket: evhttp has no request to answer through), logged and counted
- * like any answer; the deadline module then shuts the connection. */
+ * like any answer; the deadline module then closes the connection. */
 static void on_deadline(void *ud, evutil_socket_t fd, int64_t waited_us, int can_answer)
 {
     http_state *st = ud;

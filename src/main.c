@@ -44,7 +44,7 @@ static const char serve_help[] =
     "  --script-time-ms MS       time budget of one request's scripts, default 1000\n"
     "  --script-instructions N   also count VM instructions per request (costs ~12%), default 0 = off\n"
     "  --script-memory-mb MB     memory cap of a script generation, default 64\n"
-    "  --timeout-s S             idle/slow-client timeout, default 30\n"
+    "  --timeout-s S             idle timeout (nothing sent or read), default 30\n"
     "  --request-timeout-s S     a request's headers and body must arrive within S\n"
     "                            of its first byte, default 60 (0: no limit)\n"
     "  --max-connections N       client connections held at once, default 4096\n"

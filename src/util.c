@@ -3,11 +3,14 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t util_now_ms(void)
 {
@@ -77,26 +80,44 @@ int util_uuid(char out[37])
 
 char *util_read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
     char *buf = NULL;
-    long size;
-    if (!f)
+    size_t got = 0;
+    int err;
+    if (fd < 0)
         return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+    if (fstat(fd, &st) != 0)
         goto fail;
-    buf = malloc((size_t)size + 1);
-    if (!buf)
+    if (!S_ISREG(st.st_mode)) {     /* a folder "has" a size too: no "out of memory" */
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         goto fail;
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size)
+    }
+    if (!(buf = malloc((size_t)st.st_size + 1))) {
+        errno = ENOMEM;
         goto fail;
-    buf[size] = '\0';
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EAGAIN;     /* cut short while being read: "try again" */
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
     if (len)
-        *len = (size_t)size;
-    fclose(f);
+        *len = got;
+    close(fd);
     return buf;
 fail:
+    err = errno;
     free(buf);
-    fclose(f);
+    close(fd);
+    errno = err;
     return NULL;
 }
 

@@ -16,8 +16,9 @@ int util_random(void *buf, size_t n);
 int util_random_hex(char *out, size_t nbytes);
 /* A random (version 4) UUID, lowercase, 36 characters plus NUL. */
 int util_uuid(char out[37]);
-/* Reads a whole file into a malloc'd buffer (NUL-terminated); NULL on error
- * with errno set. */
+/* Reads a whole regular file into a malloc'd buffer (NUL-terminated); NULL
+ * on error with errno set (EISDIR for a folder, EAGAIN for a file cut
+ * short while it was read). */
 char *util_read_file(const char *path, size_t *len);
 /* Copies at most cap-1 bytes and terminates; returns 0, or -1 if truncated
  * (then cut before a UTF-8 sequence the bytes would split). */

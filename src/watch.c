@@ -1,8 +1,10 @@
 /* watch: inotify on the script folders (and their subfolders), the policy
  * folder and the configuration file's folder.  Events are read by the
  * event loop; 150 ms after the last one, gw_reload runs and its outcome is
- * logged.  Uses libevent, inotify(7), util. */
+ * logged.  Uses libevent, inotify(7), lhost, sha256, util. */
 #include "watch.h"
+#include "lhost.h"
+#include "sha256.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -80,8 +82,28 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w->debounce, &tv);
 }
 
+/* Whether a file the serving generation loaded differs on disk now: an
+ * edit made while start built the workers' states (after the build read
+ * the file, before the watch began) raised no event. */
+static int loaded_files_changed(gw *g)
+{
+    size_t n, len;
+    const lhost_file *f = lhost_files(g->lua, &n);
+    for (size_t i = 0; i < n; i++) {
+        char hex[65], *text = util_read_file(f[i].path, &len);
+        if (!text)
+            return 1;
+        sha256_hex(text, len, hex);
+        free(text);
+        if (strcmp(hex, f[i].sha256) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 watch *watch_start(gw *g, char *err, size_t errlen)
 {
+    struct timeval tv = {0, DEBOUNCE_MS * 1000};
     watch *w = calloc(1, sizeof *w);
     char dir[PATH_MAX];
     const char *slash = strrchr(g->opt.config, '/');
@@ -106,6 +128,8 @@ watch *watch_start(gw *g, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (loaded_files_changed(g))
+        evtimer_add(w->debounce, &tv);
     return w;
 fail:
     watch_free(w);

@@ -328,3 +328,37 @@ def test_a_large_body_pipelined_behind_an_answer_is_read_whole(gateway_factory):
     s.close()
     assert [a[0] for a in answers] == [200] * 50 + [201], [a[0] for a in answers]
     assert json.loads(answers[-1][2])["name"] == "big-behind"
+
+
+def test_bytes_that_come_after_the_408_run_nothing(gateway_factory):
+    """helper-40's review: the deadline shut the socket, but a shut socket
+    still yields what the kernel holds, and evhttp completed the request
+    from those bytes after its 408 and ran it (images stored behind a 408).
+    Here the gateway is stopped while the rest of a 60 KB body arrives, so
+    on waking it reads one 16 KiB chunk, the deadline passes in the same
+    loop pass, and the rest waits in the kernel.  The body is spaces first
+    and the client sends spaces after it, so what the old code dropped
+    from its buffer at the 408 still left a whole JSON body to run."""
+    import signal
+    gate = gateway_factory(extra_args=["--request-timeout-s", "1", "--timeout-s", "30",
+                                       "--workers", "1"])
+    body = b" " * 60000 + b'{"name": "late-big"}'
+    head = (b"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: " + gate.token.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    s = socket.create_connection(("127.0.0.1", gate.port), timeout=5)
+    s.sendall(head + body[:2])
+    time.sleep(0.7)
+    os.kill(gate.proc.pid, signal.SIGSTOP)
+    try:
+        s.sendall(body[2:] + b" " * 40000)
+        time.sleep(0.6)
+    finally:
+        os.kill(gate.proc.pid, signal.SIGCONT)
+    got, closed = _read_until_closed(s, 3.0)
+    s.close()
+    assert closed
+    assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got[:200]
+    st, _, js, _ = gate.request("POST", "/v2/%s/images/resource_instances/action" % gate.project,
+                                {"action": "count", "matches": [{"key": "resource_name",
+                                                                 "value": "late-big"}]})
+    assert st == 200 and js["total_count"] == 0, (js, got[:200])

@@ -85,3 +85,38 @@ def test_a_change_during_another_workers_reload_is_loaded_after_it(gateway_facto
             assert st == 400 and js["error"]["code"] == "IMG.0116", (w, limit, js)
             cc.close()
         c.close()
+
+
+def test_an_edit_made_while_start_builds_is_loaded(tmp_path):
+    """The watch begins once every worker's state is built: an edit landing
+    after the first build read the file (the others build from its
+    snapshot) raised no event, and the gateway ran the old rules until
+    some other change.  When it begins, the watch now compares the files
+    the generation loaded with the disk, and reloads if one differs."""
+    import threading
+    from conftest import Gateway
+    from test_workers import slow_policy
+    g = Gateway(str(tmp_path / "gw"), extra_args=["--watch", "on", "--workers", "2"])
+    slow_policy(g, "zz_slow", 0.8)        # read after ims.lua, in each worker's build
+    path = g.policies + "/ims.lua"
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    edited, n = re.subn(r"max_tags = 10,", "max_tags = 1,", src)
+    assert n == 1
+
+    def edit():
+        time.sleep(0.9)                   # ims.lua read, the second build running
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(edited)
+    t = threading.Thread(target=edit)
+    t.start()
+    try:
+        g.start()
+        t.join()
+        assert wait_generation(g, 2), "the edit made during start was never loaded"
+        image = g.create_image()
+        st, _, js, _ = g.batch(image, "create", [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])
+        assert st == 400 and js["error"]["code"] == "IMG.0116", js
+    finally:
+        t.join()
+        g.kill9()

@@ -1,15 +1,20 @@
 /* test_util: util_utf8_valid against Lua 5.4's own utf8.len (strict), the
  * rule the scripts apply to request bodies: every 1- and 2-byte string,
  * 3- and 4-byte strings over every lead byte with continuation bytes at
- * the edges of their ranges, and random strings.  Uses src/util.c, Lua and
- * the unit.h harness. */
+ * the edges of their ranges, and random strings; util_copy's cuts;
+ * util_read_file's errors.  Uses src/util.c, Lua and the unit.h harness. */
 #include "util.h"
 #include "unit.h"
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static lua_State *L;
 
@@ -100,6 +105,37 @@ static void test_copy(void)
     CHECK(util_copy(out, sizeof out, "ab\x80\x80\x80\x80\x80\x80\x80") == -1 && strlen(out) == 4);
 }
 
+/* util_read_file: the bytes of a regular file, and for anything else an
+ * errno that says what it is (a folder's ftell size once made it "out of
+ * memory"). */
+static void test_read_file(void)
+{
+    char dir[] = "/tmp/tagway-util-XXXXXX", path[64];
+    size_t len = 99;
+    char *text;
+    FILE *f;
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/f", dir);
+    CHECK((f = fopen(path, "wb")) != NULL);
+    fwrite("ab\0cd", 1, 5, f);
+    fclose(f);
+    CHECK((text = util_read_file(path, &len)) != NULL && len == 5 && memcmp(text, "ab\0cd", 6) == 0);
+    free(text);
+    errno = 0;
+    CHECK(util_read_file(dir, &len) == NULL && errno == EISDIR);
+    errno = 0;
+    CHECK(util_read_file("/dev/null", &len) == NULL && errno == EINVAL);
+    unlink(path);
+    errno = 0;
+    CHECK(util_read_file(path, &len) == NULL && errno == ENOENT);
+    f = fopen(path, "wb");
+    fclose(f);
+    CHECK((text = util_read_file(path, &len)) != NULL && len == 0 && text[0] == '\0');
+    free(text);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     if (!(L = luaL_newstate()))
@@ -107,6 +143,7 @@ int main(void)
     luaL_openlibs(L);
     test_utf8();
     test_copy();
+    test_read_file();
     lua_close(L);
     return unit_done("test_util");
 }
