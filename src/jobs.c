@@ -36,7 +36,7 @@ struct jobs {
     size_t nprogress, cap;
     int armed;
     _Atomic int kicked;
-    _Atomic int64_t kicked_us;  /* when another worker last kicked */
+    _Atomic int64_t kicked_us;  /* when a job was last submitted (any worker) */
 };
 
 static job_progress *progress_of(jobs *j, const char *id)
@@ -151,8 +151,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             active += step(j, b.ids[i]);
     j->g->in_request = 0;
     store_release(j->g->store);
-    /* another worker's kick comes before its commit group is durable, so
-     * its job may not be visible yet: keep looking for a while */
+    /* a kick comes before its commit group is durable, so its job may
+     * not be visible yet: keep looking for a while (jobs_kick) */
     if (active || b.n == BATCH || util_mono_us() - atomic_load(&j->kicked_us) < KICK_LINGER_US)
         arm(j);
 }
@@ -192,11 +192,15 @@ void jobs_kick(jobs *j)
 {
     if (!j)
         return;
+    /* a kick comes before the job's commit group is committed: the runner
+     * keeps looking for a while, also after a kick from its own loop (a
+     * first tick that ran before a delayed commit found nothing, and the
+     * job stayed INIT until the next kick: an ASan run saw it) */
+    atomic_store(&j->kicked_us, util_mono_us());
     if (pthread_equal(pthread_self(), j->g->thread)) {
         arm(j);
         return;
     }
-    atomic_store(&j->kicked_us, util_mono_us());
     atomic_store(&j->kicked, 1);        /* seen within a tick */
 }
 
