@@ -54,8 +54,7 @@ struct deadlines {
     tracker *all, *fresh;
     struct event *adopt_ev, *sweep_ev;
     tracker **by_fd;
-    size_t nfd, ntracked;
-    uint64_t nexpired;
+    size_t nfd;
 };
 
 /* Whether evhttp still has the connection: its free of the bufferevent
@@ -92,7 +91,6 @@ static void release(tracker *t)
         d->all = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    d->ntracked--;
     event_free(t->timer);
     evbuffer_remove_cb_entry(bufferevent_get_input(t->bev), t->watch);
     bufferevent_decref(t->bev);     /* evhttp's free may have been the other */
@@ -205,7 +203,6 @@ static void on_timer(evutil_socket_t sock, short what, void *arg)
         return;
     }
     t->armed = 0;
-    d->nexpired++;
     d->expired(d->ud, fd, now - t->first_byte_us,
                evbuffer_get_length(bufferevent_get_output(t->bev)) == 0);
     /* The connection ends here.  A shut socket still yields what the
@@ -298,7 +295,6 @@ int deadlines_track(deadlines *d, struct bufferevent *bev)
     t->next_fresh = d->fresh;
     t->fresh = 1;
     d->fresh = t;
-    d->ntracked++;
     event_active(d->adopt_ev, EV_TIMEOUT, 0);
     return 0;
 }
@@ -310,6 +306,3 @@ void deadlines_request_read(deadlines *d, struct bufferevent *bev)
     if (t && t->bev == bev)
         t->armed = 0;
 }
-
-size_t deadlines_tracked(const deadlines *d) { return d->ntracked; }
-uint64_t deadlines_expired(const deadlines *d) { return d->nexpired; }

@@ -8,7 +8,6 @@
  * covers those.  One per worker; uses libevent only. */
 #ifndef TAGWAY_DEADLINE_H
 #define TAGWAY_DEADLINE_H
-#include <stddef.h>
 #include <stdint.h>
 #include <event2/util.h>
 
@@ -35,9 +34,5 @@ void deadlines_free(deadlines *d);
 int deadlines_track(deadlines *d, struct bufferevent *bev);
 /* The request on bev has been read whole (evhttp's request callback). */
 void deadlines_request_read(deadlines *d, struct bufferevent *bev);
-
-/* Connections tracked now, and requests whose deadline passed. */
-size_t deadlines_tracked(const deadlines *d);
-uint64_t deadlines_expired(const deadlines *d);
 
 #endif
