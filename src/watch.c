@@ -82,13 +82,27 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w->debounce, &tv);
 }
 
-/* Whether a file the serving generation loaded differs on disk now: an
+static int was_loaded(const lhost_file *f, size_t n, const char *path)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(f[i].path, path) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether what the serving generation loaded differs on disk now: an
  * edit made while start built the workers' states (after the build read
- * the file, before the watch began) raised no event. */
+ * the file, before the watch began) raised no event.  Every file it
+ * loaded, and the policy folder, all of whose *.lua files it loads (one
+ * added meanwhile is missing from the generation). */
 static int loaded_files_changed(gw *g)
 {
-    size_t n, len;
+    size_t n, len, nl;
     const lhost_file *f = lhost_files(g->lua, &n);
+    DIR *d;
+    struct dirent *e;
+    char path[PATH_MAX];
+    int changed = 0;
     for (size_t i = 0; i < n; i++) {
         char hex[65], *text = util_read_file(f[i].path, &len);
         if (!text)
@@ -98,7 +112,16 @@ static int loaded_files_changed(gw *g)
         if (strcmp(hex, f[i].sha256) != 0)
             return 1;
     }
-    return 0;
+    if (!(d = opendir(g->opt.policies)))
+        return 1;
+    while (!changed && (e = readdir(d))) {
+        nl = strlen(e->d_name);
+        if (nl > 4 && strcmp(e->d_name + nl - 4, ".lua") == 0 && e->d_name[0] != '.' &&
+            snprintf(path, sizeof path, "%s/%s", g->opt.policies, e->d_name) < (int)sizeof path)
+            changed = !was_loaded(f, n, path);
+    }
+    closedir(d);
+    return changed;
 }
 
 watch *watch_start(gw *g, char *err, size_t errlen)

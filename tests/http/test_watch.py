@@ -120,3 +120,33 @@ def test_an_edit_made_while_start_builds_is_loaded(tmp_path):
     finally:
         t.join()
         g.kill9()
+
+
+def test_a_policy_added_while_start_builds_is_loaded(tmp_path):
+    """The same for a file added to the policy folder (every *.lua there is
+    loaded): it is not among the files the generation loaded, so the watch
+    also compares the folder's listing with them when it begins."""
+    import shutil
+    import threading
+    from conftest import Gateway
+    from test_workers import slow_policy
+    g = Gateway(str(tmp_path / "gw"), extra_args=["--watch", "on", "--workers", "2"])
+    slow_policy(g, "zz_slow", 0.8)
+    with open(g.policies + "/tms.lua", encoding="utf-8") as f:
+        added = f.read().replace('name = "tms"', 'name = "added"', 1)
+
+    def add():
+        time.sleep(0.9)
+        with open(g.policies + "/.added.tmp", "w", encoding="utf-8") as f:
+            f.write(added)
+        shutil.move(g.policies + "/.added.tmp", g.policies + "/added.lua")
+    t = threading.Thread(target=add)
+    t.start()
+    try:
+        g.start()
+        t.join()
+        assert wait_generation(g, 2), "the policy added during start was never loaded"
+        assert any(f["path"].endswith("/added.lua") for f in g.status()["files"]), g.status()["files"]
+    finally:
+        t.join()
+        g.kill9()
