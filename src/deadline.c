@@ -186,7 +186,7 @@ static void on_timer(evutil_socket_t sock, short what, void *arg)
     tracker *t = arg;
     deadlines *d = t->d;
     struct evhttp_connection *conn;
-    struct evbuffer *in;
+    char sink[4096];
     evutil_socket_t fd = bufferevent_getfd(t->bev);
     int64_t now = util_mono_us(), left = d->seconds * INT64_C(1000000) - (now - t->first_byte_us);
     (void)sock, (void)what;
@@ -208,21 +208,14 @@ static void on_timer(evutil_socket_t sock, short what, void *arg)
     /* The connection ends here.  A shut socket still yields what the
      * kernel holds of it, from which evhttp completed the request after
      * its 408 and ran it (a review stored images that way).  The clock
-     * runs only while evhttp reads a request it has handed to no one, so
-     * freeing the connection drops nobody's request; its close callback
-     * releases t. */
-    if (!writing(t)) {
-        char sink[4096];
-        /* what the kernel holds unread would make the close a reset, which
-         * may cost the client the 408 it has not read yet */
-        for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
-            ;
-        evhttp_connection_free(conn);
-        return;
-    }
-    in = bufferevent_get_input(t->bev);     /* not reached: a clock never runs while writing */
-    evbuffer_drain(in, evbuffer_get_length(in));
-    shutdown(fd, SHUT_RDWR);
+     * runs only while evhttp reads a request it has handed to no one
+     * (on_input starts none while it writes), so freeing the connection
+     * drops nobody's request; its close callback releases t.  What the
+     * kernel holds unread is taken first: it would make the close a
+     * reset, which may cost the client the 408 it has not read yet. */
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+    evhttp_connection_free(conn);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)

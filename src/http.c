@@ -345,8 +345,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     lhost_request r = {0};
     lhost_rc rc;
     if (st->deadlines)
-        deadlines_request_read(st->deadlines,
-                               evhttp_connection_get_bufferevent(evhttp_request_get_connection(ev)));
+        deadlines_request_read(st->deadlines, bev_of(ev));
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
         evhttp_send_error(ev, 500, NULL);
         if (rp)

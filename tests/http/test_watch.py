@@ -87,38 +87,48 @@ def test_a_change_during_another_workers_reload_is_loaded_after_it(gateway_facto
         c.close()
 
 
+def start_while(tmp_path, change):
+    """A --watch gateway of 2 workers whose start runs `change()` after the
+    first build has read the policy folder, while the second builds (a slow
+    policy sorted last takes 0.8 s in each).  Returns the started gateway."""
+    import threading
+    from conftest import Gateway
+    from test_workers import slow_policy
+    g = Gateway(str(tmp_path / "gw"), extra_args=["--watch", "on", "--workers", "2"])
+    slow_policy(g, "zz_slow", 0.8)
+
+    def later():
+        time.sleep(0.9)
+        change(g)
+    t = threading.Thread(target=later)
+    t.start()
+    try:
+        g.start()
+    finally:
+        t.join()
+    return g
+
+
 def test_an_edit_made_while_start_builds_is_loaded(tmp_path):
     """The watch begins once every worker's state is built: an edit landing
     after the first build read the file (the others build from its
     snapshot) raised no event, and the gateway ran the old rules until
     some other change.  When it begins, the watch now compares the files
     the generation loaded with the disk, and reloads if one differs."""
-    import threading
-    from conftest import Gateway
-    from test_workers import slow_policy
-    g = Gateway(str(tmp_path / "gw"), extra_args=["--watch", "on", "--workers", "2"])
-    slow_policy(g, "zz_slow", 0.8)        # read after ims.lua, in each worker's build
-    path = g.policies + "/ims.lua"
-    with open(path, encoding="utf-8") as f:
-        src = f.read()
-    edited, n = re.subn(r"max_tags = 10,", "max_tags = 1,", src)
-    assert n == 1
-
-    def edit():
-        time.sleep(0.9)                   # ims.lua read, the second build running
+    def edit(g):
+        path = g.policies + "/ims.lua"
+        with open(path, encoding="utf-8") as f:
+            edited, n = re.subn(r"max_tags = 10,", "max_tags = 1,", f.read())
+        assert n == 1
         with open(path, "w", encoding="utf-8") as f:
             f.write(edited)
-    t = threading.Thread(target=edit)
-    t.start()
+    g = start_while(tmp_path, edit)
     try:
-        g.start()
-        t.join()
         assert wait_generation(g, 2), "the edit made during start was never loaded"
         image = g.create_image()
         st, _, js, _ = g.batch(image, "create", [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])
         assert st == 400 and js["error"]["code"] == "IMG.0116", js
     finally:
-        t.join()
         g.kill9()
 
 
@@ -127,26 +137,16 @@ def test_a_policy_added_while_start_builds_is_loaded(tmp_path):
     loaded): it is not among the files the generation loaded, so the watch
     also compares the folder's listing with them when it begins."""
     import shutil
-    import threading
-    from conftest import Gateway
-    from test_workers import slow_policy
-    g = Gateway(str(tmp_path / "gw"), extra_args=["--watch", "on", "--workers", "2"])
-    slow_policy(g, "zz_slow", 0.8)
-    with open(g.policies + "/tms.lua", encoding="utf-8") as f:
-        added = f.read().replace('name = "tms"', 'name = "added"', 1)
 
-    def add():
-        time.sleep(0.9)
+    def add(g):
+        with open(g.policies + "/tms.lua", encoding="utf-8") as f:
+            added = f.read().replace('name = "tms"', 'name = "added"', 1)
         with open(g.policies + "/.added.tmp", "w", encoding="utf-8") as f:
             f.write(added)
         shutil.move(g.policies + "/.added.tmp", g.policies + "/added.lua")
-    t = threading.Thread(target=add)
-    t.start()
+    g = start_while(tmp_path, add)
     try:
-        g.start()
-        t.join()
         assert wait_generation(g, 2), "the policy added during start was never loaded"
         assert any(f["path"].endswith("/added.lua") for f in g.status()["files"]), g.status()["files"]
     finally:
-        t.join()
         g.kill9()
