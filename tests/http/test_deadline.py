@@ -257,10 +257,15 @@ def test_trackers_let_go_of_every_connection(gateway_factory):
 
 
 def test_bad_values_are_usage(tmp_path):
+    from conftest import SRC_LUA, SRC_POLICIES
     for v in ("-1", "abc", "3601", ""):
         p = run_cli("serve", "--db", str(tmp_path / "x.db"), "--request-timeout-s", v, timeout=5)
         assert p.returncode == 2, (v, p.returncode, p.stderr)
-        assert "request-timeout-s" in p.stderr or "request_timeout_s" in p.stderr, p.stderr
+        assert "invalid value for request-timeout-s: '%s'" % v in p.stderr, p.stderr
+    for v in ("0", "1", "3600"):            # the option exists: its range is taken
+        p = run_cli("check", "--scripts", SRC_LUA, "--policies", SRC_POLICIES,
+                    "--request-timeout-s", v, timeout=10)
+        assert p.returncode == 0, (v, p.stderr)
 
 
 def _noread_pipeline(port, seconds):
