@@ -20,6 +20,14 @@
  *       a bitmap container, ~57 bytes a container) and as Golomb-Rice gaps
  *       with the best parameter per set instead of varint: the estimate the
  *       README's memory notes quote.
+ *   idxbench croaring N
+ *       for the same data, the issue's reference structure built for real:
+ *       one CRoaring bitmap per key=value and per key, and one of live
+ *       images (each run-optimized and shrunk), with what the allocator
+ *       counts for them and their serialized size.
+ *
+ *   --card C0,C1,...,C9 before run, sizes or croaring sets the values per
+ *   key (the README compares the index on a vocabulary like the issue's).
  *
  * One generator serves all three, so the loaded database and the in-memory index
  * hold the same data: image i (1-based; its SQLite seq after a load into an
@@ -37,6 +45,7 @@
 #include "tagidx.h"
 
 #include <dlfcn.h>
+#include <roaring/roaring.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +55,9 @@
 
 #define NKEYS 10
 #define SEED 0x7467776179ULL /* "tgway" */
-static const uint32_t CARD[NKEYS] = {2, 7, 22, 74, 246, 820, 2730, 9100, 30300, 100000};
+/* Values per key; --card replaces them (run, sizes and croaring only: the
+ * data `gen` writes for the server is always this vocabulary). */
+static uint32_t CARD[NKEYS] = {2, 7, 22, 74, 246, 820, 2730, 9100, 30300, 100000};
 
 static uint64_t rng_state;
 
@@ -63,6 +74,19 @@ static uint32_t next_value(int k)
 {
     uint64_t u = splitmix64() >> 32;
     return (uint32_t)(((unsigned __int128)CARD[k] * (u * u)) >> 64);
+}
+
+/* The draws of n images x NKEYS tags, the generator's sequence. */
+static uint32_t *draw_all(uint32_t n)
+{
+    uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws);
+
+    if (!draws)
+        return NULL;
+    rng_state = SEED;
+    for (size_t i = 0; i < (size_t)n * NKEYS; i++)
+        draws[i] = next_value((int)(i % NKEYS));
+    return draws;
 }
 
 static void image_id(uint32_t i, char out[37])
@@ -262,7 +286,7 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
 {
     tagidx *ix = tagidx_new();
     char key[NKEYS][8], *names, **vals[NKEYS];
-    uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws);
+    uint32_t *draws = draw_all(n);
     size_t *name_off = malloc(((size_t)n + 1) * sizeof *name_off), nlen = 0;
     size_t mem_images, heap0;
     const char *allocator = "";
@@ -270,10 +294,7 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
     shape *s = malloc(sizeof *s);
     if (!ix || !s || !draws || !name_off || !(names = malloc((size_t)n * 16)))
         return fprintf(stderr, "idxbench: out of memory\n"), 1;
-    /* Generate first (untimed): the build below times the index only. */
-    rng_state = SEED;
-    for (size_t i = 0; i < (size_t)n * NKEYS; i++)
-        draws[i] = next_value((int)(i % NKEYS));
+    /* Generated first (untimed): the build below times the index only. */
     for (int k = 0; k < NKEYS; k++) {
         snprintf(key[k], sizeof key[k], "key%d", k);
         if (!(vals[k] = malloc(CARD[k] * sizeof *vals[k])))
@@ -396,29 +417,42 @@ static uint64_t roaring_bytes(const uint32_t *a, uint32_t n)
     return bytes;
 }
 
+/* Key k's sets: the docs (1-based, as in a load) of value j are
+ * mem[start[j] .. start[j+1]), sorted.  start has CARD[k]+1 entries, mem n;
+ * start is the caller's to free.  NULL without memory. */
+static uint32_t *key_sets(const uint32_t *draws, uint32_t n, int k, uint32_t *mem)
+{
+    uint32_t *start = calloc(CARD[k] + 1, sizeof *start), *fill = calloc(CARD[k], sizeof *fill);
+
+    if (!start || !fill) {
+        free(start);
+        free(fill);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        start[draws[(size_t)i * NKEYS + (size_t)k] + 1]++;
+    for (uint32_t j = 0; j < CARD[k]; j++)
+        start[j + 1] += start[j];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t j = draws[(size_t)i * NKEYS + (size_t)k];
+        mem[start[j] + fill[j]++] = i + 1;
+    }
+    free(fill);
+    return start;
+}
+
 static int cmd_sizes(uint32_t n, uint32_t limit)
 {
-    uint32_t *draws = malloc((size_t)n * NKEYS * sizeof *draws), *mem = malloc((size_t)n * sizeof *mem);
+    uint32_t *draws = draw_all(n), *mem = malloc((size_t)n * sizeof *mem);
     uint64_t tot_v = 0, tot_r = 0, tot_b = 0;
 
     if (!draws || !mem)
         return fprintf(stderr, "idxbench: out of memory\n"), 1;
-    rng_state = SEED;
-    for (size_t i = 0; i < (size_t)n * NKEYS; i++)
-        draws[i] = next_value((int)(i % NKEYS));
     for (int k = 0; k < NKEYS; k++) {
-        uint32_t *start = calloc(CARD[k] + 1, sizeof *start), *fill = calloc(CARD[k], sizeof *fill);
+        uint32_t *start = key_sets(draws, n, k, mem);
         uint64_t v = 0, r = 0, b = 0;
-        if (!start || !fill)
+        if (!start)
             return fprintf(stderr, "idxbench: out of memory\n"), 1;
-        for (uint32_t i = 0; i < n; i++)
-            start[draws[(size_t)i * NKEYS + (size_t)k] + 1]++;
-        for (uint32_t j = 0; j < CARD[k]; j++)
-            start[j + 1] += start[j];
-        for (uint32_t i = 0; i < n; i++) { /* docs are 1-based, as in a load */
-            uint32_t j = draws[(size_t)i * NKEYS + (size_t)k];
-            mem[start[j] + fill[j]++] = i + 1;
-        }
         for (uint32_t j = 0; j < CARD[k]; j++) {
             const uint32_t *a = mem + start[j];
             uint32_t c = start[j + 1] - start[j];
@@ -435,7 +469,6 @@ static int cmd_sizes(uint32_t n, uint32_t limit)
                (unsigned long long)r, (unsigned long long)b);
         tot_v += v, tot_r += r, tot_b += b;
         free(start);
-        free(fill);
     }
     printf("{\"kind\":\"sizes\",\"key\":\"all\",\"limit\":%u,\"varint_bytes\":%llu,\"rice_bytes\":%llu,"
            "\"roaring_bytes\":%llu}\n", limit, (unsigned long long)tot_v, (unsigned long long)tot_r,
@@ -445,19 +478,102 @@ static int cmd_sizes(uint32_t n, uint32_t limit)
     return 0;
 }
 
+/* A bitmap made compact as the index makes its own. */
+static roaring_bitmap_t *compact(roaring_bitmap_t *r)
+{
+    if (r) {
+        roaring_bitmap_run_optimize(r);
+        roaring_bitmap_shrink_to_fit(r);
+    }
+    return r;
+}
+
+static int cmd_croaring(uint32_t n)
+{
+    uint32_t *draws = draw_all(n), *mem = malloc((size_t)n * sizeof *mem), *start;
+    size_t nsets = 1, heap0, heap, serialized = 0, k_set = 0;
+    roaring_bitmap_t **sets;
+    const char *allocator = "";
+
+    if (!draws || !mem)
+        return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    for (int k = 0; k < NKEYS; k++)
+        nsets += CARD[k] + 1;
+    if (!(sets = calloc(nsets, sizeof *sets)))
+        return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    heap0 = heap_allocated(&allocator);
+    /* every image is live and has every key: those sets are [1, n] */
+    if (!(sets[k_set++] = compact(roaring_bitmap_from_range(1, (uint64_t)n + 1, 1))))
+        return fprintf(stderr, "idxbench: out of memory\n"), 1;
+    for (int k = 0; k < NKEYS; k++) {
+        /* the bucketing buffers are freed before the count is taken */
+        if (!(start = key_sets(draws, n, k, mem)))
+            return fprintf(stderr, "idxbench: out of memory\n"), 1;
+        if (!(sets[k_set++] = compact(roaring_bitmap_from_range(1, (uint64_t)n + 1, 1))))
+            return fprintf(stderr, "idxbench: out of memory\n"), 1;
+        for (uint32_t j = 0; j < CARD[k]; j++) {
+            uint32_t c = start[j + 1] - start[j];
+            if (c && !(sets[k_set++] = compact(roaring_bitmap_of_ptr(c, mem + start[j]))))
+                return fprintf(stderr, "idxbench: out of memory\n"), 1;
+        }
+        free(start);
+    }
+    heap = heap_allocated(&allocator) - heap0;
+    for (size_t i = 0; i < k_set; i++) {
+        serialized += roaring_bitmap_portable_size_in_bytes(sets[i]);
+        roaring_bitmap_free(sets[i]);
+    }
+    printf("{\"kind\":\"croaring\",\"images\":%u,\"sets\":%zu,\"allocator\":\"%s\","
+           "\"allocated_bytes\":%zu,\"serialized_bytes\":%zu}\n", n, k_set, allocator, heap, serialized);
+    free(sets);
+    free(draws);
+    free(mem);
+    return 0;
+}
+
+/* --card C0,...,C9: ten counts of values, each at least 1. */
+static int parse_card(const char *text)
+{
+    const char *p = text;
+
+    for (int k = 0; k < NKEYS; k++) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || v < 1 || v > 10000000 || *end != (k == NKEYS - 1 ? '\0' : ',')) {
+            fprintf(stderr, "idxbench: --card %s: expected %d counts of values (1 to 10^7), "
+                            "comma-separated\n", text, NKEYS);
+            return -1;
+        }
+        CARD[k] = (uint32_t)v;
+        p = end + 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    int card = argc >= 3 && !strcmp(argv[1], "--card");
+
+    if (card) {
+        if (parse_card(argv[2]) != 0)
+            return 2;
+        argc -= 2;
+        argv += 2;
+    }
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "sizes"))
         return cmd_sizes((uint32_t)strtoul(argv[2], NULL, 10),
                          argc == 4 ? (uint32_t)strtoul(argv[3], NULL, 10) : 512);
-    if (argc == 5 && !strcmp(argv[1], "gen"))
+    if (argc == 3 && !strcmp(argv[1], "croaring"))
+        return cmd_croaring((uint32_t)strtoul(argv[2], NULL, 10));
+    if (argc == 5 && !strcmp(argv[1], "gen") && !card)
         return cmd_gen((uint32_t)strtoul(argv[2], NULL, 10), argv[3], argv[4]);
     if (argc >= 4 && argc <= 6 && !strcmp(argv[1], "run"))
         return cmd_run((uint32_t)strtoul(argv[2], NULL, 10), argv[3],
                        argc >= 5 ? strtod(argv[4], NULL) : 1000.0,
                        argc == 6 ? strcmp(argv[5], "incremental") != 0 : 1);
     fprintf(stderr, "usage: idxbench gen N PROJECT FILE.jsonl | "
-                    "idxbench run N PROJECT [MS_PER_OP [load|incremental]] < shapes | "
-                    "idxbench sizes N [LIMIT]\n");
+                    "idxbench [--card C0,...,C9] run N PROJECT [MS_PER_OP [load|incremental]] < shapes | "
+                    "idxbench [--card C0,...,C9] sizes N [LIMIT] | "
+                    "idxbench [--card C0,...,C9] croaring N\n");
     return 2;
 }
