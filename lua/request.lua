@@ -6,7 +6,7 @@ local shape = require "shape"
 
 -- globals read per request, as locals: each global read is a lookup
 -- through the locked _G
-local type, next, tostring, pcall, error, table, utf8 = type, next, tostring, pcall, error, table, utf8
+local type, next, tostring, pcall, error, table, utf8, gw = type, next, tostring, pcall, error, table, utf8, gw
 
 local request = {}
 
@@ -29,7 +29,7 @@ local fail = shape.fail
 local EMPTY_OBJECT = '{"\\u0000":0}'
 
 local function mark_empty_objects(body)
-  if not body:find("{%s*}") then return body end
+  if not body:find("{[ \t\r\n]*}") then return body end
   local out, from, pos = {}, 1, 1
   while true do
     local at = body:find('["{]', pos)
@@ -42,7 +42,7 @@ local function mark_empty_objects(body)
         if body:byte(q) == 92 then j = q + 2 else pos = q + 1 break end
       end
     else
-      local after = body:match("^{%s*}()", at)
+      local after = body:match("^{[ \t\r\n]*}()", at)
       if after then
         out[#out + 1] = body:sub(from, at - 1)
         out[#out + 1] = EMPTY_OBJECT
@@ -61,22 +61,29 @@ function request.value(v)
   return v
 end
 
--- The decoded body object; raises a failure for the §0 cases.
+-- The decoded body object; raises a failure for the §0 cases.  The body
+-- passes gw.json_check first: lua-cjson decodes raw control characters in
+-- strings and numbers such as 40., which are not JSON.  Whitespace is
+-- JSON's four characters, not Lua's %s (which takes \f and \v too).
 function request.json_object(req)
   local body = req.body
-  if body == nil or body:find("^%s*$") then
+  if body == nil or body:find("^[ \t\r\n]*$") then
     fail(400, "IMG.0007", "request body is empty")
   end
   if not utf8.len(body) then
     fail(400, "IMG.0001", "request body is not valid UTF-8")
   end
-  if not body:find("^%s*{") then
+  if not body:find("^[ \t\r\n]*{") then
     fail(400, "IMG.0001", "request body must be a JSON object")
   end
-  local ok, obj = pcall(cjson.decode, mark_empty_objects(body))
-  if not ok and tostring(obj):find("too many nested data structures", 1, true) then
+  local valid, why, at, deep = gw.json_check(body, request.MAX_DEPTH)
+  if deep then
     fail(400, "IMG.0001", "request body nests JSON deeper than " .. request.MAX_DEPTH .. " levels")
-  elseif not ok or type(obj) ~= "table" then
+  elseif not valid then
+    fail(400, "IMG.0001", "request body is not valid JSON: " .. why .. " at byte " .. at)
+  end
+  local ok, obj = pcall(cjson.decode, mark_empty_objects(body))
+  if not ok or type(obj) ~= "table" then
     fail(400, "IMG.0001", "request body is not valid JSON")
   end
   return obj

@@ -98,9 +98,13 @@ static int step(jobs *j, const char *id)
     if (strcmp(row.status, "INIT") == 0) {
         if (store_job_start(g->store, id) != STORE_OK)
             return 1;          /* try again next tick */
-        log_job(id, "job running", NULL);
         if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
             return 0;
+        if (strcmp(row.status, "RUNNING") != 0) { /* its image is gone */
+            log_job(id, "job failed", row.fail_reason);
+            return 0;
+        }
+        log_job(id, "job running", NULL);
     }
     pthread_mutex_lock(&j->lock);
     p = progress_of(j, id);

@@ -6,6 +6,7 @@
 #include "lapi.h"
 #include "auth.h"
 #include "jobs.h"
+#include "json.h"
 #include "lhost.h"
 #include "metrics.h"
 #include "ratelim.h"
@@ -824,6 +825,29 @@ static int l_sha256(lua_State *L)
     return 1;
 }
 
+/* gw.json_check(text, max_depth) -> true, or false, why, byte, too_deep:
+ * whether text is strict JSON (json.h) before lua-cjson, which is not,
+ * decodes it; byte is 1-based. */
+static int l_json_check(lua_State *L)
+{
+    size_t len, at;
+    const char *text = luaL_checklstring(L, 1, &len), *why;
+    lua_Integer depth = luaL_checkinteger(L, 2);
+    int rc;
+
+    luaL_argcheck(L, depth >= 0 && depth <= (lua_Integer)JSON_DEPTH_MAX, 2, "must be in [0, 10000]");
+    rc = json_check(text, len, (unsigned)depth, &at, &why);
+    if (rc == JSON_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, why);
+    lua_pushinteger(L, (lua_Integer)at + 1);
+    lua_pushboolean(L, rc == JSON_TOO_DEEP);
+    return 4;
+}
+
 /* gw.log(message): one JSON line on stderr, tagged with the request id. */
 static int l_log(lua_State *L)
 {
@@ -1232,6 +1256,7 @@ void lapi_open(lua_State *L, lhost *h)
         {"now_ms", l_now_ms},         {"iso8601", l_iso8601},
         {"rate_take", l_rate_take},
         {"sha256", l_sha256},         {"log", l_log},
+        {"json_check", l_json_check},
         {"status", l_status},         {"reload", l_reload},
         {"traceback", l_traceback},
         {"import_submit", l_import_submit}, {"job_get", l_job_get},

@@ -4,6 +4,7 @@
  * transaction, and a bad line is named with nothing stored.  Lines are
  * decoded by lua-cjson in a bare Lua state.  Uses store, util, Lua. */
 #include "loader.h"
+#include "json.h"
 #include "store.h"
 #include "util.h"
 
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #define MAX_TAGS_PER_LINE 1000
+#define LOAD_MAX_DEPTH 1000 /* lua-cjson's own default, as for request bodies */
 
 typedef struct {
     store *s;
@@ -120,7 +122,20 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
     int wrong = 0;
     size_t ntags;
     store_rc rc;
+    size_t at;
+    const char *syntax;
+    int checked;
     lua_settop(L, 0);
+    /* lua-cjson would take raw control characters in strings, 40. and more */
+    checked = json_check(text, len, LOAD_MAX_DEPTH, &at, &syntax);
+    if (checked != JSON_OK) {
+        char why[200];
+        if (checked == JSON_TOO_DEEP)
+            snprintf(why, sizeof why, "nests JSON deeper than %d levels", LOAD_MAX_DEPTH);
+        else
+            snprintf(why, sizeof why, "not valid JSON (%s at byte %zu)", syntax, at + 1);
+        return bad(ld, why);
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, ld->decode_ref);
     lua_pushlstring(L, text, len);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {

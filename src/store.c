@@ -2260,13 +2260,25 @@ static store_rc job_transition(store *s, const char *job_id, const char *job_sta
     store_job j;
     char image_id[64];
     sqlite3_stmt *st;
-    store_rc rc;
+    store_rc rc, image_rc;
     if (!(s = txn_begin(s)))
         return STORE_ERROR;
     if ((rc = store_job_get(s, NULL, job_id, &j)) != STORE_OK)
         goto fail;
     rc = STORE_ERROR;
     util_copy(image_id, sizeof image_id, j.image_id);
+    image_rc = store_image_set_status(s, image_id, image_status);
+    if (image_rc == STORE_ERROR)
+        goto fail;
+    /* deleted meanwhile (DELETE /v2/images does not wait for its import):
+     * the job cannot start or succeed without it, so it fails as §3's
+     * other failures do, naming why */
+    if (image_rc == STORE_NOT_FOUND && strcmp(job_status, "FAIL") != 0) {
+        job_status = "FAIL";
+        code = "IMG.0027";
+        reason = "the image was deleted before its import ended";
+        end_ms = util_now_ms();
+    }
     st = stmt(s, Q_JOB_SET);
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, job_status, -1, SQLITE_STATIC);
@@ -2279,8 +2291,7 @@ static store_rc job_transition(store *s, const char *job_id, const char *job_sta
         goto fail;
     }
     sqlite3_reset(st);
-    /* the image may have been deleted meanwhile: the job still ends */
-    if (store_image_set_status(s, image_id, image_status) == STORE_ERROR || txn_commit(s) != 0)
+    if (txn_commit(s) != 0)
         goto fail;
     return STORE_OK;
 fail:

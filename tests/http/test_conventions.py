@@ -223,6 +223,60 @@ def test_invalid_json(gw, image, body):
     assert gw.image_tags(image) == []
 
 
+# Bodies lua-cjson decodes though they are not JSON (RFC 8259): each was
+# answered, and a write committed, before the strict check (src/json.c).
+NOT_JSON = [
+    # (id, body, what the message says, the byte it names: the offending one)
+    ("form-feed-in-object", b'{"action":"create","tags":[{"key":"ff","value":"v"}],"x":{\f}}',
+     "an object member without a quoted name", 59),
+    ("vertical-tab-between", b'{"action":"create",\v"tags":[{"key":"vt","value":"v"}]}',
+     "an object member without a quoted name", 20),
+    ("raw-tab-in-string", b'{"action":"create","tags":[{"key":"a\tb","value":"v"}]}',
+     "a raw control character in a string (it must be escaped)", 37),
+    ("raw-0x01-in-string", b'{"action":"create","tags":[{"key":"k","value":"v\x01"}]}',
+     "a raw control character in a string (it must be escaped)", 49),
+    ("trailing-dot-number", b'{"action":"create","tags":[{"key":"k","value":"v"}],"n":40.}',
+     "a number without digits after its decimal point", 60),
+    ("leading-zero", b'{"action":"create","tags":[{"key":"k","value":"v"}],"n":007}',
+     "a number with a leading zero", 58),
+    ("bad-escape", b'{"action":"create","tags":[{"key":"k\\q","value":"v"}]}',
+     "an unknown escape in a string", 38),
+]
+
+
+@pytest.mark.parametrize("case,body,why,byte", NOT_JSON, ids=[c[0] for c in NOT_JSON])
+def test_what_lua_cjson_takes_but_json_is_not_is_refused(gw, image, case, body, why, byte):
+    """§0: a body that is not JSON is 400 IMG.0001, naming what is wrong and
+    where, and stores nothing."""
+    msg = ims_error(gw.request("POST", gw.tags_path(image) + "/action", body)[2], "IMG.0001")
+    assert msg == "request body is not valid JSON: %s at byte %d" % (why, byte), msg
+    assert gw.image_tags(image) == []
+
+
+@pytest.mark.parametrize("body", [b"\f", b"\v", b" \f ", b"\x0b\x0c"])
+def test_a_body_of_form_feeds_is_not_json_rather_than_empty(gw, image, body):
+    """JSON's whitespace is space, tab, CR and LF: a form feed is a character."""
+    msg = ims_error(gw.request("POST", gw.tags_path(image) + "/action", body)[2], "IMG.0001")
+    assert "JSON object" in msg, msg
+
+
+def test_other_bodies_are_checked_as_strictly(gw, image):
+    """The check is the body's, whatever the route: an image registration and
+    a query refuse the same texts (and register or count nothing)."""
+    before = gw.count()
+    st, _, js, _ = gw.request("POST", "/v2/images", b'{"name":"dot","min_disk":40.}')
+    assert st == 400, js
+    assert "decimal point" in ims_error(js, "IMG.0001")
+    assert gw.count() == before
+    query = "/v2/%s/images/resource_instances/action" % gw.project
+    st, _, js, _ = gw.request("POST", query, b'{"action":"count","tags":[{"key":"a\x01b","values":[]}]}')
+    assert st == 400, js
+    assert "raw control character" in ims_error(js, "IMG.0001")
+    # escaped, the same characters are fine
+    st, _, js, _ = gw.request("POST", query, b'{"action":"count","tags":[{"key":"a\\u0001b","values":[]}]}')
+    assert st == 200 and js == {"total_count": 0}, js
+
+
 @pytest.mark.parametrize("body", [b"[]", b'"x"', b"123", b"true", b"null",
                                   b'[{"action":"create","tags":[{"key":"k","value":"v"}]}]'])
 def test_body_not_an_object(gw, image, body):

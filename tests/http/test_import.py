@@ -621,6 +621,40 @@ def test_running_state_and_per_project_limit(gateway):
     assert {get_job(g, j)["status"] for j in (again, second)} <= {"INIT", "RUNNING"}
 
 
+@pytest.mark.parametrize("when", ["running", "at-once"])
+def test_an_image_deleted_during_its_import_fails_the_job(gateway, when):
+    """§3 ends a job SUCCESS with its image active, or FAIL: an image deleted
+    meanwhile cannot be active, so its job fails (IMG.0027, naming why)
+    rather than succeed for an image that is gone, and the image stays
+    gone.  "at-once" deletes it as soon as the job is accepted (the job is
+    then mostly still INIT, which fails it as it would start)."""
+    g = gateway
+    slow_down(g)
+    url = put_object(g, "slow", "gone-%s.zvhd2" % when, 50 * 1024)      # ~1 s of steps
+    before = g.count()
+    job = submit_ok(g, body_with(name="gone-" + when, image_url=url))
+    image_id = get_job(g, job)["entities"]["image_id"]
+    if when == "running":
+        deadline = time.monotonic() + 10
+        while get_job(g, job)["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    st, _, _, raw = g.request("DELETE", "/v2/images/%s" % image_id)
+    assert st == 204, raw
+    final, seen = wait_job(g, job)
+    assert final["status"] == "FAIL", (final, seen)
+    assert final["error_code"] == "IMG.0027", final
+    assert final["fail_reason"] == "the image was deleted before its import ended", final
+    assert final["entities"]["image_id"] == image_id
+    st, _, js, raw = g.request("GET", "/v2/images/%s" % image_id)
+    assert st == 404, raw
+    ims_error(js, "IMG.0027")
+    assert g.count() == before
+    # and it stays so: the runner does not take the job up again
+    time.sleep(0.2)
+    assert get_job(g, job) == final
+
+
 def test_restart_in_the_middle_of_jobs(gateway):
     g = gateway
     slow_down(g)

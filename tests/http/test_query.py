@@ -303,6 +303,13 @@ LOAD_BAD_LINES = [
     ("key-nul", {"name": "x", "tags": [{"key": "k\u0000", "value": "v"}]}, "UTF-8 text without NUL"),
     ("value-surrogate", {"name": "x", "tags": [{"key": "k", "value": "\udfff"}]}, "not valid JSON"),
     ("not-json", b'{"project_id": ', "not valid JSON"),
+    # lua-cjson decodes these; JSON (and the gateway's bodies) refuse them
+    ("raw-control", b'{"project_id": "%PROJECT%", "name": "a\x01", "tags": []}',
+     "not valid JSON (a raw control character in a string (it must be escaped) at byte 62)"),
+    ("trailing-dot", b'{"project_id": "%PROJECT%", "name": "x", "tags": [], "n": 40.}',
+     "not valid JSON (a number without digits after its decimal point at byte 85)"),
+    ("too-deep", b'{"project_id": "%PROJECT%", "name": "x", "tags": [], "n": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+     "nests JSON deeper than 1000 levels"),
     ("not-object", b'["x"]', "not a JSON object"),
     ("raw-ff", b'{"project_id": "%PROJECT%", "name": "a\xff", "tags": []}', "UTF-8 text without NUL"),
     ("raw-overlong", b'{"project_id": "%PROJECT%", "name": "x", "tags": [{"key": "\xc0\xaf", "value": ""}]}',
