@@ -98,9 +98,10 @@ end
 
 -- The request's tags, each checked to be an object, with field names.
 -- A list longer than any image may hold (the policy's quota, and at least
--- request.MAX_TAGS) is refused first: a create with it cannot succeed
--- (the quota answer stands for the whole list), and a delete of it names
--- keys no image holds.
+-- request.MAX_TAGS) is refused before any per-entry work: a create with it
+-- cannot succeed (the quota answer stands for the whole list), and a delete
+-- of it names keys no image holds.  An unknown image is still 404 first,
+-- as the quota comes after the image (API.md §9); the lookup is cheap.
 local function tag_list(ctx, body, action)
   local list = request.array(body, "tags")
   if list == nil or list[1] == nil then
@@ -108,6 +109,7 @@ local function tag_list(ctx, body, action)
   end
   local pol = policy.for_project(ctx.project)
   local cap = math.max(pol.max_tags, request.MAX_TAGS)
+  if #list > cap then current_tags(ctx) end
   if #list > cap and action == "create" then
     fail(400, "IMG.0116", string.format("tags: %d tags, more than the %d allowed (policy %s)",
                                         #list, pol.max_tags, pol.name))

@@ -334,6 +334,11 @@ def test_list_longer_than_any_quota(gw, image):
     st, _, _, raw = gw.batch(image, "delete", [tag("k%d" % i) for i in range(999)] + [tag("keep")])
     assert st == 204, raw
     assert gw.image_tags(image) == []
+    # the image comes before the quota (API.md §9): an unknown one is 404
+    for action in ("create", "delete"):
+        st, _, js, raw = gw.batch(MISSING, action, [tag("k%d" % i, "") for i in range(1001)])
+        assert st == 404, raw
+        ims_error(js, "IMG.0027")
 
 
 @pytest.mark.parametrize("key", ["\t", "\n", " \t"])
