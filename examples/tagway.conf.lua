@@ -99,9 +99,4 @@ return {
 
   -- true: GET /metrics needs the admin role (when auth is on).
   metrics_auth = false,
-
-  -- Accepted and ignored: the gateway serves from one event loop (SQLite
-  -- commits are serialised anyway).  Kept so configurations written for a
-  -- multi-worker deployment still load.
-  workers = 1,
 }

@@ -73,10 +73,19 @@ local function compile_text_rule(rule, what)
   if rule.chars ~= nil then
     need(type(rule.chars) == "table", what .. ".chars", "must be a list of characters and X-Y ranges")
     local ok, set = pcall(text.charset, rule.chars)
-    need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges")
+    need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges"
+         .. (tostring(set):find("backwards", 1, true) and " (X no later than Y): " .. tostring(set) or ""))
     r.allowed = set
   end
   return r
+end
+
+-- true or false (absent: the default); a string "true" is a mistake, not
+-- a false.
+local function boolean(v, field, default)
+  need(v == nil or type(v) == "boolean", field, "must be true or false")
+  if v == nil then return default end
+  return v
 end
 
 local function string_list(list, field)
@@ -142,6 +151,12 @@ end
 local function compile_import(imp)
   if imp == nil then return nil end
   need(type(imp) == "table", "import", "must be a table")
+  -- what the default backend reads; another backend keeps its own
+  -- settings under `backend`, which is its to check
+  only(imp, "import", { "os_versions", "formats", "max_running_jobs", "bytes_per_step", "backend" })
+  need(imp.bytes_per_step == nil or (math.type(imp.bytes_per_step) == "integer" and imp.bytes_per_step >= 1),
+       "import.bytes_per_step", "must be an integer >= 1")
+  need(imp.backend == nil or type(imp.backend) == "table", "import.backend", "must be a table")
   string_list(imp.os_versions, "import.os_versions")
   string_list(imp.formats, "import.formats")
   need(type(imp.os_versions) == "table", "import.os_versions", "is required")
@@ -187,14 +202,14 @@ local function compile_table(p)
     delete = {
       key_max = delete.key_max or 127,
       value_max = delete.value_max or 255,
-      match_value = delete.match_value == true,
+      match_value = boolean(delete.match_value, "delete.match_value", false),
     },
     reserved = {
       prefixes = string_list(reserved.prefixes, "reserved.prefixes"),
       keys = string_list(reserved.keys, "reserved.keys"),
-      ignore_case = reserved.ignore_case ~= false,
-      admin_may_write = reserved.admin_may_write == true,
-      in_values = reserved.in_values == true,
+      ignore_case = boolean(reserved.ignore_case, "reserved.ignore_case", true),
+      admin_may_write = boolean(reserved.admin_may_write, "reserved.admin_may_write", false),
+      in_values = boolean(reserved.in_values, "reserved.in_values", false),
     },
     overwrite = compile_overwrite(p.overwrite),      -- ordered {pattern, mode}
     allowed_values = compile_allowed(p.allowed_values), -- key -> list of patterns
@@ -210,6 +225,11 @@ local function compile_table(p)
   need(math.type(c.delete.value_max) == "integer" and c.delete.value_max >= 0, "delete.value_max",
        "must be an integer >= 0")
   for _, k in ipairs(c.reserved.keys) do check_pattern(k, "reserved.keys") end
+  for i, prefix in ipairs(c.reserved.prefixes) do
+    need(not prefix:find("*", 1, true), "reserved.prefixes[" .. i .. "]",
+         "a prefix already matches every key that starts with it: write '" .. prefix:gsub("%*", "") ..
+         "' (a '*' would be taken literally, and match no key)")
+  end
   need(c.hook == nil or type(c.hook) == "function", "hook", "must be a function")
   return c
 end
@@ -354,8 +374,15 @@ function policy.check_merge(pol, current, tags, fields, caller)
     for i, f in ipairs(fields or {}) do names[i] = f end
     local field, message = pol.hook(now, copy_tags(tags),
                                     { role = caller.role, project = caller.project }, names)
-    if field then
-      return reject(pol, tostring(field), message and tostring(message) or "rejected by the policy hook")
+    -- a hook answers nil (accept) or a field name and a message, both
+    -- strings: anything else is a mistake in the policy, a 500 with the
+    -- reason logged, never a client message made of table addresses
+    if field ~= nil and field ~= false then
+      if type(field) ~= "string" or (message ~= nil and type(message) ~= "string") then
+        error(string.format("policy %s: hook returned %s, %s; it must return nil, or a field name and "
+                            .. "a message (strings)", pol.name, type(field), type(message)), 0)
+      end
+      return reject(pol, field, message or "rejected by the policy hook")
     end
   end
   return nil

@@ -139,9 +139,11 @@ local function authenticate(route, params)
   return gw.auth()
 end
 
+-- A handler returns status, body, content type and, optionally, the
+-- seconds of a Retry-After header.
 local function run(route, ctx)
-  local ok, status, body, ctype = xpcall(route.handler, gw.traceback, ctx)
-  if ok then return status, body, ctype end
+  local ok, status, body, ctype, retry_after = xpcall(route.handler, gw.traceback, ctx)
+  if ok then return status, body, ctype, retry_after end
   if shape.is_failure(status) then
     return shape.ims(status.status, status.code, status.message)
   end
@@ -149,7 +151,7 @@ local function run(route, ctx)
 end
 
 -- status, body, content type, then route and project for the access log,
--- and the seconds of a Retry-After header (a 429's) or nil.
+-- and the seconds of a Retry-After header (a 429's, a busy reload's) or nil.
 local function answer(route, project, status, body, ctype, retry_after)
   return status, body, ctype, route and route.name, project, retry_after
 end

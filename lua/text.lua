@@ -35,6 +35,8 @@ function text.charset(spec)
     if #cps == 1 then lo, hi = cps[1], cps[1]
     elseif #cps == 3 and cps[2] == 45 then lo, hi = cps[1], cps[3]
     else error("character set item '" .. item .. "' must be one character or a range X-Y", 2) end
+    -- "Z-A" would be an empty set: every key it was meant for refused
+    if lo > hi then error("character set range '" .. item .. "' runs backwards", 2) end
     if hi < 128 then
       for c = lo, hi do ascii[c] = true end
     else

@@ -127,6 +127,30 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
     return -1;
 }
 
+void config_diff(const gw_options *a, const gw_options *b, char *out, size_t cap)
+{
+    size_t used = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_def *d = &options[i];
+        const char *fa = (const char *)a + d->offset, *fb = (const char *)b + d->offset;
+        int same;
+        if (d->kind == 's' || d->kind == 'a')
+            same = strcmp(fa, fb) == 0;
+        else if (d->kind == 'z')
+            same = *(const size_t *)fa == *(const size_t *)fb;
+        else if (d->kind == 'l')
+            same = *(const int64_t *)fa == *(const int64_t *)fb;
+        else
+            same = *(const int *)fa == *(const int *)fb;
+        if (!same && used < cap) {
+            int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", d->name);
+            used = n < 0 ? cap : used + (size_t)n;
+        }
+    }
+}
+
 /* Keys the scripts read themselves; the C side accepts and skips them. */
 static int script_key(const char *k)
 {

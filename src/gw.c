@@ -7,6 +7,7 @@
 #include "http.h"
 #include "lhost.h"
 #include "ratelim.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,20 @@ void gw_settle(gw *g)
     catch_up(g);
 }
 
+/* A reload applies what the scripts read of the configuration file; the
+ * C options in it wait for a restart.  Says so when the file now sets one
+ * differently from the file the gateway started with, where "reload ok"
+ * alone would read as applied. */
+static void warn_start_options(const gw_shared *sh, const gw_options *now)
+{
+    char names[512];
+    config_diff(&sh->file_opt, now, names, sizeof names);
+    if (names[0])
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"the configuration file changes options "
+                        "that take effect at the next start, not at a reload\",\"options\":\"%s\"}\n",
+                names);
+}
+
 int gw_reload_try(gw *g, char *err, size_t errlen)
 {
     gw_shared *sh = g->shared;
@@ -139,7 +154,8 @@ int gw_reload_try(gw *g, char *err, size_t errlen)
      * default_policy) would otherwise be dropped by the scripts, and the
      * gateway run a set it cannot restart with.  Its C options take
      * effect at a restart; here they are only checked. */
-    scratch = g->opt;
+    config_defaults(&scratch);
+    util_copy(scratch.config, sizeof scratch.config, g->opt.config);
     if (!(snap = lhost_snap_new()) || lhost_load_config(&scratch, snap, err, errlen) != 0) {
         if (!snap)
             snprintf(err, errlen, "out of memory");
@@ -182,14 +198,26 @@ int gw_reload_try(gw *g, char *err, size_t errlen)
     free(built);
     sh->stats.reloads_ok++;
     http_wake_all(g);           /* idle workers take it now, not at their next request */
+    warn_start_options(sh, &scratch);
     return 0;
 }
 
 int gw_reload(gw *g, char *err, size_t errlen)
 {
     int rc = gw_reload_try(g, err, errlen);
-    if (rc != GW_RELOAD_BUSY)
-        return rc;
-    g->shared->stats.reloads_failed++;
-    return -1;
+    if (rc == GW_RELOAD_BUSY)
+        g->shared->stats.reloads_failed++;
+    return rc;
+}
+
+void gw_reload_log(const gw *g, const char *how, int rc, const char *err)
+{
+    if (rc == 0) {
+        fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (%s) ok\",\"generation\":%llu}\n", how,
+                (unsigned long long)g->generation);
+        return;
+    }
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (%s) failed\",\"error\":", how);
+    util_fjson_string(stderr, err);
+    fputs("}\n", stderr);
 }

@@ -72,6 +72,8 @@ typedef struct gw_shared {
     _Atomic int reload_asked;     /* SIGHUP: worker 0 reloads when it wakes */
     _Atomic int conns;            /* client connections, all workers (estimate) */
     struct ratelim *rates;        /* the policies' rate_limit buckets; locks itself */
+    gw_options file_opt;          /* what the configuration file set at start (over
+                                     the defaults): a reload's are compared to it */
 } gw_shared;
 
 struct gw {
@@ -104,13 +106,17 @@ void gw_worker_init(gw *g, gw_shared *s, int worker, const gw_options *opt);
 /* Builds a new Lua generation for every worker, swaps it in here and hands
  * it to the others, which take it before their next request; on failure
  * the current one keeps serving and err says why (file:line).
- * 0 ok, -1 failed (counted in the reload metrics). */
+ * 0 ok, -1 failed, GW_RELOAD_BUSY another reload was building (both
+ * counted in the reload metrics as failed). */
 int gw_reload(gw *g, char *err, size_t errlen);
 /* The same, but when another reload is building (or this worker's last one
  * is still settling) it reads nothing and returns GW_RELOAD_BUSY, not
  * counted: for a caller that tries again (--watch). */
 #define GW_RELOAD_BUSY (-2)
 int gw_reload_try(gw *g, char *err, size_t errlen);
+/* One log line for a reload's outcome (rc from gw_reload or _try); how
+ * says who asked: "SIGHUP", "watch", "admin". */
+void gw_reload_log(const gw *g, const char *how, int rc, const char *err);
 /* Frees the retired generation once no Lua call is running in it, and
  * takes a newer generation another worker built.  Between requests only. */
 void gw_settle(gw *g);

@@ -454,14 +454,7 @@ static void schedule_commit(void *arg)
 static void reload_on_signal(gw *g)
 {
     char err[2048];
-    if (gw_reload(g, err, sizeof err) == 0)
-        fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (SIGHUP) ok\",\"generation\":%llu}\n",
-                (unsigned long long)g->generation);
-    else {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (SIGHUP) failed\",\"error\":");
-        util_fjson_string(stderr, err);
-        fputs("}\n", stderr);
-    }
+    gw_reload_log(g, "SIGHUP", gw_reload(g, err, sizeof err), err);
     gw_settle(g);
 }
 

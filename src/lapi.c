@@ -910,7 +910,8 @@ static int l_status(lua_State *L)
     return 1;
 }
 
-/* gw.reload() -> {generation, files} | nil, "file:line: what".  The new
+/* gw.reload() -> {generation, files} | nil, "file:line: what", busy (true
+ * when another reload was building: worth trying again).  The new
  * generation serves from the next request on; this one finishes here. */
 static int l_reload(lua_State *L)
 {
@@ -922,8 +923,13 @@ static int l_reload(lua_State *L)
      * script's: it does not count against the request's time budget */
     took = util_mono_us() - t0;
     lhost_extend_budget(host(L), took);
-    if (rc != 0)
-        return fail(L, err);
+    gw_reload_log(g, "admin", rc, err);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        lua_pushboolean(L, rc == GW_RELOAD_BUSY);
+        return 3;
+    }
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, (double)took / 1000.0);
     lua_setfield(L, -2, "ms");          /* time to build and validate it */

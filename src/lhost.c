@@ -380,24 +380,28 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
 #define SCRIPT_MAX_CHUNK (256 * 1024)
 
 /* load() that refuses bytecode, reader functions and chunks over
- * SCRIPT_MAX_CHUNK, and never sees the host's registry. */
+ * SCRIPT_MAX_CHUNK, and never sees the host's registry.  Otherwise as
+ * Lua's: a mode without "t" refuses the text, and a fourth argument, even
+ * nil, is the chunk's _ENV. */
 static int safe_load(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *name = luaL_optstring(L, 2, "=(load)");
+    const char *mode = luaL_optstring(L, 3, "bt");
+    int has_env = !lua_isnone(L, 4); /* before the chunk is pushed above it */
     if (len > SCRIPT_MAX_CHUNK) {
         lua_pushnil(L);
         lua_pushfstring(L, "load: a chunk of %I bytes is over the %d allowed in tagway scripts",
                         (lua_Integer)len, SCRIPT_MAX_CHUNK);
         return 2;
     }
-    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
+    if (luaL_loadbufferx(L, s, len, name, strchr(mode, 't') ? "t" : mode) != LUA_OK) {
         lua_pushnil(L);
         lua_insert(L, -2);
         return 2;
     }
-    if (!lua_isnoneornil(L, 4)) {
+    if (has_env) {
         lua_pushvalue(L, 4);
         if (!lua_setupvalue(L, -2, 1))
             lua_pop(L, 1);
@@ -1115,7 +1119,8 @@ static int run_file(lhost *h, const char *path, char *err, size_t errlen)
 }
 
 /* require(name): modules come only from the scripts folder, as text,
- * cached per generation.  Names are restricted so a path cannot escape. */
+ * cached per generation, and only while the generation is built.  Names
+ * are restricted so a path cannot escape. */
 static int l_require(lua_State *L)
 {
     lhost *h = lua_touserdata(L, lua_upvalueindex(1));
@@ -1129,6 +1134,13 @@ static int l_require(lua_State *L)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
               (*c >= '0' && *c <= '9') || *c == '_' || *c == '.'))
             return luaL_error(L, "require: invalid module name '%s'", name);
+    /* while serving, a file read now would be one worker's and outside
+     * the reload's snapshot: every worker of a generation runs the same
+     * bytes, checked when the generation was built */
+    if (!h->building)
+        return luaL_error(L, "require '%s': modules load with the scripts (at start and at "
+                             "each reload), not while serving: require it from a module "
+                             "that main.lua loads", name);
     if (snprintf(path, sizeof path, "%s/%s.lua", h->g->opt.scripts, name) >= (int)sizeof path)
         return luaL_error(L, "require: module path too long");
     for (char *c = path + strlen(h->g->opt.scripts) + 1; *c; c++)

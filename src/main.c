@@ -123,8 +123,10 @@ static const char *arg_get(const args *a, const char *name)
 }
 
 /* Defaults, then the configuration file (read through snap, which the
- * scripts' build is given too), then the command line. */
-static int build_options(const args *a, gw_options *o, lhost_snap *snap)
+ * scripts' build is given too), then the command line.  file_opt, when
+ * not NULL, receives the options before the command line: what the file
+ * set, which a reload compares its file's to. */
+static int build_options(const args *a, gw_options *o, gw_options *file_opt, lhost_snap *snap)
 {
     char err[1024];
     const char *config = arg_get(a, "config");
@@ -135,6 +137,8 @@ static int build_options(const args *a, gw_options *o, lhost_snap *snap)
         fprintf(stderr, "tagway: configuration %s\n", err);
         return 1;
     }
+    if (file_opt)
+        *file_opt = *o;
     for (size_t i = 0; i < a->n; i++)
         if (config_set(o, a->name[i], a->value[i], err, sizeof err) != 0)
             return usage(err);
@@ -319,7 +323,7 @@ static void stop_threads(gw *w, int n)
  * is built between the two); freed once every worker has its state. */
 static int serve(int argc, char **argv, lhost_snap **snapp)
 {
-    gw_options opt;
+    gw_options opt, file_opt;
     gw_shared shared;
     gw *w = NULL, *g;
     args a;
@@ -331,7 +335,7 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
         return usage("serve: invalid arguments");
     if (a.help)
         return fputs(serve_help, stdout), 0;
-    if ((rc = build_options(&a, &opt, snap)) != 0)
+    if ((rc = build_options(&a, &opt, &file_opt, snap)) != 0)
         return rc;
     if (!opt.auth && !config_is_loopback(opt.listen))
         return usage("--auth off is allowed only on a loopback address");
@@ -351,6 +355,7 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
         signals_free(sigs);
         return 1;
     }
+    shared.file_opt = file_opt;
     for (int i = 0; i < n; i++) {
         gw_worker_init(&w[i], &shared, i, &opt);
         w[i].started_ms = util_now_ms();
@@ -553,7 +558,7 @@ static int cmd_check(int argc, char **argv)
         fprintf(stderr, "tagway check: out of memory\n");
         return 1;
     }
-    if ((rc = build_options(&a, &g.opt, snap)) != 0) {
+    if ((rc = build_options(&a, &g.opt, NULL, snap)) != 0) {
         lhost_snap_free(snap);
         return rc;
     }

@@ -60,14 +60,7 @@ static void on_debounce(evutil_socket_t fd, short what, void *arg)
         evtimer_add(w->debounce, &tv);
         return;
     }
-    if (rc == 0) {
-        fprintf(stderr, "{\"level\":\"info\",\"msg\":\"reload (watch) ok\",\"generation\":%llu}\n",
-                (unsigned long long)w->g->generation);
-    } else {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (watch) failed\",\"error\":");
-        util_fjson_string(stderr, err);
-        fputs("}\n", stderr);
-    }
+    gw_reload_log(w->g, "watch", rc, err);
     gw_settle(w->g);
 }
 

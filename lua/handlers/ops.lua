@@ -16,9 +16,12 @@ end
 
 -- POST /admin/reload: 200 with the new generation, or 422 naming file:line.
 function ops.reload()
-  local result, err = gw.reload()
+  local result, err, busy = gw.reload()
   if not result then
-    return shape.ok(422, { error = { code = "TGW.0001", message = err } })
+    -- busy: another reload was building; Retry-After tells automation so
+    -- without parsing the message (the contract's 422 TGW.0001 stands)
+    local status, body, ctype = shape.ok(422, { error = { code = "TGW.0001", message = err } })
+    return status, body, ctype, busy and 1 or nil
   end
   result.files = shape.array(result.files)
   return shape.ok(200, result)

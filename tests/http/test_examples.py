@@ -83,6 +83,10 @@ def test_config_example_documents_every_serve_option(tmp_path):
     conf_path = os.path.join(REPO, "examples", "tagway.conf.lua")
     with open(conf_path, encoding="utf-8") as f:
         conf = f.read()
+    # top-level keys only (two-space indent): a key set twice keeps the
+    # last value in Lua, so the one documented first would silently lose
+    top = re.findall(r"^  ([a-z_]+)\s*=", conf, re.M)
+    assert len(top) == len(set(top)), sorted(k for k in top if top.count(k) > 1)
     keys = set(re.findall(r"^\s*([a-z_]+)\s*=", conf, re.M))
     missing = [o for o in options if o != "config" and o.replace("-", "_") not in keys
                and o.replace("-", "_") + "_mb" not in keys]

@@ -827,6 +827,97 @@ def test_reload_malformed_policy_names_field_and_line(fresh):
     assert_reload_fails(fresh, path, "overwrite['billing*']", "'replace', 'immutable' or 'deny'")
 
 
+# Mistakes that loaded and silently weakened a rule: each is now refused,
+# naming the field (found by an operator's audit).
+QUIET_MISTAKES = [
+    ("prefix-with-star", lambda t: t.replace('prefixes = { "sys-" }', 'prefixes = { "sys-*" }'),
+     ["reserved.prefixes[1]", "write 'sys-'", "taken literally"]),
+    ("range-backwards", lambda t: t.replace('chars = { "A-Z", "a-z", "0-9", "_", "-" },',
+                                            'chars = { "Z-A", "a-z", "0-9", "_", "-" },', 1),
+     ["key.chars", "range 'Z-A' runs backwards"]),
+    ("boolean-as-string", lambda t: t.replace("match_value = true", 'match_value = "true"'),
+     ["delete.match_value", "must be true or false"]),
+    ("boolean-as-yes", lambda t: t.replace("admin_may_write = true", 'admin_may_write = "yes"'),
+     ["reserved.admin_may_write", "must be true or false"]),
+    ("import-misspelt", lambda t: t.replace("max_tags = 5,", 'max_tags = 5, import = { os_versions = {"X"}, '
+                                            'formats = {".raw"}, max_running_jobs = 1, bytes_per_stepp = 5 },'),
+     ["import.bytes_per_stepp", "not a policy key"]),
+    ("import-step-zero", lambda t: t.replace("max_tags = 5,", 'max_tags = 5, import = { os_versions = {"X"}, '
+                                             'formats = {".raw"}, max_running_jobs = 1, bytes_per_step = 0 },'),
+     ["import.bytes_per_step", "integer >= 1"]),
+]
+
+
+@pytest.mark.parametrize("case,edit,parts", QUIET_MISTAKES, ids=[c[0] for c in QUIET_MISTAKES])
+def test_reload_refuses_a_mistake_that_would_weaken_a_rule(fresh, case, edit, parts):
+    path = rewrite(fresh, "tpol", edit)
+    assert_reload_fails(fresh, path, *parts)
+    # and `tagway check` says the same
+    r = subprocess.run([BIN, "check", "--config", fresh.config, "--policies", fresh.policies,
+                        "--scripts", os.path.join(fresh.root, "lua")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    for part in parts:
+        assert part in r.stderr, (part, r.stderr)
+
+
+def test_a_hook_answering_other_than_strings_is_a_script_error(fresh):
+    """A hook returns nil, or a field and a message: a table there was
+    sent to the client as "table: 0x...: table: 0x..." with nothing logged;
+    it is the policy's mistake, a 500 with the reason in the log."""
+    path = rewrite(fresh, "tpol", lambda t: t.replace(
+        "    for i, t in ipairs(tags) do\n      if t.key == \"expires\" then",
+        "    for i, t in ipairs(tags) do\n      if t.key == \"weird\" then return {}, {} end\n"
+        "      if t.key == \"expires\" then"))
+    assert fresh.reload()[0] == 200
+    img = fresh.new_image(P_T)
+    status, data = fresh.create(P_T, img, [("weird", "1")])
+    assert status == 500, (status, data)
+    assert data["error"]["code"] == "IMG.0061" and "table:" not in json.dumps(data), data
+    deadline = time.monotonic() + 3
+    while "hook returned table, table" not in open(fresh.log_path).read():
+        assert time.monotonic() < deadline, open(fresh.log_path).read()[-2000:]
+        time.sleep(0.02)
+    assert "policy tpol: hook returned table, table" in open(fresh.log_path).read()
+    ok(fresh.create(P_T, img, [("owner", "me")]))       # the write was undone, the hook still judges
+    assert path
+
+
+def test_a_reload_names_the_configuration_options_that_wait_for_a_restart(fresh):
+    """A reload applies what the scripts read of the configuration file; its
+    C options (budgets, workers, paths) apply at the next start.  A reload
+    that finds them changed says so in the log, where "ok" alone read as
+    applied; one that finds them as at start says nothing of them."""
+    def warnings():
+        out = []
+        for line in open(fresh.log_path):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("level") == "warn" and "next start" in obj.get("msg", ""):
+                out.append(obj)
+        return out
+    assert fresh.reload()[0] == 200
+    time.sleep(0.1)
+    assert warnings() == []
+    with open(fresh.config) as f:
+        text = f.read()
+    with open(fresh.config, "w") as f:
+        f.write(text.replace("return {", "return {\n  script_time_ms = 1234,\n  tags_cache = 77,", 1))
+    assert fresh.reload()[0] == 200
+    deadline = time.monotonic() + 3
+    while not warnings():
+        assert time.monotonic() < deadline, open(fresh.log_path).read()[-2000:]
+        time.sleep(0.02)
+    assert warnings()[-1]["options"] == "script_time_ms, tags_cache", warnings()
+    # the file as at start again: nothing to say
+    with open(fresh.config, "w") as f:
+        f.write(text)
+    assert fresh.reload()[0] == 200
+    time.sleep(0.1)
+    assert len(warnings()) == 1
+
+
 def test_reload_binding_to_missing_policy(fresh):
     with open(fresh.config, "w") as f:
         f.write(config_text({P_TMS: "tms", P_OTHER: "nosuch"}))

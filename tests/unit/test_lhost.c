@@ -117,6 +117,12 @@ static const probe_case probes[] = {
      LHOST_OK, "true"},
     {"return io", LHOST_ERROR, NULL},     /* reading an undeclared global raises */
     {"return load(string.char(27) .. 'LuaT\\0') == nil", LHOST_OK, "true"},
+    /* load as Lua's: the environment by argument count, the mode honoured */
+    {"return load('return math.max(1, 2)', '=x', 't')() == 2", LHOST_OK, "true"},
+    {"return load('return math.max(1, 2)', '=x')() == 2", LHOST_OK, "true"},
+    {"return load('return x', '=x', 't', {x = 'mine'})() == 'mine'", LHOST_OK, "true"},
+    {"return select(2, pcall(load('return x', '=x', 't', nil))):find('upvalue') ~= nil", LHOST_OK, "true"},
+    {"return select(2, load('return 1', '=x', 'b')):find('text chunk') ~= nil", LHOST_OK, "true"},
     {"return getmetatable('')", LHOST_OK, "false"},
     {"return require('io')", LHOST_ERROR, NULL},
     {"return require('debug')", LHOST_ERROR, NULL},
