@@ -80,7 +80,7 @@ end
 -- can reach it and change what every later failure is; identity is a key
 -- only this module holds.
 local FAILURE = {}
-local Failure = { __metatable = false }
+local Failure = { __metatable = false, __name = "tagway.failure" }  -- gw.traceback passes these
 
 function shape.fail(status, code, message)
   error(setmetatable({ [FAILURE] = true, status = status, code = code, message = message }, Failure), 0)

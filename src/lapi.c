@@ -1238,14 +1238,19 @@ static int l_metrics_write(lua_State *L)
     return 0;
 }
 
-/* gw.traceback(e): message handler for xpcall.  Tables (handled
- * failures) pass through; anything else gains a traceback. */
+/* gw.traceback(e): message handler for xpcall.  Handled failures
+ * (shape.fail's tables, whose metatable is named "tagway.failure") pass
+ * through; anything else gains its position and a traceback, taken here
+ * where it was raised, not where a handler re-raises it. */
 static int l_traceback(lua_State *L)
 {
-    if (lua_istable(L, 1))
+    if (lua_type(L, 1) == LUA_TTABLE && luaL_getmetafield(L, 1, "__name") == LUA_TSTRING &&
+        strcmp(lua_tostring(L, -1), "tagway.failure") == 0) {
+        lua_pop(L, 1);
         return 1;
-    luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
-    return 1;
+    }
+    lua_settop(L, 1);
+    return lhost_traceback(L);
 }
 
 void lapi_open(lua_State *L, lhost *h)

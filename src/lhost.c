@@ -305,11 +305,23 @@ static void budget_stop(lhost *h)
 
 /* ---- the one protected-call helper -------------------------------------- */
 
-static int traceback(lua_State *L)
+/* An error object that is not a string (error({}), an object with
+ * __tostring) carries no position: the first Lua frame under the handler,
+ * where it was raised, gives one, as error("...") would have. */
+int lhost_traceback(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = luaL_tolstring(L, 1, NULL);
+    const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    if (!msg) {
+        lua_Debug ar;
+        const char *text = luaL_tolstring(L, 1, NULL);
+        for (int level = 1; lua_getstack(L, level, &ar); level++)
+            if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+                msg = lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, text);
+                break;
+            }
+        if (!msg)
+            msg = text;
+    }
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -336,7 +348,7 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
     lua_State *L = h->L;
     int base = lua_gettop(L) - nargs, rc;
     const char *outer = h->running_file; /* a failed require leaves its own */
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, lhost_traceback);
     lua_insert(L, base);
     budget_start(h, scale);
     rc = lua_pcall(L, nargs, nresults, base);

@@ -100,6 +100,10 @@ void lhost_extend_budget(lhost *h, int64_t us);
 void lhost_budget_tick(lhost *h, struct lua_State *L);
 /* 1 while lhost_new runs the scripts' init. */
 int lhost_building(const lhost *h);
+/* A message handler (lua_CFunction) for lua_pcall/xpcall: the error as
+ * "file:line: message" (an object that is not a string gets the position
+ * of the Lua code that raised it) with a traceback. */
+int lhost_traceback(struct lua_State *L);
 lhost_response *lhost_current_response(lhost *h);
 gw *lhost_gw(const lhost *h);
 

@@ -172,3 +172,30 @@ def test_admin_reload_outcomes_are_logged_and_a_busy_one_says_when_to_retry(gate
     assert h["Retry-After"] == "1", dict(h)
     objs = g.wait_logged(lambda os_: sum(o.get("msg") == "reload (admin) ok" for o in os_) >= 1)
     assert any(o.get("msg") == "reload (admin) ok" for o in objs)
+
+
+def test_an_error_object_that_is_not_a_string_is_placed_where_it_was_raised(gateway):
+    """error({}) or an object with __tostring carries no position: the log
+    (a request's traceback) and a refused reload name the file and line
+    that raised it, not the router that re-raised it, or nothing."""
+    g = gateway
+    path = g.script("handlers/ops.lua")
+    with open(path, encoding="utf-8") as f:
+        good = f.read()
+    rewrite_health(g, '  error(setmetatable({}, {__tostring = function() return "custom" end}))')
+    with open(path, encoding="utf-8") as f:
+        line = f.read().split("\n").index(
+            '  error(setmetatable({}, {__tostring = function() return "custom" end}))') + 1
+    assert g.reload()[0] == 200
+    st, _, js, raw = g.request("GET", "/healthz")
+    assert st == 500, raw
+    objs = g.wait_logged(lambda os_: any(": custom" in o.get("traceback", "") for o in os_))
+    tb = next(o["traceback"] for o in objs if ": custom" in o.get("traceback", ""))
+    # (a long path is shortened with "..." as Lua's own positions are)
+    assert tb.split("\n")[0].endswith("/handlers/ops.lua:%d: custom" % line), tb
+    # at load: a reload refused naming the file and line
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("error({})\n" + good)
+    st, _, js, raw = g.reload()
+    assert st == 422, raw
+    assert re.match(r"^\S*/handlers/ops\.lua:1: table: 0x[0-9a-f]+$", js["error"]["message"]), raw
