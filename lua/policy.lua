@@ -154,8 +154,8 @@ local function compile_import(imp)
   -- what the default backend reads; another backend keeps its own
   -- settings under `backend`, which is its to check
   only(imp, "import", { "os_versions", "formats", "max_running_jobs", "bytes_per_step", "backend" })
-  need(imp.bytes_per_step == nil or (math.type(imp.bytes_per_step) == "integer" and imp.bytes_per_step >= 1),
-       "import.bytes_per_step", "must be an integer >= 1")
+  need(imp.bytes_per_step == nil or (math.tointeger(imp.bytes_per_step) and imp.bytes_per_step >= 1),
+       "import.bytes_per_step", "must be a whole number >= 1")
   need(imp.backend == nil or type(imp.backend) == "table", "import.backend", "must be a table")
   string_list(imp.os_versions, "import.os_versions")
   string_list(imp.formats, "import.formats")

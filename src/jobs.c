@@ -90,6 +90,7 @@ static int step(jobs *j, const char *id)
 {
     gw *g = j->g;
     store_job row;
+    store_image image;
     lhost_job_result res;
     job_progress *p;
     int progress;
@@ -112,7 +113,13 @@ static int step(jobs *j, const char *id)
     pthread_mutex_unlock(&j->lock);
     if (!p)
         return 1;
-    if (lhost_job_step(g->lua, &row, progress, &res) != LHOST_OK) {
+    if (store_image_get(g->store, row.project, row.image_id, &image) == STORE_NOT_FOUND) {
+        /* deleted meanwhile: the job ends now rather than when the backend
+         * would have (minutes for a large object), holding a slot of its
+         * project's max_running_jobs; ending it without a code, the
+         * transition fails it with IMG.0027 */
+        res.state = LHOST_JOB_SUCCESS;
+    } else if (lhost_job_step(g->lua, &row, progress, &res) != LHOST_OK) {
         util_copy(res.code, sizeof res.code, "IMG.0061");
         util_copy(res.reason, sizeof res.reason, "the import backend script failed");
         res.state = LHOST_JOB_FAIL;
@@ -127,7 +134,11 @@ static int step(jobs *j, const char *id)
     if (store_job_finish(g->store, id, res.state == LHOST_JOB_FAIL ? res.code : NULL,
                          res.state == LHOST_JOB_FAIL ? res.reason : NULL) != STORE_OK)
         return 1;
-    log_job(id, res.state == LHOST_JOB_FAIL ? "job failed" : "job succeeded", res.reason);
+    /* logged as stored: a job whose image went is FAIL whatever it ran to */
+    if (store_job_get(g->store, NULL, id, &row) == STORE_OK && strcmp(row.status, "FAIL") == 0)
+        log_job(id, "job failed", row.fail_reason);
+    else
+        log_job(id, "job succeeded", NULL);
     pthread_mutex_lock(&j->lock);
     progress_drop(j, id);
     pthread_mutex_unlock(&j->lock);

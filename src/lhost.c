@@ -391,10 +391,11 @@ static lhost_rc pcall(lhost *h, int nargs, int nresults, int64_t scale,
  * take 0.2 s). */
 #define SCRIPT_MAX_CHUNK (256 * 1024)
 
-/* load() that refuses bytecode, reader functions and chunks over
+/* load() that refuses bytecode (Lua does not verify it: crafted bytecode
+ * reads and writes memory), reader functions and chunks over
  * SCRIPT_MAX_CHUNK, and never sees the host's registry.  Otherwise as
- * Lua's: a mode without "t" refuses the text, and a fourth argument, even
- * nil, is the chunk's _ENV. */
+ * Lua's: a fourth argument, even nil, is the chunk's _ENV.  A mode without
+ * "t" loads nothing at all: "b" would reach the bytecode loader. */
 static int safe_load(lua_State *L)
 {
     size_t len;
@@ -408,7 +409,12 @@ static int safe_load(lua_State *L)
                         (lua_Integer)len, SCRIPT_MAX_CHUNK);
         return 2;
     }
-    if (luaL_loadbufferx(L, s, len, name, strchr(mode, 't') ? "t" : mode) != LUA_OK) {
+    if (!strchr(mode, 't')) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "load: mode '%s': tagway scripts load text chunks only", mode);
+        return 2;
+    }
+    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
         lua_pushnil(L);
         lua_insert(L, -2);
         return 2;

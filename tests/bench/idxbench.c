@@ -563,7 +563,7 @@ int main(int argc, char **argv)
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "sizes"))
         return cmd_sizes((uint32_t)strtoul(argv[2], NULL, 10),
                          argc == 4 ? (uint32_t)strtoul(argv[3], NULL, 10) : 512);
-    if (argc == 3 && !strcmp(argv[1], "croaring"))
+    if (argc == 3 && !strcmp(argv[1], "croaring") && strtoul(argv[2], NULL, 10) > 0)
         return cmd_croaring((uint32_t)strtoul(argv[2], NULL, 10));
     if (argc == 5 && !strcmp(argv[1], "gen") && !card)
         return cmd_gen((uint32_t)strtoul(argv[2], NULL, 10), argv[3], argv[4]);

@@ -630,7 +630,7 @@ def test_an_image_deleted_during_its_import_fails_the_job(gateway, when):
     then mostly still INIT, which fails it as it would start)."""
     g = gateway
     slow_down(g)
-    url = put_object(g, "slow", "gone-%s.zvhd2" % when, 50 * 1024)      # ~1 s of steps
+    url = put_object(g, "slow", "gone-%s.zvhd2" % when, 500 * 1024)     # 100 steps: ~2 s
     before = g.count()
     job = submit_ok(g, body_with(name="gone-" + when, image_url=url))
     image_id = get_job(g, job)["entities"]["image_id"]
@@ -641,7 +641,12 @@ def test_an_image_deleted_during_its_import_fails_the_job(gateway, when):
             time.sleep(0.005)
     st, _, _, raw = g.request("DELETE", "/v2/images/%s" % image_id)
     assert st == 204, raw
+    deleted = time.monotonic()
     final, seen = wait_job(g, job)
+    # at its next step (a tick is 20 ms), not when the backend would have
+    # finished (~2 s on): until then it held one of the project's
+    # max_running_jobs
+    assert time.monotonic() - deleted < 1.0, seen
     assert final["status"] == "FAIL", (final, seen)
     assert final["error_code"] == "IMG.0027", final
     assert final["fail_reason"] == "the image was deleted before its import ended", final
@@ -653,6 +658,11 @@ def test_an_image_deleted_during_its_import_fails_the_job(gateway, when):
     # and it stays so: the runner does not take the job up again
     time.sleep(0.2)
     assert get_job(g, job) == final
+    # logged as stored
+    logged = g.wait_logged(lambda os_: any(o.get("job_id") == job and o.get("msg") == "job failed"
+                                           for o in os_))
+    ends = [o["msg"] for o in logged if o.get("job_id") == job and o.get("msg") != "job running"]
+    assert ends == ["job failed"], ends
 
 
 def test_restart_in_the_middle_of_jobs(gateway):

@@ -844,7 +844,7 @@ QUIET_MISTAKES = [
      ["import.bytes_per_stepp", "not a policy key"]),
     ("import-step-zero", lambda t: t.replace("max_tags = 5,", 'max_tags = 5, import = { os_versions = {"X"}, '
                                              'formats = {".raw"}, max_running_jobs = 1, bytes_per_step = 0 },'),
-     ["import.bytes_per_step", "integer >= 1"]),
+     ["import.bytes_per_step", "whole number >= 1"]),
 ]
 
 
