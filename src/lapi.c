@@ -23,6 +23,7 @@
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <lauxlib.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -698,6 +699,10 @@ static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *
 /* gw.query(project, q) -> total[, images]
  * q: tags, tags_any, not_tags, not_tags_any ({{key, values}}),
  * without_any_tag, resource_id, resource_name, count (bool), offset, limit. */
+/* Yields to let a commit reach the index before a query's second attempt
+ * takes its snapshot anyway (a commit and its feed take microseconds). */
+#define SNAPSHOT_WAITS 10000
+
 static int l_query(lua_State *L)
 {
     const char *project = name_arg(L, 1);
@@ -738,6 +743,18 @@ static int l_query(lua_State *L)
     for (int attempt = 1;; attempt++) {
         size_t missing = 0;
         gw_index_read(g);
+        /* a second attempt reads a snapshot that matches the index: taken
+         * under the index lock, once no commit is on its way into it */
+        for (int waits = 0; attempt > 1 && waits < SNAPSHOT_WAITS; waits++) {
+            int at = store_snapshot_at_index(g->store);
+            if (at < 0)
+                store_pass_end(g->store);   /* at least a fresh one */
+            if (at <= 0)
+                break;
+            gw_index_done(g);
+            sched_yield();
+            gw_index_read(g);
+        }
         rc = tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs);
         gw_index_done(g);
         if (rc != 0)
@@ -756,16 +773,14 @@ static int l_query(lua_State *L)
             push_image(L, &im);
             lua_rawseti(L, -2, (lua_Integer)++n);
         }
-        /* With several workers the index and this worker's read snapshot
+        /* With several workers the index and this worker's pass snapshot
          * can straddle another worker's commit: an image it deleted is
          * still in the index (fed after the commit), or one it created is
          * in the index but not yet in the snapshot.  Then the page and
-         * total_count disagree: ask again on a fresh snapshot, taken after
-         * the index read, which the index catches up with in a moment. */
+         * total_count disagree: ask again, on a snapshot that matches. */
         if (!missing || attempt == 3)
             return 2;
         lua_pop(L, 2);
-        store_pass_end(g->store);
     }
 }
 

@@ -188,6 +188,9 @@ struct store {
     struct idx_op *feed;            /* under feed_mu */
     uint64_t feed_group;
     _Atomic uint64_t fed_no;        /* groups up to this one are in the index */
+    /* COMMITs begun, and those settled (in the index, or failed): equal
+     * when SQLite holds nothing the index does not (store_snapshot_at_index) */
+    _Atomic uint64_t commits_begun, commits_settled;
     /* the syncer: a thread with a connection of its own that syncs the WAL
      * (and checkpoints it) while the workers go on serving */
     store *sync_conn;
@@ -270,6 +273,26 @@ void store_pass_end(store *s)
 {
     if (!s->holding)
         read_end(s);
+}
+
+int store_snapshot_at_index(store *s)
+{
+    store *w = wconn(s);
+    uint64_t begun = atomic_load(&w->commits_begun);
+    store_image none;
+    if (s->holding || !s->pass_reads)
+        return -1;
+    if (atomic_load(&w->commits_settled) != begun)
+        return 1;               /* a commit is on its way to the index */
+    read_end(s);
+    /* a read pins the snapshot of the transaction it opens */
+    if (store_image_by_seq(s, 0, &none) == STORE_ERROR)
+        return -1;
+    if (atomic_load(&w->commits_begun) != begun) {
+        read_end(s);            /* one began meanwhile: it may be in the snapshot */
+        return 1;
+    }
+    return 0;
 }
 
 static void set_err(store *s, const char *what)
@@ -945,9 +968,14 @@ static int group_end(store *w, int keep, int *feed)
     w->kept = 0;
     /* SQLite may have rolled the whole transaction back itself (after
      * SQLITE_FULL, IOERR, NOMEM): then nothing of the group is stored */
-    if (keep && !sqlite3_get_autocommit(w->db) && commit_nosync(w) == 0)
-        ok = 1;
-    else {
+    if (keep && !sqlite3_get_autocommit(w->db)) {
+        atomic_fetch_add(&w->commits_begun, 1);
+        if (commit_nosync(w) == 0)
+            ok = 1;
+        else
+            atomic_fetch_add(&w->commits_settled, 1);   /* nothing of it is stored */
+    }
+    if (!ok) {
         if (wanted)
             group_failed(w);
         rollback(w);
@@ -986,6 +1014,7 @@ static void feed_index(store *w)
     }
     w->feed = NULL;
     atomic_store(&w->fed_no, w->feed_group);
+    atomic_fetch_add(&w->commits_settled, 1);
     pthread_mutex_unlock(&w->feed_mu);
 }
 

@@ -119,6 +119,13 @@ int store_park(store *s, uint64_t group);
  * the pass's requests are done (a write ends it earlier by itself). */
 void store_pass_reads(store *s, void (*hook)(void *ud), void *ud);
 void store_pass_end(store *s);
+/* Replaces the pass's snapshot by one holding exactly the commits the
+ * index holds, for answers built from both (an index page resolved to
+ * rows).  The caller holds the index read lock, so no commit enters the
+ * index meanwhile.  0 done (the pass reads from it until it ends); 1 a
+ * commit is under way (release the lock, yield, try again); -1 not
+ * possible here (a request holding the writer, or no pass reads). */
+int store_snapshot_at_index(store *s);
 
 /* Fills ix from the database (start-up rebuild). */
 int store_index_build(store *s, tagidx *ix);
