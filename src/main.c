@@ -114,9 +114,12 @@ static int parse_args(int argc, char **argv, args *a)
     return 0;
 }
 
+/* The last value given for an option: every command reads a repeated one
+ * as `serve` applies its options, in order, so a wrapper that appends
+ * `--role member` gets a member whatever came before. */
 static const char *arg_get(const args *a, const char *name)
 {
-    for (size_t i = 0; i < a->n; i++)
+    for (size_t i = a->n; i-- > 0;)
         if (!strcmp(a->name[i], name))
             return a->value[i];
     return NULL;
@@ -529,6 +532,13 @@ static int cmd_credentials(int argc, char **argv)
      * would be a silent success for a database no gateway serves */
     if (!(db = arg_get(&a, "db")))
         return usage("credentials: --db PATH is required");
+    /* only create may start a database (credentials before the first
+     * start); list or revoke of a mistyped path made an empty one and
+     * answered "no active credential", as if the key were revoked */
+    if (strcmp(argv[0], "create") && access(db, F_OK) != 0) {
+        fprintf(stderr, "tagway: no database at %s: %s\n", db, strerror(errno));
+        return 1;
+    }
     if (open_store(db, &s) != 0)
         return 1;
     if (!strcmp(argv[0], "create"))

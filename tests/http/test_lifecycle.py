@@ -467,6 +467,30 @@ def test_credentials_revoke(tmp_path):
     assert run_cli("credentials", "revoke", "--db", db, "--token", "a", "--ak", "b").returncode == 2
 
 
+def test_a_repeated_option_takes_its_last_value_as_serve_does(tmp_path):
+    """`serve` applies options in order (the last wins); credentials read a
+    repeated one the same way, so a wrapper appending `--role member` or a
+    second `--db` is not silently overruled by the first."""
+    first, second = str(tmp_path / "first.db"), str(tmp_path / "second.db")
+    p = run_cli("credentials", "create", "--db", first, "--db", second, "--project", random_project(),
+                "--role", "admin", "--role", "member")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["role"] == "member"
+    assert os.path.exists(second) and not os.path.exists(first)
+
+
+def test_list_and_revoke_of_a_missing_database_create_nothing(tmp_path):
+    """Only create may start a database (credentials before a first start):
+    a mistyped --db for list or revoke made an empty one, and revoke then
+    said "no active credential" as if the key were already revoked."""
+    missing = tmp_path / "typo" / "dir" / "x.db"
+    for args in (["list"], ["revoke", "--ak", "TGW832339C6E7F31A39"]):
+        p = run_cli("credentials", *args, "--db", str(missing))
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert "no database at %s" % missing in p.stderr, p.stderr
+        assert not (tmp_path / "typo").exists()
+
+
 def test_check_ok_and_failure(tmp_path, gateway):
     g = gateway
     p = run_cli("check", "--scripts", g.scripts, "--policies", g.policies)
