@@ -29,11 +29,17 @@ local function compile_path(template)
   return "^" .. pattern .. "$", names
 end
 
+-- A route table's mistake, named by its file and entry: assert() would
+-- prefix router.lua's own line, which says nothing of where the mistake is.
+local function need(cond, message)
+  if not cond then error(message, 0) end
+end
+
 local function resolve(name, where)
   local module, fn = name:match("^([%w_%.]+)%.([%w_]+)$")
-  assert(module, where .. ": handler '" .. name .. "' must be 'module.function'")
+  need(module, where .. ": handler '" .. name .. "' must be 'module.function'")
   local mod = require("handlers." .. module)
-  assert(type(mod[fn]) == "function", where .. ": handler " .. name .. " is not a function")
+  need(type(mod[fn]) == "function", where .. ": handler " .. name .. " is not a function")
   return mod[fn]
 end
 
@@ -41,8 +47,10 @@ end
 -- replace a method + path of the core table.
 local function add_routes(list, where, handler_of)
   for i, r in ipairs(list) do
-    local spot = where .. " route " .. i
-    assert(type(r.method) == "string" and type(r.path) == "string", spot .. ": method and path required")
+    local spot = where .. ": routes[" .. i .. "]"
+    need(type(r) == "table" and type(r.method) == "string" and type(r.path) == "string",
+         spot .. ": method and path required")
+    spot = spot .. " (" .. r.method .. " " .. r.path .. ")"
     local pattern, names = compile_path(r.path)
     local route = {
       method = r.method, path = r.path, pattern = pattern, names = names,
@@ -83,9 +91,9 @@ function router.init(ctx)
     for _, name in ipairs(names) do
       local mod = variant.modules[name]
       local where = variant.path .. "/" .. name .. ".lua"
-      assert(type(mod) == "table" and type(mod.routes) == "table", where .. ": must return {routes = {...}}")
+      need(type(mod) == "table" and type(mod.routes) == "table", where .. ": must return {routes = {...}}")
       add_routes(mod.routes, where, function(r, spot)
-        assert(type(r.handler) == "function", spot .. ": handler must be a function")
+        need(type(r.handler) == "function", spot .. ": handler must be a function")
         return r.handler
       end)
     end

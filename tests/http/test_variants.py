@@ -233,6 +233,26 @@ def test_enabled_by_reload():
         server.close()
 
 
+def test_a_broken_variant_route_is_named_by_its_file_and_entry(tmp_path):
+    """A route table's mistake names the variant file, the entry and its
+    method and path, not the router line that checked it."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "one.lua").write_text('return { routes = { { method = "GET", path = "/v9/ok", '
+                                    'handler = function() return 204 end }, '
+                                    '{ method = "GET", path = "/v9/x", handler = "nope" } } }\n')
+    server = Server(None)
+    try:
+        server.start()
+        server.write_config([str(folder)])
+        status, data = server.request("POST", "/admin/reload", project=None)
+        assert status == 422, (status, data)
+        assert data["error"]["message"] == (
+            "%s/one.lua: routes[2] (GET /v9/x): handler must be a function" % folder), data
+    finally:
+        server.close()
+
+
 # ---- v1-tags ------------------------------------------------------------------
 
 def test_v1_put_dotted_tag(srv):
