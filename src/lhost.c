@@ -1180,7 +1180,7 @@ static int l_require(lua_State *L)
     return 1;
 }
 
-static int ends_with_lua(const char *name)
+int lhost_is_script_name(const char *name)
 {
     size_t n = strlen(name);
     return n > 4 && strcmp(name + n - 4, ".lua") == 0 && name[0] != '.';
@@ -1204,7 +1204,7 @@ static char **list_lua(const char *dir, size_t *n, char *err, size_t errlen)
         return NULL;
     }
     while ((e = readdir(d))) {
-        if (!ends_with_lua(e->d_name))
+        if (!lhost_is_script_name(e->d_name))
             continue;
         if (*n + 2 > cap) {
             char **grown = realloc(names, (cap = cap * 2 + 8) * sizeof *names);

@@ -83,6 +83,10 @@ lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_
  * as the snapshot holds them; NULL otherwise. */
 const char *lhost_loaded_text(const lhost *h, const char *path, size_t *len);
 
+/* Whether a file name is one a folder of scripts or policies loads
+ * ("x.lua", not hidden). */
+int lhost_is_script_name(const char *name);
+
 /* The files this generation loaded, with their hashes. */
 const lhost_file *lhost_files(const lhost *h, size_t *n);
 uint64_t lhost_generation(const lhost *h);

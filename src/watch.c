@@ -90,7 +90,7 @@ static int was_loaded(const lhost_file *f, size_t n, const char *path)
  * added meanwhile is missing from the generation). */
 static int loaded_files_changed(gw *g)
 {
-    size_t n, len, nl;
+    size_t n, len;
     const lhost_file *f = lhost_files(g->lua, &n);
     DIR *d;
     struct dirent *e;
@@ -107,12 +107,10 @@ static int loaded_files_changed(gw *g)
     }
     if (!(d = opendir(g->opt.policies)))
         return 1;
-    while (!changed && (e = readdir(d))) {
-        nl = strlen(e->d_name);
-        if (nl > 4 && strcmp(e->d_name + nl - 4, ".lua") == 0 && e->d_name[0] != '.' &&
+    while (!changed && (e = readdir(d)))
+        if (lhost_is_script_name(e->d_name) &&
             snprintf(path, sizeof path, "%s/%s", g->opt.policies, e->d_name) < (int)sizeof path)
             changed = !was_loaded(f, n, path);
-    }
     closedir(d);
     return changed;
 }
