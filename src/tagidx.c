@@ -1,6 +1,6 @@
 /* tagidx.c: the in-memory tag index of tagidx.h.  Per project: CRoaring bitmaps
  * of live and of tagged docs; a posting set per key and per key=value, held
- * inline while tiny, as varint-coded gaps in a per-key pool while small, and
+ * inline while tiny, as Rice-coded gaps in a per-key pool while small, and
  * as a roaring bitmap once large (a roaring bitmap costs ~150 bytes even for
  * one member); lower-cased names in one blob, in blocks of 16 under the
  * prefix they share, scanned as they are for substrings.  Uses CRoaring
@@ -231,9 +231,10 @@ static void bm_optimize(roaring_bitmap_t *r)
 
 /* 16 bytes; `aux` is the owner's (a value keeps its name offset there, so a
  * value table entry is one posting).  Three forms by size: up to PST_INLINE
- * members inside the posting; up to PST_SMALL_MAX as varint-coded gaps in
- * its key's pool, ~2.5 bytes a member at 10^6 images where a uint32 array
- * with its malloc header and slack took ~5; beyond, a roaring bitmap.  While
+ * members inside the posting; up to PST_SMALL_MAX as Rice-coded gaps in
+ * its key's pool, ~2 bytes a member at 10^6 images where varint gaps took
+ * ~2.5 and a uint32 array with its malloc header and slack ~5; beyond, a
+ * roaring bitmap.  While
  * a bulk load builds them the middle form is a sorted array instead, cheap
  * to append to, and is packed into the pool when the load finishes. */
 typedef struct {
@@ -242,7 +243,10 @@ typedef struct {
     union {
         uint32_t one[PST_INLINE];
         struct {
-            uint32_t off, len; /* bytes in the pool */
+            uint32_t off; /* in the pool */
+            uint16_t len; /* bytes */
+            uint8_t k;    /* the Rice parameter */
+            uint8_t pad;  /* unused (zero) high bits of the last byte */
         } enc;
         uint32_t *arr; /* only while loading */
         roaring_bitmap_t *bm;
@@ -290,87 +294,171 @@ static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
     return lo;
 }
 
-/* x in 7 bits a byte, low first: the bytes written (at most 5). */
-static uint32_t varint_put(uint8_t *out, uint32_t x)
-{
-    uint32_t n = 0;
+/* Rice codes: a set's first member, then each gap less one (members are
+ * distinct), as q = x >> k in unary (q zero bits, then a one) followed by
+ * the k low bits of x, bits taken low first in each byte.  k is chosen per
+ * set; with the best k, a member costs ~log2(U/n) + 1.5 bits, where varint
+ * gaps took ~2.5 bytes at 10^6 images.  A removal merges two gaps, and with
+ * the same k the merged code is never longer than the two it replaces
+ * ((x1 + x2 + 1) >> k <= (x1 >> k) + (x2 >> k) + 1, against the k + 1 bits
+ * the dropped code took), so a removal is always done in place. */
+enum { RICE_KMAX = 31, RICE_MAX_BYTES = PST_SMALL_MAX * 5 };
 
-    while (x >= 0x80) {
-        out[n++] = (uint8_t)(x | 0x80);
-        x >>= 7;
-    }
-    out[n++] = (uint8_t)x;
-    return n;
-}
-
-static uint32_t varint_get(const uint8_t *in, uint32_t *x)
-{
-    uint32_t n = 0, shift = 0;
-    uint8_t b;
-
-    *x = 0;
-    do {
-        b = in[n++];
-        *x |= (uint32_t)(b & 0x7f) << shift;
-        shift += 7;
-    } while (b & 0x80);
-    return n;
-}
-
-/* The first member, then each gap to the next. */
-static uint32_t gaps_encode(uint8_t *out, const uint32_t *a, uint32_t n)
-{
-    uint32_t len = 0, prev = 0;
-
-    for (uint32_t i = 0; i < n; i++) {
-        len += varint_put(out + len, a[i] - prev);
-        prev = a[i];
-    }
-    return len;
-}
-
-/* The bytes gaps_encode writes for a[0..n). */
-static uint32_t gaps_len(const uint32_t *a, uint32_t n)
-{
-    uint32_t len = 0, prev = 0;
-
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t x = a[i] - prev;
-        prev = a[i];
-        len += x < 1u << 7 ? 1 : x < 1u << 14 ? 2 : x < 1u << 21 ? 3 : x < 1u << 28 ? 4 : 5;
-    }
-    return len;
-}
-
-static void gaps_decode(const uint8_t *in, uint32_t *a, uint32_t n)
-{
-    uint32_t prev = 0, x;
-
-    for (uint32_t i = 0; i < n; i++) {
-        in += varint_get(in, &x);
-        a[i] = prev += x;
-    }
-}
-
-/* Where doc belongs among coded gaps: the offset `at` of the first member
- * >= doc (len when none), that member `cur` and its gap's bytes, and the
- * member before it (0 when none, as the first gap counts from 0). */
 typedef struct {
-    uint32_t at, cur, curlen, prev;
-} gap_pos;
+    uint8_t *out;
+    uint64_t acc;
+    unsigned nbits;
+    uint32_t len;
+} bit_writer;
 
-static void gaps_seek(const uint8_t *c, uint32_t len, uint32_t doc, gap_pos *g)
+/* Appends the n <= 32 low bits of v; whole bytes leave 32 bits at a time. */
+static void bw_put(bit_writer *w, uint64_t v, unsigned n)
 {
-    uint32_t x, k;
+    w->acc |= v << w->nbits;
+    w->nbits += n;
+    if (w->nbits >= 32) {
+        for (int i = 0; i < 4; i++)
+            w->out[w->len++] = (uint8_t)(w->acc >> 8 * i);
+        w->acc >>= 32;
+        w->nbits -= 32;
+    }
+}
 
-    g->at = g->prev = g->cur = g->curlen = 0;
-    for (; g->at < len; g->at += k, g->prev += x) {
-        k = varint_get(c + g->at, &x);
-        if (g->prev + x >= doc) {
-            g->cur = g->prev + x;
-            g->curlen = k;
-            return;
+static void bw_flush(bit_writer *w)
+{
+    for (; w->nbits > 0; w->nbits = w->nbits > 8 ? w->nbits - 8 : 0) {
+        w->out[w->len++] = (uint8_t)w->acc;
+        w->acc >>= 8;
+    }
+}
+
+typedef struct {
+    const uint8_t *in;
+    uint32_t pos, len;
+    uint64_t acc;
+    unsigned nbits;
+} bit_reader;
+
+/* Tops the reader up to 57-63 bits while the stream lasts: eight bytes at
+ * a time, each bit read once more than taken (the surplus is masked off
+ * and read again next time), a byte at a time near the end. */
+static inline __attribute__((always_inline)) void br_fill(bit_reader *r)
+{
+    uint64_t w;
+    unsigned take;
+
+    if (r->nbits > 56)
+        return;
+    if (r->len - r->pos >= 8) {
+        memcpy(&w, r->in + r->pos, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+#endif
+        take = (63 - r->nbits) >> 3;
+        r->acc |= w << r->nbits;
+        r->pos += take;
+        r->nbits += 8 * take;
+        r->acc &= (1ull << r->nbits) - 1;
+        return;
+    }
+    while (r->nbits <= 56 && r->pos < r->len) {
+        r->acc |= (uint64_t)r->in[r->pos++] << r->nbits;
+        r->nbits += 8;
+    }
+}
+
+static uint32_t rice_x(const uint32_t *a, uint32_t i)
+{
+    return i ? a[i] - a[i - 1] - 1 : a[0];
+}
+
+/* The best k for a[0..n) (n >= 1) among the three around the mean code
+ * and `also` (the set's present k, so that a rewrite after a removal is
+ * never longer), and the bytes the set then takes. */
+static unsigned rice_choose(const uint32_t *a, uint32_t n, unsigned also, uint32_t *bytes)
+{
+    uint64_t mean = ((uint64_t)a[n - 1] - (n - 1)) / n, bits[4] = { 0 };
+    unsigned ks[4], best = 0;
+
+    ks[1] = mean ? 31u - (unsigned)__builtin_clz((uint32_t)mean) : 0;
+    ks[0] = ks[1] ? ks[1] - 1 : 0;
+    ks[2] = ks[1] < RICE_KMAX ? ks[1] + 1 : RICE_KMAX;
+    ks[3] = also <= RICE_KMAX ? also : ks[1];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t x = rice_x(a, i);
+        bits[0] += x >> ks[0];
+        bits[1] += x >> ks[1];
+        bits[2] += x >> ks[2];
+        bits[3] += x >> ks[3];
+    }
+    for (unsigned j = 0; j < 4; j++) {
+        bits[j] += (uint64_t)n * (ks[j] + 1);
+        if (bits[j] < bits[best])
+            best = j;
+    }
+    bits[best] = (bits[best] + 7) / 8;
+    *bytes = bits[best] > UINT32_MAX ? UINT32_MAX : (uint32_t)bits[best];
+    return ks[best];
+}
+
+/* The code of x. */
+static void rice_put(bit_writer *w, uint32_t x, unsigned k)
+{
+    uint32_t q = x >> k;
+
+    for (; q >= 32; q -= 32)
+        bw_put(w, 0, 32);
+    if (q + 1 + k <= 32) {
+        bw_put(w, (1ull << q) | (uint64_t)(x & ((1u << k) - 1)) << (q + 1), q + 1 + k);
+        return;
+    }
+    bw_put(w, 1ull << q, q + 1);
+    if (k)
+        bw_put(w, x & ((1u << k) - 1), k);
+}
+
+/* Ends the stream: its last byte's unused high bits (zero) to *pad. */
+static void bw_end(bit_writer *w, uint8_t *pad)
+{
+    *pad = (uint8_t)((8 - w->nbits % 8) % 8);
+    bw_flush(w);
+}
+
+/* Writes a[0..n) with parameter k; the bytes written. */
+static uint32_t rice_encode(uint8_t *out, const uint32_t *a, uint32_t n, unsigned k, uint8_t *pad)
+{
+    bit_writer w = { out, 0, 0, 0 };
+
+    for (uint32_t i = 0; i < n; i++)
+        rice_put(&w, rice_x(a, i), k);
+    bw_end(&w, pad);
+    return w.len;
+}
+
+static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a, uint32_t n)
+{
+    bit_reader r = { in, 0, len, 0, 0 };
+    uint32_t prev = 0, q, x;
+    unsigned z;
+
+    for (uint32_t i = 0; i < n; i++) {
+        br_fill(&r);
+        for (q = 0; !r.acc && r.pos < r.len; br_fill(&r)) { /* a long unary run */
+            q += r.nbits;
+            r.nbits = 0;
         }
+        z = r.acc ? (unsigned)__builtin_ctzll(r.acc) : 0; /* 0: not on a stream rice_encode wrote */
+        r.acc = r.acc >> z >> 1;
+        r.nbits = r.nbits > z ? r.nbits - z - 1 : 0;
+        x = q + z;
+        if (k) {
+            if (r.nbits < k)
+                br_fill(&r);
+            x = x << k | (uint32_t)(r.acc & ((1ull << k) - 1));
+            r.acc >>= k;
+            r.nbits = r.nbits > k ? r.nbits - k : 0;
+        }
+        a[i] = prev = i ? prev + x + 1 : x;
     }
 }
 
@@ -380,7 +468,7 @@ static const uint32_t *pst_members(const pool *pl, const posting *p, uint32_t *b
 {
     if (!pst_coded(p))
         return p->u.one;
-    gaps_decode((const uint8_t *)pl->buf + p->u.enc.off, buf, p->n);
+    rice_decode((const uint8_t *)pl->buf + p->u.enc.off, p->u.enc.len, p->u.enc.k, buf, p->n);
     return buf;
 }
 
@@ -391,12 +479,17 @@ static void pst_release(pool *pl, const posting *p)
 }
 
 /* Makes p (inline or coded now) hold the n > PST_INLINE members of a: in
- * place when they fit, else at the pool's end.  -1 leaves p as it was. */
+ * place when they fit, else at the pool's end.  -1 leaves p as it was;
+ * never fails when a is p's members less some (see the Rice codes). */
 static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
 {
-    uint8_t code[PST_SMALL_MAX * 5];
-    uint32_t len = gaps_encode(code, a, n), had = pst_coded(p) ? p->u.enc.len : 0, off;
+    uint8_t code[RICE_MAX_BYTES];
+    uint32_t had = pst_coded(p) ? p->u.enc.len : 0, len, off;
+    unsigned k = rice_choose(a, n, pst_coded(p) ? p->u.enc.k : RICE_KMAX + 1, &len);
 
+    if (len > sizeof code)
+        return -1; /* not reached: with the best k a member takes under 5 bytes */
+    rice_encode(code, a, n, k, &p->u.enc.pad);
     if (len <= had) {
         off = p->u.enc.off;
         pl->dead += had - len;
@@ -409,7 +502,8 @@ static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
     }
     memcpy(pl->buf + off, code, len);
     p->u.enc.off = off;
-    p->u.enc.len = len;
+    p->u.enc.len = (uint16_t)len;
+    p->u.enc.k = (uint8_t)k;
     p->n = n;
     return 0;
 }
@@ -468,73 +562,41 @@ static int pst_to_big(pool *pl, posting *p, const uint32_t *a, uint32_t doc)
     return 1;
 }
 
-/* Replaces bytes [at, at+cut) of a coded posting by mid[0..m), which
- * leaves n members: in place when no longer, else at the pool's end.  -1
- * leaves p as it was. */
-static int coded_splice(pool *pl, posting *p, uint32_t at, uint32_t cut, const uint8_t *mid,
-                        uint32_t m, uint32_t n)
+/* Adds doc, above every member (the last is `last`), to coded p by
+ * appending its code: a new image's tags, the common write, cost no
+ * re-coding of the set.  0 leaves that to the caller: when doc is far
+ * enough off for another k to be better, and at each power of two members,
+ * so a set grown by appends gets its k chosen afresh.  1 if added, -1
+ * without memory (p unchanged). */
+static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
 {
-    uint32_t len = p->u.enc.len, nlen = len - cut + m, tail = len - at - cut;
-    char *b, *d;
+    uint32_t x = doc - last - 1, len = p->u.enc.len, off = p->u.enc.off;
+    unsigned k = p->u.enc.k;
+    uint64_t most = (uint64_t)len + 1 + ((x >> k) + 1 + k) / 8;
+    bit_writer w;
 
-    if (nlen <= len) {
-        b = pl->buf + p->u.enc.off;
-        memmove(b + at + m, b + at + cut, tail);
-        memcpy(b + at, mid, m);
-        pl->dead += len - nlen;
-    } else {
-        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + nlen, 256, UINT32_MAX) != 0)
+    if (x >> k > 4 || (p->n & (p->n - 1)) == 0 || most > RICE_MAX_BYTES)
+        return 0;
+    if (off + len != pl->len) { /* moved to the pool's end, where it can grow */
+        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + most, 256, UINT32_MAX) != 0)
             return -1;
-        b = pl->buf + p->u.enc.off;
-        d = pl->buf + pl->len;
-        memcpy(d, b, at);
-        memcpy(d + at, mid, m);
-        memcpy(d + at + m, b + at + cut, tail);
-        p->u.enc.off = pl->len;
-        pl->len += nlen;
+        memcpy(pl->buf + pl->len, pl->buf + off, len);
         pl->dead += len;
+        off = pl->len;
+        pl->len += len;
+    } else if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)off + most, 256, UINT32_MAX) != 0) {
+        return -1;
     }
-    p->u.enc.len = nlen;
-    p->n = n;
-    return 0;
-}
-
-/* pst_add for a coded posting with room for one more member: only the
- * gaps around doc change, so nothing after it is decoded. */
-static int coded_add(pool *pl, posting *p, uint32_t doc)
-{
-    const uint8_t *c = (const uint8_t *)pl->buf + p->u.enc.off;
-    uint32_t len = p->u.enc.len, m;
-    uint8_t mid[10];
-    gap_pos g;
-
-    gaps_seek(c, len, doc, &g);
-    if (g.at < len && g.cur == doc)
-        return 0;
-    m = varint_put(mid, doc - g.prev);
-    if (g.at < len)
-        m += varint_put(mid + m, g.cur - doc);
-    return coded_splice(pl, p, g.at, g.curlen, mid, m, p->n + 1) < 0 ? -1 : 1;
-}
-
-/* pst_remove for a coded posting that stays coded: the gaps either side of
- * doc become one, never longer than the two, so it is done in place. */
-static int coded_remove(pool *pl, posting *p, uint32_t doc)
-{
-    const uint8_t *c = (const uint8_t *)pl->buf + p->u.enc.off;
-    uint32_t len = p->u.enc.len, m = 0, cut, x;
-    uint8_t mid[5];
-    gap_pos g;
-
-    gaps_seek(c, len, doc, &g);
-    if (g.at >= len || g.cur != doc)
-        return 0;
-    cut = g.curlen;
-    if (g.at + cut < len) {
-        cut += varint_get(c + g.at + cut, &x);
-        m = varint_put(mid, doc + x - g.prev);
-    }
-    coded_splice(pl, p, g.at, cut, mid, m, p->n - 1);
+    w.out = (uint8_t *)pl->buf + off + len - 1;
+    w.acc = w.out[0];
+    w.nbits = 8u - p->u.enc.pad;
+    w.len = 0;
+    rice_put(&w, x, k);
+    bw_end(&w, &p->u.enc.pad);
+    p->u.enc.off = off;
+    p->u.enc.len = (uint16_t)(len - 1 + w.len);
+    pl->len = off + len - 1 + w.len;
+    p->n++;
     return 1;
 }
 
@@ -543,17 +605,18 @@ static int pst_add(pool *pl, posting *p, uint32_t doc)
 {
     uint32_t buf[PST_SMALL_MAX + 1], i;
     const uint32_t *a;
+    int rc;
 
     if (pst_big(p))
         return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
-    if (pst_coded(p) && p->n < PST_SMALL_MAX)
-        return coded_add(pl, p, doc);
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     if (i < p->n && a[i] == doc)
         return 0;
     if (p->n >= PST_SMALL_MAX)
         return pst_to_big(pl, p, a, doc);
+    if (i == p->n && pst_coded(p) && (rc = coded_append(pl, p, a[i - 1], doc)) != 0)
+        return rc;
     if (a != buf)
         memcpy(buf, a, (size_t)p->n * sizeof *a);
     memmove(buf + i + 1, buf + i, (size_t)(p->n - i) * sizeof *buf);
@@ -592,8 +655,6 @@ static int pst_remove(pool *pl, posting *p, uint32_t doc)
         pst_shrink_big(pl, p);
         return 1;
     }
-    if (pst_coded(p) && p->n - 1 > PST_INLINE)
-        return coded_remove(pl, p, doc);
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     if (i >= p->n || a[i] != doc)
@@ -818,18 +879,25 @@ static void ld_undo_add(ld_heap *h, posting *p, uint32_t doc)
 /* Bytes p's members take in the pool once packed. */
 static uint32_t ld_coded_len(posting *p)
 {
-    return pst_coded(p) ? gaps_len(p->u.arr, p->n) : 0;
+    uint32_t len = 0;
+
+    if (pst_coded(p))
+        rice_choose(p->u.arr, p->n, RICE_KMAX + 1, &len);
+    return len;
 }
 
 /* Moves an array into the pool, which has room for it. */
 static void ld_pack(ld_heap *h, pool *pl, posting *p)
 {
-    uint32_t *a = p->u.arr;
+    uint32_t *a = p->u.arr, len;
+    unsigned k;
 
     if (!pst_coded(p))
         return;
+    k = rice_choose(a, p->n, RICE_KMAX + 1, &len);
     p->u.enc.off = pl->len;
-    p->u.enc.len = gaps_encode((uint8_t *)pl->buf + pl->len, a, p->n);
+    p->u.enc.len = (uint16_t)rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &p->u.enc.pad);
+    p->u.enc.k = (uint8_t)k;
     pl->len += p->u.enc.len;
     ld_give(h, a, ld_cap(p->n));
 }
@@ -847,7 +915,7 @@ static void ld_free(ld_heap *h, posting *p)
 /* ---- a key's values: one table, no allocation per value ------------------ */
 
 /* Entries are postings packed in an array (aux: the value's offset in the
- * arena); idx is an open-addressing index of entry numbers at load <= 1/2.
+ * arena); idx is an open-addressing index of entry numbers at load <= 4/5.
  * An entry number is below the slot count, so the bits above it hold the
  * same bits of the value's hash: a probe that meets another value mostly
  * tells so without reading its entry and name (two cache misses).
@@ -923,7 +991,7 @@ static int vt_reserve(vtab *t, size_t len)
     }
     if (bytes_reserve(&t->arena, &t->acap, (uint64_t)t->alen + len + 1, 64, UINT32_MAX) != 0)
         return -1;
-    if (!t->idx || (uint64_t)(t->n + 1) * 2 > (uint64_t)t->mask + 1)
+    if (!t->idx || (uint64_t)(t->n + 1) * 5 > ((uint64_t)t->mask + 1) * 4)
         return vt_rehash(t, t->idx ? (t->mask + 1) * 2 : 8);
     return 0;
 }

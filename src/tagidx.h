@@ -87,7 +87,7 @@ size_t tagidx_memory(const tagidx *ix);          /* bytes held, approx. */
 typedef struct {
     size_t names;   /* the name store */
     size_t bitmaps; /* roaring bitmaps: large posting sets, live and tagged sets */
-    size_t pools;   /* the keys' pools of varint-coded small sets */
+    size_t pools;   /* the keys' pools of Rice-coded small sets */
     size_t values;  /* value tables: entries, value names, hash slots */
     size_t other;   /* projects, keys, their maps */
     size_t total;   /* the sum: tagidx_memory */

@@ -14,12 +14,14 @@
  *       JSON line per shape.
  *
  *   idxbench sizes N [LIMIT]
- *       for the same data, what each key's sets take in bytes coded as the
- *       index codes them (varint gaps up to LIMIT members, default 512; a
- *       roaring estimate above: 2 bytes a member in an array container, 8 KiB
- *       a bitmap container, ~57 bytes a container) and as Golomb-Rice gaps
- *       with the best parameter per set instead of varint: the estimate the
- *       README's memory notes quote.
+ *       for the same data, what each key's sets take in bytes up to LIMIT
+ *       members (default 512, the index's limit) as varint gaps (the
+ *       index's code before Rice) and as Golomb-Rice gaps with the best
+ *       parameter per set plus a byte for it (the index keeps the
+ *       parameter in its entry, so its pools are a little smaller), and
+ *       above LIMIT as a roaring estimate (2 bytes a member in an array
+ *       container, 8 KiB a bitmap container, ~57 bytes a container): the
+ *       figures the README's memory notes quote.
  *   idxbench croaring N
  *       for the same data, the issue's reference structure built for real:
  *       one CRoaring bitmap per key=value and per key, and one of live

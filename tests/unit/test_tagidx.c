@@ -556,6 +556,102 @@ static void test_value_churn(void)
     tagidx_free(ix);
 }
 
+/* An index loaded with the sorted docs[0..n), each an image tagged g=v. */
+static tagidx *load_g(const uint32_t *docs, uint32_t n)
+{
+    tagidx *ix = tagidx_new();
+    tagidx_loader *l = ix ? tagidx_load_begin(ix) : NULL;
+
+    CHECK(l != NULL);
+    if (!l)
+        return ix;
+    for (uint32_t i = 0; i < n; i++)
+        CHECK(tagidx_load_image(l, PA, docs[i], "n") == 0);
+    for (uint32_t i = 0; i < n; i++)
+        CHECK(tagidx_load_tag(l, PA, docs[i], "g", "v") == 0);
+    CHECK(tagidx_load_finish(l) == 0);
+    return ix;
+}
+
+/* Checks the page [off, off + n) of g=v, newest first, and the total. */
+static void expect_g(const tagidx *ix, uint64_t off, uint64_t want_total, const uint32_t *want,
+                     size_t n, int line)
+{
+    const char *vals[1] = { "v" };
+    tagidx_entry e[1] = { { "g", vals, 1 } };
+    tagidx_query q = { 0 };
+    uint32_t page[8];
+    uint64_t total = 0;
+    size_t got = 0;
+    int ok;
+
+    q.tags = e, q.ntags = 1;
+    CHECK(tagidx_page(ix, PA, &q, off, (uint32_t)n, &total, page, &got) == 0);
+    ok = total == want_total && got == n && memcmp(page, want, n * sizeof *want) == 0;
+    if (!ok)
+        fprintf(stderr, "line %d: g=v page at %llu differs (total %llu)\n", line,
+                (unsigned long long)off, (unsigned long long)total);
+    CHECK(ok);
+}
+
+#define EXPECT_G(ix, off, total, ...)                                                        \
+    do {                                                                                   \
+        const uint32_t want_[] = { __VA_ARGS__ };                                          \
+        expect_g((ix), (off), (total), want_, sizeof want_ / sizeof want_[0], __LINE__); \
+    } while (0)
+
+/* Coded sets at the edges of the Rice code: members up to UINT32_MAX, gaps
+ * whose quotient takes more than a 32-bit word of unary code (small gaps
+ * first keep k small), appends, inserts and removals at both ends and in
+ * the middle, each checked against the members the set must hold and
+ * against the same set built by a load. */
+static void test_coded_edges(void)
+{
+    static const uint32_t far[] = { 2147483648u, 4000000000u, UINT32_MAX - 1, UINT32_MAX };
+    uint32_t docs[104], n = 0;
+    tagidx *ix = tagidx_new(), *ld;
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (uint32_t d = 1; d <= 100; d++)
+        docs[n++] = d * 3;
+    for (size_t i = 0; i < 4; i++)
+        docs[n++] = far[i];
+    for (uint32_t i = 0; i < n; i++) { /* the far ones first: inserts below them */
+        uint32_t d = docs[(i + 100) % n];
+        CHECK(tagidx_image_add(ix, PA, d, "n") == 0);
+        CHECK(tagidx_tag_set(ix, PA, d, "g", NULL, "v") == 0);
+    }
+    ld = load_g(docs, n);
+    CHECK(tagidx_equal(ix, ld) == 1);
+    EXPECT_G(ix, 0, 104, UINT32_MAX, UINT32_MAX - 1, 4000000000u, 2147483648u, 300, 297);
+    EXPECT_G(ld, 0, 104, UINT32_MAX, UINT32_MAX - 1, 4000000000u, 2147483648u, 300, 297);
+    EXPECT_G(ix, 100, 104, 12, 9, 6, 3);
+    CHECK(tagidx_tag_del(ix, PA, UINT32_MAX - 1, "g", "v") == 0);
+    CHECK(tagidx_tag_del(ix, PA, 3, "g", "v") == 0);
+    CHECK(tagidx_tag_del(ix, PA, 150, "g", "v") == 0);
+    CHECK(tagidx_tag_del(ix, PA, 2147483648u, "g", "v") == 0);
+    EXPECT_G(ix, 0, 100, UINT32_MAX, 4000000000u, 300, 297);
+    EXPECT_G(ix, 96, 100, 15, 12, 9, 6);
+    CHECK(tagidx_tag_set(ix, PA, 2147483648u, "g", NULL, "v") == 0);
+    CHECK(tagidx_tag_set(ix, PA, 150, "g", NULL, "v") == 0);
+    CHECK(tagidx_image_remove(ix, PA, UINT32_MAX - 1, NULL, 0) == 0);
+    CHECK(tagidx_image_remove(ix, PA, 3, NULL, 0) == 0);
+    EXPECT_G(ix, 0, 102, UINT32_MAX, 4000000000u, 2147483648u, 300);
+    tagidx_free(ld);
+    n = 0; /* the same set, loaded */
+    for (uint32_t d = 2; d <= 100; d++)
+        docs[n++] = d * 3;
+    docs[n++] = 2147483648u;
+    docs[n++] = 4000000000u;
+    docs[n++] = UINT32_MAX;
+    ld = load_g(docs, n);
+    CHECK(tagidx_equal(ix, ld) == 1);
+    tagidx_free(ix);
+    tagidx_free(ld);
+}
+
 static void test_hand(void)
 {
     tagidx *ix = tagidx_new();
@@ -1240,6 +1336,7 @@ static void test_differential(void)
 int main(void)
 {
     test_hand();
+    test_coded_edges();
     test_differential();
     return unit_done("test_tagidx");
 }
