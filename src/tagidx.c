@@ -14,7 +14,8 @@
 
 enum {
     PST_INLINE = 2,       /* members held inside the posting, no allocation */
-    PST_SMALL_MAX = 512,  /* beyond this a roaring bitmap is no larger */
+    PST_SMALL_MAX = 512,  /* beyond this, decoding the set in queries and writes
+                             costs more than its smaller code saves */
     PST_SHRINK_AT = 128,  /* a big posting this small goes back to an array */
     OPT_EVERY = 4096,     /* writes per project between run_optimize passes */
     NM_COMPACT_MIN = 1024 /* dead name records tolerated before compacting */
@@ -717,10 +718,12 @@ static uint32_t *ld_items(posting *p)
  * bitmap containers that stay, and their holes kept ~9 MiB more resident at
  * 10^6 images (jemalloc: 51.5 MiB of active pages for 37.3 MiB allocated,
  * 42.3 from these chunks).  Blocks are carved from LD_CHUNK-byte chunks,
- * one free list per ld_cap class (caps are 2 mod 4, 6 to 514), and the
- * chunks go back whole at the end. */
+ * one free list per ld_cap class (caps are 2 mod 4, 6 to PST_SMALL_MAX + 2),
+ * and the chunks go back whole at the end. */
 #define LD_CHUNK (1u << 20)
-#define LD_NCLASS 128
+#define LD_NCLASS (PST_SMALL_MAX / 4)
+_Static_assert((PST_SMALL_MAX & (PST_SMALL_MAX - 1)) == 0 && PST_SMALL_MAX >= 64,
+               "ld_cap(PST_SMALL_MAX) must be PST_SMALL_MAX + 2, the last of LD_NCLASS classes");
 
 /* Under AddressSanitizer, blocks not handed out are poisoned, so a stray
  * access into a chunk is reported as it would be on the heap. */
