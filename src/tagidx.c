@@ -233,8 +233,8 @@ static void bm_optimize(roaring_bitmap_t *r)
 /* 16 bytes; `aux` is the owner's (a value keeps its name offset there, so a
  * value table entry is one posting).  Three forms by size: up to PST_INLINE
  * members inside the posting; up to PST_SMALL_MAX as Rice-coded gaps in
- * its key's pool, ~2 bytes a member at 10^6 images where varint gaps took
- * ~2.5 and a uint32 array with its malloc header and slack ~5; beyond, a
+ * its key's pool, 2.0 bytes a member at 10^6 images where varint gaps took
+ * 2.4 and a uint32 array with its malloc header and slack ~5; beyond, a
  * roaring bitmap.  While
  * a bulk load builds them the middle form is a sorted array instead, cheap
  * to append to, and is packed into the pool when the load finishes. */
@@ -340,7 +340,7 @@ typedef struct {
     unsigned nbits;
 } bit_reader;
 
-/* Tops the reader up to 57-63 bits while the stream lasts: eight bytes at
+/* Tops the reader up to 56-63 bits while the stream lasts: eight bytes at
  * a time, each bit read once more than taken (the surplus is masked off
  * and read again next time), a byte at a time near the end. */
 static inline __attribute__((always_inline)) void br_fill(bit_reader *r)
@@ -484,16 +484,19 @@ static void pst_release(pool *pl, const posting *p)
  * never fails when a is p's members less some (see the Rice codes). */
 static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
 {
-    uint8_t code[RICE_MAX_BYTES];
+    uint8_t code[RICE_MAX_BYTES], pad;
     uint32_t had = pst_coded(p) ? p->u.enc.len : 0, len, off;
     unsigned k = rice_choose(a, n, pst_coded(p) ? p->u.enc.k : RICE_KMAX + 1, &len);
 
     if (len > sizeof code)
         return -1; /* not reached: with the best k a member takes under 5 bytes */
-    rice_encode(code, a, n, k, &p->u.enc.pad);
+    rice_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
     if (len <= had) {
         off = p->u.enc.off;
-        pl->dead += had - len;
+        if (off + had == pl->len)
+            pl->len = off + len; /* at the pool's end, so appends stay in place */
+        else
+            pl->dead += had - len;
     } else {
         if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + len, 256, UINT32_MAX) != 0)
             return -1;
@@ -505,6 +508,7 @@ static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
     p->u.enc.off = off;
     p->u.enc.len = (uint16_t)len;
     p->u.enc.k = (uint8_t)k;
+    p->u.enc.pad = pad;
     p->n = n;
     return 0;
 }

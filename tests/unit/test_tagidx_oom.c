@@ -107,8 +107,47 @@ typedef struct {
     int ok;
 } walk;
 
-/* Per key: the images having it are the sum of its values' images, and
- * every value listed has some. */
+/* Whether the scenarios ever give doc this value of key k (load_all and
+ * write_all: value_of, and k1 overwritten with doc + 7's). */
+static int assigned(uint32_t doc, int k, const char *value)
+{
+    char v[32];
+
+    if (doc < 1 || doc > DOCS)
+        return 0;
+    value_of(doc, k, v, sizeof v);
+    if (strcmp(v, value) == 0)
+        return 1;
+    value_of(doc + 7, k, v, sizeof v);
+    return k == 1 && strcmp(v, value) == 0;
+}
+
+/* Every member of key=value is an image the scenarios gave that value: a
+ * failed write may leave out what it was adding, never garble the rest. */
+static int members_ok(const tagidx *ix, const char *key, const char *value)
+{
+    const char *vals[1] = { value };
+    tagidx_entry e = { key, vals, 1 };
+    tagidx_query q = { 0 };
+    uint32_t page[64];
+    uint64_t total = 0, off = 0;
+    size_t got = 0;
+
+    q.tags = &e;
+    q.ntags = 1;
+    do {
+        if (tagidx_page(ix, PROJ, &q, off, 64, &total, page, &got) != 0)
+            return 0;
+        for (size_t i = 0; i < got; i++)
+            if (!assigned(page[i], key[1] - '0', value))
+                return 0;
+        off += got;
+    } while (got == 64);
+    return off == total;
+}
+
+/* Per key: the images having it are the sum of its values' images, every
+ * value listed has some, and each of them was given that value. */
 static int check_key(void *ud, const char *key, const char *const *values, size_t n)
 {
     walk *w = ud;
@@ -116,8 +155,8 @@ static int check_key(void *ud, const char *key, const char *const *values, size_
 
     for (size_t i = 0; i < n; i++) {
         uint64_t v = count_of(w->ix, key, values[i]);
-        if (v == 0)
-            w->ok = 0;      /* a value listed that no image has */
+        if (v == 0 || !members_ok(w->ix, key, values[i]))
+            w->ok = 0;      /* a value listed that no image has, or a garbled set */
         sum += v;
     }
     if (sum != has || has == 0)
@@ -169,31 +208,78 @@ static tagidx *load_all(int *rc)
     return ix;
 }
 
+/* What write_all should leave: every write that returned 0, and nothing of
+ * one that failed (the header promises only a consistent index, but each
+ * write undoes what it did before failing, and this holds it to that). */
+enum { WDOCS = 300 };
+typedef struct {
+    unsigned char live[WDOCS + 1];
+    char val[WDOCS + 1][KEYS][32]; /* "": no tag */
+} model;
+
+static void model_set(model *m, int rc, uint32_t d, int k, const char *val)
+{
+    if (rc == 0 && m->live[d])
+        snprintf(m->val[d][k], sizeof m->val[d][k], "%s", val ? val : "");
+}
+
 /* Live writes: images with tags, overwrites, deletes, image removals. */
-static int write_all(tagidx *ix)
+static int write_all(tagidx *ix, model *m)
 {
     char name[32], key[8], val[32], old[32];
-    int rc = 0;
+    int rc = 0, r;
 
-    for (uint32_t d = 1; d <= 300; d++) {
+    memset(m, 0, sizeof *m);
+    for (uint32_t d = 1; d <= WDOCS; d++) {
         snprintf(name, sizeof name, "img-%u", (unsigned)d);
-        rc |= tagidx_image_add(ix, PROJ, d, name);
+        rc |= r = tagidx_image_add(ix, PROJ, d, name);
+        m->live[d] = r == 0;
         for (int k = 0; k < KEYS; k++) {
             snprintf(key, sizeof key, "k%d", k);
             value_of(d, k, val, sizeof val);
-            rc |= tagidx_tag_set(ix, PROJ, d, key, NULL, val);
+            rc |= r = tagidx_tag_set(ix, PROJ, d, key, NULL, val);
+            model_set(m, r, d, k, val);
         }
     }
-    for (uint32_t d = 1; d <= 300; d += 3) {
+    for (uint32_t d = 1; d <= WDOCS; d += 3) {
         value_of(d, 1, old, sizeof old);
         value_of(d + 7, 1, val, sizeof val);
-        rc |= tagidx_tag_set(ix, PROJ, d, "k1", old, val);
+        rc |= r = tagidx_tag_set(ix, PROJ, d, "k1", old, val);
+        model_set(m, r, d, 1, val);
         value_of(d, 2, old, sizeof old);
-        rc |= tagidx_tag_del(ix, PROJ, d, "k2", old);
+        rc |= r = tagidx_tag_del(ix, PROJ, d, "k2", old);
+        model_set(m, r, d, 2, NULL);
     }
-    for (uint32_t d = 2; d <= 300; d += 5)
-        rc |= tagidx_image_remove(ix, PROJ, d, NULL, 0);
+    for (uint32_t d = 2; d <= WDOCS; d += 5) {
+        rc |= r = tagidx_image_remove(ix, PROJ, d, NULL, 0);
+        if (r == 0)
+            memset(m->val[d], 0, sizeof m->val[d]), m->live[d] = 0;
+    }
     return rc;
+}
+
+/* ix holds exactly the model: compared with an index the model's state is
+ * written into, with no failures. */
+static int matches_model(const tagidx *ix, const model *m)
+{
+    tagidx *want = tagidx_new();
+    char name[32], key[8];
+    int ok = want != NULL;
+
+    for (uint32_t d = 1; ok && d <= WDOCS; d++) {
+        if (!m->live[d])
+            continue;
+        snprintf(name, sizeof name, "img-%u", (unsigned)d);
+        ok = tagidx_image_add(want, PROJ, d, name) == 0;
+        for (int k = 0; ok && k < KEYS; k++) {
+            snprintf(key, sizeof key, "k%d", k);
+            if (m->val[d][k][0])
+                ok = tagidx_tag_set(want, PROJ, d, key, NULL, m->val[d][k]) == 0;
+        }
+    }
+    ok = ok && tagidx_equal(ix, want);
+    tagidx_free(want);
+    return ok;
 }
 
 static void test_load_failures(void)
@@ -230,10 +316,11 @@ static void test_load_failures(void)
 
 static void test_write_failures(void)
 {
-    int tried = 0, consistent_all = 1, clean_ok = 1;
+    int tried = 0, consistent_all = 1, clean_ok = 1, as_modelled = 1;
     tagidx *ref = tagidx_new();
+    static model m;
 
-    CHECK(ref && write_all(ref) == 0 && consistent(ref));
+    CHECK(ref && write_all(ref, &m) == 0 && consistent(ref) && matches_model(ref, &m));
     for (long k = 0; ref; k++) {
         tagidx *ix = tagidx_new();
         int rc;
@@ -241,11 +328,13 @@ static void test_write_failures(void)
             break;
         failed = 0;
         countdown = k;
-        rc = write_all(ix);
+        rc = write_all(ix, &m);
         countdown = -1;
         tried++;
         if (!consistent(ix))
             consistent_all = 0;
+        if (!matches_model(ix, &m))
+            as_modelled = 0;
         if (!failed && (rc != 0 || !tagidx_equal(ix, ref)))
             clean_ok = 0;
         tagidx_free(ix);
@@ -256,6 +345,7 @@ static void test_write_failures(void)
     CHECK(tried > 100);
     CHECK(consistent_all);
     CHECK(clean_ok);
+    CHECK(as_modelled);
     tagidx_free(ref);
 }
 
