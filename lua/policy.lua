@@ -73,8 +73,7 @@ local function compile_text_rule(rule, what)
   if rule.chars ~= nil then
     need(type(rule.chars) == "table", what .. ".chars", "must be a list of characters and X-Y ranges")
     local ok, set = pcall(text.charset, rule.chars)
-    need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges"
-         .. (tostring(set):find("backwards", 1, true) and " (X no later than Y): " .. tostring(set) or ""))
+    need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges: " .. tostring(set))
     r.allowed = set
   end
   return r

@@ -28,15 +28,16 @@ end
 -- point by code point.
 function text.charset(spec)
   local ascii, ranges, class = {}, {}, {}
-  for _, item in ipairs(spec) do
+  for i, item in ipairs(spec) do
+    if type(item) ~= "string" then error("item " .. i .. " is a " .. type(item) .. ", not a string", 2) end
     local cps = {}
     for _, c in utf8.codes(item) do cps[#cps + 1] = c end
     local lo, hi
     if #cps == 1 then lo, hi = cps[1], cps[1]
     elseif #cps == 3 and cps[2] == 45 then lo, hi = cps[1], cps[3]
-    else error("character set item '" .. item .. "' must be one character or a range X-Y", 2) end
+    else error("item '" .. item .. "' is neither one character nor a range X-Y", 2) end
     -- "Z-A" would be an empty set: every key it was meant for refused
-    if lo > hi then error("character set range '" .. item .. "' runs backwards", 2) end
+    if lo > hi then error("range '" .. item .. "' runs backwards (X must come no later than Y)", 2) end
     if hi < 128 then
       for c = lo, hi do ascii[c] = true end
     else
