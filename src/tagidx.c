@@ -298,8 +298,8 @@ static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
 /* Rice codes: a set's first member, then each gap less one (members are
  * distinct), as q = x >> k in unary (q zero bits, then a one) followed by
  * the k low bits of x, bits taken low first in each byte.  k is chosen per
- * set; with the best k, a member costs ~log2(U/n) + 1.5 bits, where varint
- * gaps took ~2.5 bytes at 10^6 images.  A removal merges two gaps, and with
+ * set; with the best k, a member costs ~log2(U/n) + 1.5 bits (2.0 bytes a
+ * member in the bench's pools, where varint gaps took 2.4).  A removal merges two gaps, and with
  * the same k the merged code is never longer than the two it replaces
  * ((x1 + x2 + 1) >> k <= (x1 >> k) + (x2 >> k) + 1, against the k + 1 bits
  * the dropped code took), so a removal is always done in place. */
