@@ -11,6 +11,9 @@ function main.init(ctx)
   router.init(ctx)
   require("handlers.ops").init(ctx)
   backend_name = (ctx.config or {}).import_backend or "import_backend"
+  if type(backend_name) ~= "string" then
+    error((ctx.config_path or "configuration") .. ": import_backend must be a module name", 0)
+  end
   assert(type(require(backend_name).step) == "function",
          backend_name .. ".lua: must return a table with a step(job) function")
 end

@@ -6,7 +6,13 @@ local ops = {}
 local metrics_auth, auth_on = false, true
 
 function ops.init(ctx)
-  metrics_auth = (ctx.config or {}).metrics_auth == true
+  local v = (ctx.config or {}).metrics_auth
+  -- "yes", 1 or "true" meant as on would leave /metrics open: refused
+  if v ~= nil and type(v) ~= "boolean" then
+    error((ctx.config_path or "configuration") .. ": metrics_auth must be true or false, not "
+          .. (type(v) == "string" and "the string '" .. v .. "'" or "a " .. type(v)), 0)
+  end
+  metrics_auth = v == true
   auth_on = ctx.auth
 end
 

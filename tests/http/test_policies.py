@@ -939,6 +939,24 @@ def test_reload_binding_to_missing_policy(fresh):
     assert_reload_fails(fresh, fresh.config, "32 lowercase hex")
 
 
+@pytest.mark.parametrize("value,says", [('"yes"', "not the string 'yes'"), ("1", "not a number"),
+                                         ('"true"', "not the string 'true'")])
+def test_reload_refuses_metrics_auth_not_boolean(fresh, value, says):
+    # meant as "on", anything but true would have left /metrics open
+    with open(fresh.config, "w") as f:
+        f.write(config_text().replace("return {", "return {\n  metrics_auth = %s," % value, 1))
+    assert_reload_fails(fresh, fresh.config, "metrics_auth must be true or false", says)
+    r = subprocess.run([BIN, "check", "--config", fresh.config, "--policies", fresh.policies,
+                        "--scripts", os.path.join(fresh.root, "lua")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "metrics_auth must be true or false" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_reload_refuses_import_backend_not_a_name(fresh):
+    with open(fresh.config, "w") as f:
+        f.write(config_text().replace("return {", "return {\n  import_backend = 7,", 1))
+    assert_reload_fails(fresh, fresh.config, "import_backend must be a module name")
+
+
 def test_reload_failing_example_names_file_and_line(fresh):
     # an accept example that the rules refuse
     path = rewrite(fresh, "tpol", lambda t: t.replace('{ key = "Env", value = "x" } },',
