@@ -244,6 +244,18 @@ static void answer_written_shut(struct evhttp_request *ev, void *arg)
         shutdown(bufferevent_getfd(bev), SHUT_RDWR);
 }
 
+/* The status line's reason: libevent 2.1 knows the phrases up to 417 and
+ * says "Client Error" for 422 and 429. */
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    default: return NULL; /* libevent's own */
+    }
+}
+
 /* Whether the request says a body follows: one evhttp does not read for
  * HEAD, TRACE or a method it does not know would be taken for the next
  * request. */
@@ -297,7 +309,7 @@ static void send_reply(gw *g, reply *rp)
         bufferevent_setwatermark(bev, EV_READ, 0, WRITING_READ_AHEAD);
     evhttp_request_set_on_complete_cb(rp->ev, cmd == EVHTTP_REQ_CONNECT ? answer_written_shut
                                                                        : answer_written, NULL);
-    evhttp_send_reply(rp->ev, rp->resp.status, NULL, rp->resp.body);
+    evhttp_send_reply(rp->ev, rp->resp.status, reason_phrase(rp->resp.status), rp->resp.body);
     access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
                     util_mono_us() - rp->start_us);

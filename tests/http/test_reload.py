@@ -1,5 +1,6 @@
 """Hot reload while requests are in flight: a request is served wholly by
 the generation it started in, and no request fails because of a reload."""
+import http.client
 import os
 import re
 import signal
@@ -87,10 +88,19 @@ def test_failed_reload_keeps_serving_under_load(gateway):
     with open(g.script("handlers/ops.lua"), "a", encoding="utf-8") as f:
         f.write("\nthis is not lua\n")
     gen0 = g.status()["generation"]
-    st, h, js, _ = g.reload()
+    st, h, js, raw = g.reload()
     assert st == 422 and h["Content-Type"] == JSON_CT
     assert js["error"]["code"] == "TGW.0001"
     assert re.search(r"ops\.lua:\d+:", js["error"]["message"]), js
+    # the path as it can be copied: "/" is not written as "\/"
+    assert b"handlers/ops.lua:" in raw and b"\\/" not in raw, raw
+    # and the status line names the status (libevent alone says "Client Error")
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+    conn.request("POST", "/admin/reload", headers={"X-Auth-Token": g.token})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert (resp.status, resp.reason) == (422, "Unprocessable Entity")
     st, _, js, _ = g.request("GET", "/healthz", token=None)
     assert st == 200 and js == {"status": "ok"}
     assert g.status()["generation"] == gen0
