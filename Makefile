@@ -71,9 +71,13 @@ $(BUILD)/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libtagway.a
 	$(CC) $(CFLAGS) -Isrc -DTAGWAY_ROOT='"$(CURDIR)"' -o $@ $< tests/fuzz/replay.c \
 	  $(BUILD)/libtagway.a $(LDLIBS)
 
+# make run LISTEN=127.0.0.1:9090 DB=/srv/tags.db ARGS="--watch on"
+LISTEN = 127.0.0.1:8080
+DB     = ./data/tagway.db
+ARGS   =
 run: all
-	@mkdir -p data
-	$(BUILD)/tagway serve --listen 127.0.0.1:8080 --db ./data/tagway.db
+	@mkdir -p $(dir $(DB))
+	$(BUILD)/tagway serve --listen $(LISTEN) --db $(DB) $(ARGS)
 
 unit: all
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done

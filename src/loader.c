@@ -11,6 +11,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lua-cjson.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +220,7 @@ static int setup(loader *ld, const char *db_path, const char *file)
     ld->decode_ref = luaL_ref(ld->L, LUA_REGISTRYINDEX);
     lua_settop(ld->L, 0);
     if (!(ld->in = strcmp(file, "-") == 0 ? stdin : fopen(file, "r"))) {
-        snprintf(ld->err, sizeof ld->err, "cannot open %s", file);
+        snprintf(ld->err, sizeof ld->err, "cannot open it: %s", strerror(errno));
         return -1;
     }
     ld->size = fstat(fileno(ld->in), &st) == 0 ? st.st_size : 0;
@@ -257,10 +259,27 @@ static int load_all(loader *ld)
     return rc;
 }
 
+/* A failed load into a database it started leaves no database behind (a
+ * mistyped --db would otherwise stay as an empty one): empty when claimed,
+ * it held nothing, and the claim keeps anyone else out until it is gone. */
+static void unlink_started(const char *db_path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(path, sizeof path, "%s%s", db_path, suffix[i]);
+        unlink(path);
+    }
+}
+
 int loader_run(const char *db_path, const char *file)
 {
     loader ld = {0};
-    int rc = 1, claim = store_claim(db_path, ld.err, sizeof ld.err);
+    struct stat st;
+    int rc = 1, claim = store_claim(db_path, ld.err, sizeof ld.err), started = 0;
+    if (claim >= 0)
+        started = fstat(claim, &st) == 0 && st.st_size == 0;
     if (claim < 0 || setup(&ld, db_path, file) != 0)
         goto done;
     if (store_bulk_begin(ld.s) != 0) {
@@ -289,6 +308,8 @@ done:
     if (ld.L)
         lua_close(ld.L);
     store_close(ld.s);
+    if (rc != 0 && started)
+        unlink_started(db_path);
     store_unclaim(claim);
     return rc;
 }

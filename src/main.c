@@ -62,17 +62,29 @@ static const char check_help[] =
     "tagway check [--config FILE] [--scripts DIR] [--policies DIR]\n"
     "  load every script and policy as serve would and run the policy examples\n";
 
+#define SERVE_HINT "tagway serve [options]      run the gateway (tagway serve --help lists them)\n"
+
 static void print_usage(FILE *out)
 {
     fprintf(out, "usage:\n%s%s%s%s", serve_help, credentials_help, load_help, check_help);
 }
 
-static int usage(const char *why)
+/* A usage error: what was wrong, then the lines of the command's own
+ * usage (all of them only when there is no command). */
+static int usage_of(const char *help, const char *why)
 {
     if (why)
         fprintf(stderr, "tagway: %s\n", why);
-    print_usage(stderr);
+    if (help)
+        fprintf(stderr, "usage:\n%s", help);
+    else
+        print_usage(stderr);
     return 2;
+}
+
+static int usage(const char *why)
+{
+    return usage_of(NULL, why);
 }
 
 typedef struct {
@@ -81,9 +93,12 @@ typedef struct {
     const char *positional[4];
     size_t npositional;
     int help;
+    char why[160];        /* what parse_args refused */
+    const char *dangling; /* the option it refused for want of a value */
 } args;
 
-/* --name value | --name=value | positional.  -1 on a dangling option. */
+/* --name value | --name=value | positional.  -1, with a->why, on an option
+ * without its value or too many arguments. */
 static int parse_args(int argc, char **argv, args *a)
 {
     memset(a, 0, sizeof *a);
@@ -94,24 +109,53 @@ static int parse_args(int argc, char **argv, args *a)
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            if (a->npositional == 4)
+            if (a->npositional == 4) {
+                snprintf(a->why, sizeof a->why, "unexpected argument '%.100s'", arg);
                 return -1;
+            }
             a->positional[a->npositional++] = arg;
             continue;
         }
-        if (a->n == MAX_ARGS)
+        if (a->n == MAX_ARGS) {
+            snprintf(a->why, sizeof a->why, "more than %d options", MAX_ARGS);
             return -1;
+        }
         if ((eq = strchr(arg, '='))) {
             *eq = '\0';
             a->value[a->n] = eq + 1;
         } else if (i + 1 < argc) {
             a->value[a->n] = argv[++i];
         } else {
+            snprintf(a->why, sizeof a->why, "%.100s needs a value (--name VALUE or --name=VALUE)", arg);
+            a->dangling = arg + 2;
             return -1;
         }
         a->name[a->n++] = arg + 2;
     }
     return 0;
+}
+
+/* The usage error of a command whose arguments parse_args refused, or
+ * which takes no positional argument and was given one. */
+static int bad_args(const char *help, const char *cmd, const args *a)
+{
+    char why[256];
+
+    if (a->why[0])
+        snprintf(why, sizeof why, "%s: %s", cmd, a->why);
+    else
+        snprintf(why, sizeof why, "%s: unexpected argument '%.100s'", cmd,
+                 a->npositional ? a->positional[0] : "");
+    return usage_of(help, why);
+}
+
+/* The usage error of an option the command does not take. */
+static int bad_option(const char *help, const char *cmd, const char *name)
+{
+    char why[256];
+
+    snprintf(why, sizeof why, "%s: unknown option --%.100s", cmd, name);
+    return usage_of(help, why);
 }
 
 /* The last value given for an option: every command reads a repeated one
@@ -135,7 +179,7 @@ static int build_options(const args *a, gw_options *o, gw_options *file_opt, lho
     const char *config = arg_get(a, "config");
     config_defaults(o);
     if (config && config_set(o, "config", config, err, sizeof err) != 0)
-        return usage(err);
+        return usage_of(SERVE_HINT, err);
     if (lhost_load_config(o, snap, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: configuration %s\n", err);
         return 1;
@@ -144,29 +188,50 @@ static int build_options(const args *a, gw_options *o, gw_options *file_opt, lho
         *file_opt = *o;
     for (size_t i = 0; i < a->n; i++)
         if (config_set(o, a->name[i], a->value[i], err, sizeof err) != 0)
-            return usage(err);
+            return usage_of(SERVE_HINT, err);
     return 0;
 }
 
-static int mkdirs_for(const char *file)
+/* Makes the folders above file that are missing; *made (when not NULL)
+ * receives the length of the first one it made, 0 when none. */
+static int mkdirs_for(const char *file, size_t *made)
 {
     char path[PATH_MAX];
     util_copy(path, sizeof path, file);
+    if (made)
+        *made = 0;
     for (char *p = path + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        if (mkdir(path, 0755) == 0) {
+            if (made && !*made)
+                *made = (size_t)(p - path);
+        } else if (errno != EEXIST) {
             return -1;
+        }
         *p = '/';
     }
     return 0;
 }
 
+/* Removes the folders mkdirs_for made for file, deepest first; one no
+ * longer empty stays (rmdir refuses it). */
+static void unmake_dirs(const char *file, size_t made)
+{
+    char path[PATH_MAX];
+    util_copy(path, sizeof path, file);
+    for (size_t i = strlen(path); made && i-- > made;)
+        if (path[i] == '/') {
+            path[i] = '\0';
+            rmdir(path);
+        }
+}
+
 static int open_store(const char *path, store **s)
 {
     char err[1024];
-    if (mkdirs_for(path) != 0) {
+    if (mkdirs_for(path, NULL) != 0) {
         fprintf(stderr, "tagway: cannot create the folder of %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -334,8 +399,14 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
     int rc, n = 0, claim = -1;
     signals *sigs = NULL;
     lhost_snap *snap = *snapp;
-    if (parse_args(argc, argv, &a) != 0 || a.npositional)
-        return usage("serve: invalid arguments");
+    if (parse_args(argc, argv, &a) != 0 || a.npositional) {
+        /* "--bogus" last: say it is no option rather than that it needs a value */
+        config_defaults(&opt);
+        if (a.dangling && config_set(&opt, a.dangling, "", err, sizeof err) != 0 &&
+            !strncmp(err, "unknown option", 14))
+            return usage_of(SERVE_HINT, err);
+        return bad_args(SERVE_HINT, "serve", &a);
+    }
     if (a.help)
         return fputs(serve_help, stdout), 0;
     if ((rc = build_options(&a, &opt, &file_opt, snap)) != 0)
@@ -366,7 +437,7 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
     g = &w[0];
     g->thread = pthread_self();
     rc = 1;
-    if (mkdirs_for(g->opt.db) == 0 && (claim = store_claim(g->opt.db, err, sizeof err)) < 0) {
+    if (mkdirs_for(g->opt.db, NULL) == 0 && (claim = store_claim(g->opt.db, err, sizeof err)) < 0) {
         fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
@@ -519,13 +590,13 @@ static int cmd_credentials(int argc, char **argv)
     if (argc < 1)
         return usage("credentials: create, list or revoke?");
     if (parse_args(argc - 1, argv + 1, &a) != 0 || a.npositional)
-        return usage("credentials: invalid arguments");
+        return bad_args(credentials_help, "credentials", &a);
     if (a.help)
         return fputs(credentials_help, stdout), 0;
     for (size_t i = 0; i < a.n; i++)
         if (strcmp(a.name[i], "db") && strcmp(a.name[i], "project") &&
             strcmp(a.name[i], "role") && strcmp(a.name[i], "token") && strcmp(a.name[i], "ak"))
-            return usage("credentials: unknown option");
+            return bad_option(credentials_help, "credentials", a.name[i]);
     if (strcmp(argv[0], "create") && strcmp(argv[0], "list") && strcmp(argv[0], "revoke"))
         return usage("credentials: create, list or revoke?");
     /* no default: a credential made in whatever ./data the shell is in
@@ -561,7 +632,7 @@ static int cmd_check(int argc, char **argv)
     lhost_snap *snap;
     int rc;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
-        return usage("check: invalid arguments");
+        return bad_args(check_help, "check", &a);
     if (a.help)
         return fputs(check_help, stdout), 0;
     if (!(snap = lhost_snap_new())) {
@@ -593,21 +664,28 @@ static int cmd_load(int argc, char **argv)
 {
     args a;
     const char *db;
+    size_t made;
+    int rc;
     int parsed = parse_args(argc, argv, &a);
     if (parsed == 0 && a.help)
         return fputs(load_help, stdout), 0;
-    if (parsed != 0 || a.npositional != 1)
-        return usage("load: expected --db PATH FILE.jsonl");
+    if (parsed != 0)
+        return bad_args(load_help, "load", &a);
+    if (a.npositional != 1)
+        return usage_of(load_help, "load: expected --db PATH FILE.jsonl");
     for (size_t i = 0; i < a.n; i++)
         if (strcmp(a.name[i], "db"))
-            return usage("load: unknown option");
+            return bad_option(load_help, "load", a.name[i]);
     if (!(db = arg_get(&a, "db")))
-        return usage("load: expected --db PATH FILE.jsonl");
-    if (mkdirs_for(db) != 0) {
-        fprintf(stderr, "tagway: cannot create the folder of %s\n", db);
+        return usage_of(load_help, "load: expected --db PATH FILE.jsonl");
+    if (mkdirs_for(db, &made) != 0) {
+        fprintf(stderr, "tagway: cannot create the folder of %s: %s\n", db, strerror(errno));
         return 1;
     }
-    return loader_run(db, a.positional[0]);
+    rc = loader_run(db, a.positional[0]); /* a failed run removes a database it started */
+    if (rc != 0)
+        unmake_dirs(db, made);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -624,5 +702,10 @@ int main(int argc, char **argv)
         return cmd_load(argc - 2, argv + 2);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
         return print_usage(stdout), 0;
-    return usage("unknown command");
+    {
+        char why[160];
+        snprintf(why, sizeof why, "unknown command '%.100s' (serve, credentials, load, check, help)",
+                 argv[1]);
+        return usage(why);
+    }
 }

@@ -404,6 +404,27 @@ def test_unknown_subcommand_exit_2(tmp_path):
     assert p.returncode == 2
 
 
+@pytest.mark.parametrize("args,says", [
+    (["serve", "--bogus"], "unknown option 'bogus'"),
+    (["serve", "--bogus", "1"], "unknown option 'bogus'"),
+    (["serve", "--db"], "serve: --db needs a value"),
+    (["serve", "extra"], "serve: unexpected argument 'extra'"),
+    (["check", "--scripts"], "check: --scripts needs a value"),
+    (["load", "--db", "x.db", "--bogus", "1", "f.jsonl"], "load: unknown option --bogus"),
+    (["credentials", "list", "--db", "x.db", "--nope", "1"], "credentials: unknown option --nope"),
+    (["--version"], "unknown command '--version'"),
+])
+def test_usage_errors_name_the_argument(tmp_path, args, says):
+    """A usage error says which argument is wrong, with the command's own
+    usage lines after it rather than every command's."""
+    p = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=5, cwd=str(tmp_path))
+    assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert p.stderr.startswith("tagway: ") and says in p.stderr.splitlines()[0], p.stderr
+    if args[0] in ("load", "credentials", "check"):
+        assert "tagway serve [options]" not in p.stderr, p.stderr
+    assert not os.listdir(str(tmp_path)), os.listdir(str(tmp_path))   # nothing made
+
+
 def test_bad_listen_is_usage_before_any_work(tmp_path):
     """§7: a bad option value is bad usage (exit 2 with the usage text),
     found before the database is opened or the index built; --listen was

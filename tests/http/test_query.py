@@ -331,16 +331,26 @@ def test_load_refuses_a_bad_line(tmp_path, case, fields, why):
         second = json.dumps(dict({"project_id": project}, **fields)).encode()
     path = tmp_path / "load.jsonl"
     path.write_bytes(first.encode() + b"\n" + second.replace(b"%PROJECT%", project.encode()) + b"\n")
+    # into a database that holds one image already: it is kept, and only it
     db = str(tmp_path / "t.db")
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text(json.dumps({"project_id": project, "name": "before", "tags": []}) + "\n")
+    assert run_cli("load", "--db", db, str(seed)).returncode == 0
     p = subprocess.run([BIN, "load", "--db", db, str(path)], capture_output=True, timeout=20)
     p.stderr = p.stderr.decode("utf-8", "replace")
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert "line 2" in p.stderr and why in p.stderr, p.stderr
     con = sqlite3.connect(db)
     try:
-        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 0
+        assert [r[0] for r in con.execute("SELECT name FROM images")] == ["before"]
     finally:
         con.close()
+    # into a database the load would have started: none is left behind, nor
+    # the folders made for it (a mistyped --db leaves no stray database)
+    fresh = tmp_path / "new" / "deeper" / "t.db"
+    p = subprocess.run([BIN, "load", "--db", str(fresh), str(path)], capture_output=True, timeout=20)
+    assert p.returncode == 1 and "nothing was stored" in p.stderr.decode("utf-8", "replace")
+    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
 
 
 def test_load_takes_every_live_status_and_no_tags(tmp_path):
