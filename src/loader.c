@@ -13,6 +13,7 @@
 #include <lua-cjson.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,18 @@ static int bad(loader *ld, const char *what)
 {
     snprintf(ld->err, sizeof ld->err, "line %lld: %s", ld->line, what);
     return -1;
+}
+
+/* bad() with the field and the rule put together, as API errors name them. */
+__attribute__((format(printf, 2, 3))) static int badf(loader *ld, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return bad(ld, what);
 }
 
 static int is_uuid(const char *s)
@@ -81,19 +94,26 @@ static int read_tags(loader *ld, store_tag *tags, size_t *n)
         return bad(ld, "tags must be an array of {key, value} ([] for none)");
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
         int wrong = 0;
+        /* named as the API names them: tags[0] is the first */
+        long long at = (long long)i - 1;
         if (*n == MAX_TAGS_PER_LINE)
-            return bad(ld, "too many tags");
+            return badf(ld, "tags: more than %d tags", MAX_TAGS_PER_LINE);
         if (!lua_istable(L, -1))
-            return bad(ld, "each tag must be an object {key, value}");
+            return badf(ld, "tags[%lld]: each tag must be an object {key, value}", at);
         tags[*n].key = str_field(L, "key", &wrong);
-        tags[*n].value = str_field(L, "value", &wrong);
-        if ((wrong & WRONG_TYPE) || !tags[*n].key || !tags[*n].value || !tags[*n].key[0])
-            return bad(ld, "each tag needs a non-empty string key and a string value");
+        if ((wrong & WRONG_TYPE) || !tags[*n].key || !tags[*n].key[0])
+            return badf(ld, "tags[%lld].key: each tag needs a non-empty string key", at);
         if (wrong)
-            return bad(ld, "a tag's key and value must be UTF-8 text without NUL characters");
+            return badf(ld, "tags[%lld].key: must be UTF-8 text without NUL characters", at);
+        tags[*n].value = str_field(L, "value", &wrong);
+        if ((wrong & WRONG_TYPE) || !tags[*n].value)
+            return badf(ld, "tags[%lld].value: each tag needs a string value (\"\" for none)", at);
+        if (wrong)
+            return badf(ld, "tags[%lld].value: must be UTF-8 text without NUL characters", at);
         for (size_t j = 0; j < *n; j++)
             if (strcmp(tags[j].key, tags[*n].key) == 0)
-                return bad(ld, "duplicate tag key in one image");
+                return badf(ld, "tags[%lld].key: duplicate key '%.100s' (tags[%zu] has it)", at,
+                            tags[*n].key, j);
         lua_pop(L, 1);
         (*n)++;
     }
@@ -148,14 +168,17 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
     }
     if (!lua_istable(L, -1) || lua_rawlen(L, -1) > 0)   /* an array decodes to a table too */
         return bad(ld, "not a JSON object");
-    id = str_field(L, "id", &wrong);
-    project = str_field(L, "project_id", &wrong);
-    name = str_field(L, "name", &wrong);
-    status = str_field(L, "status", &wrong);
-    if (wrong & WRONG_TYPE)
-        return bad(ld, "id, project_id, name and status must be strings");
-    if (wrong)
-        return bad(ld, "id, project_id, name and status must be UTF-8 text without NUL characters");
+    {
+        static const char *const fields[] = {"id", "project_id", "name", "status"};
+        const char **into[] = {&id, &project, &name, &status};
+        for (size_t f = 0; f < 4; f++) {
+            *into[f] = str_field(L, fields[f], &wrong);
+            if (wrong & WRONG_TYPE)
+                return badf(ld, "%s: must be a string", fields[f]);
+            if (wrong)
+                return badf(ld, "%s: must be UTF-8 text without NUL characters", fields[f]);
+        }
+    }
     if (!project || strlen(project) != 32 || !util_is_hex(project, 32))
         return bad(ld, "project_id must be 32 lowercase hex characters");
     if (!name || !name[0])
@@ -177,7 +200,7 @@ static int load_line(loader *ld, const char *text, size_t len, store_tag *tags)
         return -1;
     rc = store_bulk_image(ld->s, project, id, name, status ? status : "active", tags, ntags);
     if (rc == STORE_CONFLICT)
-        return bad(ld, "id repeats an earlier line or an image already stored");
+        return badf(ld, "id: '%s' repeats an earlier line or an image already stored", id);
     if (rc != STORE_OK)
         return bad(ld, store_errmsg(ld->s));
     ld->images++;

@@ -290,7 +290,16 @@ LOAD_BAD_LINES = [
     # (id, the second line's fields past project_id, what the error says)
     ("deleted", {"name": "gone", "status": "deleted", "tags": []}, "deleted"),
     ("status-unknown", {"name": "x", "status": "weird", "tags": []}, "status must be one of"),
-    ("status-number", {"name": "x", "status": 1, "tags": []}, "must be strings"),
+    ("status-number", {"name": "x", "status": 1, "tags": []}, "status: must be a string"),
+    # a tag's fault named as the API names it (tags[0] the first)
+    ("value-null", {"name": "x", "tags": [{"key": "a", "value": "1"}, {"key": "b", "value": None}]},
+     "tags[1].value: each tag needs a string value"),
+    ("key-empty", {"name": "x", "tags": [{"key": "", "value": "v"}]},
+     "tags[0].key: each tag needs a non-empty string key"),
+    ("key-twice", {"name": "x", "tags": [{"key": "k", "value": "1"}, {"key": "m", "value": "2"},
+                                         {"key": "k", "value": "3"}]},
+     "tags[2].key: duplicate key 'k' (tags[0] has it)"),
+    ("tag-not-object", {"name": "x", "tags": ["k=v"]}, "tags[0]: each tag must be an object"),
     ("tags-missing", {"name": "x"}, "tags must be an array"),
     ("tags-object", {"name": "x", "tags": {"k": "v"}}, "tags must be an array"),
     ("tags-string", {"name": "x", "tags": "k=v"}, "tags must be an array"),
@@ -370,6 +379,17 @@ def test_load_takes_every_live_status_and_no_tags(tmp_path):
     finally:
         con.close()
     assert got == dict({s: s for s in statuses}, default="active"), got
+
+
+def test_load_names_a_repeated_id(tmp_path):
+    project = random_project()
+    iid = "0b0b0b0b-1111-4222-8333-444444444444"
+    lines = [{"id": iid, "project_id": project, "name": n, "tags": []} for n in ("a", "b")]
+    path = tmp_path / "load.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    p = run_cli("load", "--db", str(tmp_path / "t.db"), str(path))
+    assert p.returncode == 1
+    assert "line 2: id: '%s' repeats an earlier line or an image already stored" % iid in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("extra", [
