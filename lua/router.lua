@@ -166,7 +166,9 @@ end
 
 function router.dispatch(req)
   if req.too_large then
-    return answer(nil, nil, shape.gateway(413, "APIGW.0201", "Request body too large", req))
+    local why = req.body_limit and "Request body too large: more than " .. req.body_limit
+                .. " bytes (the gateway's --body-limit)" or "Request body too large"
+    return answer(nil, nil, shape.gateway(413, "APIGW.0201", why, req))
   end
   local route, params = match(req.method, req.path)
   if not route then

@@ -341,6 +341,7 @@ static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
     r->path = uri;
     r->query = q;
     r->too_large = body_len > g->opt.body_limit;
+    r->body_limit = g->opt.body_limit;
     r->body = r->too_large ? "" : (const char *)evbuffer_pullup(in, -1);
     r->body_len = r->too_large ? 0 : body_len;
     r->remote = evhttp_request_get_host(ev);

@@ -1591,6 +1591,10 @@ static void push_request(lua_State *L, const lhost_request *r)
     lua_setfield(L, -2, "body");
     lua_pushboolean(L, r->too_large);
     lua_setfield(L, -2, "too_large");
+    if (r->too_large) {
+        lua_pushinteger(L, (lua_Integer)r->body_limit);
+        lua_setfield(L, -2, "body_limit");
+    }
     lua_pushstring(L, r->remote ? r->remote : "");
     lua_setfield(L, -2, "remote");
 }

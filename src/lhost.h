@@ -23,6 +23,7 @@ typedef struct lhost_request {
     const char *body;
     size_t body_len;
     int too_large;              /* body over the limit: not read */
+    size_t body_limit;          /* that limit, for the 413's message */
     const char *remote;
     /* header lookup (case-insensitive) for gw.header and auth */
     const char *(*header)(void *ud, const char *name);

@@ -145,6 +145,7 @@ def test_body_over_1mib_is_413(gw):
     st, h, js, _ = gw.request("POST", "/v2/images", body)
     assert st == 413
     gateway_error(js, h, "APIGW.0201")
+    assert "more than 1048576 bytes (the gateway's --body-limit)" in js["error_msg"], js
     assert h["Content-Type"] == JSON_CT
     assert gw.status()["images"] == before
 
