@@ -12,7 +12,6 @@
 #include <lua.h>
 #include <lua-cjson.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,27 +281,10 @@ static int load_all(loader *ld)
     return rc;
 }
 
-/* A failed load into a database it started leaves no database behind (a
- * mistyped --db would otherwise stay as an empty one): empty when claimed,
- * it held nothing, and the claim keeps anyone else out until it is gone. */
-static void unlink_started(const char *db_path)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char path[PATH_MAX];
-
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(path, sizeof path, "%s%s", db_path, suffix[i]);
-        unlink(path);
-    }
-}
-
 int loader_run(const char *db_path, const char *file)
 {
     loader ld = {0};
-    struct stat st;
-    int rc = 1, claim = store_claim(db_path, ld.err, sizeof ld.err), started = 0;
-    if (claim >= 0)
-        started = fstat(claim, &st) == 0 && st.st_size == 0;
+    int rc = 1, claim = store_claim(db_path, ld.err, sizeof ld.err);
     if (claim < 0 || setup(&ld, db_path, file) != 0)
         goto done;
     if (store_bulk_begin(ld.s) != 0) {
@@ -331,8 +313,6 @@ done:
     if (ld.L)
         lua_close(ld.L);
     store_close(ld.s);
-    if (rc != 0 && started)
-        unlink_started(db_path);
     store_unclaim(claim);
     return rc;
 }

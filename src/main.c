@@ -154,7 +154,7 @@ static int bad_option(const char *help, const char *cmd, const char *name)
 {
     char why[256];
 
-    snprintf(why, sizeof why, "%s: unknown option --%.100s", cmd, name);
+    snprintf(why, sizeof why, "%s: unknown option '%.100s'", cmd, name); /* as serve's config says */
     return usage_of(help, why);
 }
 
@@ -192,46 +192,25 @@ static int build_options(const args *a, gw_options *o, gw_options *file_opt, lho
     return 0;
 }
 
-/* Makes the folders above file that are missing; *made (when not NULL)
- * receives the length of the first one it made, 0 when none. */
-static int mkdirs_for(const char *file, size_t *made)
+static int mkdirs_for(const char *file)
 {
     char path[PATH_MAX];
     util_copy(path, sizeof path, file);
-    if (made)
-        *made = 0;
     for (char *p = path + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(path, 0755) == 0) {
-            if (made && !*made)
-                *made = (size_t)(p - path);
-        } else if (errno != EEXIST) {
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
             return -1;
-        }
         *p = '/';
     }
     return 0;
 }
 
-/* Removes the folders mkdirs_for made for file, deepest first; one no
- * longer empty stays (rmdir refuses it). */
-static void unmake_dirs(const char *file, size_t made)
-{
-    char path[PATH_MAX];
-    util_copy(path, sizeof path, file);
-    for (size_t i = strlen(path); made && i-- > made;)
-        if (path[i] == '/') {
-            path[i] = '\0';
-            rmdir(path);
-        }
-}
-
 static int open_store(const char *path, store **s)
 {
     char err[1024];
-    if (mkdirs_for(path, NULL) != 0) {
+    if (mkdirs_for(path) != 0) {
         fprintf(stderr, "tagway: cannot create the folder of %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -437,7 +416,7 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
     g = &w[0];
     g->thread = pthread_self();
     rc = 1;
-    if (mkdirs_for(g->opt.db, NULL) == 0 && (claim = store_claim(g->opt.db, err, sizeof err)) < 0) {
+    if (mkdirs_for(g->opt.db) == 0 && (claim = store_claim(g->opt.db, err, sizeof err)) < 0) {
         fprintf(stderr, "tagway: %s\n", err);
         goto done;
     }
@@ -664,8 +643,7 @@ static int cmd_load(int argc, char **argv)
 {
     args a;
     const char *db;
-    size_t made;
-    int rc;
+    int rc, existed;
     int parsed = parse_args(argc, argv, &a);
     if (parsed == 0 && a.help)
         return fputs(load_help, stdout), 0;
@@ -678,13 +656,18 @@ static int cmd_load(int argc, char **argv)
             return bad_option(load_help, "load", a.name[i]);
     if (!(db = arg_get(&a, "db")))
         return usage_of(load_help, "load: expected --db PATH FILE.jsonl");
-    if (mkdirs_for(db, &made) != 0) {
+    existed = access(db, F_OK) == 0;
+    if (mkdirs_for(db) != 0) {
         fprintf(stderr, "tagway: cannot create the folder of %s: %s\n", db, strerror(errno));
         return 1;
     }
-    rc = loader_run(db, a.positional[0]); /* a failed run removes a database it started */
-    if (rc != 0)
-        unmake_dirs(db, made);
+    rc = loader_run(db, a.positional[0]);
+    /* Said, not done: removing what looks new could take a file that only
+     * looked so (a device, a link, a database another command just wrote
+     * to), so the operator decides. */
+    if (rc != 0 && !existed && access(db, F_OK) == 0)
+        fprintf(stderr, "tagway load: %s did not exist before this run, which created it empty; "
+                        "remove it if the path was a mistake\n", db);
     return rc;
 }
 

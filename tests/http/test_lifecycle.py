@@ -410,8 +410,8 @@ def test_unknown_subcommand_exit_2(tmp_path):
     (["serve", "--db"], "serve: --db needs a value"),
     (["serve", "extra"], "serve: unexpected argument 'extra'"),
     (["check", "--scripts"], "check: --scripts needs a value"),
-    (["load", "--db", "x.db", "--bogus", "1", "f.jsonl"], "load: unknown option --bogus"),
-    (["credentials", "list", "--db", "x.db", "--nope", "1"], "credentials: unknown option --nope"),
+    (["load", "--db", "x.db", "--bogus", "1", "f.jsonl"], "load: unknown option 'bogus'"),
+    (["credentials", "list", "--db", "x.db", "--nope", "1"], "credentials: unknown option 'nope'"),
     (["--version"], "unknown command '--version'"),
 ])
 def test_usage_errors_name_the_argument(tmp_path, args, says):

@@ -354,12 +354,19 @@ def test_load_refuses_a_bad_line(tmp_path, case, fields, why):
         assert [r[0] for r in con.execute("SELECT name FROM images")] == ["before"]
     finally:
         con.close()
-    # into a database the load would have started: none is left behind, nor
-    # the folders made for it (a mistyped --db leaves no stray database)
+    # into a database this run started: it is said so (a mistyped --db), and
+    # left for the operator, as is a path that existed, empty, before
     fresh = tmp_path / "new" / "deeper" / "t.db"
     p = subprocess.run([BIN, "load", "--db", str(fresh), str(path)], capture_output=True, timeout=20)
-    assert p.returncode == 1 and "nothing was stored" in p.stderr.decode("utf-8", "replace")
-    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 1 and "nothing was stored" in err, err
+    assert "%s did not exist before this run, which created it empty" % fresh in err, err
+    assert fresh.exists()
+    pre = tmp_path / "pre.db"
+    pre.write_bytes(b"")
+    p = subprocess.run([BIN, "load", "--db", str(pre), str(path)], capture_output=True, timeout=20)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 1 and "did not exist before" not in err and pre.exists(), err
 
 
 def test_load_takes_every_live_status_and_no_tags(tmp_path):
