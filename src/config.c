@@ -89,41 +89,60 @@ static const option_def options[] = {
     {"tags_cache", 'i', offsetof(gw_options, tags_cache), 1, 0, 1 << 24},
 };
 
-int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen)
+static const option_def *find_option(const char *key)
 {
-    char key[64];
-    long long n;
-    util_copy(key, sizeof key, name);
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (!strcmp(options[i].name, key))
+            return &options[i];
+    return NULL;
+}
+
+/* A command-line name as the table spells it ('-' or '_'). */
+static void option_key(char *key, size_t cap, const char *name)
+{
+    util_copy(key, cap, name);
     for (char *c = key; *c; c++)
         if (*c == '-')
             *c = '_';
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-        const option_def *d = &options[i];
-        char *field = (char *)o + d->offset;
-        if (strcmp(d->name, key) != 0)
-            continue;
-        if (d->kind == 's' || d->kind == 'a') {
-            char host[256];
-            int port;
-            if (d->kind == 'a' && config_split_listen(value, host, sizeof host, &port) != 0) {
-                snprintf(err, errlen, "invalid value for %s: '%s' (expected ADDR:PORT)", name, value);
-                return -1;
-            }
-            if (util_copy(field, d->size, value) == 0)
-                return 0;
-        } else if (d->kind == 'b') {
-            if (parse_bool(value, (int *)field) == 0)
-                return 0;
-        } else if (parse_long(value, d->min, d->max, &n) == 0) {
-            if (d->kind == 'z') *(size_t *)field = (size_t)n * d->size;
-            else if (d->kind == 'l') *(int64_t *)field = n;
-            else *(int *)field = (int)n;
-            return 0;
-        }
-        snprintf(err, errlen, "invalid value for %s: '%s'", name, value);
+}
+
+int config_is_option(const char *name)
+{
+    char key[64];
+    option_key(key, sizeof key, name);
+    return find_option(key) != NULL;
+}
+
+int config_set(gw_options *o, const char *name, const char *value, char *err, size_t errlen)
+{
+    char key[64], *field;
+    long long n;
+    const option_def *d;
+    option_key(key, sizeof key, name);
+    if (!(d = find_option(key))) {
+        snprintf(err, errlen, "unknown option '%s'", name);
         return -1;
     }
-    snprintf(err, errlen, "unknown option '%s'", name);
+    field = (char *)o + d->offset;
+    if (d->kind == 's' || d->kind == 'a') {
+        char host[256];
+        int port;
+        if (d->kind == 'a' && config_split_listen(value, host, sizeof host, &port) != 0) {
+            snprintf(err, errlen, "invalid value for %s: '%s' (expected ADDR:PORT)", name, value);
+            return -1;
+        }
+        if (util_copy(field, d->size, value) == 0)
+            return 0;
+    } else if (d->kind == 'b') {
+        if (parse_bool(value, (int *)field) == 0)
+            return 0;
+    } else if (parse_long(value, d->min, d->max, &n) == 0) {
+        if (d->kind == 'z') *(size_t *)field = (size_t)n * d->size;
+        else if (d->kind == 'l') *(int64_t *)field = n;
+        else *(int *)field = (int)n;
+        return 0;
+    }
+    snprintf(err, errlen, "invalid value for %s: '%s'", name, value);
     return -1;
 }
 
@@ -164,10 +183,7 @@ static int script_key(const char *k)
 
 static int is_option(const char *k)
 {
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (!strcmp(options[i].name, k))
-            return 1;
-    return 0;
+    return find_option(k) != NULL; /* a file's keys are spelt with '_' only */
 }
 
 static int is_path_option(const char *k)

@@ -14,6 +14,8 @@ int config_set(gw_options *o, const char *name, const char *value, char *err, si
  * in it are relative to its folder.  0 ok, -1 with err, which names the
  * file.  (lhost_load_config reads it through a reload's snapshot.) */
 int config_load_text(gw_options *o, const char *text, size_t len, char *err, size_t errlen);
+/* 1 if name ('-' or '_') is an option config_set takes. */
+int config_is_option(const char *name);
 /* The names of the options a and b hold different values of, as
  * "name, name" in out (empty when none; cut short at cap). */
 void config_diff(const gw_options *a, const gw_options *b, char *out, size_t cap);

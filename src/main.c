@@ -380,10 +380,10 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
     lhost_snap *snap = *snapp;
     if (parse_args(argc, argv, &a) != 0 || a.npositional) {
         /* "--bogus" last: say it is no option rather than that it needs a value */
-        config_defaults(&opt);
-        if (a.dangling && config_set(&opt, a.dangling, "", err, sizeof err) != 0 &&
-            !strncmp(err, "unknown option", 14))
+        if (a.dangling && !config_is_option(a.dangling)) {
+            snprintf(err, sizeof err, "unknown option '%.100s'", a.dangling);
             return usage_of(SERVE_HINT, err);
+        }
         return bad_args(SERVE_HINT, "serve", &a);
     }
     if (a.help)
