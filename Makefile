@@ -63,7 +63,8 @@ $(BUILD)/test_%: tests/unit/test_%.c $(BUILD)/libtagway.a tests/unit/unit.h
 $(BUILD)/test_tagidx_oom: tests/unit/test_tagidx_oom.c $(BUILD)/libtagway.a tests/unit/unit.h
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS) \
 	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc \
-	  -Wl,--wrap=roaring_bitmap_create,--wrap=roaring_bitmap_of_ptr,--wrap=roaring_bitmap_and,--wrap=roaring_bitmap_copy
+	  -Wl,--wrap=roaring_bitmap_create,--wrap=roaring_bitmap_of_ptr,--wrap=roaring_bitmap_and,--wrap=roaring_bitmap_copy \
+	  -Wl,--wrap=roaring_bitmap_portable_deserialize_safe
 
 # The fuzz harnesses without libFuzzer: tests/http/test_fuzz_regressions.py
 # replays the kept inputs through them (tests/fuzz/replay.c).

@@ -14,9 +14,17 @@
 
 enum {
     PST_INLINE = 2,       /* members held inside the posting, no allocation */
-    PST_SMALL_MAX = 512,  /* beyond this, decoding the set in queries and writes
-                             costs more than its smaller code saves */
-    PST_SHRINK_AT = 128,  /* a big posting this small goes back to an array */
+    PST_SMALL_MAX = 4096, /* beyond this a roaring bitmap: every query and
+                             write that touches a coded set decodes all of it
+                             (~2 ns a member, ~4 to make a bitmap of it); at
+                             most 4096 members, its bitmap holds arrays only */
+    PST_TAIL_FROM = 512,  /* a coded set larger than this keeps its last
+                             member after its code, so that an append (a new
+                             image's tag) need not decode it */
+    PST_TAIL_BYTES = 4,
+    PST_SHRINK_AT = PST_SMALL_MAX / 4, /* a big posting this small is coded
+                                          again (not at once: a set on the
+                                          limit would flip at every write) */
     OPT_EVERY = 4096,     /* writes per project between run_optimize passes */
     NM_COMPACT_MIN = 1024 /* dead name records tolerated before compacting */
 };
@@ -203,6 +211,23 @@ static const char **smap_sorted_keys(const smap *m)
     return out;
 }
 
+/* ---- little-endian words (pool tails, roaring's portable form) ------- */
+
+static void put_le32(char *at, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        at[i] = (char)(v >> 8 * i);
+}
+
+static uint32_t get_le32(const char *at)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)(uint8_t)at[i] << 8 * i;
+    return v;
+}
+
 /* ---- roaring helpers --------------------------------------------------- */
 
 /* What glibc malloc really takes for a request: an 8-byte header, 16-byte
@@ -222,6 +247,49 @@ static size_t bm_bytes(const roaring_bitmap_t *r)
            n * (sizeof(void *) + 3 + 16 + MALLOC_OVERHEAD) + 3 * MALLOC_OVERHEAD;
 }
 
+/* A bitmap of a coded set's members a[0..n) (sorted, distinct, n at most
+ * 4096, so each of its containers is an array), made from roaring's
+ * portable serialized form (RoaringFormatSpec: cookie 12346, container
+ * count, each container's key and cardinality less one, its offset, then
+ * its 16-bit members, all little-endian): a copy per container, where
+ * roaring_bitmap_of_ptr makes a call per member, ~5x slower for these
+ * sets.  NULL without memory. */
+enum { BM_PORTABLE_NO_RUNS = 12346, BM_ARRAY_MAX = 4096 };
+
+_Static_assert((int)PST_SMALL_MAX <= (int)BM_ARRAY_MAX, "a coded set's containers are all arrays");
+
+static roaring_bitmap_t *bm_of_sorted(const uint32_t *a, uint32_t n)
+{
+    uint32_t nc = 0, at, card;
+    size_t size;
+    char *buf;
+    roaring_bitmap_t *r;
+
+    if (n == 0)
+        return roaring_bitmap_create();
+    for (uint32_t i = 0; i < n; i++)
+        nc += i == 0 || a[i] >> 16 != a[i - 1] >> 16;
+    size = 8 + (size_t)nc * 8 + (size_t)n * 2;
+    if (!(buf = malloc(size)))
+        return NULL;
+    put_le32(buf, BM_PORTABLE_NO_RUNS);
+    put_le32(buf + 4, nc);
+    at = 8 + nc * 8;
+    for (uint32_t i = 0, c = 0; i < n; i += card, c++) {
+        for (card = 1; i + card < n && a[i + card] >> 16 == a[i] >> 16; card++)
+            ;
+        put_le32(buf + 8 + c * 4, a[i] >> 16 | (card - 1) << 16); /* key, card - 1: two le16 */
+        put_le32(buf + 8 + nc * 4 + c * 4, at);
+        for (uint32_t j = 0; j < card; j++, at += 2) {
+            buf[at] = (char)a[i + j];
+            buf[at + 1] = (char)(a[i + j] >> 8);
+        }
+    }
+    r = roaring_bitmap_portable_deserialize_safe(buf, size);
+    free(buf);
+    return r;
+}
+
 static void bm_optimize(roaring_bitmap_t *r)
 {
     roaring_bitmap_run_optimize(r);
@@ -233,11 +301,13 @@ static void bm_optimize(roaring_bitmap_t *r)
 /* 16 bytes; `aux` is the owner's (a value keeps its name offset there, so a
  * value table entry is one posting).  Three forms by size: up to PST_INLINE
  * members inside the posting; up to PST_SMALL_MAX as Rice-coded gaps in
- * its key's pool, 2.0 bytes a member at 10^6 images where varint gaps took
- * 2.4 and a uint32 array with its malloc header and slack ~5; beyond, a
- * roaring bitmap.  While
- * a bulk load builds them the middle form is a sorted array instead, cheap
- * to append to, and is packed into the pool when the load finishes. */
+ * its key's pool, ~log2(10^6 / n) + 1.5 bits a member at 10^6 images,
+ * where roaring's arrays take 16 and varint gaps took ~19; beyond, a
+ * roaring bitmap.  A coded set of more than PST_TAIL_FROM members is
+ * followed in the pool by its last member (4 bytes, little-endian, counted
+ * in enc.len).  While a bulk load builds them the middle form is a sorted
+ * array instead, cheap to append to, and is packed into the pool when the
+ * load finishes. */
 typedef struct {
     uint32_t aux;
     uint32_t n; /* members while small; PST_BIG: in u.bm */
@@ -274,6 +344,24 @@ static int pst_coded(const posting *p)
     return p->n > PST_INLINE && !pst_big(p);
 }
 
+/* Whether a coded set of n members carries its last member as a tail. */
+static int pst_tailed(uint32_t n)
+{
+    return n > PST_TAIL_FROM;
+}
+
+/* The bytes of a coded posting's Rice code, without its tail. */
+static uint32_t pst_code_len(const posting *p)
+{
+    return p->u.enc.len - (pst_tailed(p->n) ? PST_TAIL_BYTES : 0);
+}
+
+/* The last member of a coded posting that has a tail. */
+static uint32_t pst_tail(const pool *pl, const posting *p)
+{
+    return get_le32(pl->buf + p->u.enc.off + pst_code_len(p));
+}
+
 static uint64_t pst_card(const posting *p)
 {
     return pst_big(p) ? roaring_bitmap_get_cardinality(p->u.bm) : p->n;
@@ -303,7 +391,10 @@ static uint32_t lower_bound(const uint32_t *a, uint32_t n, uint32_t x)
  * the same k the merged code is never longer than the two it replaces
  * ((x1 + x2 + 1) >> k <= (x1 >> k) + (x2 >> k) + 1, against the k + 1 bits
  * the dropped code took), so a removal is always done in place. */
-enum { RICE_KMAX = 31, RICE_MAX_BYTES = PST_SMALL_MAX * 5 };
+enum { RICE_KMAX = 31, RICE_MAX_BYTES = PST_SMALL_MAX * 5 + PST_TAIL_BYTES };
+_Static_assert(RICE_MAX_BYTES <= UINT16_MAX, "enc.len is 16 bits");
+_Static_assert((PST_TAIL_FROM & (PST_TAIL_FROM - 1)) == 0 && PST_TAIL_FROM < PST_SMALL_MAX,
+               "coded_append leaves a set of PST_TAIL_FROM members to pst_store, which adds the tail");
 
 typedef struct {
     uint8_t *out;
@@ -436,13 +527,31 @@ static uint32_t rice_encode(uint8_t *out, const uint32_t *a, uint32_t n, unsigne
     return w.len;
 }
 
+/* Decodes n members.  The inner loop takes whole codes from the reader
+ * while they fit (almost every code: a gap's code is ~log2 of the mean gap
+ * plus two bits); the rest of the body is the general case, a code across
+ * the reader's end or a unary run longer than the reader holds. */
 static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a, uint32_t n)
 {
     bit_reader r = { in, 0, len, 0, 0 };
-    uint32_t prev = 0, q, x;
-    unsigned z;
+    const uint64_t low = (1ull << k) - 1;
+    uint32_t prev = UINT32_MAX, i = 0, q, x; /* a[0] = x: prev + x + 1 wraps */
+    unsigned z, used;
 
-    for (uint32_t i = 0; i < n; i++) {
+    while (i < n) {
+        br_fill(&r);
+        while (r.acc) {
+            z = (unsigned)__builtin_ctzll(r.acc);
+            used = z + 1 + k;
+            if (used > r.nbits)
+                break;
+            prev += (uint32_t)((uint64_t)z << k | (r.acc >> (z + 1) & low)) + 1;
+            r.acc >>= used;
+            r.nbits -= used;
+            a[i++] = prev;
+            if (i == n)
+                return;
+        }
         br_fill(&r);
         for (q = 0; !r.acc && r.pos < r.len; br_fill(&r)) { /* a long unary run */
             q += r.nbits;
@@ -455,11 +564,11 @@ static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a
         if (k) {
             if (r.nbits < k)
                 br_fill(&r);
-            x = x << k | (uint32_t)(r.acc & ((1ull << k) - 1));
+            x = x << k | (uint32_t)(r.acc & low);
             r.acc >>= k;
             r.nbits = r.nbits > k ? r.nbits - k : 0;
         }
-        a[i] = prev = i ? prev + x + 1 : x;
+        a[i++] = prev += x + 1;
     }
 }
 
@@ -469,7 +578,7 @@ static const uint32_t *pst_members(const pool *pl, const posting *p, uint32_t *b
 {
     if (!pst_coded(p))
         return p->u.one;
-    rice_decode((const uint8_t *)pl->buf + p->u.enc.off, p->u.enc.len, p->u.enc.k, buf, p->n);
+    rice_decode((const uint8_t *)pl->buf + p->u.enc.off, pst_code_len(p), p->u.enc.k, buf, p->n);
     return buf;
 }
 
@@ -488,9 +597,13 @@ static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
     uint32_t had = pst_coded(p) ? p->u.enc.len : 0, len, off;
     unsigned k = rice_choose(a, n, pst_coded(p) ? p->u.enc.k : RICE_KMAX + 1, &len);
 
-    if (len > sizeof code)
+    if (len > sizeof code - PST_TAIL_BYTES)
         return -1; /* not reached: with the best k a member takes under 5 bytes */
     rice_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
+    if (pst_tailed(n)) {
+        put_le32((char *)code + len, a[n - 1]);
+        len += PST_TAIL_BYTES;
+    }
     if (len <= had) {
         off = p->u.enc.off;
         if (off + had == pl->len)
@@ -575,7 +688,8 @@ static int pst_to_big(pool *pl, posting *p, const uint32_t *a, uint32_t doc)
  * without memory (p unchanged). */
 static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
 {
-    uint32_t x = doc - last - 1, len = p->u.enc.len, off = p->u.enc.off;
+    uint32_t x = doc - last - 1, len = p->u.enc.len, off = p->u.enc.off, code;
+    uint32_t tail = pst_tailed(p->n) ? PST_TAIL_BYTES : 0; /* and so after it */
     unsigned k = p->u.enc.k;
     uint64_t most = (uint64_t)len + 1 + ((x >> k) + 1 + k) / 8;
     bit_writer w;
@@ -592,15 +706,18 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
     } else if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)off + most, 256, UINT32_MAX) != 0) {
         return -1;
     }
-    w.out = (uint8_t *)pl->buf + off + len - 1;
+    w.out = (uint8_t *)pl->buf + off + len - tail - 1;
     w.acc = w.out[0];
     w.nbits = 8u - p->u.enc.pad;
     w.len = 0;
     rice_put(&w, x, k);
     bw_end(&w, &p->u.enc.pad);
+    code = len - tail - 1 + w.len;
+    if (tail)
+        put_le32(pl->buf + off + code, doc);
     p->u.enc.off = off;
-    p->u.enc.len = (uint16_t)(len - 1 + w.len);
-    pl->len = off + len - 1 + w.len;
+    p->u.enc.len = (uint16_t)(code + tail);
+    pl->len = off + code + tail;
     p->n++;
     return 1;
 }
@@ -608,19 +725,25 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
 /* 1 if added, 0 if already there, -1 on allocation failure (unchanged). */
 static int pst_add(pool *pl, posting *p, uint32_t doc)
 {
-    uint32_t buf[PST_SMALL_MAX + 1], i;
+    uint32_t buf[PST_SMALL_MAX + 1], i, last;
     const uint32_t *a;
     int rc;
 
     if (pst_big(p))
         return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
+    if (pst_coded(p) && pst_tailed(p->n) && doc >= (last = pst_tail(pl, p))) {
+        if (doc == last)
+            return 0;
+        if (p->n < PST_SMALL_MAX && (rc = coded_append(pl, p, last, doc)) != 0)
+            return rc;
+    }
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     if (i < p->n && a[i] == doc)
         return 0;
     if (p->n >= PST_SMALL_MAX)
         return pst_to_big(pl, p, a, doc);
-    if (i == p->n && pst_coded(p) && (rc = coded_append(pl, p, a[i - 1], doc)) != 0)
+    if (i == p->n && pst_coded(p) && !pst_tailed(p->n) && (rc = coded_append(pl, p, a[i - 1], doc)) != 0)
         return rc;
     if (a != buf)
         memcpy(buf, a, (size_t)p->n * sizeof *a);
@@ -890,7 +1013,7 @@ static uint32_t ld_coded_len(posting *p)
 
     if (pst_coded(p))
         rice_choose(p->u.arr, p->n, RICE_KMAX + 1, &len);
-    return len;
+    return len + (pst_coded(p) && pst_tailed(p->n) ? PST_TAIL_BYTES : 0);
 }
 
 /* Moves an array into the pool, which has room for it. */
@@ -902,10 +1025,15 @@ static void ld_pack(ld_heap *h, pool *pl, posting *p)
     if (!pst_coded(p))
         return;
     k = rice_choose(a, p->n, RICE_KMAX + 1, &len);
+    len = rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &p->u.enc.pad);
+    if (pst_tailed(p->n)) {
+        put_le32(pl->buf + pl->len + len, a[p->n - 1]);
+        len += PST_TAIL_BYTES;
+    }
     p->u.enc.off = pl->len;
-    p->u.enc.len = (uint16_t)rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &p->u.enc.pad);
+    p->u.enc.len = (uint16_t)len;
     p->u.enc.k = (uint8_t)k;
-    pl->len += p->u.enc.len;
+    pl->len += len;
     ld_give(h, a, ld_cap(p->n));
 }
 
@@ -2511,21 +2639,35 @@ static int pst_view(const pool *pl, const posting *p, opnd *o)
         op_borrow(o, p->u.bm);
         return 0;
     }
-    r = p->n ? roaring_bitmap_of_ptr(p->n, pst_members(pl, p, buf)) : roaring_bitmap_create();
+    r = bm_of_sorted(pst_members(pl, p, buf), p->n);
     if (!r)
         return -1;
     op_own(o, r);
     return 0;
 }
 
+enum { OR_BUILD_FROM = 64 }; /* members from which a set joins a union as a bitmap */
+
+/* acc |= p.  A coded set of some size is made a bitmap first: adding its
+ * members one by one would insert each into the middle of acc's arrays. */
 static void pst_or_into(roaring_bitmap_t *acc, const pool *pl, const posting *p)
 {
     uint32_t buf[PST_SMALL_MAX];
+    const uint32_t *a;
+    roaring_bitmap_t *r;
 
-    if (pst_big(p))
+    if (pst_big(p)) {
         roaring_bitmap_or_inplace(acc, p->u.bm);
-    else if (p->n)
-        roaring_bitmap_add_many(acc, p->n, pst_members(pl, p, buf));
+        return;
+    }
+    if (!p->n)
+        return;
+    a = pst_members(pl, p, buf);
+    if (p->n >= OR_BUILD_FROM && (r = bm_of_sorted(a, p->n))) {
+        roaring_bitmap_or_inplace(acc, r);
+        roaring_bitmap_free(r);
+    } else
+        roaring_bitmap_add_many(acc, p->n, a);
 }
 
 static void entry_or_into(const project *p, const tagidx_entry *e, roaring_bitmap_t *acc)

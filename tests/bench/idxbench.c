@@ -15,7 +15,7 @@
  *
  *   idxbench sizes N [LIMIT]
  *       for the same data, what each key's sets take in bytes up to LIMIT
- *       members (default 512, the index's limit) as varint gaps (the
+ *       members (default 4096, the index's limit) as varint gaps (the
  *       index's code before Rice) and as Golomb-Rice gaps with the best
  *       parameter per set plus a byte for it (the index keeps the
  *       parameter in its entry, so its pools are a little smaller), and
@@ -564,7 +564,7 @@ int main(int argc, char **argv)
     }
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "sizes"))
         return cmd_sizes((uint32_t)strtoul(argv[2], NULL, 10),
-                         argc == 4 ? (uint32_t)strtoul(argv[3], NULL, 10) : 512);
+                         argc == 4 ? (uint32_t)strtoul(argv[3], NULL, 10) : 4096);
     if (argc == 3 && !strcmp(argv[1], "croaring") && strtoul(argv[2], NULL, 10) > 0)
         return cmd_croaring((uint32_t)strtoul(argv[2], NULL, 10));
     if (argc == 5 && !strcmp(argv[1], "gen") && !card)

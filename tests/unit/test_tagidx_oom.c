@@ -55,6 +55,7 @@ roaring_bitmap_t *__real_roaring_bitmap_create(void);
 roaring_bitmap_t *__real_roaring_bitmap_of_ptr(size_t n, const uint32_t *vals);
 roaring_bitmap_t *__real_roaring_bitmap_and(const roaring_bitmap_t *a, const roaring_bitmap_t *b);
 roaring_bitmap_t *__real_roaring_bitmap_copy(const roaring_bitmap_t *r);
+roaring_bitmap_t *__real_roaring_bitmap_portable_deserialize_safe(const char *buf, size_t maxbytes);
 
 roaring_bitmap_t *__wrap_roaring_bitmap_create(void)
 {
@@ -72,16 +73,20 @@ roaring_bitmap_t *__wrap_roaring_bitmap_copy(const roaring_bitmap_t *r)
 {
     return rfail_now() ? NULL : __real_roaring_bitmap_copy(r);
 }
+roaring_bitmap_t *__wrap_roaring_bitmap_portable_deserialize_safe(const char *buf, size_t maxbytes)
+{
+    return rfail_now() ? NULL : __real_roaring_bitmap_portable_deserialize_safe(buf, maxbytes);
+}
 
 #define PROJ "0123456789abcdef0123456789abcdef"
-enum { DOCS = 1200, KEYS = 4 };
+enum { DOCS = 9000, KEYS = 4 };
 
-/* Values that give every posting form: key0 two values (roaring bitmaps),
- * key1 fifty (coded in the pool), key2 six hundred (mostly inline), key3
- * one per doc. */
+/* Values that give every posting form: key0 two values (roaring bitmaps:
+ * more than PST_SMALL_MAX members), key1 twelve (coded in the pool, with a
+ * tail), key2 four thousand (mostly inline), key3 one per doc. */
 static void value_of(uint32_t doc, int k, char *out, size_t cap)
 {
-    static const uint32_t card[KEYS] = { 2, 50, 600, DOCS };
+    static const uint32_t card[KEYS] = { 2, 12, 4000, DOCS };
     snprintf(out, cap, "v%u", (unsigned)((doc * 2654435761u >> 7) % card[k]));
     if (k == 3)
         snprintf(out, cap, "d%u", (unsigned)doc);
