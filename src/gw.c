@@ -217,7 +217,5 @@ void gw_reload_log(const gw *g, const char *how, int rc, const char *err)
                 (unsigned long long)g->generation);
         return;
     }
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"reload (%s) failed\",\"error\":", how);
-    util_fjson_string(stderr, err);
-    fputs("}\n", stderr);
+    util_log_json(err, "{\"level\":\"error\",\"msg\":\"reload (%s) failed\",\"error\":", how);
 }

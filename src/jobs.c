@@ -80,9 +80,7 @@ static int collect(void *ud, const store_job *job)
 
 static void log_job(const char *id, const char *what, const char *detail)
 {
-    fprintf(stderr, "{\"level\":\"info\",\"job_id\":\"%s\",\"msg\":\"%s\",\"detail\":", id, what);
-    util_fjson_string(stderr, detail ? detail : "");
-    fputs("}\n", stderr);
+    util_log_json(detail ? detail : "", "{\"level\":\"info\",\"job_id\":\"%s\",\"msg\":\"%s\",\"detail\":", id, what);
 }
 
 /* One step of one job.  Returns 1 while it is still active. */

@@ -868,9 +868,7 @@ static int l_log(lua_State *L)
 {
     const lhost_request *r = lhost_current(host(L));
     const char *msg = luaL_checkstring(L, 1);
-    fprintf(stderr, "{\"level\":\"info\",\"request_id\":\"%s\",\"msg\":", r ? r->id : "");
-    util_fjson_string(stderr, msg);
-    fputs("}\n", stderr);
+    util_log_json(msg, "{\"level\":\"info\",\"request_id\":\"%s\",\"msg\":", r ? r->id : "");
     return 0;
 }
 

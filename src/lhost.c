@@ -1463,9 +1463,8 @@ static int init_main(lhost *h, char *err, size_t errlen)
  * a bug of ours. */
 static int panic(lua_State *L)
 {
-    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"unprotected Lua error\",\"error\":");
-    util_fjson_string(stderr, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
-    fputs("}\n", stderr);
+    util_log_json(lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)",
+                  "{\"level\":\"fatal\",\"msg\":\"unprotected Lua error\",\"error\":");
     return 0;
 }
 
@@ -1690,10 +1689,8 @@ lhost_rc lhost_handle(lhost *h, const lhost_request *req, lhost_response *resp)
     h->resp = NULL;
     if (rc != LHOST_OK) {
         evbuffer_drain(resp->body, evbuffer_get_length(resp->body));
-        fprintf(stderr, "{\"level\":\"error\",\"request_id\":\"%s\",\"kind\":\"%s\",\"generation\":%llu,\"traceback\":",
-                req->id, rc == LHOST_BUDGET ? "budget" : "error", (unsigned long long)h->generation);
-        util_fjson_string(stderr, err);
-        fputs("}\n", stderr);
+        util_log_json(err, "{\"level\":\"error\",\"request_id\":\"%s\",\"kind\":\"%s\",\"generation\":%llu,\"traceback\":",
+                      req->id, rc == LHOST_BUDGET ? "budget" : "error", (unsigned long long)h->generation);
         if (rc == LHOST_BUDGET)
             h->g->stats->budget_kills++;
         else
@@ -1790,9 +1787,7 @@ static int read_job_result(lua_State *L, lhost_job_result *out)
 
 static void log_job_error(const store_job *job, const char *what)
 {
-    fprintf(stderr, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
-    util_fjson_string(stderr, what);
-    fputs("}\n", stderr);
+    util_log_json(what, "{\"level\":\"error\",\"job_id\":\"%s\",\"kind\":\"job_step\",\"traceback\":", job->id);
 }
 
 lhost_rc lhost_job_step(lhost *h, const store_job *job, int progress, lhost_job_result *out)

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,19 @@ int util_is_hex(const char *s, size_t n)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
     return s[i] == '\0';
+}
+
+void util_log_json(const char *value, const char *head, ...)
+{
+    va_list ap;
+
+    flockfile(stderr);
+    va_start(ap, head);
+    vfprintf(stderr, head, ap);
+    va_end(ap);
+    util_fjson_string(stderr, value);
+    fputs("}\n", stderr);
+    funlockfile(stderr);
 }
 
 void util_fjson_string(FILE *f, const char *s)

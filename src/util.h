@@ -32,5 +32,10 @@ int util_is_hex(const char *s, size_t n);
 /* Writes s as a JSON string literal (quoted, escaped) to f. */
 #include <stdio.h>
 void util_fjson_string(FILE *f, const char *s);
+/* One log line on stderr: head (printf format, ending in a key's colon),
+ * value as a JSON string, then "}\n".  Other threads' stderr output cannot
+ * land inside it: stderr is line-buffered, and a line written in pieces
+ * would share the buffer with theirs. */
+void util_log_json(const char *value, const char *head, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

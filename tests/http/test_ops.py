@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -422,3 +423,74 @@ def test_a_request_cannot_poison_failures_or_modules(gateway_factory):
     st, _, js, raw = g.request("POST", "/v2/images", {"name": "x", "image_tags": [{"key": "", "value": "v"}]})
     assert st == 400, raw
     ims_error(js, "IMG.0115")
+
+
+def test_log_lines_of_concurrent_workers_stay_whole(gateway):
+    """Every line on stderr is one whole JSON object while both workers log
+    at once: a script's gw.log and a failing script's traceback are written
+    in pieces (the value is escaped as it goes), and stderr's line buffer is
+    shared, so unless each line is written under the stream's lock another
+    thread's output lands inside it and both lines are lost to a reader."""
+    g = gateway
+    with open(g.script("handlers/chatty.lua"), "w", encoding="utf-8") as f:
+        f.write('''local shape = require "shape"
+local chatty = {}
+function chatty.talk(ctx)
+  for i = 1, 20 do gw.log(string.rep('say "so"\\\\ ', 60) .. ctx.params.n .. "/" .. i) end
+  return shape.no_content()
+end
+function chatty.fail(ctx)
+  error(string.rep("fails\\t", 100) .. ctx.params.n)
+end
+return chatty
+''')
+    path = g.script("routes.lua")
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(src.rstrip().rstrip("}") +
+                '  { method = "GET", path = "/chatty/talk/{n}", handler = "chatty.talk" },\n'
+                '  { method = "GET", path = "/chatty/fail/{n}", handler = "chatty.fail" },\n}\n')
+    st, _, js, _ = g.reload()
+    assert st == 200, js
+    before = len(g.stderr_lines())
+    statuses = []
+
+    def client(t):
+        for i in range(12):
+            n = "%d-%d" % (t, i)
+            st, _, _, _ = g.request("GET", "/chatty/%s/%s" % ("talk" if i % 3 else "fail", n))
+            statuses.append(st)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(statuses)) == [204, 500], statuses
+    talks, fails = statuses.count(204), statuses.count(500)
+    assert (talks, fails) == (48, 24)
+
+    def done(objs):
+        return (sum(1 for o in objs if str(o.get("msg", "")).startswith('say "so"\\ ')) >= talks * 20 and
+                sum(1 for o in objs if o.get("kind") == "error") >= fails)
+    g.wait_logged(done, timeout=5)
+    lines = g.stderr_lines()[before:]
+    broken = [ln for ln in lines if ln.startswith("{") or '"msg"' in ln or "traceback" in ln]
+    broken = [ln for ln in broken if not isinstance(_json_obj(ln), dict)]
+    assert broken == [], "%d of %d lines are not whole JSON objects, e.g. %r" % (
+        len(broken), len(lines), broken[0][:300])
+    objs = [_json_obj(ln) for ln in lines]
+    said = sorted(o["msg"].rsplit(" ", 1)[1] for o in objs if str(o.get("msg", "")).startswith('say "so"\\ '))
+    assert said == sorted("%d-%d/%d" % (t, i, k) for t in range(6) for i in range(12) if i % 3
+                          for k in range(1, 21))
+    tracebacks = [o for o in objs if o.get("kind") == "error"]
+    assert len(tracebacks) == fails
+    assert all("fails\tfails\t" in o["traceback"] for o in tracebacks)
+
+
+def _json_obj(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
