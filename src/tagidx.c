@@ -527,15 +527,46 @@ static uint32_t rice_encode(uint8_t *out, const uint32_t *a, uint32_t n, unsigne
     return w.len;
 }
 
+/* The next code's x, in general: a code across the reader's end, or a
+ * unary run longer than the reader holds. */
+static uint32_t rice_next(bit_reader *r, unsigned k)
+{
+    uint32_t q = 0, x;
+    unsigned z;
+
+    br_fill(r);
+    for (; !r->acc && r->pos < r->len; br_fill(r)) { /* a long unary run */
+        q += r->nbits;
+        r->nbits = 0;
+    }
+    z = r->acc ? (unsigned)__builtin_ctzll(r->acc) : 0; /* 0: not on a stream rice_encode wrote */
+    r->acc = r->acc >> z >> 1;
+    r->nbits = r->nbits > z ? r->nbits - z - 1 : 0;
+    x = q + z;
+    if (k) {
+        if (r->nbits < k)
+            br_fill(r);
+        x = x << k | (uint32_t)(r->acc & ((1ull << k) - 1));
+        r->acc >>= k;
+        r->nbits = r->nbits > k ? r->nbits - k : 0;
+    }
+    return x;
+}
+
+/* Bits of the stream the reader has taken. */
+static uint64_t br_taken(const bit_reader *r)
+{
+    return (uint64_t)r->pos * 8 - r->nbits;
+}
+
 /* Decodes n members.  The inner loop takes whole codes from the reader
  * while they fit (almost every code: a gap's code is ~log2 of the mean gap
- * plus two bits); the rest of the body is the general case, a code across
- * the reader's end or a unary run longer than the reader holds. */
+ * plus two bits); rice_next takes the others. */
 static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a, uint32_t n)
 {
     bit_reader r = { in, 0, len, 0, 0 };
     const uint64_t low = (1ull << k) - 1;
-    uint32_t prev = UINT32_MAX, i = 0, q, x; /* a[0] = x: prev + x + 1 wraps */
+    uint32_t prev = UINT32_MAX, i = 0; /* a[0] = x: prev + x + 1 wraps */
     unsigned z, used;
 
     while (i < n) {
@@ -552,23 +583,67 @@ static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a
             if (i == n)
                 return;
         }
+        a[i++] = prev += rice_next(&r, k) + 1;
+    }
+}
+
+/* Where doc falls in a coded set: the index i of its first member >= doc
+ * (n: none), that member (at; the last when i == n), the ones before and
+ * after it, and the bit offsets at which codes i and i + 1 start and end. */
+typedef struct {
+    uint32_t i, prev, at, next;
+    uint64_t b0, b1, b2; /* code i: [b0, b1); code i + 1: [b1, b2) */
+} rice_spot;
+
+static void rice_find(const uint8_t *in, uint32_t len, unsigned k, uint32_t n, uint32_t doc,
+                      rice_spot *s)
+{
+    bit_reader r = { in, 0, len, 0, 0 };
+    const uint64_t low = (1ull << k) - 1;
+    uint32_t m = UINT32_MAX; /* the first member is its x: m + x + 1 wraps */
+    unsigned z, used;
+
+    memset(s, 0, sizeof *s);
+    for (s->i = 0; s->i < n; s->i++) {
         br_fill(&r);
-        for (q = 0; !r.acc && r.pos < r.len; br_fill(&r)) { /* a long unary run */
-            q += r.nbits;
-            r.nbits = 0;
+        s->b0 = br_taken(&r);
+        if (r.acc && (used = (z = (unsigned)__builtin_ctzll(r.acc)) + 1 + k) <= r.nbits) {
+            m += (uint32_t)((uint64_t)z << k | (r.acc >> (z + 1) & low)) + 1; /* as rice_decode */
+            r.acc >>= used;
+            r.nbits -= used;
+        } else {
+            m += rice_next(&r, k) + 1;
         }
-        z = r.acc ? (unsigned)__builtin_ctzll(r.acc) : 0; /* 0: not on a stream rice_encode wrote */
-        r.acc = r.acc >> z >> 1;
-        r.nbits = r.nbits > z ? r.nbits - z - 1 : 0;
-        x = q + z;
-        if (k) {
-            if (r.nbits < k)
-                br_fill(&r);
-            x = x << k | (uint32_t)(r.acc & low);
-            r.acc >>= k;
-            r.nbits = r.nbits > k ? r.nbits - k : 0;
+        if (m >= doc)
+            break;
+        s->prev = m;
+    }
+    s->b1 = br_taken(&r);
+    s->at = m;
+    if (s->i + 1 < n) {
+        s->next = m + rice_next(&r, k) + 1;
+        s->b2 = br_taken(&r);
+    }
+}
+
+/* Appends bits [from, to) of src (len bytes), 32 at a time. */
+static void bw_copy(bit_writer *w, const uint8_t *src, uint32_t len, uint64_t from, uint64_t to)
+{
+    while (from < to) {
+        unsigned n = to - from > 32 ? 32 : (unsigned)(to - from), sh = (unsigned)(from & 7);
+        uint32_t at = (uint32_t)(from >> 3);
+        uint64_t word = 0;
+        if ((uint64_t)at + 8 <= len) {
+            memcpy(&word, src + at, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            word = __builtin_bswap64(word);
+#endif
+        } else {
+            for (unsigned b = 0; b < 5 && at + b < len; b++)
+                word |= (uint64_t)src[at + b] << 8 * b;
         }
-        a[i++] = prev += x + 1;
+        bw_put(w, (word >> sh) & ((1ull << n) - 1), n);
+        from += n;
     }
 }
 
@@ -588,22 +663,15 @@ static void pst_release(pool *pl, const posting *p)
         pl->dead += p->u.enc.len;
 }
 
-/* Makes p (inline or coded now) hold the n > PST_INLINE members of a: in
- * place when they fit, else at the pool's end.  -1 leaves p as it was;
- * never fails when a is p's members less some (see the Rice codes). */
-static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
+/* Makes p (inline or coded now) the coded set of n members whose bytes are
+ * code[0..len) (its tail included), coded with k and ending in pad unused
+ * bits: in place when they fit, else at the pool's end.  -1 (without
+ * memory, only when len is more than p has now) leaves p as it was. */
+static int pst_place(pool *pl, posting *p, const uint8_t *code, uint32_t len, unsigned k,
+                     uint8_t pad, uint32_t n)
 {
-    uint8_t code[RICE_MAX_BYTES], pad;
-    uint32_t had = pst_coded(p) ? p->u.enc.len : 0, len, off;
-    unsigned k = rice_choose(a, n, pst_coded(p) ? p->u.enc.k : RICE_KMAX + 1, &len);
+    uint32_t had = pst_coded(p) ? p->u.enc.len : 0, off;
 
-    if (len > sizeof code - PST_TAIL_BYTES)
-        return -1; /* not reached: with the best k a member takes under 5 bytes */
-    rice_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
-    if (pst_tailed(n)) {
-        put_le32((char *)code + len, a[n - 1]);
-        len += PST_TAIL_BYTES;
-    }
     if (len <= had) {
         off = p->u.enc.off;
         if (off + had == pl->len)
@@ -624,6 +692,25 @@ static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
     p->u.enc.pad = pad;
     p->n = n;
     return 0;
+}
+
+/* Makes p (inline or coded now) hold the n > PST_INLINE members of a.  -1
+ * leaves p as it was; never fails when a is p's members less some (see the
+ * Rice codes). */
+static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
+{
+    uint8_t code[RICE_MAX_BYTES], pad;
+    uint32_t len;
+    unsigned k = rice_choose(a, n, pst_coded(p) ? p->u.enc.k : RICE_KMAX + 1, &len);
+
+    if (len > sizeof code - PST_TAIL_BYTES)
+        return -1; /* not reached: with the best k a member takes under 5 bytes */
+    rice_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
+    if (pst_tailed(n)) {
+        put_le32((char *)code + len, a[n - 1]);
+        len += PST_TAIL_BYTES;
+    }
+    return pst_place(pl, p, code, len, k, pad, n);
 }
 
 /* Makes p hold the n <= PST_SMALL_MAX members of a, whatever its small form
@@ -722,6 +809,71 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
     return 1;
 }
 
+/* Adds (insert) or removes doc in coded p on its bits: the codes before
+ * doc's place are copied, one or two codes replace its own, and the rest
+ * are copied shifted, where re-coding the set decoded and coded every
+ * member (~40 us at 4,096 members).  k stays: a removal never codes longer
+ * (see the Rice codes), so it is done in place and cannot fail.  An add
+ * above the last member is coded_append's.  1 if done, 0 if doc was
+ * already there (insert) or absent (remove), -1 without memory (p
+ * unchanged), 2 to leave it to re-coding: a set going inline, an add at a
+ * power of two members (k is chosen afresh there), onto the tail's
+ * threshold or to a bitmap, or one whose code would not fit. */
+static int coded_splice(pool *pl, posting *p, uint32_t doc, int insert)
+{
+    const uint8_t *src = (const uint8_t *)pl->buf + p->u.enc.off;
+    uint32_t n = p->n, nn = insert ? n + 1 : n - 1, clen = pst_code_len(p), x[2], len, last;
+    uint64_t total = (uint64_t)clen * 8 - p->u.enc.pad, from, bits;
+    unsigned k = p->u.enc.k, nx;
+    uint8_t code[RICE_MAX_BYTES], pad;
+    bit_writer w = { code, 0, 0, 0 };
+    rice_spot s;
+    int rc;
+
+    if (nn <= PST_INLINE ||
+        (insert && ((nn & (nn - 1)) == 0 || nn > PST_SMALL_MAX || pst_tailed(nn) != pst_tailed(n))))
+        return 2;
+    rice_find(src, clen, k, n, doc, &s);
+    if (insert && s.i == n)
+        return (rc = coded_append(pl, p, s.at, doc)) != 0 ? rc : 2;
+    if (insert ? s.at == doc : s.i == n || s.at != doc)
+        return 0;
+    last = s.i + 1 == n ? s.at : pst_tailed(n) ? pst_tail(pl, p) : 0;
+    if (insert) { /* code i becomes doc's gap and then at's from doc */
+        x[0] = s.i ? doc - s.prev - 1 : doc;
+        x[1] = s.at - doc - 1;
+        nx = 2;
+        from = s.b1;
+    } else if (s.i + 1 < n) { /* codes i and i + 1 become next's gap from prev */
+        x[0] = s.i ? s.next - s.prev - 1 : s.next;
+        nx = 1;
+        from = s.b2;
+    } else { /* the last goes */
+        nx = 0;
+        from = s.b1;
+        last = s.prev;
+    }
+    bits = s.b0 + (total - from);
+    for (unsigned j = 0; j < nx; j++)
+        bits += (uint64_t)(x[j] >> k) + 1 + k;
+    if ((bits + 7) / 8 > sizeof code - PST_TAIL_BYTES)
+        return 2;
+    memcpy(code, src, s.b0 >> 3);
+    w.len = (uint32_t)(s.b0 >> 3);
+    w.nbits = (unsigned)(s.b0 & 7);
+    w.acc = w.nbits ? src[w.len] & ((1u << w.nbits) - 1) : 0;
+    for (unsigned j = 0; j < nx; j++)
+        rice_put(&w, x[j], k);
+    bw_copy(&w, src, clen, from, total);
+    bw_end(&w, &pad);
+    len = w.len;
+    if (pst_tailed(nn)) {
+        put_le32((char *)code + len, last);
+        len += PST_TAIL_BYTES;
+    }
+    return pst_place(pl, p, code, len, k, pad, nn) < 0 ? -1 : 1;
+}
+
 /* 1 if added, 0 if already there, -1 on allocation failure (unchanged). */
 static int pst_add(pool *pl, posting *p, uint32_t doc)
 {
@@ -736,6 +888,8 @@ static int pst_add(pool *pl, posting *p, uint32_t doc)
             return 0;
         if (p->n < PST_SMALL_MAX && (rc = coded_append(pl, p, last, doc)) != 0)
             return rc;
+    } else if (pst_coded(p) && (rc = coded_splice(pl, p, doc, 1)) != 2) {
+        return rc;
     }
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
@@ -743,8 +897,6 @@ static int pst_add(pool *pl, posting *p, uint32_t doc)
         return 0;
     if (p->n >= PST_SMALL_MAX)
         return pst_to_big(pl, p, a, doc);
-    if (i == p->n && pst_coded(p) && !pst_tailed(p->n) && (rc = coded_append(pl, p, a[i - 1], doc)) != 0)
-        return rc;
     if (a != buf)
         memcpy(buf, a, (size_t)p->n * sizeof *a);
     memmove(buf + i + 1, buf + i, (size_t)(p->n - i) * sizeof *buf);
@@ -776,6 +928,7 @@ static int pst_remove(pool *pl, posting *p, uint32_t doc)
 {
     uint32_t buf[PST_SMALL_MAX], i;
     const uint32_t *a;
+    int rc;
 
     if (pst_big(p)) {
         if (!roaring_bitmap_remove_checked(p->u.bm, doc))
@@ -783,6 +936,8 @@ static int pst_remove(pool *pl, posting *p, uint32_t doc)
         pst_shrink_big(pl, p);
         return 1;
     }
+    if (pst_coded(p) && (rc = coded_splice(pl, p, doc, 0)) != 2)
+        return rc; /* 1 or 0: a removal is done in place */
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     if (i >= p->n || a[i] != doc)
