@@ -18,10 +18,11 @@ enum {
                              write that touches a coded set decodes all of it
                              (~2 ns a member, ~4 to make a bitmap of it); at
                              most 4096 members, its bitmap holds arrays only */
-    PST_TAIL_FROM = 512,  /* a coded set larger than this keeps its last
+    PST_TAIL_FROM = 64,   /* a coded set larger than this keeps its last
                              member after its code, so that an append (a new
                              image's tag) need not decode it */
     PST_TAIL_BYTES = 4,
+    PST_ROOM_MAX = 255,   /* enc.room: growth room a coded set keeps after it */
     PST_SHRINK_AT = PST_SMALL_MAX / 4, /* a big posting this small is coded
                                           again (not at once: a set on the
                                           limit would flip at every write) */
@@ -314,10 +315,11 @@ typedef struct {
     union {
         uint32_t one[PST_INLINE];
         struct {
-            uint32_t off; /* in the pool */
-            uint16_t len; /* bytes */
-            uint8_t k;    /* the Rice parameter */
-            uint8_t pad;  /* unused (zero) high bits of the last byte */
+            uint32_t off;    /* in the pool */
+            uint16_t len;    /* bytes of code and tail */
+            uint8_t k : 5;   /* the Rice parameter */
+            uint8_t pad : 3; /* unused (zero) high bits of the code's last byte */
+            uint8_t room;    /* free bytes after len that are this set's to grow into */
         } enc;
         uint32_t *arr; /* only while loading */
         roaring_bitmap_t *bm;
@@ -354,6 +356,12 @@ static int pst_tailed(uint32_t n)
 static uint32_t pst_code_len(const posting *p)
 {
     return p->u.enc.len - (pst_tailed(p->n) ? PST_TAIL_BYTES : 0);
+}
+
+/* The pool bytes a coded posting holds: code, tail and room. */
+static uint32_t pst_span(const posting *p)
+{
+    return (uint32_t)p->u.enc.len + p->u.enc.room;
 }
 
 /* The last member of a coded posting that has a tail. */
@@ -660,7 +668,7 @@ static const uint32_t *pst_members(const pool *pl, const posting *p, uint32_t *b
 static void pst_release(pool *pl, const posting *p)
 {
     if (pl && pst_coded(p))
-        pl->dead += p->u.enc.len;
+        pl->dead += pst_span(p);
 }
 
 /* Makes p (inline or coded now) the coded set of n members whose bytes are
@@ -670,14 +678,16 @@ static void pst_release(pool *pl, const posting *p)
 static int pst_place(pool *pl, posting *p, const uint8_t *code, uint32_t len, unsigned k,
                      uint8_t pad, uint32_t n)
 {
-    uint32_t had = pst_coded(p) ? p->u.enc.len : 0, off;
+    uint32_t had = pst_coded(p) ? pst_span(p) : 0, off, room = 0;
 
     if (len <= had) {
         off = p->u.enc.off;
-        if (off + had == pl->len)
+        if (off + had == pl->len) {
             pl->len = off + len; /* at the pool's end, so appends stay in place */
-        else
-            pl->dead += had - len;
+        } else {
+            room = had - len < PST_ROOM_MAX ? had - len : PST_ROOM_MAX;
+            pl->dead += had - len - room;
+        }
     } else {
         if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + len, 256, UINT32_MAX) != 0)
             return -1;
@@ -688,8 +698,9 @@ static int pst_place(pool *pl, posting *p, const uint8_t *code, uint32_t len, un
     memcpy(pl->buf + off, code, len);
     p->u.enc.off = off;
     p->u.enc.len = (uint16_t)len;
-    p->u.enc.k = (uint8_t)k;
-    p->u.enc.pad = pad;
+    p->u.enc.k = k & RICE_KMAX;
+    p->u.enc.pad = pad & 7;
+    p->u.enc.room = (uint8_t)room;
     p->n = n;
     return 0;
 }
@@ -769,42 +780,54 @@ static int pst_to_big(pool *pl, posting *p, const uint32_t *a, uint32_t doc)
 
 /* Adds doc, above every member (the last is `last`), to coded p by
  * appending its code: a new image's tags, the common write, cost no
- * re-coding of the set.  0 leaves that to the caller: when doc is far
- * enough off for another k to be better, and at each power of two members,
- * so a set grown by appends gets its k chosen afresh.  1 if added, -1
- * without memory (p unchanged). */
+ * re-coding of the set.  It is written into the set's room, or where the
+ * set ends the pool; else the set moves to the pool's end, and keeps an
+ * eighth of its size (at most PST_ROOM_MAX bytes) as room when another set
+ * moves there after it, so that sets written in turn (an image's ten tags)
+ * move once in many appends, not at each.  0 leaves the add to the caller:
+ * when doc is far enough off for another k to be better, and at each power
+ * of two members, so a set grown by appends gets its k chosen afresh.  1
+ * if added, -1 without memory (p unchanged). */
 static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
 {
-    uint32_t x = doc - last - 1, len = p->u.enc.len, off = p->u.enc.off, code;
-    uint32_t tail = pst_tailed(p->n) ? PST_TAIL_BYTES : 0; /* and so after it */
+    uint32_t x = doc - last - 1, len = p->u.enc.len, span = pst_span(p), off = p->u.enc.off;
+    uint32_t tail = pst_tailed(p->n) ? PST_TAIL_BYTES : 0, code, room; /* tail: after the code */
     unsigned k = p->u.enc.k;
     uint64_t most = (uint64_t)len + 1 + ((x >> k) + 1 + k) / 8;
+    int at_end = off + span == pl->len;
     bit_writer w;
+    uint8_t pad;
 
     if (x >> k > 4 || (p->n & (p->n - 1)) == 0 || most > RICE_MAX_BYTES)
         return 0;
-    if (off + len != pl->len) { /* moved to the pool's end, where it can grow */
-        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + most, 256, UINT32_MAX) != 0)
+    if (at_end || most > span) {
+        if (bytes_reserve(&pl->buf, &pl->cap, (at_end ? off : pl->len) + most + PST_ROOM_MAX, 256,
+                          UINT32_MAX) != 0)
             return -1;
-        memcpy(pl->buf + pl->len, pl->buf + off, len);
-        pl->dead += len;
-        off = pl->len;
-        pl->len += len;
-    } else if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)off + most, 256, UINT32_MAX) != 0) {
-        return -1;
+        if (!at_end) { /* out of room: to the pool's end */
+            memcpy(pl->buf + pl->len, pl->buf + off, len);
+            pl->dead += span;
+            off = pl->len;
+            at_end = 1;
+        }
     }
     w.out = (uint8_t *)pl->buf + off + len - tail - 1;
     w.acc = w.out[0];
     w.nbits = 8u - p->u.enc.pad;
     w.len = 0;
     rice_put(&w, x, k);
-    bw_end(&w, &p->u.enc.pad);
+    bw_end(&w, &pad);
     code = len - tail - 1 + w.len;
     if (tail)
         put_le32(pl->buf + off + code, doc);
+    room = at_end ? (code + tail) / 8 < PST_ROOM_MAX ? (code + tail) / 8 : PST_ROOM_MAX
+                  : span - (code + tail);
+    if (at_end)
+        pl->len = off + code + tail + room;
     p->u.enc.off = off;
     p->u.enc.len = (uint16_t)(code + tail);
-    pl->len = off + code + tail;
+    p->u.enc.pad = pad & 7;
+    p->u.enc.room = (uint8_t)room;
     p->n++;
     return 1;
 }
@@ -1176,18 +1199,21 @@ static void ld_pack(ld_heap *h, pool *pl, posting *p)
 {
     uint32_t *a = p->u.arr, len;
     unsigned k;
+    uint8_t pad;
 
     if (!pst_coded(p))
         return;
     k = rice_choose(a, p->n, RICE_KMAX + 1, &len);
-    len = rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &p->u.enc.pad);
+    len = rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &pad);
+    p->u.enc.pad = pad & 7;
+    p->u.enc.room = 0;
     if (pst_tailed(p->n)) {
         put_le32(pl->buf + pl->len + len, a[p->n - 1]);
         len += PST_TAIL_BYTES;
     }
     p->u.enc.off = pl->len;
     p->u.enc.len = (uint16_t)len;
-    p->u.enc.k = (uint8_t)k;
+    p->u.enc.k = k & RICE_KMAX;
     pl->len += len;
     ld_give(h, a, ld_cap(p->n));
 }
@@ -2518,6 +2544,7 @@ static void pool_move(pool *to, const pool *from, posting *p)
         return;
     memcpy(to->buf + to->len, from->buf + p->u.enc.off, p->u.enc.len);
     p->u.enc.off = to->len;
+    p->u.enc.room = 0;
     to->len += p->u.enc.len;
 }
 

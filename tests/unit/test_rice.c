@@ -69,6 +69,24 @@ static int set_is(const pool *pl, const posting *p, const uint32_t *m, uint32_t 
     return !pst_tailed(n) || (p->u.enc.len == pst_code_len(p) + PST_TAIL_BYTES && pst_tail(pl, p) == m[n - 1]);
 }
 
+/* The pool's bytes are the two sets' (code, tail, room), which do not
+ * overlap, and the dead ones. */
+static int pool_adds_up(const pool *pl, const posting p[2])
+{
+    uint64_t held = pl->dead;
+    uint32_t end[2] = { 0, 0 };
+
+    for (int s = 0; s < 2; s++)
+        if (pst_coded(&p[s])) {
+            held += pst_span(&p[s]);
+            end[s] = p[s].u.enc.off + pst_span(&p[s]);
+        }
+    if (held != pl->len || end[0] > pl->len || end[1] > pl->len)
+        return 0;
+    return !pst_coded(&p[0]) || !pst_coded(&p[1]) || end[0] <= p[1].u.enc.off ||
+           end[1] <= p[0].u.enc.off;
+}
+
 static uint32_t model_add(uint32_t *m, uint32_t n, uint32_t doc)
 {
     uint32_t i = lower_bound(m, n, doc);
@@ -106,7 +124,9 @@ static long test_tails(long *bad)
     for (int t = 0; t < 60000; t++) {
         int s = (int)(r32() % 2), rc;
         uint32_t hi = n[s] ? m[s][n[s] - 1] : 0, doc, dice = r32() % 100;
-        int add = n[s] < PST_TAIL_FROM - 100 ? 1 : n[s] > PST_TAIL_FROM + 300 ? 0 : (int)(r32() % 2);
+        /* set 0 hovers around the tail's threshold, set 1 a few times above it */
+        uint32_t lo = s ? PST_TAIL_FROM : PST_TAIL_FROM / 2, top = s ? PST_TAIL_FROM * 12 : PST_TAIL_FROM * 2;
+        int add = n[s] < lo ? 1 : n[s] > top ? 0 : (int)(r32() % 2);
         if (add && dice < 60) /* append: mostly small gaps, now and then a far one */
             doc = hi + 1 + (r32() % 16 == 0 ? r32() % 100000 : r32() % 3000);
         else if (add)
@@ -121,7 +141,7 @@ static long test_tails(long *bad)
             n[s] = model_del(m[s], n[s], doc);
         }
         writes++;
-        if (rc < 0 || !set_is(&pl, &p[s], m[s], n[s]))
+        if (rc < 0 || !set_is(&pl, &p[s], m[s], n[s]) || !pool_adds_up(&pl, p))
             (*bad)++;
     }
     while (n[0] <= PST_SMALL_MAX) { /* into a bitmap, through appends */
@@ -129,7 +149,7 @@ static long test_tails(long *bad)
         int rc = pst_add(&pl, &p[0], doc);
         n[0] = model_add(m[0], n[0], doc);
         writes++;
-        if (rc != 1 || !set_is(&pl, &p[0], m[0], n[0]))
+        if (rc != 1 || !set_is(&pl, &p[0], m[0], n[0]) || !pool_adds_up(&pl, p))
             (*bad)++;
     }
     if (!pst_big(&p[0]))

@@ -216,7 +216,7 @@ static tagidx *load_all(int *rc)
 /* What write_all should leave: every write that returned 0, and nothing of
  * one that failed (the header promises only a consistent index, but each
  * write undoes what it did before failing, and this holds it to that). */
-enum { WDOCS = 300 };
+enum { WDOCS = 400 };
 typedef struct {
     unsigned char live[WDOCS + 1];
     char val[WDOCS + 1][KEYS][32]; /* "": no tag */
