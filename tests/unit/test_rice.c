@@ -7,8 +7,9 @@
  * for it, and rice_choose must never pick a k longer than the one it is
  * told to consider, nor code a set less one member longer than the set.
  * A set made a roaring bitmap from its portable form must equal one made
- * member by member.  Coded sets written through the index's own set operations must hold
- * what a plain sorted array holds, with the byte length and tail recorded. */
+ * member by member.  Coded sets written through the index's own set
+ * operations must hold what a plain sorted array holds, with the byte
+ * length and tail recorded, and their pool must account for every byte. */
 #include "tagidx.c"
 #include "unit.h"
 
@@ -176,7 +177,7 @@ static long test_loaded_tails(long *bad)
     long sets = 0;
     int rc = l ? 0 : -1;
 
-    for (uint32_t i = 0; rc == 0 && i < NSIZES; i++) /* value i's docs interleave with the others' */
+    for (uint32_t i = 0; rc == 0 && i < NSIZES; i++) /* value i's docs follow value i - 1's */
         for (uint32_t j = 0; rc == 0 && j < sizes[i]; j++) {
             doc += 1 + r32() % 700;
             snprintf(value, sizeof value, "v%u", i);
