@@ -679,15 +679,21 @@ static int pst_place(pool *pl, posting *p, const uint8_t *code, uint32_t len, un
                      uint8_t pad, uint32_t n)
 {
     uint32_t had = pst_coded(p) ? pst_span(p) : 0, off, room = 0;
+    int at_end = had && p->u.enc.off + had == pl->len;
 
     if (len <= had) {
         off = p->u.enc.off;
-        if (off + had == pl->len) {
+        if (at_end) {
             pl->len = off + len; /* at the pool's end, so appends stay in place */
         } else {
             room = had - len < PST_ROOM_MAX ? had - len : PST_ROOM_MAX;
             pl->dead += had - len - room;
         }
+    } else if (at_end) { /* grows where it is */
+        off = p->u.enc.off;
+        if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)off + len, 256, UINT32_MAX) != 0)
+            return -1;
+        pl->len = off + len;
     } else {
         if (bytes_reserve(&pl->buf, &pl->cap, (uint64_t)pl->len + len, 256, UINT32_MAX) != 0)
             return -1;
@@ -794,13 +800,14 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
     uint32_t tail = pst_tailed(p->n) ? PST_TAIL_BYTES : 0, code, room; /* tail: after the code */
     unsigned k = p->u.enc.k;
     uint64_t most = (uint64_t)len + 1 + ((x >> k) + 1 + k) / 8;
-    int at_end = off + span == pl->len;
+    int grows = most > span; /* else the append fits in its bytes: no allocation */
     bit_writer w;
     uint8_t pad;
 
     if (x >> k > 4 || (p->n & (p->n - 1)) == 0 || most > RICE_MAX_BYTES)
         return 0;
-    if (at_end || most > span) {
+    if (grows) {
+        int at_end = off + span == pl->len;
         if (bytes_reserve(&pl->buf, &pl->cap, (at_end ? off : pl->len) + most + PST_ROOM_MAX, 256,
                           UINT32_MAX) != 0)
             return -1;
@@ -808,7 +815,6 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
             memcpy(pl->buf + pl->len, pl->buf + off, len);
             pl->dead += span;
             off = pl->len;
-            at_end = 1;
         }
     }
     w.out = (uint8_t *)pl->buf + off + len - tail - 1;
@@ -820,9 +826,9 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
     code = len - tail - 1 + w.len;
     if (tail)
         put_le32(pl->buf + off + code, doc);
-    room = at_end ? (code + tail) / 8 < PST_ROOM_MAX ? (code + tail) / 8 : PST_ROOM_MAX
-                  : span - (code + tail);
-    if (at_end)
+    room = grows ? (code + tail) / 8 < PST_ROOM_MAX ? (code + tail) / 8 : PST_ROOM_MAX
+                 : span - (code + tail);
+    if (grows) /* it now ends the pool */
         pl->len = off + code + tail + room;
     p->u.enc.off = off;
     p->u.enc.len = (uint16_t)(code + tail);
