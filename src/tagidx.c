@@ -567,27 +567,38 @@ static uint64_t br_taken(const bit_reader *r)
     return (uint64_t)r->pos * 8 - r->nbits;
 }
 
-/* Decodes n members.  The inner loop takes whole codes from the reader
- * while they fit (almost every code: a gap's code is ~log2 of the mean gap
- * plus two bits); rice_next takes the others. */
+/* Takes the next code's x into *x when the whole code is in the reader
+ * (almost every code: a gap's code is ~log2 of the mean gap plus two
+ * bits); 0 leaves it to rice_next.  low is (1 << k) - 1. */
+static inline __attribute__((always_inline)) int rice_take(bit_reader *r, unsigned k, uint64_t low,
+                                                           uint32_t *x)
+{
+    unsigned z, used;
+
+    if (!r->acc)
+        return 0;
+    z = (unsigned)__builtin_ctzll(r->acc);
+    used = z + 1 + k;
+    if (used > r->nbits)
+        return 0;
+    *x = (uint32_t)((uint64_t)z << k | (r->acc >> (z + 1) & low));
+    r->acc >>= used; /* used <= nbits <= 63 */
+    r->nbits -= used;
+    return 1;
+}
+
+/* Decodes n members: whole codes from the reader while they fit, the
+ * others through rice_next. */
 static void rice_decode(const uint8_t *in, uint32_t len, unsigned k, uint32_t *a, uint32_t n)
 {
     bit_reader r = { in, 0, len, 0, 0 };
     const uint64_t low = (1ull << k) - 1;
-    uint32_t prev = UINT32_MAX, i = 0; /* a[0] = x: prev + x + 1 wraps */
-    unsigned z, used;
+    uint32_t prev = UINT32_MAX, i = 0, x; /* a[0] = x: prev + x + 1 wraps */
 
     while (i < n) {
         br_fill(&r);
-        while (r.acc) {
-            z = (unsigned)__builtin_ctzll(r.acc);
-            used = z + 1 + k;
-            if (used > r.nbits)
-                break;
-            prev += (uint32_t)((uint64_t)z << k | (r.acc >> (z + 1) & low)) + 1;
-            r.acc >>= used;
-            r.nbits -= used;
-            a[i++] = prev;
+        while (rice_take(&r, k, low, &x)) {
+            a[i++] = prev += x + 1;
             if (i == n)
                 return;
         }
@@ -608,20 +619,13 @@ static void rice_find(const uint8_t *in, uint32_t len, unsigned k, uint32_t n, u
 {
     bit_reader r = { in, 0, len, 0, 0 };
     const uint64_t low = (1ull << k) - 1;
-    uint32_t m = UINT32_MAX; /* the first member is its x: m + x + 1 wraps */
-    unsigned z, used;
+    uint32_t m = UINT32_MAX, x; /* the first member is its x: m + x + 1 wraps */
 
     memset(s, 0, sizeof *s);
     for (s->i = 0; s->i < n; s->i++) {
         br_fill(&r);
         s->b0 = br_taken(&r);
-        if (r.acc && (used = (z = (unsigned)__builtin_ctzll(r.acc)) + 1 + k) <= r.nbits) {
-            m += (uint32_t)((uint64_t)z << k | (r.acc >> (z + 1) & low)) + 1; /* as rice_decode */
-            r.acc >>= used;
-            r.nbits -= used;
-        } else {
-            m += rice_next(&r, k) + 1;
-        }
+        m += (rice_take(&r, k, low, &x) ? x : rice_next(&r, k)) + 1;
         if (m >= doc)
             break;
         s->prev = m;
@@ -841,9 +845,10 @@ static int coded_append(pool *pl, posting *p, uint32_t last, uint32_t doc)
 /* Adds (insert) or removes doc in coded p on its bits: the codes before
  * doc's place are copied, one or two codes replace its own, and the rest
  * are copied shifted, where re-coding the set decoded and coded every
- * member (~50 us a write at 4,096 members).  k stays: a removal never codes longer
- * (see the Rice codes), so it is done in place and cannot fail.  An add
- * above the last member is coded_append's.  1 if done, 0 if doc was
+ * member (~50 us a write at 4,096 members).  k stays: a removal never
+ * codes longer (see the Rice codes), so it is done in place and cannot
+ * fail.  An add above the last member is coded_append's, found from the
+ * tail without decoding when the set has one.  1 if done, 0 if doc was
  * already there (insert) or absent (remove), -1 without memory (p
  * unchanged), 2 to leave it to re-coding: a set going inline, an add at a
  * power of two members (k is chosen afresh there), onto the tail's
@@ -859,6 +864,11 @@ static int coded_splice(pool *pl, posting *p, uint32_t doc, int insert)
     rice_spot s;
     int rc;
 
+    if (insert && pst_tailed(n) && doc >= (last = pst_tail(pl, p))) { /* an append: nothing decoded */
+        if (doc == last)
+            return 0;
+        return n < PST_SMALL_MAX && (rc = coded_append(pl, p, last, doc)) != 0 ? rc : 2;
+    }
     if (nn <= PST_INLINE ||
         (insert && ((nn & (nn - 1)) == 0 || nn > PST_SMALL_MAX || pst_tailed(nn) != pst_tailed(n))))
         return 2;
@@ -906,20 +916,14 @@ static int coded_splice(pool *pl, posting *p, uint32_t doc, int insert)
 /* 1 if added, 0 if already there, -1 on allocation failure (unchanged). */
 static int pst_add(pool *pl, posting *p, uint32_t doc)
 {
-    uint32_t buf[PST_SMALL_MAX + 1], i, last;
+    uint32_t buf[PST_SMALL_MAX + 1], i;
     const uint32_t *a;
     int rc;
 
     if (pst_big(p))
         return roaring_bitmap_add_checked(p->u.bm, doc) ? 1 : 0;
-    if (pst_coded(p) && pst_tailed(p->n) && doc >= (last = pst_tail(pl, p))) {
-        if (doc == last)
-            return 0;
-        if (p->n < PST_SMALL_MAX && (rc = coded_append(pl, p, last, doc)) != 0)
-            return rc;
-    } else if (pst_coded(p) && (rc = coded_splice(pl, p, doc, 1)) != 2) {
+    if (pst_coded(p) && (rc = coded_splice(pl, p, doc, 1)) != 2)
         return rc;
-    }
     a = pst_members(pl, p, buf);
     i = lower_bound(a, p->n, doc);
     if (i < p->n && a[i] == doc)
