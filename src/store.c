@@ -1942,63 +1942,49 @@ static int project_slot(project_list *pl, const char *project, uint32_t *slot)
     return 0;
 }
 
-static int build_images(store *s, tagidx_loader *ld, seq_project **map, size_t *nmap,
-                        project_list *pl)
-{
-    sqlite3_stmt *st = stmt(s, Q_IDX_IMAGES);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        seq_project e = {sqlite3_column_int64(st, 0), 0};
-        if (*nmap == cap) {
-            seq_project *grown = realloc(*map, (cap = cap ? cap * 2 : 4096) * sizeof *grown);
-            if (!grown)
-                goto oom;
-            *map = grown;
-        }
-        if (project_slot(pl, col_text(st, 1), &e.project) != 0 ||
-            tagidx_load_image(ld, pl->names[e.project], (uint32_t)e.seq, col_text(st, 2)) != 0)
-            goto oom;
-        (*map)[(*nmap)++] = e;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-oom:
-    sqlite3_reset(st);
-    return -2;
-}
+/* The start-up rebuild reads the images, then the tags, in seq order, each
+ * scan on a thread of its own (a row_pipe) a few batches ahead of the index
+ * load: at 10^7 tags SQLite's row decoding takes about as long as the load,
+ * so overlapping the two roughly halves the rebuild.  The connection is not
+ * touched by anyone else until the thread is joined.  (Reading the images
+ * on a second connection alongside the tags was tried: on two cores the
+ * third thread only slows the load, which is the longest of the three.)
+ * While the build lasts SQLite reads through mmap, sparing a copy of every
+ * page into its cache: ~15% of the rebuild.  A read error in a mapped page
+ * is a signal, not an error code; at start-up, before anything is
+ * served, that stops the process as the error would. */
+enum { RB_ROWS = 4096, RB_SLOTS = 4 };
+#define RB_MMAP "PRAGMA mmap_size=1099511627776"
 
-/* The tag scan runs on a thread of its own, a few batches ahead of the index
- * load: at 10^7 rows SQLite's row decoding alone takes ~1.8 s here, about as
- * long as the load, so overlapping the two roughly halves the rebuild.  The
- * connection is not touched by anyone else until the thread is joined. */
-enum { TB_ROWS = 4096, TB_SLOTS = 4 };
-
+/* Rows of (seq, text a, text b): a tag's key and value, an image's project
+ * and name. */
 typedef struct {
-    int64_t seq[TB_ROWS];
-    uint32_t key[TB_ROWS], val[TB_ROWS]; /* offsets into buf */
+    int64_t seq[RB_ROWS];
+    uint32_t a[RB_ROWS], b[RB_ROWS]; /* offsets into buf */
     uint32_t n;
     char *buf;
     size_t blen, bcap;
-} tag_batch;
+} row_batch;
 
 typedef struct {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st; /* its connection is not touched by anyone else until row_pipe_end */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    tag_batch slot[TB_SLOTS];
+    row_batch slot[RB_SLOTS];
     unsigned filled, taken; /* batches handed over / given back, counting up */
     int done, rc, stop;     /* rc: the last sqlite3_step result, or -2 (memory) */
-} tag_pipe;
+    int running;
+    pthread_t th;
+} row_pipe;
 
-static int batch_put(tag_batch *b, int64_t seq, const char *key, const char *val)
+static int batch_put(row_batch *b, int64_t seq, const char *x, const char *y)
 {
-    size_t kl = strlen(key) + 1, vl = strlen(val) + 1;
+    size_t xl = strlen(x) + 1, yl = strlen(y) + 1;
 
-    if (b->blen + kl + vl > b->bcap) {
+    if (b->blen + xl + yl > b->bcap) {
         size_t cap = b->bcap ? b->bcap : 65536;
         char *nb;
-        while (cap < b->blen + kl + vl)
+        while (cap < b->blen + xl + yl)
             cap *= 2;
         if (!(nb = realloc(b->buf, cap)))
             return -1;
@@ -2006,143 +1992,212 @@ static int batch_put(tag_batch *b, int64_t seq, const char *key, const char *val
         b->bcap = cap;
     }
     b->seq[b->n] = seq;
-    b->key[b->n] = (uint32_t)b->blen;
-    memcpy(b->buf + b->blen, key, kl);
-    b->val[b->n] = (uint32_t)(b->blen + kl);
-    memcpy(b->buf + b->blen + kl, val, vl);
-    b->blen += kl + vl;
+    b->a[b->n] = (uint32_t)b->blen;
+    memcpy(b->buf + b->blen, x, xl);
+    b->b[b->n] = (uint32_t)(b->blen + xl);
+    memcpy(b->buf + b->blen + xl, y, yl);
+    b->blen += xl + yl;
     b->n++;
     return 0;
 }
 
 /* Producer: fills the next free slot, hands it over, until the scan ends. */
-static void *tag_pipe_run(void *arg)
+static void *row_pipe_run(void *arg)
 {
-    tag_pipe *tp = arg;
+    row_pipe *rp = arg;
     int rc = SQLITE_ROW, stop = 0;
 
     while (rc == SQLITE_ROW && !stop) {
-        tag_batch *b;
-        pthread_mutex_lock(&tp->mu);
-        while (tp->filled - tp->taken == TB_SLOTS && !tp->stop)
-            pthread_cond_wait(&tp->cv, &tp->mu);
-        stop = tp->stop;
-        pthread_mutex_unlock(&tp->mu);
+        row_batch *b;
+        pthread_mutex_lock(&rp->mu);
+        while (rp->filled - rp->taken == RB_SLOTS && !rp->stop)
+            pthread_cond_wait(&rp->cv, &rp->mu);
+        stop = rp->stop;
+        pthread_mutex_unlock(&rp->mu);
         if (stop)
             break;
-        b = &tp->slot[tp->filled % TB_SLOTS];
+        b = &rp->slot[rp->filled % RB_SLOTS];
         b->n = 0;
         b->blen = 0;
-        while (b->n < TB_ROWS && (rc = sqlite3_step(tp->st)) == SQLITE_ROW)
-            if (batch_put(b, sqlite3_column_int64(tp->st, 0), col_text(tp->st, 1),
-                          col_text(tp->st, 2)) != 0) {
+        while (b->n < RB_ROWS && (rc = sqlite3_step(rp->st)) == SQLITE_ROW)
+            if (batch_put(b, sqlite3_column_int64(rp->st, 0), col_text(rp->st, 1),
+                          col_text(rp->st, 2)) != 0) {
                 rc = -2;
                 break;
             }
-        pthread_mutex_lock(&tp->mu);
-        tp->filled++;
-        pthread_cond_broadcast(&tp->cv);
-        pthread_mutex_unlock(&tp->mu);
+        pthread_mutex_lock(&rp->mu);
+        rp->filled++;
+        pthread_cond_broadcast(&rp->cv);
+        pthread_mutex_unlock(&rp->mu);
     }
-    pthread_mutex_lock(&tp->mu);
-    tp->done = 1;
-    tp->rc = rc;
-    pthread_cond_broadcast(&tp->cv);
-    pthread_mutex_unlock(&tp->mu);
+    pthread_mutex_lock(&rp->mu);
+    rp->done = 1;
+    rp->rc = rc;
+    pthread_cond_broadcast(&rp->cv);
+    pthread_mutex_unlock(&rp->mu);
     return NULL;
 }
 
-/* Consumer: the next filled batch, or NULL once the producer has ended. */
-static tag_batch *tag_pipe_next(tag_pipe *tp)
+static int row_pipe_start(row_pipe *rp, sqlite3_stmt *st)
 {
-    tag_batch *b = NULL;
+    rp->st = st;
+    pthread_mutex_init(&rp->mu, NULL);
+    pthread_cond_init(&rp->cv, NULL);
+    rp->running = pthread_create(&rp->th, NULL, row_pipe_run, rp) == 0;
+    return rp->running ? 0 : -2;
+}
 
-    pthread_mutex_lock(&tp->mu);
-    while (tp->filled == tp->taken && !tp->done)
-        pthread_cond_wait(&tp->cv, &tp->mu);
-    if (tp->filled != tp->taken)
-        b = &tp->slot[tp->taken % TB_SLOTS];
-    pthread_mutex_unlock(&tp->mu);
+/* Consumer: the next filled batch, or NULL once the producer has ended. */
+static row_batch *row_pipe_next(row_pipe *rp)
+{
+    row_batch *b = NULL;
+
+    pthread_mutex_lock(&rp->mu);
+    while (rp->filled == rp->taken && !rp->done)
+        pthread_cond_wait(&rp->cv, &rp->mu);
+    if (rp->filled != rp->taken)
+        b = &rp->slot[rp->taken % RB_SLOTS];
+    pthread_mutex_unlock(&rp->mu);
     return b;
 }
 
-static void tag_pipe_release(tag_pipe *tp, int stop)
+static void row_pipe_release(row_pipe *rp, int stop)
 {
-    pthread_mutex_lock(&tp->mu);
-    tp->taken++;
-    tp->stop |= stop;
-    pthread_cond_broadcast(&tp->cv);
-    pthread_mutex_unlock(&tp->mu);
+    pthread_mutex_lock(&rp->mu);
+    rp->taken++;
+    rp->stop |= stop;
+    pthread_cond_broadcast(&rp->cv);
+    pthread_mutex_unlock(&rp->mu);
 }
 
-static int build_tags(store *s, tagidx_loader *ld, const seq_project *map, size_t nmap,
-                      const project_list *pl)
+/* Stops and joins the producer: 0 when its scan ran to the end, -1 on a
+ * SQLite error (its statement holds the message), -2 out of memory. */
+static int row_pipe_end(row_pipe *rp)
 {
-    tag_pipe *tp = calloc(1, sizeof *tp);
-    pthread_t th;
-    tag_batch *b;
-    size_t j = 0;
-    uint64_t rows = 0;
-    int rc = 0;
+    int rc;
 
-    if (!tp)
-        return -2;
-    tp->st = stmt(s, Q_IDX_TAGS);
-    pthread_mutex_init(&tp->mu, NULL);
-    pthread_cond_init(&tp->cv, NULL);
-    if (pthread_create(&th, NULL, tag_pipe_run, tp) != 0) {
+    if (!rp->st)
+        return 0;
+    if (!rp->running)
         rc = -2;
-        goto done;
+    else {
+        pthread_mutex_lock(&rp->mu);
+        rp->stop = 1;
+        pthread_cond_broadcast(&rp->cv);
+        pthread_mutex_unlock(&rp->mu);
+        pthread_join(rp->th, NULL);
+        rc = rp->rc == -2 ? -2 : rp->rc == SQLITE_DONE ? 0 : -1;
     }
-    while (rc == 0 && (b = tag_pipe_next(tp)) != NULL) {
-        for (uint32_t i = 0; i < b->n && rc == 0; i++) {
-            int64_t seq = b->seq[i];
-            if (++rows % 2000000 == 0)      /* a large database: show it is moving */
-                fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index build\",\"tags_indexed\":%llu,"
-                                "\"images_done\":%zu,\"images\":%zu}\n",
-                        (unsigned long long)rows, j, nmap);
-            while (j < nmap && map[j].seq < seq)
-                j++;
-            if (j == nmap || map[j].seq != seq)
-                continue;           /* a tag without its image: nothing to index */
-            if (tagidx_load_tag(ld, pl->names[map[j].project], (uint32_t)seq, b->buf + b->key[i],
-                                b->buf + b->val[i]) != 0)
-                rc = -2;
-        }
-        tag_pipe_release(tp, rc != 0);
-    }
-    pthread_join(th, NULL);
-    if (rc == 0)
-        rc = tp->rc == -2 ? -2 : tp->rc == SQLITE_DONE ? 0 : -1;
-done:
-    sqlite3_reset(tp->st);
-    for (int i = 0; i < TB_SLOTS; i++)
-        free(tp->slot[i].buf);
-    pthread_mutex_destroy(&tp->mu);
-    pthread_cond_destroy(&tp->cv);
-    free(tp);
+    sqlite3_reset(rp->st);
+    for (int i = 0; i < RB_SLOTS; i++)
+        free(rp->slot[i].buf);
+    pthread_mutex_destroy(&rp->mu);
+    pthread_cond_destroy(&rp->cv);
     return rc;
+}
+
+typedef struct {
+    tagidx_loader *ld;
+    row_pipe images, tags;
+    seq_project *map; /* every image, in seq order */
+    size_t nmap, cap;
+    project_list pl;
+    tagidx_load_row run[RB_ROWS]; /* load_tag_batch's */
+} rebuild;
+
+/* Loads every image: 0, or -2 out of memory. */
+static int load_images(rebuild *rb)
+{
+    row_batch *b;
+
+    while ((b = row_pipe_next(&rb->images)) != NULL) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            seq_project e = {b->seq[i], 0};
+            if (rb->nmap == rb->cap) {
+                size_t cap = rb->cap ? rb->cap * 2 : 4096;
+                seq_project *grown = realloc(rb->map, cap * sizeof *grown);
+                if (!grown)
+                    return -2;
+                rb->map = grown;
+                rb->cap = cap;
+            }
+            if (project_slot(&rb->pl, b->buf + b->a[i], &e.project) != 0 ||
+                tagidx_load_image(rb->ld, rb->pl.names[e.project], (uint32_t)e.seq,
+                                  b->buf + b->b[i]) != 0)
+                return -2;
+            rb->map[rb->nmap++] = e;
+        }
+        row_pipe_release(&rb->images, 0);
+    }
+    return 0;
+}
+
+/* Hands the loader the rows of one batch, in runs of one project. */
+static int load_tag_batch(rebuild *rb, const row_batch *b, size_t *j, uint64_t *rows)
+{
+    tagidx_load_row *run = rb->run;
+    uint32_t nrun = 0, project = 0;
+
+    for (uint32_t i = 0; i < b->n; i++) {
+        int64_t seq = b->seq[i];
+        if (++*rows % 2000000 == 0) /* a large database: show it is moving */
+            fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index build\",\"tags_indexed\":%llu,"
+                            "\"images_done\":%zu,\"images\":%zu}\n",
+                    (unsigned long long)*rows, *j, rb->nmap);
+        while (*j < rb->nmap && rb->map[*j].seq < seq)
+            ++*j;
+        if (*j == rb->nmap || rb->map[*j].seq != seq)
+            continue; /* a tag without its image: nothing to index */
+        if (nrun && rb->map[*j].project != project) {
+            if (tagidx_load_tags(rb->ld, rb->pl.names[project], run, nrun) != 0)
+                return -2;
+            nrun = 0;
+        }
+        project = rb->map[*j].project;
+        run[nrun++] = (tagidx_load_row){(uint32_t)seq, b->buf + b->a[i], b->buf + b->b[i]};
+    }
+    return nrun && tagidx_load_tags(rb->ld, rb->pl.names[project], run, nrun) != 0 ? -2 : 0;
 }
 
 int store_index_build(store *s, tagidx *ix)
 {
-    seq_project *map = NULL;
-    size_t nmap = 0;
-    project_list pl = {0};
-    tagidx_loader *ld = tagidx_load_begin(ix);   /* the bulk path: rows come in seq order */
-    int rc = ld ? build_images(s, ld, &map, &nmap, &pl) : -2;
+    rebuild *rb = calloc(1, sizeof *rb);
+    row_batch *b;
+    size_t j = 0;
+    uint64_t rows = 0;
+    int rc = rb && (rb->ld = tagidx_load_begin(ix)) ? 0 : -2, rc_img = 0, rc_tags = 0;
+
+    sqlite3_exec(s->db, RB_MMAP, NULL, NULL, NULL); /* only faster: failing is harmless */
     if (rc == 0)
-        rc = build_tags(s, ld, map, nmap, &pl);
-    if (ld && tagidx_load_finish(ld) != 0 && rc == 0)
-        rc = -2;
+        rc = row_pipe_start(&rb->images, stmt(s, Q_IDX_IMAGES));
+    if (rc == 0)
+        rc = load_images(rb);
+    if (rc == 0)
+        rc = row_pipe_start(&rb->tags, stmt(s, Q_IDX_TAGS));
+    while (rc == 0 && (b = row_pipe_next(&rb->tags)) != NULL) {
+        rc = load_tag_batch(rb, b, &j, &rows);
+        row_pipe_release(&rb->tags, rc != 0);
+    }
+    if (rb) {
+        rc_tags = row_pipe_end(&rb->tags);
+        rc_img = row_pipe_end(&rb->images);
+        if (rb->ld && tagidx_load_finish(rb->ld) != 0 && rc == 0)
+            rc = -2;
+    }
+    sqlite3_exec(s->db, "PRAGMA mmap_size=0", NULL, NULL, NULL);
+    if (rc == 0)
+        rc = rc_tags == -2 || rc_img == -2 ? -2 : rc_tags ? rc_tags : rc_img;
     if (rc == -2)
         snprintf(s->err, sizeof s->err, "index build: out of memory");
     else if (rc != 0)
         set_err(s, "index build");
-    for (size_t i = 0; i < pl.n; i++)
-        free(pl.names[i]);
-    free(pl.names);
-    free(map);
+    if (rb) {
+        for (size_t i = 0; i < rb->pl.n; i++)
+            free(rb->pl.names[i]);
+        free(rb->pl.names);
+        free(rb->map);
+        free(rb);
+    }
     return rc == 0 ? 0 : -1;
 }
 

@@ -63,6 +63,14 @@ tagidx_loader *tagidx_load_begin(tagidx *ix);
 int tagidx_load_image(tagidx_loader *l, const char *project, uint32_t doc, const char *name);
 int tagidx_load_tag(tagidx_loader *l, const char *project, uint32_t doc, const char *key,
                     const char *value);
+/* The same for n tags of one project at once, faster: their lookups
+ * overlap.  Stops at the first failure. */
+typedef struct {
+    uint32_t doc;
+    const char *key, *value;
+} tagidx_load_row;
+int tagidx_load_tags(tagidx_loader *l, const char *project, const tagidx_load_row *rows,
+                     uint32_t n);
 int tagidx_load_finish(tagidx_loader *l);
 
 /* Queries.  Return 0, or -1 on allocation failure. */

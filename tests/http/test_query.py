@@ -1087,3 +1087,76 @@ def test_foreign_project_path_403(pa, pb, action):
     st, h, js, raw = pa.post({"action": "Filter", "limit": 0}, project=pb.id)
     assert st == 403, raw
     gateway_error(js, h, "APIGW.0302")
+
+
+# ---- the start-up rebuild -----------------------------------------------------------
+
+def test_start_up_rebuild_of_interleaved_projects(gateway, tmp_path):
+    """The rebuild reads the images, then the tags, in seq order and feeds the
+    index in runs of one project.  Projects interleaved image by image, more
+    keys than the loader keeps at hand (32), images without tags, and tags
+    left behind by images gone from their table all come back as SQLite has
+    them after a restart."""
+    import random
+    g = gateway
+    rng = random.Random(4242)
+    projects = [g.project, random_project(), random_project()]
+    g.stop()
+    tokens = {g.project: g.token}
+    for p in projects[1:]:
+        tokens[p] = g.new_credential(project=p)["token"]
+    keys = ["k%02d" % i for i in range(40)]
+    lines = []
+    for n in range(3000):
+        tags = {k: "v%d" % int(rng.random() ** 2 * (3 + 40 * i))
+                for i, k in sorted((keys.index(k), k) for k in rng.sample(keys, rng.choice([0, 1, 3, 10, 40])))}
+        lines.append({"project_id": rng.choice(projects), "name": "img-%04d" % n,
+                      "tags": [{"key": k, "value": v} for k, v in tags.items()]})
+    path = tmp_path / "mix.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    p = run_cli("load", "--db", g.db, str(path))
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(g.db)
+    try:
+        with con:   # images gone by hand, their tag rows left: not indexed
+            con.execute("DELETE FROM images WHERE seq % 61 = 0")
+        want = {}   # project -> key -> value -> set of image ids
+        ids = {}
+        for proj, iid in con.execute("SELECT project_id, id FROM images"):
+            ids.setdefault(proj, set()).add(iid)
+        for proj, iid, k, v in con.execute(
+                "SELECT i.project_id, i.id, t.key, t.value FROM image_tags t JOIN images i ON i.seq = t.seq"):
+            want.setdefault(proj, {}).setdefault(k, {}).setdefault(v, set()).add(iid)
+        orphans = con.execute("SELECT count(*) FROM image_tags WHERE seq NOT IN (SELECT seq FROM images)").fetchone()[0]
+    finally:
+        con.close()
+    assert orphans > 100
+    g.start()
+    built = [o for o in g.log_objects() if o.get("msg") == "index built"][-1]
+    assert built["images"] == sum(len(s) for s in ids.values())
+    assert built["tags"] == sum(len(s) for kv in want.values() for vs in kv.values() for s in vs.values())
+    for proj in projects:
+        tok = tokens[proj]
+        st, _, js, raw = g.request("GET", "/v2/%s/images/tags" % proj, token=tok)
+        assert st == 200, raw
+        assert {e["key"]: sorted(e["values"]) for e in js["tags"]} == \
+            {k: sorted(vs) for k, vs in want[proj].items()}
+        for k in keys:
+            for vals in ([], sorted(want[proj].get(k, {}))[:2]):
+                exp = set().union(*[want[proj].get(k, {}).get(v, set()) for v in vals]) if vals else \
+                    set().union(*want[proj].get(k, {}).values()) if k in want[proj] else set()
+                got, offset = set(), 0
+                while True:
+                    st, _, js, raw = g.request("POST", QUERY % proj, {
+                        "action": "filter", "limit": 1000, "offset": offset,
+                        "tags": [{"key": k, "values": vals}]}, token=tok)
+                    assert st == 200, raw
+                    got |= {r["resource_id"] for r in js["resources"]}
+                    offset += 1000
+                    if offset >= js["total_count"]:
+                        break
+                assert js["total_count"] == len(exp) and got == exp, (proj, k, vals)
+        st, _, js, raw = g.request("POST", QUERY % proj, {"action": "count", "without_any_tag": True},
+                                   token=tok)
+        tagged = set().union(*[s for kv in want[proj].values() for s in kv.values()])
+        assert st == 200 and js["total_count"] == len(ids[proj] - tagged), raw

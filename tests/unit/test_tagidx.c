@@ -556,6 +556,45 @@ static void test_value_churn(void)
     tagidx_free(ix);
 }
 
+/* More keys than the loader keeps at hand (32), in a different order on
+ * every doc, through tagidx_load_tags: keys the lookahead does not find
+ * yet are made when their row is loaded, and the rest found again. */
+static void test_load_many_keys(void)
+{
+    enum { KEYS = 45, DOCS = 200 };
+    tagidx *ix = tagidx_new(), *live = tagidx_new();
+    tagidx_loader *l = ix ? tagidx_load_begin(ix) : NULL;
+    static char keys[KEYS][8], vals[DOCS][KEYS][8];
+    tagidx_load_row rows[KEYS];
+
+    CHECK(l != NULL && live != NULL);
+    if (!l || !live)
+        return;
+    for (int k = 0; k < KEYS; k++)
+        snprintf(keys[k], sizeof keys[k], "key%d", k);
+    for (uint32_t d = 1; d <= DOCS; d++) {
+        CHECK(tagidx_load_image(l, PA, d, "n") == 0);
+        CHECK(tagidx_image_add(live, PA, d, "n") == 0);
+    }
+    CHECK(tagidx_load_tags(l, PA, rows, 0) == 0);
+    for (uint32_t d = 1; d <= DOCS; d++) {
+        for (int i = 0; i < KEYS; i++) {
+            int k = (int)((i * 7 + d) % KEYS);
+            snprintf(vals[d - 1][k], sizeof vals[d - 1][k], "v%u", (unsigned)(d * k % 13));
+            rows[i] = (tagidx_load_row){ d, keys[k], vals[d - 1][k] };
+            CHECK(tagidx_tag_set(live, PA, d, keys[k], NULL, vals[d - 1][k]) == 0);
+        }
+        CHECK(tagidx_load_tags(l, PA, rows, d % 3 ? KEYS : 5) == 0);
+        if (d % 3 == 0)
+            CHECK(tagidx_load_tags(l, PA, rows + 5, KEYS - 5) == 0);
+    }
+    CHECK(tagidx_load_finish(l) == 0);
+    CHECK(tagidx_tags(ix) == (uint64_t)KEYS * DOCS);
+    CHECK(tagidx_equal(ix, live) == 1);
+    tagidx_free(ix);
+    tagidx_free(live);
+}
+
 /* An index loaded with the sorted docs[0..n), each an image tagged g=v. */
 static tagidx *load_g(const uint32_t *docs, uint32_t n)
 {
@@ -673,6 +712,7 @@ static void test_hand(void)
     test_name_blocks();
     test_wrong_old_value();
     test_load_doc_zero();
+    test_load_many_keys();
 }
 
 /* ---- the naive model ---------------------------------------------------------- */
@@ -1152,27 +1192,70 @@ static tagidx *rebuild(const model *m)
     return ix;
 }
 
+/* Feeds the rows gathered so far to tagidx_load_tags, as one call. */
+typedef struct {
+    tagidx_load_row row[300];
+    uint32_t n, want; /* want: where this run ends (1 to 300 rows) */
+    const char *proj;
+} ld_run;
+
+static int run_flush(tagidx_loader *l, ld_run *r)
+{
+    int rc = r->n ? tagidx_load_tags(l, r->proj, r->row, r->n) : 0;
+
+    r->n = 0;
+    r->want = 1 + bn_rnd(300);
+    return rc;
+}
+
+/* One tag through the loader: at once, or (r not NULL) into a run of
+ * random length, cut where the project changes, as the store's rebuild
+ * feeds it. */
+static int load_one(tagidx_loader *l, ld_run *r, const char *proj, uint32_t doc, const char *key,
+                    const char *value)
+{
+    int rc = 0;
+
+    if (!r)
+        return tagidx_load_tag(l, proj, doc, key, value);
+    if (r->n && (r->proj != proj || r->n == r->want))
+        rc = run_flush(l, r);
+    r->proj = proj;
+    r->row[r->n++] = (tagidx_load_row){ doc, key, value };
+    return rc;
+}
+
 /* The same through the bulk loader: oldest first (the start-up order) or
- * newest first (every image out of order). */
-static tagidx *load(const model *m, int newest_first)
+ * newest first (every image out of order), the tags one call each or in
+ * runs (tagidx_load_tags). */
+static tagidx *load(const model *m, int newest_first, int runs)
 {
     tagidx *ix = tagidx_new();
     tagidx_loader *l = ix ? tagidx_load_begin(ix) : NULL;
+    static ld_run run;
+    ld_run *r = runs ? &run : NULL;
     int rc = l ? 0 : -1;
 
+    run.n = 0;
+    run.want = 1 + bn_rnd(300);
     for (uint32_t i = 1; l && i < m->next; i++) {
         uint32_t id = newest_first ? m->next - i : i;
         if (m->d[id].proj >= 0)
             rc |= tagidx_load_image(l, projs[m->d[id].proj], doc_of(id), m->d[id].name);
     }
-    rc |= tagidx_load_tag(l, projs[0], doc_of(MAXDOCS + 9), "k0", "ghost"); /* no such image: ignored */
+    /* no such image: ignored */
+    rc |= load_one(l, r, projs[0], doc_of(MAXDOCS + 9), "k0", "ghost");
     for (uint32_t i = 1; l && i < m->next; i++) {
         uint32_t id = newest_first ? m->next - i : i;
         for (int k = 0; k < NKEYS && m->d[id].proj >= 0; k++)
             if (m->d[id].val[k] >= 0)
-                rc |= tagidx_load_tag(l, projs[m->d[id].proj], doc_of(id), m->key[k],
-                                      m->val[k][m->d[id].val[k]]);
+                rc |= load_one(l, r, projs[m->d[id].proj], doc_of(id), m->key[k],
+                               m->val[k][m->d[id].val[k]]);
+        if (id % 97 == 0 && m->d[id].proj >= 0) /* now and then, a tag of no image of its project */
+            rc |= load_one(l, r, projs[(m->d[id].proj + 1) % NPROJ], doc_of(id), "k1", "ghost");
     }
+    if (r)
+        rc |= run_flush(l, r);
     rc |= tagidx_load_finish(l);
     if (rc) {
         tagidx_free(ix);
@@ -1263,8 +1346,8 @@ static void check_equal(const tagidx *a, const model *m)
     CHECK(tagidx_image_remove(b, projs[1], doc_of(MAXDOCS + 5), NULL, 0) == 0);
     CHECK(tagidx_equal(a, b));
     tagidx_free(b);
-    for (int order = 0; order < 2; order++) { /* bulk load == incremental build */
-        b = load(m, order);
+    for (int way = 0; way < 4; way++) { /* bulk load == incremental build */
+        b = load(m, way & 1, way >> 1);
         CHECK(b != NULL);
         if (!b)
             return;
@@ -1290,7 +1373,7 @@ static void test_after_load(model *m, diffrun *dr, char *want, char *got)
     ix = tagidx_new();
     CHECK(ix && random_writes(ix, m, DOCS_PER_SEED, OPS_PER_SEED) == 0);
     tagidx_free(ix);
-    ix = load(m, 0);
+    ix = load(m, 0, 1);
     CHECK(ix != NULL);
     if (!ix)
         return;
