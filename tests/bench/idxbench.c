@@ -319,10 +319,18 @@ static int cmd_run(uint32_t n, const char *project, double ms_budget, int bulk)
         for (uint32_t i = 1; i <= n && rc == 0; i++)
             rc = tagidx_load_image(l, project, i, names + name_off[i - 1]);
         t_images = now_us();
+        /* in runs of 4,096 tags, as the server's rebuild feeds them */
+        static tagidx_load_row run[4096];
+        uint32_t nrun = 0;
         for (uint32_t i = 1; i <= n && rc == 0; i++)
-            for (int k = 0; k < NKEYS && rc == 0; k++)
-                rc = tagidx_load_tag(l, project, i, key[k],
-                                     vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]]);
+            for (int k = 0; k < NKEYS && rc == 0; k++) {
+                run[nrun++] = (tagidx_load_row){ i, key[k],
+                                                 vals[k][draws[(size_t)(i - 1) * NKEYS + (size_t)k]] };
+                if (nrun == 4096 || (i == n && k == NKEYS - 1)) {
+                    rc = tagidx_load_tags(l, project, run, nrun);
+                    nrun = 0;
+                }
+            }
         if (tagidx_load_finish(l) != 0 || rc != 0)
             return fprintf(stderr, "idxbench: out of memory\n"), 1;
         mem_images = 0; /* not observable before the load is finished */
