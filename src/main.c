@@ -469,13 +469,10 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
         fprintf(stderr, "tagway: cannot start the worker threads\n");
         goto done;
     }
-    flockfile(stderr); /* the workers may log already: see util_log_json */
-    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"listening\",\"listen\":\"%s\",\"port\":%d,\"db\":",
-            g->opt.listen, http_port(g));
-    util_fjson_string(stderr, g->opt.db);
-    fprintf(stderr, ",\"auth\":%s,\"workers\":%d,\"generation\":1}\n",
-            g->opt.auth ? "true" : "false", n);
-    funlockfile(stderr);
+    /* the workers may log already: one line, whole (util_log_json) */
+    util_log_json(g->opt.db, "{\"level\":\"info\",\"msg\":\"listening\",\"listen\":\"%s\",\"port\":%d,"
+                             "\"auth\":%s,\"workers\":%d,\"generation\":1,\"db\":",
+                  g->opt.listen, http_port(g), g->opt.auth ? "true" : "false", n);
     rc = event_base_dispatch(g->base) < 0 ? 1 : 0;
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
 done:

@@ -475,12 +475,9 @@ static void group_failed(store *w)
     snprintf(reason, sizeof reason, "%s%s", w->undone_code ? w->undone_err : w->err,
              ext == SQLITE_IOERR_WRITE ? " (a write to the database or its WAL failed: a full disk?)"
                                        : "");
-    flockfile(stderr);
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"storage: write group %llu not stored\",\"reason\":",
-            (unsigned long long)w->group_no);
-    util_fjson_string(stderr, reason);
-    fprintf(stderr, ",\"unlogged_before\":%llu}\n", (unsigned long long)w->fail_unlogged);
-    funlockfile(stderr);
+    util_log_json(reason, "{\"level\":\"error\",\"msg\":\"storage: write group %llu not stored\","
+                          "\"unlogged_before\":%llu,\"reason\":",
+                  (unsigned long long)w->group_no, (unsigned long long)w->fail_unlogged);
     w->fail_unlogged = 0;
 }
 
@@ -1977,10 +1974,15 @@ typedef struct {
     pthread_t th;
 } row_pipe;
 
-static int batch_put(row_batch *b, int64_t seq, const char *x, const char *y)
+/* Appends the row st is on: its columns 0 (seq), 1 and 2 (texts). */
+static int batch_put(row_batch *b, sqlite3_stmt *st)
 {
-    size_t xl = strlen(x) + 1, yl = strlen(y) + 1;
+    const char *x = col_text(st, 1), *y = col_text(st, 2);
+    size_t xl = (size_t)sqlite3_column_bytes(st, 1) + 1, yl = (size_t)sqlite3_column_bytes(st, 2) + 1;
+    int64_t seq = sqlite3_column_int64(st, 0);
 
+    if (!x || !y) /* columns NOT NULL: SQLite out of memory */
+        return -1;
     if (b->blen + xl + yl > b->bcap) {
         size_t cap = b->bcap ? b->bcap : 65536;
         char *nb;
@@ -2020,8 +2022,7 @@ static void *row_pipe_run(void *arg)
         b->n = 0;
         b->blen = 0;
         while (b->n < RB_ROWS && (rc = sqlite3_step(rp->st)) == SQLITE_ROW)
-            if (batch_put(b, sqlite3_column_int64(rp->st, 0), col_text(rp->st, 1),
-                          col_text(rp->st, 2)) != 0) {
+            if (batch_put(b, rp->st) != 0) {
                 rc = -2;
                 break;
             }
