@@ -2071,30 +2071,36 @@ static void row_pipe_release(row_pipe *rp, int stop)
     pthread_mutex_unlock(&rp->mu);
 }
 
-/* Stops and joins the producer: 0 when its scan ran to the end, -1 on a
- * SQLite error (its statement holds the message), -2 out of memory. */
-static int row_pipe_end(row_pipe *rp)
+/* Stops and joins the producer and resets its statement.  rc: the
+ * consumer's result so far, returned when it failed; else 0 when the scan
+ * ran to its end, -1 on a SQLite error (its message copied to s->err at
+ * once: anything run on the connection after the reset clears it), -2 out
+ * of memory. */
+static int row_pipe_end(store *s, row_pipe *rp, int rc)
 {
-    int rc;
+    int scan;
 
     if (!rp->st)
-        return 0;
+        return rc;
     if (!rp->running)
-        rc = -2;
+        scan = -2;
     else {
         pthread_mutex_lock(&rp->mu);
         rp->stop = 1;
         pthread_cond_broadcast(&rp->cv);
         pthread_mutex_unlock(&rp->mu);
         pthread_join(rp->th, NULL);
-        rc = rp->rc == -2 ? -2 : rp->rc == SQLITE_DONE ? 0 : -1;
+        scan = rp->rc == -2 ? -2 : rp->rc == SQLITE_DONE ? 0 : -1;
     }
     sqlite3_reset(rp->st);
+    if (rc == 0 && scan == -1)
+        set_err(s, "index build");
     for (int i = 0; i < RB_SLOTS; i++)
         free(rp->slot[i].buf);
     pthread_mutex_destroy(&rp->mu);
     pthread_cond_destroy(&rp->cv);
-    return rc;
+    rp->st = NULL;
+    return rc ? rc : scan;
 }
 
 typedef struct {
@@ -2166,13 +2172,15 @@ int store_index_build(store *s, tagidx *ix)
     row_batch *b;
     size_t j = 0;
     uint64_t rows = 0;
-    int rc = rb && (rb->ld = tagidx_load_begin(ix)) ? 0 : -2, rc_img = 0, rc_tags = 0;
+    int rc = rb && (rb->ld = tagidx_load_begin(ix)) ? 0 : -2;
 
     sqlite3_exec(s->db, RB_MMAP, NULL, NULL, NULL); /* only faster: failing is harmless */
     if (rc == 0)
         rc = row_pipe_start(&rb->images, stmt(s, Q_IDX_IMAGES));
     if (rc == 0)
         rc = load_images(rb);
+    if (rb) /* before the tags: a failed scan of the images ends the build */
+        rc = row_pipe_end(s, &rb->images, rc);
     if (rc == 0)
         rc = row_pipe_start(&rb->tags, stmt(s, Q_IDX_TAGS));
     while (rc == 0 && (b = row_pipe_next(&rb->tags)) != NULL) {
@@ -2180,18 +2188,13 @@ int store_index_build(store *s, tagidx *ix)
         row_pipe_release(&rb->tags, rc != 0);
     }
     if (rb) {
-        rc_tags = row_pipe_end(&rb->tags);
-        rc_img = row_pipe_end(&rb->images);
+        rc = row_pipe_end(s, &rb->tags, rc);
         if (rb->ld && tagidx_load_finish(rb->ld) != 0 && rc == 0)
             rc = -2;
     }
-    sqlite3_exec(s->db, "PRAGMA mmap_size=0", NULL, NULL, NULL);
-    if (rc == 0)
-        rc = rc_tags == -2 || rc_img == -2 ? -2 : rc_tags ? rc_tags : rc_img;
+    sqlite3_exec(s->db, "PRAGMA mmap_size=0", NULL, NULL, NULL); /* after the error was read */
     if (rc == -2)
         snprintf(s->err, sizeof s->err, "index build: out of memory");
-    else if (rc != 0)
-        set_err(s, "index build");
     if (rb) {
         for (size_t i = 0; i < rb->pl.n; i++)
             free(rb->pl.names[i]);

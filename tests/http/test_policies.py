@@ -809,11 +809,11 @@ def test_reload_budget_failures_name_the_file(fresh):
     assert_reload_fails(fresh, "%s:%d: script budget exceeded" % (os.path.basename(path), line))
     path = rewrite(fresh, "tpol", lambda t: t.replace("(function()\n  while true do end end)()",
                                                       "#(function() local t = {} for i = 1, 1e9 do "
-                                                      "t[i] = ('x'):rep(4096) .. i end end)() + 5"))
+                                                      "t[i] = ('x'):rep(1 << 16) .. i end end)() + 5"))
     msg = assert_reload_fails(fresh, path + ": script exceeded its memory budget")
     assert msg.index(path) == 0, msg
     rewrite(fresh, "tpol", lambda t: t.replace(
-        "#(function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end end)() + 5", "5"))
+        "#(function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1 << 16) .. i end end)() + 5", "5"))
     assert fresh.reload()[0] == 200
 
 

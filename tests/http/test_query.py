@@ -1160,3 +1160,30 @@ def test_start_up_rebuild_of_interleaved_projects(gateway, tmp_path):
                                    token=tok)
         tagged = set().union(*[s for kv in want[proj].values() for s in kv.values()])
         assert st == 200 and js["total_count"] == len(ids[proj] - tagged), raw
+
+
+@pytest.mark.parametrize("table", ["images", "image_tags"])
+def test_start_up_rebuild_names_a_damaged_table(tmp_path, table):
+    """A scan that fails part way (here a damaged page) stops the start with
+    SQLite's own reason, not a partial index and not "not an error"."""
+    project = random_project()
+    lines = [{"project_id": project, "name": "marker-image-name-%04d" % n,
+              "tags": [{"key": "k%d" % i, "value": "marker-tag-value-%04d-%d" % (n, i)} for i in range(5)]}
+             for n in range(3000)]
+    path = tmp_path / "load.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    db = str(tmp_path / "t.db")
+    p = run_cli("load", "--db", db, str(path))
+    assert p.returncode == 0, p.stderr
+    raw = bytearray(open(db, "rb").read())
+    page = int.from_bytes(raw[16:18], "big") or 65536
+    marker = b"marker-image-name-0100" if table == "images" else b"marker-tag-value-0100-3"
+    at = raw.find(marker)
+    assert at > 0 and raw.find(marker, at + 1) < 0     # one copy: the table's own page
+    raw[at - at % page] = 0x07                          # not a b-tree page type
+    open(db, "wb").write(bytes(raw))
+    p = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--db", db, "--auth", "off"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode != 0
+    assert "cannot build the tag index: index build: database disk image is malformed" in p.stderr, p.stderr
+    assert '"listening"' not in p.stderr
