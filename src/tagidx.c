@@ -3475,8 +3475,8 @@ int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, cons
 
 /* The rows of a load are looked up in a pipeline, LD_AHEAD rows a stage:
  * each tag's lookup is a chain of cache misses (the value's index slot,
- * its entry, its name, the end of its array), ~60% of the rebuild in
- * tagidx_load_tag at 10^6 images, and the stages start each next miss
+ * its entry, its name, the end of its array), ~60% of the loader's time
+ * at 10^6 images one tag at a time, and the stages start each next miss
  * early.  A prefetch is only a hint: every stage reads the tables as they
  * are, so a table that grows in between (a new value) costs a miss, not a
  * wrong answer.  The first stage only finds keys: one created there for a
@@ -3490,7 +3490,8 @@ typedef struct {
     int live;
 } ld_pending;
 
-/* The entry value's slot names, or NULL; reads only (slot and entry). */
+/* The entry in the value's first slot (its own, or a colliding value's),
+ * or NULL.  Reads the slot only. */
 static const posting *ld_peek(const ld_pending *r)
 {
     const vtab *t = r->ke ? &r->ke->vals : NULL;
