@@ -2108,6 +2108,8 @@ typedef struct {
     row_pipe images, tags;
     seq_project *map; /* every image, in seq order */
     size_t nmap, cap;
+    size_t at;        /* map[at]: the image of the tag rows being loaded */
+    uint64_t rows;    /* tag rows read */
     project_list pl;
     tagidx_load_row run[RB_ROWS]; /* load_tag_batch's */
 } rebuild;
@@ -2140,27 +2142,27 @@ static int load_images(rebuild *rb)
 }
 
 /* Hands the loader the rows of one batch, in runs of one project. */
-static int load_tag_batch(rebuild *rb, const row_batch *b, size_t *j, uint64_t *rows)
+static int load_tag_batch(rebuild *rb, const row_batch *b)
 {
     tagidx_load_row *run = rb->run;
     uint32_t nrun = 0, project = 0;
 
     for (uint32_t i = 0; i < b->n; i++) {
         int64_t seq = b->seq[i];
-        if (++*rows % 2000000 == 0) /* a large database: show it is moving */
+        if (++rb->rows % 2000000 == 0) /* a large database: show it is moving */
             fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index build\",\"tags_indexed\":%llu,"
                             "\"images_done\":%zu,\"images\":%zu}\n",
-                    (unsigned long long)*rows, *j, rb->nmap);
-        while (*j < rb->nmap && rb->map[*j].seq < seq)
-            ++*j;
-        if (*j == rb->nmap || rb->map[*j].seq != seq)
+                    (unsigned long long)rb->rows, rb->at, rb->nmap);
+        while (rb->at < rb->nmap && rb->map[rb->at].seq < seq)
+            rb->at++;
+        if (rb->at == rb->nmap || rb->map[rb->at].seq != seq)
             continue; /* a tag without its image: nothing to index */
-        if (nrun && rb->map[*j].project != project) {
+        if (nrun && rb->map[rb->at].project != project) {
             if (tagidx_load_tags(rb->ld, rb->pl.names[project], run, nrun) != 0)
                 return -2;
             nrun = 0;
         }
-        project = rb->map[*j].project;
+        project = rb->map[rb->at].project;
         run[nrun++] = (tagidx_load_row){(uint32_t)seq, b->buf + b->a[i], b->buf + b->b[i]};
     }
     return nrun && tagidx_load_tags(rb->ld, rb->pl.names[project], run, nrun) != 0 ? -2 : 0;
@@ -2170,8 +2172,6 @@ int store_index_build(store *s, tagidx *ix)
 {
     rebuild *rb = calloc(1, sizeof *rb);
     row_batch *b;
-    size_t j = 0;
-    uint64_t rows = 0;
     int rc = rb && (rb->ld = tagidx_load_begin(ix)) ? 0 : -2;
 
     sqlite3_exec(s->db, RB_MMAP, NULL, NULL, NULL); /* only faster: failing is harmless */
@@ -2184,7 +2184,7 @@ int store_index_build(store *s, tagidx *ix)
     if (rc == 0)
         rc = row_pipe_start(&rb->tags, stmt(s, Q_IDX_TAGS));
     while (rc == 0 && (b = row_pipe_next(&rb->tags)) != NULL) {
-        rc = load_tag_batch(rb, b, &j, &rows);
+        rc = load_tag_batch(rb, b);
         row_pipe_release(&rb->tags, rc != 0);
     }
     if (rb) {

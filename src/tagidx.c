@@ -715,6 +715,19 @@ static int pst_place(pool *pl, posting *p, const uint8_t *code, uint32_t len, un
     return 0;
 }
 
+/* Writes a[0..n) with parameter k, then the last member when a set of n
+ * keeps it as a tail; the bytes written. */
+static uint32_t pst_encode(uint8_t *out, const uint32_t *a, uint32_t n, unsigned k, uint8_t *pad)
+{
+    uint32_t len = rice_encode(out, a, n, k, pad);
+
+    if (pst_tailed(n)) {
+        put_le32((char *)out + len, a[n - 1]);
+        len += PST_TAIL_BYTES;
+    }
+    return len;
+}
+
 /* Makes p (inline or coded now) hold the n > PST_INLINE members of a.  -1
  * leaves p as it was; never fails when a is p's members less some (see the
  * Rice codes). */
@@ -726,11 +739,7 @@ static int pst_store(pool *pl, posting *p, const uint32_t *a, uint32_t n)
 
     if (len > sizeof code - PST_TAIL_BYTES)
         return -1; /* not reached: with the best k a member takes under 5 bytes */
-    rice_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
-    if (pst_tailed(n)) {
-        put_le32((char *)code + len, a[n - 1]);
-        len += PST_TAIL_BYTES;
-    }
+    len = pst_encode(code, a, n, k, &pad); /* p changes only once nothing can fail */
     return pst_place(pl, p, code, len, k, pad, n);
 }
 
@@ -1214,13 +1223,9 @@ static void ld_pack(ld_heap *h, pool *pl, posting *p, unsigned k)
 
     if (!pst_coded(p))
         return;
-    len = rice_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &pad);
+    len = pst_encode((uint8_t *)pl->buf + pl->len, a, p->n, k, &pad);
     p->u.enc.pad = pad & 7;
     p->u.enc.room = 0;
-    if (pst_tailed(p->n)) {
-        put_le32(pl->buf + pl->len + len, a[p->n - 1]);
-        len += PST_TAIL_BYTES;
-    }
     p->u.enc.off = pl->len;
     p->u.enc.len = (uint16_t)len;
     p->u.enc.k = k & RICE_KMAX;
@@ -3391,13 +3396,21 @@ int tagidx_load_image(tagidx_loader *l, const char *project_id, uint32_t doc, co
     return 0;
 }
 
+/* Keeps ke (when not NULL) among the keys at hand, if there is room. */
+static keyent *ld_key_remember(tagidx_loader *l, keyent *ke)
+{
+    if (ke && l->nkeys < LD_KEYS) {
+        l->keys[l->nkeys++] = ke;
+        l->next = 0;
+    }
+    return ke;
+}
+
 /* Tags arrive doc by doc with the same few keys in the same order, so the
  * key is nearly always the one after the previous one.  NULL: p has no
  * such key yet. */
 static keyent *ld_key_find(tagidx_loader *l, const char *key)
 {
-    keyent *ke;
-
     for (uint32_t i = 0; i < l->nkeys; i++) {
         uint32_t j = (l->next + i) % l->nkeys;
         if (strcmp(l->keys[j]->name, key) == 0) {
@@ -3405,22 +3418,14 @@ static keyent *ld_key_find(tagidx_loader *l, const char *key)
             return l->keys[j];
         }
     }
-    if ((ke = smap_get(&l->p->keys, key)) && l->nkeys < LD_KEYS) {
-        l->keys[l->nkeys++] = ke;
-        l->next = 0;
-    }
-    return ke;
+    return ld_key_remember(l, smap_get(&l->p->keys, key));
 }
 
 static keyent *ld_key(tagidx_loader *l, const char *key)
 {
     keyent *ke = ld_key_find(l, key);
 
-    if (!ke && (ke = key_get_or_create(l->p, key)) && l->nkeys < LD_KEYS) {
-        l->keys[l->nkeys++] = ke;
-        l->next = 0;
-    }
-    return ke;
+    return ke ? ke : ld_key_remember(l, key_get_or_create(l->p, key));
 }
 
 /* True when doc is an image of p: tags of other docs are not loaded, as
@@ -3461,16 +3466,6 @@ fail:
     }
     l->failed = 1;
     return -1;
-}
-
-int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, const char *key,
-                    const char *value)
-{
-    project *p = ld_project(l, project_id);
-
-    if (!p || !ld_live(l, p, doc))
-        return 0;
-    return ld_tag(l, p, ld_key(l, key), doc, value, str_hash(value));
 }
 
 /* The rows of a load are looked up in a pipeline, LD_AHEAD rows a stage:
@@ -3542,6 +3537,14 @@ int tagidx_load_tags(tagidx_loader *l, const char *project_id, const tagidx_load
         }
     }
     return 0;
+}
+
+int tagidx_load_tag(tagidx_loader *l, const char *project_id, uint32_t doc, const char *key,
+                    const char *value)
+{
+    tagidx_load_row row = { doc, key, value };
+
+    return tagidx_load_tags(l, project_id, &row, 1);
 }
 
 /* Packs a key's arrays into its pool.  Without the memory for the pool the
