@@ -59,10 +59,11 @@ $(BUILD)/tagway: $(BUILD)/obj/main.o $(BUILD)/libtagway.a
 $(BUILD)/test_%: tests/unit/test_%.c $(BUILD)/libtagway.a tests/unit/unit.h
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS)
 
-# Fails the index's allocations one at a time: the test wraps the allocator.
+# Fails the index's allocations one at a time: the test wraps the allocator
+# (and mmap, which the bulk loader's chunks come from).
 $(BUILD)/test_tagidx_oom: tests/unit/test_tagidx_oom.c $(BUILD)/libtagway.a tests/unit/unit.h
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtagway.a $(LDLIBS) \
-	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc \
+	  -Wl,--wrap=malloc,--wrap=realloc,--wrap=calloc,--wrap=mmap \
 	  -Wl,--wrap=roaring_bitmap_create,--wrap=roaring_bitmap_of_ptr,--wrap=roaring_bitmap_and,--wrap=roaring_bitmap_copy \
 	  -Wl,--wrap=roaring_bitmap_portable_deserialize_safe
 

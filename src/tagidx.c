@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 enum {
     PST_INLINE = 2,       /* members held inside the posting, no allocation */
@@ -1043,8 +1044,14 @@ static uint32_t *ld_items(posting *p)
  * 10^6 images (jemalloc: 51.5 MiB of active pages for 37.3 MiB allocated,
  * 42.3 from these chunks).  Blocks are carved from LD_CHUNK-byte chunks,
  * one free list per ld_cap class (caps are 2 mod 4, 6 to PST_SMALL_MAX + 2),
- * and the chunks go back whole at the end. */
-#define LD_CHUNK (1u << 20)
+ * and the chunks go back whole at the end.  A chunk is one 2 MiB-aligned
+ * mapping of its own, marked for a transparent huge page: the arrays take
+ * ~50 MiB at 10^6 images x 10 tags, and first touching them a 4 KiB page
+ * at a time (a fault each, then TLB misses in every random append) cost
+ * ~13% of the tags' load.  Mapped and unmapped by us rather than the
+ * allocator, the huge-page mark leaves with them instead of staying on
+ * memory the allocator hands out later. */
+#define LD_CHUNK (1u << 21)
 #define LD_NCLASS (PST_SMALL_MAX / 4)
 _Static_assert((PST_SMALL_MAX & (PST_SMALL_MAX - 1)) == 0 && PST_SMALL_MAX >= 64,
                "ld_cap(PST_SMALL_MAX) must be PST_SMALL_MAX + 2, the last of LD_NCLASS classes");
@@ -1084,6 +1091,25 @@ static uint32_t ld_class(uint32_t cap)
     return (cap - 2) / 4 - 1;
 }
 
+static ld_chunk *ld_chunk_new(void)
+{
+    size_t span = 2 * (size_t)LD_CHUNK;
+    char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *c;
+
+    if (m == MAP_FAILED)
+        return NULL;
+    c = m + (-(uintptr_t)m & (LD_CHUNK - 1)); /* the aligned chunk inside; the rest goes back */
+    if (c > m)
+        munmap(m, (size_t)(c - m));
+    if (c + LD_CHUNK < m + span)
+        munmap(c + LD_CHUNK, (size_t)(m + span - (c + LD_CHUNK)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(c, LD_CHUNK, MADV_HUGEPAGE); /* only faster: refused is harmless */
+#endif
+    return (ld_chunk *)c;
+}
+
 /* A block for cap members (cap an ld_cap value above PST_INLINE), or NULL. */
 static uint32_t *ld_take(ld_heap *h, uint32_t cap)
 {
@@ -1097,7 +1123,7 @@ static uint32_t *ld_take(ld_heap *h, uint32_t cap)
         return b;
     }
     if (!h->chunks || h->used + bytes > LD_CHUNK - sizeof *c) {
-        if (!(c = malloc(LD_CHUNK)))
+        if (!(c = ld_chunk_new()))
             return NULL;
         c->next = h->chunks;
         ld_poison(c->data, LD_CHUNK - sizeof *c);
@@ -1125,7 +1151,7 @@ static void ld_heap_free(ld_heap *h)
     for (ld_chunk *c = h->chunks, *next; c; c = next) {
         next = c->next;
         ld_unpoison(c->data, LD_CHUNK - sizeof *c);
-        free(c);
+        munmap(c, LD_CHUNK);
     }
     memset(h, 0, sizeof *h);
 }

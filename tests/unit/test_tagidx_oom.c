@@ -1,6 +1,7 @@
 /* test_tagidx_oom: allocation failures inside the tag index (src/tagidx.c).
- * Linked with --wrap=malloc,--wrap=realloc,--wrap=calloc (Makefile), so
- * the k-th allocation the index makes from a chosen point fails; for every
+ * Linked with --wrap=malloc,--wrap=realloc,--wrap=calloc,--wrap=mmap
+ * (Makefile: the bulk loader maps its chunks), so the k-th allocation the
+ * index makes from a chosen point fails; for every
  * k up to the last allocation of the scenario, the index must stay
  * consistent (the header's promise): no crash or leak (make asan runs this
  * too), queries answer, counts agree with the postings, and when nothing
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void *__real_malloc(size_t n);
 void *__real_realloc(void *p, size_t n);
@@ -38,6 +40,11 @@ static int fail_now(void)
 void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
 void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
 void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
+void *__real_mmap(void *at, size_t n, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap(void *at, size_t n, int prot, int flags, int fd, off_t off)
+{
+    return fail_now() ? MAP_FAILED : __real_mmap(at, n, prot, flags, fd, off);
+}
 
 /* The bitmaps CRoaring hands the index; failed only while rcountdown >= 0. */
 static long rcountdown = -1;
