@@ -51,9 +51,11 @@ int tagidx_tag_del(tagidx *ix, const char *project, uint32_t doc,
                    const char *key, const char *old_value);
 
 /* Bulk load, for the start-up rebuild: the same result as tagidx_image_add
- * and tagidx_tag_set calls, faster.  Images first, then tags; both fastest
- * in increasing doc order (tags grouped by doc), as SQLite's rowid order
- * gives them, but any order is correct.  Until tagidx_load_finish the index
+ * and tagidx_tag_set calls, faster, given each (doc, key) at most once, as
+ * SQLite's primary key keeps them (a second value for a doc's key is added
+ * beside the first, not in its place).  Images first, then tags; both
+ * fastest in increasing doc order (tags grouped by doc), as SQLite's rowid
+ * order gives them, but any order is correct.  Until tagidx_load_finish the index
  * may only be fed through the loader (it is not queried, and the `tagged`
  * set and run containers are derived at the end).  A failed call returns -1;
  * tagidx_load_finish always frees the loader, and returns -1 if any call
