@@ -2177,36 +2177,37 @@ int store_index_build(store *s, tagidx *ix)
 {
     rebuild *rb = calloc(1, sizeof *rb);
     row_batch *b;
-    int rc = rb && (rb->ld = tagidx_load_begin(ix)) ? 0 : -2;
+    int rc;
 
+    if (!rb) {
+        snprintf(s->err, sizeof s->err, "index build: out of memory");
+        return -1;
+    }
+    rc = (rb->ld = tagidx_load_begin(ix)) ? 0 : -2;
     sqlite3_exec(s->db, RB_CACHE, NULL, NULL, NULL); /* only faster: failing is harmless */
     if (rc == 0)
         rc = row_pipe_start(&rb->images, stmt(s, Q_IDX_IMAGES));
     if (rc == 0)
         rc = load_images(rb);
-    if (rb) /* before the tags: a failed scan of the images ends the build */
-        rc = row_pipe_end(s, &rb->images, rc);
+    /* before the tags: a failed scan of the images ends the build */
+    rc = row_pipe_end(s, &rb->images, rc);
     if (rc == 0)
         rc = row_pipe_start(&rb->tags, stmt(s, Q_IDX_TAGS));
     while (rc == 0 && (b = row_pipe_next(&rb->tags)) != NULL) {
         rc = load_tag_batch(rb, b);
         row_pipe_release(&rb->tags, rc != 0);
     }
-    if (rb) {
-        rc = row_pipe_end(s, &rb->tags, rc);
-        if (rb->ld && tagidx_load_finish(rb->ld) != 0 && rc == 0)
-            rc = -2;
-    }
+    rc = row_pipe_end(s, &rb->tags, rc);
+    if (tagidx_load_finish(rb->ld) != 0 && rc == 0) /* frees the loader; NULL: rc is -2 already */
+        rc = -2;
     sqlite3_exec(s->db, STORE_CACHE, NULL, NULL, NULL); /* after the error was read */
     if (rc == -2)
         snprintf(s->err, sizeof s->err, "index build: out of memory");
-    if (rb) {
-        for (size_t i = 0; i < rb->pl.n; i++)
-            free(rb->pl.names[i]);
-        free(rb->pl.names);
-        free(rb->map);
-        free(rb);
-    }
+    for (size_t i = 0; i < rb->pl.n; i++)
+        free(rb->pl.names[i]);
+    free(rb->pl.names);
+    free(rb->map);
+    free(rb);
     return rc == 0 ? 0 : -1;
 }
 

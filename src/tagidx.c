@@ -1048,9 +1048,9 @@ static uint32_t *ld_items(posting *p)
  * mapping of its own, marked for a transparent huge page: the arrays take
  * ~50 MiB at 10^6 images x 10 tags, and first touching them a 4 KiB page
  * at a time (a fault each, then TLB misses in every random append) cost
- * 7-13% of the load (idxbench; the rebuild's tags phase).  Mapped and unmapped by us rather than the
- * allocator, the huge-page mark leaves with them instead of staying on
- * memory the allocator hands out later. */
+ * 7-13% of the load (idxbench; the rebuild's tags phase).  Mapped and
+ * unmapped by us rather than the allocator, the huge-page mark leaves with
+ * them instead of staying on memory the allocator hands out later. */
 #define LD_CHUNK (1u << 21)
 #define LD_NCLASS (PST_SMALL_MAX / 4)
 _Static_assert((PST_SMALL_MAX & (PST_SMALL_MAX - 1)) == 0 && PST_SMALL_MAX >= 64,
