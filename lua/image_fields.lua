@@ -13,6 +13,9 @@ local value = request.value
 local NAME_CHARS = text.charset({ "A-Z", "a-z", "0-9", "-", ".", "_", " ", "\u{4E00}-\u{9FFF}" })
 local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
+-- What registration (§5) takes for an attribute not given.
+fields.DEFAULTS = { type = "ECS", architecture = "x86", min_disk = 40 }
+
 local function one_of(v, allowed)
   for _, a in ipairs(allowed) do if v == a then return true end end
   return false
@@ -42,7 +45,7 @@ end
 
 function fields.type(body)
   local v = value(body.type)
-  if v == nil then return "ECS" end
+  if v == nil then return fields.DEFAULTS.type end
   if not one_of(v, { "ECS", "BMS", "DataImage" }) then
     fail(400, "IMG.0024", "type: must be ECS, BMS or DataImage")
   end
@@ -61,6 +64,18 @@ function fields.os_version(body, rules, required)
   return v
 end
 
+-- An ECS or BMS image's os_type follows its os_version (§9).
+local function os_type_of(os_version)
+  if os_version and os_version:sub(1, 7) == "Windows" then return "Windows" end
+  return "Linux"
+end
+
+-- arm forces uefi (API.md §3, §9); x86 defaults to bios.
+local function firmware_of(arch, asked)
+  if arch == "arm" then return "uefi" end
+  return asked or "bios"
+end
+
 function fields.os_type(body, image_type, os_version)
   local v = value(body.os_type)
   if image_type == "DataImage" then
@@ -73,8 +88,7 @@ function fields.os_type(body, image_type, os_version)
   if v ~= nil and not one_of(v, { "Linux", "Windows" }) then
     fail(400, "IMG.0122", "os_type: must be Linux or Windows")
   end
-  if os_version and os_version:sub(1, 7) == "Windows" then return "Windows" end
-  return "Linux"
+  return os_type_of(os_version)
 end
 
 function fields.min_disk(body, default)
@@ -92,19 +106,17 @@ end
 
 function fields.architecture(body)
   local v = value(body.architecture)
-  if v == nil then return "x86" end
+  if v == nil then return fields.DEFAULTS.architecture end
   if v ~= "x86" and v ~= "arm" then fail(400, "IMG.0212", "architecture: must be x86 or arm") end
   return v
 end
 
--- arm forces uefi (API.md §3, §9); x86 defaults to bios.
 function fields.hw_firmware_type(body, arch)
   local v = value(body.hw_firmware_type)
   if v ~= nil and v ~= "bios" and v ~= "uefi" then
     fail(400, "IMG.0141", "hw_firmware_type: must be bios or uefi")
   end
-  if arch == "arm" then return "uefi" end
-  return v or "bios"
+  return firmware_of(arch, v)
 end
 
 function fields.enterprise_project_id(body)
@@ -147,6 +159,23 @@ function fields.attributes(body, rules, opts)
   a.hw_firmware_type = fields.hw_firmware_type(body, a.architecture)
   a.enterprise_project_id = opts.import and fields.enterprise_project_id(body) or nil
   return a
+end
+
+-- The attributes of a stored image, those it lacks filled in as a
+-- registration without them would have: `tagway load` stores none (§7 is
+-- structure only), and its images must read like registered ones.
+function fields.stored(a)
+  local image_type = a.type or fields.DEFAULTS.type
+  local arch = a.architecture or fields.DEFAULTS.architecture
+  local os_type = a.os_type
+  if os_type == nil then
+    os_type = image_type == "DataImage" and "Linux" or os_type_of(a.os_version)
+  end
+  return {
+    type = image_type, os_version = a.os_version, os_type = os_type,
+    min_disk = a.min_disk or fields.DEFAULTS.min_disk, architecture = arch,
+    hw_firmware_type = a.hw_firmware_type or firmware_of(arch, nil),
+  }
 end
 
 return fields

@@ -73,14 +73,16 @@ function request.json_object(req)
   if not utf8.len(body) then
     fail(400, "IMG.0001", "request body is not valid UTF-8")
   end
-  if not body:find("^[ \t\r\n]*{") then
-    fail(400, "IMG.0001", "request body must be a JSON object")
-  end
+  -- syntax first: text that is not JSON at all ("hello", "[") is named as
+  -- such, not as a JSON value of the wrong kind
   local valid, why, at, deep = gw.json_check(body, request.MAX_DEPTH)
   if deep then
     fail(400, "IMG.0001", "request body nests JSON deeper than " .. request.MAX_DEPTH .. " levels")
   elseif not valid then
     fail(400, "IMG.0001", "request body is not valid JSON: " .. why .. " at byte " .. at)
+  end
+  if not body:find("^[ \t\r\n]*{") then
+    fail(400, "IMG.0001", "request body must be a JSON object")
   end
   local ok, obj = pcall(cjson.decode, mark_empty_objects(body))
   if not ok or type(obj) ~= "table" then

@@ -47,12 +47,37 @@ static int hex_at(const scan *c)
     return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
 }
 
+static unsigned hex_value(unsigned char b)
+{
+    return b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
+}
+
+/* The four hex digits of a \u escape, c->pos at its 'u'; -1 (the reason
+ * set) when they are not, c->pos at the first that is not. */
+static long u_escape(scan *c)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        c->pos++;
+        if (!hex_at(c))
+            return fail(c, "a \\u escape without four hex digits");
+        v = v << 4 | hex_value(c->s[c->pos]);
+    }
+    return (long)v;
+}
+
 /* A string, c->pos at its opening quote.  Bytes from 0x80 up pass: the
- * callers check UTF-8 themselves. */
+ * callers check UTF-8 themselves.  A \u escape of half a UTF-16 surrogate
+ * pair must have its other half beside it: RFC 8259's grammar lets a lone
+ * one through, but it names no character, and lua-cjson refused it later
+ * without a reason. */
 static int string_(scan *c)
 {
     for (c->pos++; more(c); c->pos++) {
         unsigned char b = c->s[c->pos];
+        size_t escape = c->pos;
+        long u;
         if (b == '"') {
             c->pos++;
             return 0;
@@ -64,14 +89,29 @@ static int string_(scan *c)
         if (++c->pos == c->len)
             break;
         b = c->s[c->pos];
-        if (b == 'u') {
-            for (int i = 0; i < 4; i++) {
-                c->pos++;
-                if (!hex_at(c))
-                    return fail(c, "a \\u escape without four hex digits");
+        if (b != 'u') {
+            if (!memchr("\"\\/bfnrt", b, 8))
+                return fail(c, "an unknown escape in a string");
+            continue;
+        }
+        if ((u = u_escape(c)) < 0)
+            return -1;
+        if (u >= 0xDC00 && u <= 0xDFFF) {
+            c->pos = escape;
+            return fail(c, "a \\u escape of a low surrogate without a high one before it");
+        }
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (c->len - c->pos < 3 || c->s[c->pos + 1] != '\\' || c->s[c->pos + 2] != 'u') {
+                c->pos = escape;
+                return fail(c, "a \\u escape of a high surrogate without a low one after it");
             }
-        } else if (!memchr("\"\\/bfnrt", b, 8)) {
-            return fail(c, "an unknown escape in a string");
+            c->pos += 2;
+            if ((u = u_escape(c)) < 0)
+                return -1;
+            if (u < 0xDC00 || u > 0xDFFF) {
+                c->pos = escape;
+                return fail(c, "a \\u escape of a high surrogate without a low one after it");
+            }
         }
     }
     return fail(c, "an unterminated string");
@@ -165,6 +205,11 @@ int json_check(const char *text, size_t len, unsigned max_depth, size_t *at, con
 
     if (max_depth > JSON_DEPTH_MAX)
         max_depth = JSON_DEPTH_MAX;
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) { /* RFC 8259 8.1: senders add none */
+        *at = 0;
+        *why = "a byte order mark before the text (JSON has none)";
+        return JSON_INVALID;
+    }
     for (;;) {
         skip_ws(&c);
         if (want_value) {

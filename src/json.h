@@ -2,7 +2,10 @@
  * and load lines pass before lua-cjson decodes them.  lua-cjson is lenient
  * where API.md §0 is not: it takes raw control characters inside strings
  * and numbers such as `40.`, and the scripts' own scans took a form feed
- * for whitespace.  No UTF-8 check here: the callers make their own. */
+ * for whitespace.  Stricter than the grammar in two points, both texts
+ * lua-cjson refused later without a reason: a \u escape of half a surrogate
+ * pair without the other half, and a byte order mark.  No UTF-8 check
+ * here: the callers make their own. */
 #ifndef TAGWAY_JSON_H
 #define TAGWAY_JSON_H
 

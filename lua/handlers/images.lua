@@ -62,12 +62,12 @@ end
 function images.view(im)
   local ok, a = pcall(cjson.decode, im.attrs)
   if not ok or type(a) ~= "table" then a = {} end
-  local nullable = function(v) if v == nil then return cjson.null end return v end
+  a = fields.stored(a)
   return {
     id = im.id, name = im.name, status = im.status,
-    type = nullable(a.type), os_version = nullable(a.os_version), os_type = nullable(a.os_type),
-    min_disk = nullable(a.min_disk), architecture = nullable(a.architecture),
-    hw_firmware_type = nullable(a.hw_firmware_type),
+    type = a.type, os_version = a.os_version == nil and cjson.null or a.os_version,
+    os_type = a.os_type, min_disk = a.min_disk, architecture = a.architecture,
+    hw_firmware_type = a.hw_firmware_type,
     created_at = im.created_at, updated_at = im.updated_at,
     tags = shape.array(im.tags),
   }
@@ -77,7 +77,7 @@ end
 function images.create(ctx)
   local body = request.json_object(ctx.req)
   local pol = policy.for_project(ctx.project)
-  local a = fields.attributes(body, policy.import_rules(pol), { min_disk_default = 40 })
+  local a = fields.attributes(body, policy.import_rules(pol), { min_disk_default = fields.DEFAULTS.min_disk })
   images.check_count(pol, body, "image_tags")
   local list, names = fields.image_tags(body)
   list = images.check_new_tags(ctx, pol, list, names, "image_tags")

@@ -242,6 +242,14 @@ NOT_JSON = [
      "a number with a leading zero", 58),
     ("bad-escape", b'{"action":"create","tags":[{"key":"k\\q","value":"v"}]}',
      "an unknown escape in a string", 38),
+    # half a surrogate pair names no character: lua-cjson refused these
+    # with no reason, the check names the escape
+    ("lone-high-surrogate", b'{"action":"create","tags":[{"key":"k","value":"\\ud83d"}]}',
+     "a \\u escape of a high surrogate without a low one after it", 48),
+    ("reversed-pair", b'{"action":"create","tags":[{"key":"k","value":"\\udc00\\ud800"}]}',
+     "a \\u escape of a low surrogate without a high one before it", 48),
+    ("byte-order-mark", b'\xef\xbb\xbf{"action":"create","tags":[{"key":"k","value":"v"}]}',
+     "a byte order mark before the text (JSON has none)", 1),
 ]
 
 
@@ -254,11 +262,28 @@ def test_what_lua_cjson_takes_but_json_is_not_is_refused(gw, image, case, body, 
     assert gw.image_tags(image) == []
 
 
-@pytest.mark.parametrize("body", [b"\f", b"\v", b" \f ", b"\x0b\x0c"])
-def test_a_body_of_form_feeds_is_not_json_rather_than_empty(gw, image, body):
+@pytest.mark.parametrize("body,byte", [(b"\f", 1), (b"\v", 1), (b" \f ", 2), (b"\x0b\x0c", 1)])
+def test_a_body_of_form_feeds_is_not_json_rather_than_empty(gw, image, body, byte):
     """JSON's whitespace is space, tab, CR and LF: a form feed is a character."""
     msg = ims_error(gw.request("POST", gw.tags_path(image) + "/action", body)[2], "IMG.0001")
-    assert "JSON object" in msg, msg
+    assert msg == "request body is not valid JSON: an unexpected character where a value " \
+                  "should be at byte %d" % byte, msg
+
+
+@pytest.mark.parametrize("body,msg", [
+    (b"hello", "request body is not valid JSON: an unexpected character where a value should be at byte 1"),
+    (b"[", "request body is not valid JSON: the text ends where a value should be at byte 2"),
+    (b'{"action": "create"', "request body is not valid JSON: the text ends inside an array or object at byte 20"),
+    (b"[]", "request body must be a JSON object"),
+    (b' "create"', "request body must be a JSON object"),
+    (b"5", "request body must be a JSON object"),
+    (b"null", "request body must be a JSON object"),
+])
+def test_text_that_is_not_json_is_told_from_json_that_is_not_an_object(gw, image, body, msg):
+    """§0: both are 400 IMG.0001; the message says which."""
+    got = ims_error(gw.request("POST", gw.tags_path(image) + "/action", body)[2], "IMG.0001")
+    assert got == msg, got
+    assert gw.image_tags(image) == []
 
 
 def test_other_bodies_are_checked_as_strictly(gw, image):

@@ -279,3 +279,42 @@ def test_register_ignores_the_import_only_fields(gw):
     for extra in ({"description": "<b>"}, {"description": 5}, {"enterprise_project_id": "nope"}):
         st, _, js, raw = gw.request("POST", "/v2/images", dict({"name": "reg"}, **extra))
         assert st == 201, (extra, raw)
+
+
+def test_a_loaded_image_reads_with_the_registration_defaults(gw, tmp_path):
+    """`tagway load` stores no attributes (§7 checks structure only); a
+    loaded image must read like one registered without them (§5, §9), not
+    with nulls, and so must one whose stored attributes cannot be decoded."""
+    import json
+    import os
+    import sqlite3
+    from conftest import Gateway, random_project, run_cli
+    project, iid, bad = random_project(), "11111111-1111-4111-8111-111111111111", \
+        "22222222-2222-4222-8222-222222222222"
+    lines = tmp_path / "load.jsonl"
+    lines.write_text("".join(json.dumps({"id": i, "project_id": project, "name": n, "tags": []}) + "\n"
+                             for i, n in ((iid, "loaded"), (bad, "broken"))))
+    g = Gateway(str(tmp_path / "gw"), auth="off")
+    os.makedirs(os.path.dirname(g.db))
+    p = run_cli("load", "--db", g.db, str(lines))
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(g.db)
+    with con:
+        con.execute("UPDATE images SET attrs = 'not json' WHERE id = ?", (bad,))
+    con.close()
+    g.start()
+    try:
+        st, _, registered, raw = g.request("POST", "/v2/images", {"name": "registered"},
+                                           headers={"X-Project-Id": project})
+        assert st == 201, raw
+        attrs = ("type", "os_version", "os_type", "min_disk", "architecture", "hw_firmware_type")
+        want = {a: registered[a] for a in attrs}
+        assert want == {"type": "ECS", "os_version": None, "os_type": "Linux", "min_disk": 40,
+                        "architecture": "x86", "hw_firmware_type": "bios"}, want
+        for i, name in ((iid, "loaded"), (bad, "broken")):
+            st, _, js, raw = g.request("GET", "/v2/images/" + i, headers={"X-Project-Id": project})
+            assert st == 200, raw
+            assert js["name"] == name and js["status"] == "active", js
+            assert {a: js[a] for a in attrs} == want, js
+    finally:
+        g.kill9()

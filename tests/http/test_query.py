@@ -307,10 +307,12 @@ LOAD_BAD_LINES = [
     # cjson checks neither: a stored NUL cut the name short in C, and bytes
     # that are not UTF-8 went out in every JSON answer carrying them
     ("name-nul", {"name": "a\u0000b", "tags": []}, "UTF-8 text without NUL"),
-    ("name-surrogate", {"name": "a\ud800", "tags": []}, "not valid JSON (Expected value but found invalid unicode"),
+    ("name-surrogate", {"name": "a\ud800", "tags": []},
+     "not valid JSON (a \\u escape of a high surrogate without a low one after it at byte 62)"),
     ("project-nul", {"project_id": "%PROJECT%\u0000x", "name": "x", "tags": []}, "UTF-8 text without NUL"),
     ("key-nul", {"name": "x", "tags": [{"key": "k\u0000", "value": "v"}]}, "UTF-8 text without NUL"),
-    ("value-surrogate", {"name": "x", "tags": [{"key": "k", "value": "\udfff"}]}, "not valid JSON"),
+    ("value-surrogate", {"name": "x", "tags": [{"key": "k", "value": "\udfff"}]},
+     "not valid JSON (a \\u escape of a low surrogate without a high one before it"),
     ("not-json", b'{"project_id": ', "not valid JSON"),
     # lua-cjson decodes these; JSON (and the gateway's bodies) refuse them
     ("raw-control", b'{"project_id": "%PROJECT%", "name": "a\x01", "tags": []}',
