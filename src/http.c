@@ -103,6 +103,7 @@ struct reply {
     const char *method;
     int64_t start_us;
     uint64_t group;             /* the write group it waits for, 0: none */
+    int close_after;            /* framing in doubt: nothing more is read */
     lhost_response resp;
     struct reply *next;
 };
@@ -296,7 +297,7 @@ static void send_reply(gw *g, reply *rp)
      * keeps a CONNECT's connection open whatever the headers say (a
      * tunnel), and would run what was pipelined behind it, so that one is
      * shut here once the answer is out. */
-    if (cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
+    if (rp->close_after || cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
         ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)))
         evhttp_add_header(out_headers, "Connection", "close");
     /* evhttp reads on while it writes (to see the peer close) and kept
@@ -307,8 +308,8 @@ static void send_reply(gw *g, reply *rp)
      * all of it has come, so a bound there would stall any body above it. */
     if ((bev = bev_of(rp->ev)))
         bufferevent_setwatermark(bev, EV_READ, 0, WRITING_READ_AHEAD);
-    evhttp_request_set_on_complete_cb(rp->ev, cmd == EVHTTP_REQ_CONNECT ? answer_written_shut
-                                                                       : answer_written, NULL);
+    evhttp_request_set_on_complete_cb(rp->ev, rp->close_after || cmd == EVHTTP_REQ_CONNECT
+                                                  ? answer_written_shut : answer_written, NULL);
     evhttp_send_reply(rp->ev, rp->resp.status, reason_phrase(rp->resp.status), rp->resp.body);
     access_log(state_of(g), rp, bytes);
     metrics_request(g->metrics, rp->resp.route[0] ? rp->resp.route : "-", rp->resp.status,
@@ -326,6 +327,34 @@ static void script_failure_body(lhost_response *resp, lhost_rc rc)
                         "{\"error\":{\"code\":\"IMG.0061\",\"message\":\"%s\"}}",
                         rc == LHOST_BUDGET ? "Service busy: the request exceeded its script budget"
                                            : "Internal error while processing the request");
+}
+
+/* How many Content-Length fields the request has.  evhttp reads the body
+ * by the first and runs what follows as the next request; a proxy in front
+ * that went by another would have sent those bytes as this body, and the
+ * two would disagree on where every later request starts (request
+ * smuggling).  Transfer-Encoding with Content-Length evhttp refuses
+ * itself. */
+static int content_lengths(struct evhttp_request *ev)
+{
+    const struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
+    int n = 0;
+    for (const struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next)
+        n += evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0;
+    return n;
+}
+
+/* The answer to a request whose body's end is in doubt: 400 (API.md §0.1's
+ * "other format errors"), and the connection closed once it is out. */
+static void framing_refused(reply *rp, int lengths)
+{
+    rp->close_after = 1;
+    rp->resp.status = 400;
+    util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
+    evbuffer_add_printf(rp->resp.body,
+                        "{\"error\":{\"code\":\"IMG.0001\",\"message\":\"Content-Length: given %d "
+                        "times; a request has at most one, so where its body ends is in doubt "
+                        "(the connection is closed)\"}}", lengths);
 }
 
 static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
@@ -357,6 +386,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
     lhost_rc rc;
+    int lengths;
     if (st->deadlines)
         deadlines_request_read(st->deadlines, bev_of(ev));
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
@@ -370,6 +400,12 @@ static void on_request(struct evhttp_request *ev, void *arg)
     rp->start_us = util_mono_us();
     rp->method = method_name(evhttp_request_get_command(ev));
     snprintf(rp->id, sizeof rp->id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
+    if ((lengths = content_lengths(ev)) > 1) {
+        framing_refused(rp, lengths);
+        free(uri);
+        send_reply(g, rp);
+        return;
+    }
     fill_request(g, ev, rp, uri, &r);
     gw_settle(g);               /* a reload on another worker reaches this one here */
 

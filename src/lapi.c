@@ -954,7 +954,9 @@ static int l_reload(lua_State *L)
 }
 
 /* gw.import_submit(project, {name, attrs, kind, params}, tags[, max_active])
- *   -> job_id, image_id.  Image (queued) and job (INIT) in one transaction. */
+ *   -> job_id, image_id.  Image (queued) and job (INIT) in one transaction;
+ *   refused when the project has max_active jobs INIT or RUNNING (absent,
+ *   negative or beyond int: no limit, as no more could ever be running). */
 static int l_import_submit(lua_State *L)
 {
     const char *project = (luaL_checkstring(L, 1), check_plain(L, 1, 1)), *name, *attrs, *kind, *params;
@@ -962,7 +964,7 @@ static int l_import_submit(lua_State *L)
     size_t ntags;
     store_tag *tags;
     store_rc rc;
-    int max_active;
+    lua_Integer max_active;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 4);
     name = opt_field(L, 2, "name", NULL);
@@ -970,12 +972,12 @@ static int l_import_submit(lua_State *L)
     kind = opt_field(L, 2, "kind", NULL);
     params = opt_field(L, 2, "params", "{}");
     luaL_argcheck(L, name && kind, 2, "name and kind are required");
-    max_active = (int)luaL_optinteger(L, 4, -1);
+    max_active = luaL_optinteger(L, 4, -1);
     tags = check_tags(L, 3, &ntags);
     if (util_random_hex(job_id, 16) != 0)
         return luaL_error(L, "no randomness available");
     rc = store_import_create(gwp(L)->store, project, job_id, kind, params, name, attrs,
-                             tags, ntags, max_active, image_id);
+                             tags, ntags, max_active > INT_MAX ? -1 : (int)max_active, image_id);
     if (rc == STORE_QUOTA)
         return fail(L, "quota");
     if (rc != STORE_OK)

@@ -1042,6 +1042,15 @@ fail:
     return -1;
 }
 
+/* Why a script file could not be read, for the reload's answer: EAGAIN is
+ * util_read_file's "cut short while being read", which strerror words as
+ * a system fault. */
+static const char *read_failure(int err)
+{
+    return err == EAGAIN ? "the file changed while it was being read; reload again"
+                         : strerror(err);
+}
+
 char *lhost_snap_read(lhost_snap *s, const char *path, size_t *len)
 {
     snap_entry *e = snap_find(s, path, 0);
@@ -1078,7 +1087,7 @@ int lhost_load_config(gw_options *o, lhost_snap *snap, char *err, size_t errlen)
     if (!o->config[0])
         return 0;
     if (!(text = lhost_snap_read(snap, o->config, &len))) {
-        snprintf(err, errlen, "%s: %s", o->config, strerror(errno));
+        snprintf(err, errlen, "%s: %s", o->config, read_failure(errno));
         return -1;
     }
     rc = config_load_text(o, text, len, err, errlen);
@@ -1104,7 +1113,7 @@ static int load_chunk(lhost *h, const char *path, char *err, size_t errlen)
     char *text = lhost_snap_read(h->snap, path, &len);
     int rc;
     if (!text) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", path, read_failure(errno));
         return -1;
     }
     snprintf(chunkname, sizeof chunkname, "@%s", path);
@@ -1312,6 +1321,17 @@ oom:
     return NULL;
 }
 
+/* t[name] of the table at idx, pushed, without metamethods: its type.
+ * The tables a script file returns are read here after its budgeted run
+ * has ended, where an __index (a loop, an error) would run unbounded and
+ * unprotected. */
+static int raw_field(lua_State *L, int idx, const char *name)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, name);
+    return lua_rawget(L, idx);
+}
+
 /* Loads every .lua file of dir into a table name -> result [-0, +1].  With
  * check_name, each result must be a table whose `name` is the file name. */
 static int load_folder(lhost *h, const char *dir, int check_name, char *err, size_t errlen)
@@ -1332,7 +1352,7 @@ static int load_folder(lhost *h, const char *dir, int check_name, char *err, siz
             goto done;
         is_table = lua_istable(h->L, -1);
         if (check_name && (!is_table ||
-                           lua_getfield(h->L, -1, "name") != LUA_TSTRING ||
+                           raw_field(h->L, -1, "name") != LUA_TSTRING ||
                            strncmp(lua_tostring(h->L, -1), names[i], stem) != 0 ||
                            lua_tostring(h->L, -1)[stem] != '\0')) {
             snprintf(err, errlen, "%s:%d: must return a table whose name is \"%.*s\"",
@@ -1371,7 +1391,7 @@ static int load_variants(lhost *h, int cfg, char *err, size_t errlen)
     lua_State *L = h->L;
     char dir[PATH_MAX];
     lua_newtable(L);
-    if (lua_getfield(L, cfg, "variants") == LUA_TNIL) {
+    if (raw_field(L, cfg, "variants") == LUA_TNIL) {
         lua_pop(L, 1);
         return 0;
     }
@@ -1436,17 +1456,17 @@ static int init_main(lhost *h, char *err, size_t errlen)
     lua_pushliteral(L, "main");
     if (pcall(h, 1, 1, LOAD_BUDGET_SCALE, err, errlen) != LHOST_OK)
         return -1;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "handle") != LUA_TFUNCTION) {
+    if (!lua_istable(L, -1) || raw_field(L, -1, "handle") != LUA_TFUNCTION) {
         snprintf(err, errlen, "%s/main.lua: must return a table with a handle function",
                  h->g->opt.scripts);
         return -1;
     }
     h->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (lua_getfield(L, -1, "job_step") == LUA_TFUNCTION)
+    if (raw_field(L, -1, "job_step") == LUA_TFUNCTION)
         h->job_step_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     else
         lua_pop(L, 1);
-    if (lua_getfield(L, -1, "init") == LUA_TFUNCTION) {
+    if (raw_field(L, -1, "init") == LUA_TFUNCTION) {
         if (build_ctx(h, err, errlen) != 0)
             return -1;
         if (pcall(h, 1, 0, LOAD_BUDGET_SCALE, err, errlen) != LHOST_OK)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Gateway, gateway_error, ims_error, raw_http
+from conftest import Gateway, gateway_error, ims_error, raw_http, send_until_closed
 
 BODY_LIMIT_SMALL = 4096
 TIMEOUT_SMALL = 2
@@ -205,6 +205,33 @@ def test_request_line_garbage(g, raw):
         except OSError:
             st = None
         assert st is None or 400 <= st < 500, st
+
+
+@pytest.mark.parametrize("second", [b"13", b"12"], ids=["different", "same"])
+def test_a_second_content_length_is_refused_and_the_connection_closed(g, second):
+    """evhttp went by the first Content-Length and ran the byte after the
+    body as the start of the next request: a proxy in front going by the
+    other would disagree on where each request starts (request smuggling).
+    Any second Content-Length is a 400 IMG.0001 naming the header, nothing
+    of it runs, and nothing pipelined behind it runs either."""
+    body = b'{"name": "framed"}'
+    smuggled = b'{"action": "create", "tags": [{"key": "smuggled", "value": "1"}]}'
+    behind = (b"POST %s/action HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\nContent-Length: %d\r\n\r\n%s"
+              % (g.tags_path(g.image).encode(), g.token.encode(), len(smuggled), smuggled))
+    head = (b"POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\nContent-Length: %d\r\n"
+            b"content-length: %s\r\n\r\n" % (g.token.encode(), len(body), second))
+    with Unchanged(g):
+        got = send_until_closed(g.port, head + body + behind)
+        assert got.count(b"HTTP/1.1 ") == 1, got
+        hdr, _, rest = got.partition(b"\r\n\r\n")
+        assert hdr.startswith(b"HTTP/1.1 400 "), got
+        assert b"\r\nConnection: close" in hdr and b"\r\nX-Request-Id: " in hdr, got
+        assert json.loads(rest) == {"error": {"code": "IMG.0001", "message": (
+            "Content-Length: given 2 times; a request has at most one, so where its body ends "
+            "is in doubt (the connection is closed)")}}, rest
+    # one Content-Length, the same bytes: served
+    st, _, rest = raw_http(g.port, head.replace(b"content-length: %s\r\n" % second, b"") + body)
+    assert st == 201, rest
 
 
 # ---- slow and idle clients --------------------------------------------------------------

@@ -619,6 +619,11 @@ def test_running_state_and_per_project_limit(gateway):
     assert st == 400, raw
     ims_error(js, "IMG.0194")
     assert {get_job(g, j)["status"] for j in (again, second)} <= {"INIT", "RUNNING"}
+    # a limit beyond C's int is no limit (2^32 was cut to 0, refusing every
+    # import, and 2^32 - 1 to -1)
+    for big in (1 << 32, (1 << 32) + 2):
+        slow_down(g, max_running_jobs=big)
+        submit_ok(g, body_with(name="after-%d" % big, image_url=url))
 
 
 @pytest.mark.parametrize("when", ["running", "at-once"])

@@ -817,6 +817,39 @@ def test_reload_budget_failures_name_the_file(fresh):
     assert fresh.reload()[0] == 200
 
 
+@pytest.mark.parametrize("trap", ["while true do end", "error('trap')"], ids=["loop", "error"])
+def test_a_returned_table_with_an_index_trap_fails_the_reload(fresh, trap):
+    """The gateway reads `name` of each policy's table and `handle`, `init`
+    of main's after the file's budgeted run: an __index there ran with no
+    budget (a loop held the reloading worker for good) or no protection (an
+    error would abort the process).  Raw reads see the table only: the
+    reload fails naming the file, the old generation keeps serving, and a
+    reload after the mistake is mended succeeds."""
+    img = fresh.new_image(P_TMS)
+    evil = os.path.join(fresh.policies, "evil.lua")
+    with open(evil, "w") as f:
+        f.write("return setmetatable({}, {__index = function() %s end})\n" % trap)
+    t0 = time.monotonic()
+    assert_reload_fails(fresh, evil, 'must return a table whose name is "evil"')
+    assert time.monotonic() - t0 < 5
+    os.remove(evil)
+    main = os.path.join(fresh.root, "lua", "main.lua")
+    with open(main) as f:
+        text = f.read()
+    assert text.rstrip().endswith("return main"), text[-200:]
+    with open(main, "w") as f:
+        f.write(text.rstrip()[:-len("return main")] +
+                "return setmetatable({}, {__index = function() %s end})\n" % trap)
+    t0 = time.monotonic()
+    assert_reload_fails(fresh, "main.lua: must return a table with a handle function")
+    assert time.monotonic() - t0 < 5
+    ok(fresh.create(P_TMS, img, [("k", "v")]))      # the old generation serves
+    with open(main, "w") as f:
+        f.write(text)
+    assert fresh.reload()[0] == 200
+    assert fresh.tags(P_TMS, img) == {"k": "v"}
+
+
 def test_reload_malformed_policy_names_field_and_line(fresh):
     path = rewrite(fresh, "tpol", lambda t: t.replace("max_tags = 5,", "max_tags = 5, overwite = {},"))
     lines = open(path).read().split("\n")
