@@ -1,4 +1,5 @@
--- tagway.conf.lua: every configuration key with its default.
+-- tagway.conf.lua: every configuration key with its default (but
+-- `workers`, whose default is the machine's core count).
 --
 --   build/tagway serve --config examples/tagway.conf.lua
 --   build/tagway check --config examples/tagway.conf.lua
@@ -14,9 +15,9 @@
 -- paths below start with "../" (this file lives in examples/).  Absolute
 -- paths are used as they are.
 --
--- Changes to default_policy, project_policies, variants and metrics_auth
--- take effect on reload (POST /admin/reload, SIGHUP, or --watch on); the
--- other keys are read at start.
+-- Changes to default_policy, project_policies, variants, import_backend
+-- and metrics_auth take effect on reload (POST /admin/reload, SIGHUP, or
+-- --watch on); the other keys are read at start.
 return {
   -- Address and port to listen on.  Port 0 picks a free port (the
   -- "listening" log line on stderr says which).
@@ -48,8 +49,8 @@ return {
   -- Largest request body in bytes; larger gets 413 APIGW.0201.
   body_limit = 1048576,
 
-  -- Answers of GET an image's tags kept in memory (slots; about 0.5 KB
-  -- each when full), so a repeated read skips SQLite.  A write forgets the
+  -- Answers of GET an image's tags kept in memory (slots; their text
+  -- takes at most 1 KiB a slot on average), so a repeated read skips SQLite.  A write forgets the
   -- image's answer in the same commit; 0 turns the cache off.
   tags_cache = 16384,
 
@@ -71,7 +72,9 @@ return {
 
   -- Event loops (threads), each with its own Lua state and SQLite
   -- connection, sharing the tag index.  Default: the cores this process
-  -- may run on (sched_getaffinity).  1 keeps everything on one thread.
+  -- may run on (sched_getaffinity), which no number here can say: this
+  -- line pins 2; leave the key out to take the default.  1 keeps
+  -- everything on one thread.
   workers = 2,
 
   -- The tag policy of projects without a binding: a file name (without

@@ -134,10 +134,42 @@ local function match(method, path)
   return nil
 end
 
+-- Whether Host names this machine's loopback: absent (HTTP/1.0),
+-- localhost or a name under it (RFC 6761), 127.0.0.0/8 or [::1], with or
+-- without a port.
+local function loopback_host(host)
+  if host == nil then return true end
+  local name = host:lower():match("^%[([^%]]*)%]") or host:lower():match("^[^:]*")
+  return name == "localhost" or name:sub(-10) == ".localhost" or name == "::1"
+         or name:find("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- With auth off, a browser must not be the way in: a page from anywhere
+-- can send a simple cross-origin POST to 127.0.0.1 (a write, a reload),
+-- and a page whose name is made to resolve to 127.0.0.1 is same-origin
+-- with the gateway (DNS rebinding).  Browsers name the page in Origin on
+-- every POST and keep the page's name in Host; curl, SDKs and scripts
+-- send no Origin and say 127.0.0.1 or localhost.
+local function browser_refused()
+  local origin = gw.header("Origin")
+  if origin then
+    return "A browser page's request (Origin: " .. origin .. ") is refused while "
+           .. "authentication is off (--auth off)"
+  end
+  local host = gw.header("Host")
+  if not loopback_host(host) then
+    return "Host: " .. host .. " is not a loopback name; with authentication off "
+           .. "(--auth off) only 127.0.0.1, [::1] or localhost are answered"
+  end
+  return nil
+end
+
 -- The caller: from credentials, or with auth off an admin of the path's
 -- project (or X-Project-Id).
 local function authenticate(route, params)
   if not auth_on then
+    local refused = browser_refused()
+    if refused then return nil, 403, refused end
     local project = params.project_id or gw.header("X-Project-Id")
     if project and not project:find("%S") then
       project = nil               -- an empty header names no project

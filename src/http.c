@@ -329,32 +329,42 @@ static void script_failure_body(lhost_response *resp, lhost_rc rc)
                                            : "Internal error while processing the request");
 }
 
-/* How many Content-Length fields the request has.  evhttp reads the body
- * by the first and runs what follows as the next request; a proxy in front
- * that went by another would have sent those bytes as this body, and the
- * two would disagree on where every later request starts (request
- * smuggling).  Transfer-Encoding with Content-Length evhttp refuses
- * itself. */
-static int content_lengths(struct evhttp_request *ev)
+/* What makes the end of the request's body doubtful, or NULL.  evhttp
+ * reads a body by the first Content-Length, through strtoll, and runs what
+ * follows as the next request; a proxy in front that went by a second
+ * field, or refused a value such as "+2" that RFC 9110 does not allow
+ * (1*DIGIT), would have drawn the line elsewhere, and the two would
+ * disagree on where every later request starts (request smuggling).
+ * Transfer-Encoding with Content-Length evhttp refuses itself. */
+static const char *framing_fault(struct evhttp_request *ev)
 {
     const struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
     int n = 0;
-    for (const struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next)
-        n += evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0;
-    return n;
+    for (const struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
+        const char *v = kv->value;
+        size_t digits;
+        if (evutil_ascii_strcasecmp(kv->key, "Content-Length") != 0)
+            continue;
+        if (++n > 1)
+            return "Content-Length: given more than once; a request has at most one";
+        v += strspn(v, " \t");
+        digits = strspn(v, "0123456789");
+        if (digits == 0 || v[digits + strspn(v + digits, " \t")] != '\0')
+            return "Content-Length: must be decimal digits only";
+    }
+    return NULL;
 }
 
 /* The answer to a request whose body's end is in doubt: 400 (API.md §0.1's
  * "other format errors"), and the connection closed once it is out. */
-static void framing_refused(reply *rp, int lengths)
+static void framing_refused(reply *rp, const char *fault)
 {
     rp->close_after = 1;
     rp->resp.status = 400;
     util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
     evbuffer_add_printf(rp->resp.body,
-                        "{\"error\":{\"code\":\"IMG.0001\",\"message\":\"Content-Length: given %d "
-                        "times; a request has at most one, so where its body ends is in doubt "
-                        "(the connection is closed)\"}}", lengths);
+                        "{\"error\":{\"code\":\"IMG.0001\",\"message\":\"%s, so where its body "
+                        "ends is in doubt (the connection is closed)\"}}", fault);
 }
 
 static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
@@ -386,7 +396,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     char *uri = strdup(evhttp_request_get_uri(ev));
     lhost_request r = {0};
     lhost_rc rc;
-    int lengths;
+    const char *fault;
     if (st->deadlines)
         deadlines_request_read(st->deadlines, bev_of(ev));
     if (!rp || !uri || !(rp->resp.body = evbuffer_new())) {
@@ -400,8 +410,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
     rp->start_us = util_mono_us();
     rp->method = method_name(evhttp_request_get_command(ev));
     snprintf(rp->id, sizeof rp->id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
-    if ((lengths = content_lengths(ev)) > 1) {
-        framing_refused(rp, lengths);
+    if ((fault = framing_fault(ev))) {
+        framing_refused(rp, fault);
         free(uri);
         send_reply(g, rp);
         return;

@@ -874,8 +874,10 @@ static void open_sandbox(lua_State *L, lhost *h)
  * views, rawset refuses them and _G, the cjson settings are fixed, and the
  * string metatable cannot be reached: one request cannot leave state
  * behind for the next (on its worker only, so workers would drift apart)
- * by accident or design.  Its argument is the loaded-modules table, which
- * require answers from. */
+ * in a global, a library or a module's own fields.  Tables nested inside
+ * those are not locked (README: Architecture): the scripts must not write
+ * them.  Its argument is the loaded-modules table, which require answers
+ * from. */
 static const char lock_globals_lua[] =
     "local loaded = ...\n"
     "local G, err, setmt, rawset0, rawget0 = _G, error, setmetatable, rawset, rawget\n"

@@ -135,13 +135,34 @@ static int parse_args(int argc, char **argv, args *a)
     return 0;
 }
 
+/* Which options a command takes. */
+typedef int (*option_known)(const char *name);
+
+static int load_option(const char *name)
+{
+    return !strcmp(name, "db");
+}
+
+static int credentials_option(const char *name)
+{
+    static const char *const names[] = { "db", "project", "role", "token", "ak" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i]))
+            return 1;
+    return 0;
+}
+
 /* The usage error of a command whose arguments parse_args refused, or
- * which takes no positional argument and was given one. */
-static int bad_args(const char *help, const char *cmd, const args *a)
+ * which takes no positional argument and was given one.  An option it
+ * does not know, last and so without a value ("--bogus"), is named as
+ * unknown rather than as wanting a value. */
+static int bad_args(const char *help, const char *cmd, const args *a, option_known known)
 {
     char why[256];
 
-    if (a->why[0])
+    if (a->dangling && !known(a->dangling))
+        snprintf(why, sizeof why, "%s: unknown option '%.100s'", cmd, a->dangling);
+    else if (a->why[0])
         snprintf(why, sizeof why, "%s: %s", cmd, a->why);
     else
         snprintf(why, sizeof why, "%s: unexpected argument '%.100s'", cmd,
@@ -149,13 +170,26 @@ static int bad_args(const char *help, const char *cmd, const args *a)
     return usage_of(help, why);
 }
 
-/* The usage error of an option the command does not take. */
-static int bad_option(const char *help, const char *cmd, const char *name)
+/* The usage error of the first option the command does not take, or 0. */
+static int bad_option(const char *help, const char *cmd, const args *a, option_known known)
 {
     char why[256];
 
-    snprintf(why, sizeof why, "%s: unknown option '%.100s'", cmd, name); /* as serve's config says */
-    return usage_of(help, why);
+    for (size_t i = 0; i < a->n; i++)
+        if (!known(a->name[i])) {
+            snprintf(why, sizeof why, "%s: unknown option '%.100s'", cmd, a->name[i]);
+            return usage_of(help, why);
+        }
+    return 0;
+}
+
+/* A usage error of cmd, with its usage lines. */
+static int cmd_usage(const char *help, const char *cmd, const char *why)
+{
+    char line[1280];
+
+    snprintf(line, sizeof line, "%s: %s", cmd, why);
+    return usage_of(help, line);
 }
 
 /* The last value given for an option: every command reads a repeated one
@@ -173,13 +207,14 @@ static const char *arg_get(const args *a, const char *name)
  * scripts' build is given too), then the command line.  file_opt, when
  * not NULL, receives the options before the command line: what the file
  * set, which a reload compares its file's to. */
-static int build_options(const args *a, gw_options *o, gw_options *file_opt, lhost_snap *snap)
+static int build_options(const args *a, gw_options *o, gw_options *file_opt, lhost_snap *snap,
+                         const char *help, const char *cmd)
 {
     char err[1024];
     const char *config = arg_get(a, "config");
     config_defaults(o);
     if (config && config_set(o, "config", config, err, sizeof err) != 0)
-        return usage_of(SERVE_HINT, err);
+        return cmd_usage(help, cmd, err);
     if (lhost_load_config(o, snap, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: configuration %s\n", err);
         return 1;
@@ -188,7 +223,7 @@ static int build_options(const args *a, gw_options *o, gw_options *file_opt, lho
         *file_opt = *o;
     for (size_t i = 0; i < a->n; i++)
         if (config_set(o, a->name[i], a->value[i], err, sizeof err) != 0)
-            return usage_of(SERVE_HINT, err);
+            return cmd_usage(help, cmd, err);
     return 0;
 }
 
@@ -378,20 +413,14 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
     int rc, n = 0, claim = -1;
     signals *sigs = NULL;
     lhost_snap *snap = *snapp;
-    if (parse_args(argc, argv, &a) != 0 || a.npositional) {
-        /* "--bogus" last: say it is no option rather than that it needs a value */
-        if (a.dangling && !config_is_option(a.dangling)) {
-            snprintf(err, sizeof err, "unknown option '%.100s'", a.dangling);
-            return usage_of(SERVE_HINT, err);
-        }
-        return bad_args(SERVE_HINT, "serve", &a);
-    }
+    if (parse_args(argc, argv, &a) != 0 || a.npositional)
+        return bad_args(SERVE_HINT, "serve", &a, config_is_option);
     if (a.help)
         return fputs(serve_help, stdout), 0;
-    if ((rc = build_options(&a, &opt, &file_opt, snap)) != 0)
+    if ((rc = build_options(&a, &opt, &file_opt, snap, SERVE_HINT, "serve")) != 0)
         return rc;
     if (!opt.auth && !config_is_loopback(opt.listen))
-        return usage("--auth off is allowed only on a loopback address");
+        return cmd_usage(SERVE_HINT, "serve", "--auth off is allowed only on a loopback address");
     signal(SIGPIPE, SIG_IGN);
     /* one write per log line: stderr is unbuffered by default, which
      * would cost a system call per character of every access-log line */
@@ -512,9 +541,9 @@ static int cred_create(store *s, const args *a)
     if (!role)
         role = "member";
     if (!project || strlen(project) != 32 || !util_is_hex(project, 32))
-        return usage("credentials create: --project must be 32 lowercase hex characters");
+        return usage_of(credentials_help, "credentials create: --project must be 32 lowercase hex characters");
     if (strcmp(role, "member") != 0 && strcmp(role, "admin") != 0)
-        return usage("credentials create: --role must be member or admin");
+        return usage_of(credentials_help, "credentials create: --role must be member or admin");
     if (auth_issue(s, project, role, token, ak, sk, err, sizeof err) != 0) {
         fprintf(stderr, "tagway: %s\n", err);
         return 1;
@@ -530,7 +559,7 @@ static int cred_revoke(store *s, const args *a)
     char hash[65];
     store_rc rc;
     if (!token == !ak)
-        return usage("credentials revoke: give exactly one of --token or --ak");
+        return usage_of(credentials_help, "credentials revoke: give exactly one of --token or --ak");
     if (token)
         sha256_hex(token, strlen(token), hash);
     rc = store_cred_revoke(s, token ? hash : NULL, ak);
@@ -566,21 +595,19 @@ static int cmd_credentials(int argc, char **argv)
     store *s = NULL;
     int rc;
     if (argc < 1)
-        return usage("credentials: create, list or revoke?");
+        return usage_of(credentials_help, "credentials: create, list or revoke?");
     if (parse_args(argc - 1, argv + 1, &a) != 0 || a.npositional)
-        return bad_args(credentials_help, "credentials", &a);
+        return bad_args(credentials_help, "credentials", &a, credentials_option);
     if (a.help)
         return fputs(credentials_help, stdout), 0;
-    for (size_t i = 0; i < a.n; i++)
-        if (strcmp(a.name[i], "db") && strcmp(a.name[i], "project") &&
-            strcmp(a.name[i], "role") && strcmp(a.name[i], "token") && strcmp(a.name[i], "ak"))
-            return bad_option(credentials_help, "credentials", a.name[i]);
+    if ((rc = bad_option(credentials_help, "credentials", &a, credentials_option)) != 0)
+        return rc;
     if (strcmp(argv[0], "create") && strcmp(argv[0], "list") && strcmp(argv[0], "revoke"))
-        return usage("credentials: create, list or revoke?");
+        return usage_of(credentials_help, "credentials: create, list or revoke?");
     /* no default: a credential made in whatever ./data the shell is in
      * would be a silent success for a database no gateway serves */
     if (!(db = arg_get(&a, "db")))
-        return usage("credentials: --db PATH is required");
+        return usage_of(credentials_help, "credentials: --db PATH is required");
     /* only create may start a database (credentials before the first
      * start); list or revoke of a mistyped path made an empty one and
      * answered "no active credential", as if the key were revoked */
@@ -610,14 +637,14 @@ static int cmd_check(int argc, char **argv)
     lhost_snap *snap;
     int rc;
     if (parse_args(argc, argv, &a) != 0 || a.npositional)
-        return bad_args(check_help, "check", &a);
+        return bad_args(check_help, "check", &a, config_is_option);
     if (a.help)
         return fputs(check_help, stdout), 0;
     if (!(snap = lhost_snap_new())) {
         fprintf(stderr, "tagway check: out of memory\n");
         return 1;
     }
-    if ((rc = build_options(&a, &g.opt, NULL, snap)) != 0) {
+    if ((rc = build_options(&a, &g.opt, NULL, snap, check_help, "check")) != 0) {
         lhost_snap_free(snap);
         return rc;
     }
@@ -647,12 +674,11 @@ static int cmd_load(int argc, char **argv)
     if (parsed == 0 && a.help)
         return fputs(load_help, stdout), 0;
     if (parsed != 0)
-        return bad_args(load_help, "load", &a);
+        return bad_args(load_help, "load", &a, load_option);
+    if ((rc = bad_option(load_help, "load", &a, load_option)) != 0)
+        return rc;
     if (a.npositional != 1)
         return usage_of(load_help, "load: expected --db PATH FILE.jsonl");
-    for (size_t i = 0; i < a.n; i++)
-        if (strcmp(a.name[i], "db"))
-            return bad_option(load_help, "load", a.name[i]);
     if (!(db = arg_get(&a, "db")))
         return usage_of(load_help, "load: expected --db PATH FILE.jsonl");
     existed = access(db, F_OK) == 0;

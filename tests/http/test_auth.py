@@ -237,6 +237,45 @@ def test_auth_off_on_loopback(gateway_factory):
     assert not any('"token"' in line for line in g.stdout_lines())
 
 
+def test_auth_off_answers_no_browser_page(gateway_factory):
+    """With auth off on loopback, a web page is the remaining way in: a
+    cross-origin POST from any site (CSRF: a write, a reload), or a site
+    whose name is made to resolve to 127.0.0.1 (DNS rebinding: then
+    same-origin).  A request naming a page in Origin, or a Host that is
+    not a loopback name, is refused with 403 APIGW.0302 and changes
+    nothing; curl-like clients (no Origin, Host 127.0.0.1/localhost) are
+    served as before."""
+    g = gateway_factory(auth="off")
+    project = random_project()
+    hp = {"X-Project-Id": project}
+    refused = [
+        ({"Origin": "http://evil.example"}, "A browser page's request (Origin: http://evil.example) is refused "
+                                            "while authentication is off (--auth off)"),
+        ({"Origin": "null"}, "A browser page's request (Origin: null) is refused"),
+        ({"Host": "evil.example:%d" % g.port}, "Host: evil.example:%d is not a loopback name" % g.port),
+        ({"Host": "127.0.0.1.evil.example"}, "is not a loopback name"),
+        ({"Host": "localhost.evil.example"}, "is not a loopback name"),
+    ]
+    for extra, says in refused:
+        for method, path, body in (("POST", "/v2/images", {"name": "csrf"}), ("POST", "/admin/reload", None),
+                                   ("GET", "/v2/%s/images/tags" % project, None)):
+            st, h, js, raw = g.request(method, path, body, token=None, headers=dict(hp, **extra))
+            assert st == 403, (extra, path, raw)
+            gateway_error(js, h, "APIGW.0302")
+            assert says in js["error_msg"], (extra, raw)
+    st, _, js, _ = g.request("GET", "/admin/status", token=None)
+    assert js["images"] == 0 and js["generation"] == 1, js
+    for host in (None, "localhost:%d" % g.port, "LOCALHOST", "app.localhost", "127.3.4.5", "[::1]:8080"):
+        st, _, js, raw = g.request("POST", "/v2/images", {"name": "ok"}, token=None,
+                                   headers=dict(hp, **({"Host": host} if host else {})))
+        assert st == 201, (host, raw)
+    # with auth on, Origin and Host are the credentials' business, not these rules
+    a = gateway_factory()
+    st, _, _, raw = a.request("GET", "/v2/%s/images/tags" % a.project, headers={"Origin": "http://evil.example",
+                                                                                 "Host": "evil.example"})
+    assert st == 200, raw
+
+
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "127.0.0.1.example.com:0", "[::]:0", "128.0.0.1:0",
                                     "localhost.example.com:0", "[::1.example]:0"])
 def test_auth_off_on_non_loopback_exits_2(tmp_path, listen):

@@ -94,3 +94,41 @@ def test_config_example_documents_every_serve_option(tmp_path):
     p = subprocess.run([BIN, "check", "--config", conf_path], capture_output=True, text=True,
                        cwd=os.path.join(REPO))
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+AKSK = os.path.join(REPO, "examples", "aksk_request.py")
+
+
+def test_aksk_example_signs_the_sdk_test_vector():
+    """examples/aksk_request.py's sign() reproduces the signature of a
+    request an official SDK sent (the vector of test_aksk.py)."""
+    import importlib.util
+    import test_aksk
+    spec = importlib.util.spec_from_file_location("aksk_request", AKSK)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    v = test_aksk.VEC
+    headers = {"Content-Type": v["headers"]["content-type"], "Host": v["headers"]["host"],
+               "User-Agent": v["headers"]["user-agent"], "X-Project-Id": v["headers"]["x-project-id"]}
+    mod.sign(v["ak"], v["sk"], "POST", v["path"], headers, v["body"], sdk_date=v["headers"]["x-sdk-date"])
+    assert headers["Authorization"] == "SDK-HMAC-SHA256 Access=%s, SignedHeaders=%s, Signature=%s" % (
+        v["ak"], "content-type;host;user-agent;x-project-id;x-sdk-date",
+        "df63032c0281aa4e7132ed8de1f9153a9da502c2d7b0fbd745b8ee5b5c79fd8b"), headers
+    assert mod.canonical_request("GET", "/p", "x=a+b&k=%e4%b8%ad&x=", {}, [], b"").split("\n")[2] == \
+        "k=%E4%B8%AD&x=&x=a%2Bb"
+
+
+def test_aksk_example_against_the_gateway(gateway_factory):
+    g = gateway_factory()
+    a = g.admin
+    base = ["python3", AKSK, "--ak", a["ak"], "--project", a["project_id"], "--gw", g.url]
+
+    def call(sk, *args):
+        return subprocess.run(base[:2] + ["--sk", sk] + base[2:] + list(args), capture_output=True,
+                              text=True, timeout=30)
+    p = call(a["sk"], "POST", "/v2/images", '{"name": "signed", "image_tags": [{"key": "k", "value": "v"}]}')
+    assert p.returncode == 0 and p.stdout.startswith("201 Created\n"), (p.stdout, p.stderr)
+    p = call(a["sk"], "GET", "/v2/%s/images/tags?x=2&a=b%%20c" % a["project_id"])
+    assert p.returncode == 0 and p.stdout == '200 OK\n{"tags":[{"key":"k","values":["v"]}]}\n', p.stdout
+    p = call(a["sk"][:-1] + ("0" if a["sk"][-1] != "0" else "1"), "GET", "/v2/%s/images/tags" % a["project_id"])
+    assert p.returncode == 1 and p.stdout.startswith("401 ") and "verify aksk signature fail" in p.stdout, p.stdout

@@ -405,8 +405,17 @@ def test_unknown_subcommand_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("args,says", [
-    (["serve", "--bogus"], "unknown option 'bogus'"),
-    (["serve", "--bogus", "1"], "unknown option 'bogus'"),
+    (["serve", "--bogus"], "serve: unknown option 'bogus'"),
+    (["serve", "--bogus", "1"], "serve: unknown option 'bogus'"),
+    (["serve", "--listen", "foo"], "serve: invalid value for listen: 'foo' (expected ADDR:PORT)"),
+    (["serve", "--auth", "off", "--listen", "0.0.0.0:1"], "serve: --auth off is allowed only on a loopback"),
+    (["check", "--bogus"], "check: unknown option 'bogus'"),
+    (["check", "--listen", "foo"], "check: invalid value for listen"),
+    (["load", "--bogus=1", "f.jsonl"], "load: unknown option 'bogus'"),
+    (["load", "--bogus"], "load: unknown option 'bogus'"),
+    (["load", "--bogus", "1", "--db", "x.db"], "load: unknown option 'bogus'"),
+    (["credentials", "list"], "credentials: --db PATH is required"),
+    (["credentials", "revoke", "--db", "x.db", "--nope"], "credentials: unknown option 'nope'"),
     (["serve", "--db"], "serve: --db needs a value"),
     (["serve", "extra"], "serve: unexpected argument 'extra'"),
     (["check", "--scripts"], "check: --scripts needs a value"),
@@ -422,6 +431,7 @@ def test_usage_errors_name_the_argument(tmp_path, args, says):
     assert p.stderr.startswith("tagway: ") and says in p.stderr.splitlines()[0], p.stderr
     if args[0] in ("load", "credentials", "check"):
         assert "tagway serve [options]" not in p.stderr, p.stderr
+    assert p.stderr.splitlines()[1] == "usage:", p.stderr
     assert not os.listdir(str(tmp_path)), os.listdir(str(tmp_path))   # nothing made
 
 
