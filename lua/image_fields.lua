@@ -66,7 +66,7 @@ end
 
 -- An ECS or BMS image's os_type follows its os_version (§9).
 local function os_type_of(os_version)
-  if os_version and os_version:sub(1, 7) == "Windows" then return "Windows" end
+  if type(os_version) == "string" and os_version:sub(1, 7) == "Windows" then return "Windows" end
   return "Linux"
 end
 
@@ -164,17 +164,19 @@ end
 -- The attributes of a stored image, those it lacks filled in as a
 -- registration without them would have: `tagway load` stores none (§7 is
 -- structure only), and its images must read like registered ones.
+-- A stored null is an absent attribute, as in a request (§9).
 function fields.stored(a)
-  local image_type = a.type or fields.DEFAULTS.type
-  local arch = a.architecture or fields.DEFAULTS.architecture
-  local os_type = a.os_type
+  local image_type = value(a.type) or fields.DEFAULTS.type
+  local arch = value(a.architecture) or fields.DEFAULTS.architecture
+  local os_version = value(a.os_version)
+  local os_type = value(a.os_type)
   if os_type == nil then
-    os_type = image_type == "DataImage" and "Linux" or os_type_of(a.os_version)
+    os_type = image_type == "DataImage" and "Linux" or os_type_of(os_version)
   end
   return {
-    type = image_type, os_version = a.os_version, os_type = os_type,
-    min_disk = a.min_disk or fields.DEFAULTS.min_disk, architecture = arch,
-    hw_firmware_type = a.hw_firmware_type or firmware_of(arch, nil),
+    type = image_type, os_version = os_version, os_type = os_type,
+    min_disk = value(a.min_disk) or fields.DEFAULTS.min_disk, architecture = arch,
+    hw_firmware_type = value(a.hw_firmware_type) or firmware_of(arch, nil),
   }
 end
 

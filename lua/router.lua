@@ -134,14 +134,21 @@ local function match(method, path)
   return nil
 end
 
--- Whether Host names this machine's loopback: absent (HTTP/1.0),
--- localhost or a name under it (RFC 6761), 127.0.0.0/8 or [::1], with or
--- without a port.
+-- Whether Host names this machine: absent (HTTP/1.0), localhost or a name
+-- under it (RFC 6761), ip6-localhost, 127.0.0.0/8, 0.0.0.0, [::1] or
+-- [::ffff:127.x.y.z], with or without a port and a final dot.  None of
+-- these can be a page's own name (a page cannot be served from them but
+-- by this gateway).
+local LOOPBACK_NAMES = { ["localhost"] = true, ["ip6-localhost"] = true, ["0.0.0.0"] = true,
+                         ["::1"] = true, ["0:0:0:0:0:0:0:1"] = true }
+
 local function loopback_host(host)
   if host == nil then return true end
-  local name = host:lower():match("^%[([^%]]*)%]") or host:lower():match("^[^:]*")
-  return name == "localhost" or name:sub(-10) == ".localhost" or name == "::1"
-         or name:find("^127%.%d+%.%d+%.%d+$") ~= nil
+  host = host:lower()
+  local name = host:match("^%[([^%]]*)%]") or host:match("^[^:]*")
+  name = name:gsub("%.$", "")
+  return LOOPBACK_NAMES[name] or name:sub(-10) == ".localhost"
+         or name:find("^127%.%d+%.%d+%.%d+$") ~= nil or name:find("^::ffff:127%.%d+%.%d+%.%d+$") ~= nil
 end
 
 -- With auth off, a browser must not be the way in: a page from anywhere
@@ -168,8 +175,6 @@ end
 -- project (or X-Project-Id).
 local function authenticate(route, params)
   if not auth_on then
-    local refused = browser_refused()
-    if refused then return nil, 403, refused end
     local project = params.project_id or gw.header("X-Project-Id")
     if project and not project:find("%S") then
       project = nil               -- an empty header names no project
@@ -206,6 +211,10 @@ function router.dispatch(req)
   if not route then
     return answer(nil, nil, shape.gateway(404, "APIGW.0101",
                                           "The API does not exist or has not been published", req))
+  end
+  if not auth_on then                          -- every route, /metrics too
+    local refused = browser_refused()
+    if refused then return answer(route, nil, shape.gateway(403, "APIGW.0302", refused, req)) end
   end
   local caller = { role = "anonymous" }
   if route.auth then

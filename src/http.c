@@ -334,7 +334,9 @@ static void script_failure_body(lhost_response *resp, lhost_rc rc)
  * follows as the next request; a proxy in front that went by a second
  * field, or refused a value such as "+2" that RFC 9110 does not allow
  * (1*DIGIT), would have drawn the line elsewhere, and the two would
- * disagree on where every later request starts (request smuggling).
+ * disagree on where every later request starts (request smuggling).  So
+ * may a proxy that reads a header name with whitespace before its colon
+ * as the name without it.
  * Transfer-Encoding with Content-Length evhttp refuses itself. */
 static const char *framing_fault(struct evhttp_request *ev)
 {
@@ -343,6 +345,11 @@ static const char *framing_fault(struct evhttp_request *ev)
     for (const struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
         const char *v = kv->value;
         size_t digits;
+        /* "Content-Length : 5" is stored under "Content-Length ", which
+         * evhttp then ignores (an empty body, the rest run as the next
+         * request) where a lenient proxy took it for the length */
+        if (kv->key[strcspn(kv->key, " \t")] != '\0')
+            return "a header name with whitespace before its colon (RFC 9112 5.1)";
         if (evutil_ascii_strcasecmp(kv->key, "Content-Length") != 0)
             continue;
         if (++n > 1)

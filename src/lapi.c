@@ -977,7 +977,7 @@ static int l_import_submit(lua_State *L)
     if (util_random_hex(job_id, 16) != 0)
         return luaL_error(L, "no randomness available");
     rc = store_import_create(gwp(L)->store, project, job_id, kind, params, name, attrs,
-                             tags, ntags, max_active > INT_MAX ? -1 : (int)max_active, image_id);
+                             tags, ntags, max_active < 0 || max_active > INT_MAX ? -1 : (int)max_active, image_id);
     if (rc == STORE_QUOTA)
         return fail(L, "quota");
     if (rc != STORE_OK)

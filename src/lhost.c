@@ -1049,7 +1049,7 @@ fail:
  * a system fault. */
 static const char *read_failure(int err)
 {
-    return err == EAGAIN ? "the file changed while it was being read; reload again"
+    return err == EAGAIN ? "the file changed while it was being read; try again"
                          : strerror(err);
 }
 

@@ -258,14 +258,17 @@ def test_auth_off_answers_no_browser_page(gateway_factory):
     ]
     for extra, says in refused:
         for method, path, body in (("POST", "/v2/images", {"name": "csrf"}), ("POST", "/admin/reload", None),
-                                   ("GET", "/v2/%s/images/tags" % project, None)):
+                                   ("GET", "/v2/%s/images/tags" % project, None), ("GET", "/metrics", None),
+                                   ("GET", "/healthz", None)):
             st, h, js, raw = g.request(method, path, body, token=None, headers=dict(hp, **extra))
             assert st == 403, (extra, path, raw)
             gateway_error(js, h, "APIGW.0302")
             assert says in js["error_msg"], (extra, raw)
     st, _, js, _ = g.request("GET", "/admin/status", token=None)
     assert js["images"] == 0 and js["generation"] == 1, js
-    for host in (None, "localhost:%d" % g.port, "LOCALHOST", "app.localhost", "127.3.4.5", "[::1]:8080"):
+    for host in (None, "localhost:%d" % g.port, "LOCALHOST", "app.localhost", "127.3.4.5", "[::1]:8080",
+                 "localhost.", "127.0.0.1.:%d" % g.port, "0.0.0.0:%d" % g.port, "[::ffff:127.0.0.1]:1",
+                 "ip6-localhost"):
         st, _, js, raw = g.request("POST", "/v2/images", {"name": "ok"}, token=None,
                                    headers=dict(hp, **({"Host": host} if host else {})))
         assert st == 201, (host, raw)

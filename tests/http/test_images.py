@@ -289,11 +289,11 @@ def test_a_loaded_image_reads_with_the_registration_defaults(gw, tmp_path):
     import os
     import sqlite3
     from conftest import Gateway, random_project, run_cli
-    project, iid, bad = random_project(), "11111111-1111-4111-8111-111111111111", \
-        "22222222-2222-4222-8222-222222222222"
+    project, iid, bad, nulls = random_project(), "11111111-1111-4111-8111-111111111111", \
+        "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
     lines = tmp_path / "load.jsonl"
     lines.write_text("".join(json.dumps({"id": i, "project_id": project, "name": n, "tags": []}) + "\n"
-                             for i, n in ((iid, "loaded"), (bad, "broken"))))
+                             for i, n in ((iid, "loaded"), (bad, "broken"), (nulls, "nulls"))))
     g = Gateway(str(tmp_path / "gw"), auth="off")
     os.makedirs(os.path.dirname(g.db))
     p = run_cli("load", "--db", g.db, str(lines))
@@ -301,6 +301,10 @@ def test_a_loaded_image_reads_with_the_registration_defaults(gw, tmp_path):
     con = sqlite3.connect(g.db)
     with con:
         con.execute("UPDATE images SET attrs = 'not json' WHERE id = ?", (bad,))
+        # nulls stored by a variant or by hand are absent, as in a request (§9)
+        con.execute("""UPDATE images SET attrs = '{"type": "BMS", "os_version": null, "min_disk": null,
+                       "architecture": null, "os_type": null, "hw_firmware_type": null}' WHERE id = ?""",
+                    (nulls,))
     con.close()
     g.start()
     try:
@@ -316,5 +320,8 @@ def test_a_loaded_image_reads_with_the_registration_defaults(gw, tmp_path):
             assert st == 200, raw
             assert js["name"] == name and js["status"] == "active", js
             assert {a: js[a] for a in attrs} == want, js
+        st, _, js, raw = g.request("GET", "/v2/images/" + nulls, headers={"X-Project-Id": project})
+        assert st == 200, raw
+        assert {a: js[a] for a in attrs} == dict(want, type="BMS"), js
     finally:
         g.kill9()
