@@ -53,8 +53,9 @@ static const char serve_help[] =
 static const char credentials_help[] =
     "tagway credentials create --db PATH --project ID [--role member|admin]\n"
     "tagway credentials list   --db PATH\n"
-    "tagway credentials revoke --db PATH (--token T | --ak AK)\n"
-    "  ID is 32 lowercase hex characters; create prints token, ak and sk once.\n";
+    "tagway credentials revoke --db PATH (--token T | --token - | --ak AK)\n"
+    "  ID is 32 lowercase hex characters; create prints token, ak and sk once;\n"
+    "  --token - reads the token from stdin (out of sight of ps).\n";
 static const char load_help[] =
     "tagway load --db PATH FILE.jsonl   bulk-register images with tags (all or nothing)\n"
     "  each line: {\"id\"?, \"project_id\", \"name\", \"status\"?, \"tags\": [{\"key\", \"value\"}]}\n";
@@ -553,13 +554,27 @@ static int cred_create(store *s, const args *a)
     return 0;
 }
 
+/* A token given as "-" is read from stdin, one line: a token in argv is
+ * in every `ps` and /proc/PID/cmdline for as long as the command runs. */
+static const char *token_from_stdin(char *buf, size_t cap)
+{
+    if (!fgets(buf, (int)cap, stdin))
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf[0] ? buf : NULL;
+}
+
 static int cred_revoke(store *s, const args *a)
 {
     const char *token = arg_get(a, "token"), *ak = arg_get(a, "ak");
-    char hash[65];
+    char hash[65], line[512];
     store_rc rc;
     if (!token == !ak)
         return usage_of(credentials_help, "credentials revoke: give exactly one of --token or --ak");
+    if (token && !strcmp(token, "-") && !(token = token_from_stdin(line, sizeof line))) {
+        fprintf(stderr, "tagway: credentials revoke --token -: no token on stdin\n");
+        return 1;
+    }
     if (token)
         sha256_hex(token, strlen(token), hash);
     rc = store_cred_revoke(s, token ? hash : NULL, ak);

@@ -669,6 +669,23 @@ static int create_private(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* A database this process did not create keeps the mode it was given
+ * (sqlite3 and cp make 0644), and it holds the AK/SK secret keys in the
+ * clear (HMAC needs them): said, not changed, as the file is the
+ * operator's. */
+static void warn_if_shared(int fd, const char *path)
+{
+    struct stat st;
+    char mode[8];
+
+    if (fstat(fd, &st) != 0 || !(st.st_mode & 077))
+        return;
+    snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+    util_log_json(path, "{\"level\":\"warn\",\"msg\":\"the database is readable or writable by "
+                        "others (mode %s) and holds the credentials' secret keys: chmod 600 it\","
+                        "\"path\":", mode);
+}
+
 int store_claim(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -687,6 +704,7 @@ int store_claim(const char *path, char *err, size_t errlen)
         close(fd);
         return -1;
     }
+    warn_if_shared(fd, path);
     return fd;
 }
 

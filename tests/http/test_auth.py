@@ -1,4 +1,5 @@
 """API.md §0.2: authentication, projects, roles, auth off."""
+import json
 import subprocess
 import time
 
@@ -149,6 +150,45 @@ def test_revoke_by_ak_revokes_token(gateway_factory):
     st, h, js, _ = g.request("GET", path)
     assert st == 401
     gateway_error(js, h, "APIGW.0301")
+
+
+def test_revoke_reads_a_token_from_stdin(tmp_path):
+    """`--token -`: the token comes from stdin, not argv (where every user
+    of the machine sees it); an empty stdin is an error, not a revoke of
+    nothing."""
+    db = str(tmp_path / "c.db")
+    cred = json.loads(run_cli("credentials", "create", "--db", db, "--project", random_project()).stdout)
+    p = subprocess.run([BIN, "credentials", "revoke", "--db", db, "--token", "-"], input="",
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "no token on stdin" in p.stderr, p.stderr
+    p = subprocess.run([BIN, "credentials", "revoke", "--db", db, "--token", "-"], input=cred["token"] + "\n",
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and json.loads(p.stdout) == {"revoked": True}, (p.stdout, p.stderr)
+    listed = run_cli("credentials", "list", "--db", db).stdout
+    assert json.loads(listed.splitlines()[0])["revoked"] is True, listed
+
+
+def test_a_database_others_can_read_is_warned_of(tmp_path):
+    """The database holds the secret keys in the clear: one the gateway
+    did not create keeps its mode, and a mode open to others is logged
+    at start (and by load); one the gateway created (0600) is not."""
+    import os
+    import sqlite3
+    from conftest import Gateway
+    for mode, warned in ((0o644, True), (0o600, False)):
+        g = Gateway(str(tmp_path / ("gw%o" % mode)), auth="off")
+        os.makedirs(os.path.dirname(g.db))
+        sqlite3.connect(g.db).close()
+        os.chmod(g.db, mode)
+        g.start()
+        try:
+            lines = [l for l in g.stderr_lines() if "chmod 600" in l]
+            assert bool(lines) == warned, g.stderr_lines()[:5]
+            if warned:
+                obj = json.loads(lines[0])
+                assert obj["level"] == "warn" and obj["path"] == g.db and "(mode 0644)" in obj["msg"], obj
+        finally:
+            g.kill9()
 
 
 def test_credential_created_while_running_is_usable(gateway_factory):
