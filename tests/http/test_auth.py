@@ -1,11 +1,12 @@
 """API.md §0.2: authentication, projects, roles, auth off."""
 import json
+import os
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, JSON_CT, gateway_error, ims_error, random_project, run_cli
+from conftest import BIN, JSON_CT, REPO, gateway_error, ims_error, random_project, run_cli
 
 
 def test_no_token_401(gw, image):
@@ -172,7 +173,6 @@ def test_a_database_others_can_read_is_warned_of(tmp_path):
     """The database holds the secret keys in the clear: one the gateway
     did not create keeps its mode, and a mode open to others is logged
     at start (and by load); one the gateway created (0600) is not."""
-    import os
     import sqlite3
     from conftest import Gateway
     for mode, warned in ((0o644, True), (0o600, False)):
@@ -326,7 +326,7 @@ def test_auth_off_on_non_loopback_exits_2(tmp_path, listen):
     one would be resolved through DNS to anywhere."""
     db = str(tmp_path / "x.db")
     p = subprocess.Popen([BIN, "serve", "--auth", "off", "--listen", listen, "--db", db,
-                          "--scripts", "/work/main/lua", "--policies", "/work/main/policies"],
+                          "--scripts", os.path.join(REPO, "lua"), "--policies", os.path.join(REPO, "policies")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         rc = p.wait(timeout=5)
