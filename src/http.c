@@ -317,16 +317,22 @@ static void send_reply(gw *g, reply *rp)
     reply_free(rp);
 }
 
-/* The only bodies not made by the scripts: when the scripts themselves
- * failed, there is nothing left to ask. */
+/* The only bodies not made by the scripts (when they failed, when the
+ * store did, or before they run): an answer in the IMS shape, in place of
+ * whatever resp held.  message is JSON-safe text of ours. */
+static void ims_answer(lhost_response *resp, int status, const char *code, const char *message)
+{
+    evbuffer_drain(resp->body, evbuffer_get_length(resp->body));
+    resp->status = status;
+    util_copy(resp->content_type, sizeof resp->content_type, JSON_TYPE);
+    evbuffer_add_printf(resp->body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+}
+
 static void script_failure_body(lhost_response *resp, lhost_rc rc)
 {
-    resp->status = rc == LHOST_BUDGET ? 503 : 500;
-    util_copy(resp->content_type, sizeof resp->content_type, JSON_TYPE);
-    evbuffer_add_printf(resp->body,
-                        "{\"error\":{\"code\":\"IMG.0061\",\"message\":\"%s\"}}",
-                        rc == LHOST_BUDGET ? "Service busy: the request exceeded its script budget"
-                                           : "Internal error while processing the request");
+    ims_answer(resp, rc == LHOST_BUDGET ? 503 : 500, "IMG.0061",
+               rc == LHOST_BUDGET ? "Service busy: the request exceeded its script budget"
+                                  : "Internal error while processing the request");
 }
 
 /* What makes the end of the request's body doubtful, or NULL.  evhttp
@@ -366,12 +372,12 @@ static const char *framing_fault(struct evhttp_request *ev)
  * "other format errors"), and the connection closed once it is out. */
 static void framing_refused(reply *rp, const char *fault)
 {
+    char message[256];
+
+    snprintf(message, sizeof message, "%s, so where its body ends is in doubt (the connection "
+             "is closed)", fault);
     rp->close_after = 1;
-    rp->resp.status = 400;
-    util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
-    evbuffer_add_printf(rp->resp.body,
-                        "{\"error\":{\"code\":\"IMG.0001\",\"message\":\"%s, so where its body "
-                        "ends is in doubt (the connection is closed)\"}}", fault);
+    ims_answer(&rp->resp, 400, "IMG.0001", message);
 }
 
 static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
@@ -450,11 +456,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
  * reason (at most once a second; a full disk fails every request). */
 static void storage_failure_body(reply *rp)
 {
-    evbuffer_drain(rp->resp.body, evbuffer_get_length(rp->resp.body));
-    rp->resp.status = 503;
-    util_copy(rp->resp.content_type, sizeof rp->resp.content_type, JSON_TYPE);
-    evbuffer_add_printf(rp->resp.body, "{\"error\":{\"code\":\"IMG.0061\",\"message\":"
-                        "\"storage commit failed; nothing of this request was stored\"}}");
+    ims_answer(&rp->resp, 503, "IMG.0061", "storage commit failed; nothing of this request was stored");
 }
 
 /* Sends the parked answers whose groups are done (durable, or failed:

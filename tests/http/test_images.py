@@ -1,10 +1,13 @@
 """API.md §5: image registration, read, delete."""
+import json
+import os
 import re
+import sqlite3
 import time
 
 import pytest
 
-from conftest import JSON_CT, ims_error
+from conftest import JSON_CT, Gateway, ims_error, random_project, run_cli
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -285,10 +288,6 @@ def test_a_loaded_image_reads_with_the_registration_defaults(gw, tmp_path):
     """`tagway load` stores no attributes (§7 checks structure only); a
     loaded image must read like one registered without them (§5, §9), not
     with nulls, and so must one whose stored attributes cannot be decoded."""
-    import json
-    import os
-    import sqlite3
-    from conftest import Gateway, random_project, run_cli
     project, iid, bad, nulls = random_project(), "11111111-1111-4111-8111-111111111111", \
         "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
     lines = tmp_path / "load.jsonl"
