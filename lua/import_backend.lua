@@ -14,12 +14,24 @@ local policy = require "policy"
 
 local backend = {}
 local GiB = 1024 * 1024 * 1024
+-- A job keeps 255 bytes of reason: a longer URL is shortened in it, so
+-- that what went wrong with the object still shows.
+local URL_BYTES = 200
+
+-- text cut to at most `bytes` bytes, between UTF-8 characters, "..." marking the cut.
+local function shortened(text, bytes)
+  if #text <= bytes then return text end
+  local cut = bytes - 3
+  while cut > 0 and (text:byte(cut + 1) & 0xC0) == 0x80 do cut = cut - 1 end
+  return text:sub(1, cut) .. "..."
+end
 
 local function check_object(params)
   local bucket, object = params.image_url:match("^([^:]*):(.*)$")
   local size, why = gw.obs_size(bucket, object)
   if not size or size == 0 then
-    local url = params.image_url:gsub("%z", "\\0")   -- the reason is stored as C text
+    -- the reason is stored as C text: a NUL is spelled out
+    local url = shortened((params.image_url:gsub("%z", "\\0")), URL_BYTES)
     return { status = "fail", code = "IMG.0057",
              reason = "object " .. url .. (why == "object cannot be read" and " cannot be read"
                                            or " does not exist or is empty") }

@@ -95,6 +95,8 @@ struct gw {
     uint64_t generation;        /* of g->lua */
     int64_t started_ms;
     int in_request;             /* a Lua call is running: defer frees */
+    int jobs_submitted;         /* this pass submitted an import: kick the
+                                   runner again once its group commits */
     gw_stats *stats;            /* &shared->stats */
 };
 

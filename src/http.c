@@ -4,12 +4,14 @@
  * the same port, so the kernel spreads connections over the loops.
  * Other threads reach a worker through its wake-up eventfd: the syncer
  * (answers may go), other workers (a generation to take), and the signal
- * thread (signals.h): a stop makes every loop stop accepting, let written
- * answers drain, and leave; a reload runs on worker 0.
- * Uses libevent, config, deadline, lhost, util. */
+ * thread (signals.h): a stop makes every loop stop accepting, answer what
+ * it has read (its writes made durable first), let the answers drain, and
+ * leave; a reload runs on worker 0.
+ * Uses libevent, config, deadline, jobs, lhost, store, util. */
 #include "http.h"
 #include "config.h"
 #include "deadline.h"
+#include "jobs.h"
 #include "lhost.h"
 #include "metrics.h"
 #include "store.h"
@@ -35,7 +37,8 @@
 #include <time.h>
 
 #define JSON_TYPE "application/json;charset=UTF-8"
-#define DRAIN_MS 500
+#define DRAIN_MS 500  /* a stopping loop leaves this long after its last answer */
+#define DRAIN_TICK_MS 20
 #define LOG_FLUSH_BYTES 65536
 #define WRITING_READ_AHEAD (64 * 1024) /* bytes read on while an answer is written */
 
@@ -61,6 +64,9 @@ typedef struct http_state {
     char id_prefix[17];
     int port;
     deadlines *deadlines;             /* NULL: --request-timeout-s 0 */
+    struct event *drain_ev;           /* stopping: leaves once all is answered */
+    int stopping;
+    int64_t quiet_since_us;           /* stopping: the last answer sent */
 } http_state;
 
 static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
@@ -298,8 +304,11 @@ static void send_reply(gw *g, reply *rp)
      * tunnel), and would run what was pipelined behind it, so that one is
      * shut here once the answer is out. */
     if (rp->close_after || cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
-        ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)))
+        ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)) ||
+        state_of(g)->stopping)       /* no next request the loop would not answer */
         evhttp_add_header(out_headers, "Connection", "close");
+    if (state_of(g)->stopping)
+        state_of(g)->quiet_since_us = util_mono_us();
     /* evhttp reads on while it writes (to see the peer close) and kept
      * all a client pipelined without reading: one took 414 MB in a
      * second.  While this answer is written at most this much more is
@@ -488,6 +497,10 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
     http_state *st = state_of(g);
     (void)fd, (void)what;
     store_group_commit(g->store);
+    if (g->jobs_submitted) {            /* its job is visible to the runner now */
+        g->jobs_submitted = 0;
+        jobs_kick(g->jobs);
+    }
     if (st->waiting) {                  /* groups only grow: the list stays in order */
         *st->parked_tail = st->waiting;
         st->parked_tail = st->waiting_tail;
@@ -526,18 +539,48 @@ static void reload_on_signal(gw *g)
     gw_settle(g);
 }
 
-/* Stop accepting, let queued answers reach their clients, then leave. */
+/* Stopping: commits what waits for a commit, and leaves once every
+ * answer is out and DRAIN_MS have passed without one (so the last ones
+ * reach their clients).  An answer parked for the syncer is sent when its
+ * group is durable, or says it failed: a request that was read and
+ * written is answered, never dropped with its write kept.  What cannot
+ * finish (a stuck fsync) meets the signal thread's forced exit. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    gw *g = arg;
+    http_state *st = state_of(g);
+    struct timeval tick = {0, DRAIN_TICK_MS * 1000};
+    (void)fd, (void)what;
+    if (st->waiting)
+        on_commit(-1, 0, g);
+    flush_parked(g);
+    if (!st->waiting && !st->parked && util_mono_us() - st->quiet_since_us >= DRAIN_MS * 1000LL)
+        event_base_loopexit(g->base, NULL);
+    else
+        evtimer_add(st->drain_ev, &tick);
+}
+
+/* Stop accepting, answer what was read, let the answers reach their
+ * clients, then leave (on_drain). */
 static void stop_worker(gw *g)
 {
     http_state *st = state_of(g);
-    struct timeval drain = {0, DRAIN_MS * 1000};
+    if (st->stopping)
+        return;
+    st->stopping = 1;
+    st->quiet_since_us = util_mono_us();
     if (st->bound) {
         struct evhttp_bound_socket *b = st->bound;
         st->bound = NULL;       /* the connection cap must not re-enable it */
         evhttp_del_accept_socket(g->http, b);
     }
     log_flush(st);
-    event_base_loopexit(g->base, &drain);
+    if (!(st->drain_ev = evtimer_new(g->base, on_drain, g))) {
+        struct timeval drain = {0, DRAIN_MS * 1000};
+        event_base_loopexit(g->base, &drain);   /* the old way: a fixed drain */
+        return;
+    }
+    on_drain(-1, 0, g);
 }
 
 static void wake(gw *w)
@@ -869,6 +912,7 @@ void http_free(gw *g)
     if (st) {
         deadlines_free(st->deadlines);  /* after evhttp_free: its connections are gone */
         if (st->commit_ev) event_free(st->commit_ev);
+        if (st->drain_ev) event_free(st->drain_ev);
         /* answers never sent (their requests went with evhttp) */
         for (reply *lists[] = {st->waiting, st->parked}, **l = lists; l < lists + 2; l++)
             for (reply *rp = *l, *next; rp; rp = next) {

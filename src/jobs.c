@@ -17,7 +17,8 @@
 
 #define BATCH 16
 #define TICK_MS 20
-#define KICK_LINGER_US 2000000      /* a commit group is durable well before */
+#define IDLE_MS 1000                /* with nothing active: look again this often */
+#define KICK_LINGER_US 2000000      /* after a kick, look every tick this long */
 
 typedef struct {
     char id[33];
@@ -34,7 +35,7 @@ struct jobs {
     pthread_mutex_t lock;       /* guards progress */
     job_progress *progress;     /* active jobs' progress, small */
     size_t nprogress, cap;
-    int armed;
+    int armed_ms;               /* the timer's delay while pending, 0: not pending */
     _Atomic int kicked;
     _Atomic int64_t kicked_us;  /* when a job was last submitted (any worker) */
 };
@@ -92,13 +93,15 @@ static int step(jobs *j, const char *id)
     lhost_job_result res;
     job_progress *p;
     int progress;
-    if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
-        return 0;
+    store_rc rc;
+    /* a failed read is no answer: the job stays active, tried next tick */
+    if ((rc = store_job_get(g->store, NULL, id, &row)) != STORE_OK)
+        return rc != STORE_NOT_FOUND;
     if (strcmp(row.status, "INIT") == 0) {
         if (store_job_start(g->store, id) != STORE_OK)
             return 1;          /* try again next tick */
-        if (store_job_get(g->store, NULL, id, &row) != STORE_OK)
-            return 0;
+        if ((rc = store_job_get(g->store, NULL, id, &row)) != STORE_OK)
+            return rc != STORE_NOT_FOUND;
         if (strcmp(row.status, "RUNNING") != 0) { /* its image is gone */
             log_job(id, "job failed", row.fail_reason);
             return 0;
@@ -143,11 +146,12 @@ static int step(jobs *j, const char *id)
     return 0;
 }
 
-static void arm(jobs *j)
+/* Runs on_tick within ms (sooner if it already would). */
+static void arm(jobs *j, int ms)
 {
-    struct timeval tv = {0, TICK_MS * 1000};
-    if (!j->armed && evtimer_add(j->timer, &tv) == 0)
-        j->armed = 1;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if ((!j->armed_ms || ms < j->armed_ms) && evtimer_add(j->timer, &tv) == 0)
+        j->armed_ms = ms;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -156,7 +160,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     batch b = {.n = 0};
     int active = 0;
     (void)fd, (void)what;
-    j->armed = 0;
+    j->armed_ms = 0;
     gw_settle(j->g);            /* a reload on another worker: take it first */
     j->g->in_request = 1;       /* a reload during a step must not free this state */
     if (store_jobs_active(j->g->store, BATCH, collect, &b) == 0)
@@ -164,10 +168,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             active += step(j, b.ids[i]);
     j->g->in_request = 0;
     store_release(j->g->store);
-    /* a kick comes before its commit group is durable, so its job may
-     * not be visible yet: keep looking for a while (jobs_kick) */
+    /* The runner never stops looking: a job whose kick it missed (its
+     * commit came later than the linger, or a read failed) still starts
+     * within IDLE_MS; the idle look is one indexed SELECT a second. */
     if (active || b.n == BATCH || util_mono_us() - atomic_load(&j->kicked_us) < KICK_LINGER_US)
-        arm(j);
+        arm(j, TICK_MS);
+    else
+        arm(j, IDLE_MS);
 }
 
 static void on_kick_poll(evutil_socket_t fd, short what, void *arg)
@@ -175,7 +182,7 @@ static void on_kick_poll(evutil_socket_t fd, short what, void *arg)
     jobs *j = arg;
     (void)fd, (void)what;
     if (atomic_exchange(&j->kicked, 0))
-        arm(j);
+        arm(j, TICK_MS);
 }
 
 jobs *jobs_new(gw *g)
@@ -205,13 +212,15 @@ void jobs_kick(jobs *j)
 {
     if (!j)
         return;
-    /* a kick comes before the job's commit group is committed: the runner
-     * keeps looking for a while, also after a kick from its own loop (a
-     * first tick that ran before a delayed commit found nothing, and the
-     * job stayed INIT until the next kick: an ASan run saw it) */
+    /* a kick at submission comes before the job's group is committed:
+     * the runner keeps looking every tick for a while, also after a kick
+     * from its own loop (a first tick that ran before a delayed commit
+     * found nothing, and the job stayed INIT until the next kick: an ASan
+     * run saw it); the submitting worker kicks again once the group is
+     * committed (http.c on_commit), however long its loop pass was */
     atomic_store(&j->kicked_us, util_mono_us());
     if (pthread_equal(pthread_self(), j->g->thread)) {
-        arm(j);
+        arm(j, TICK_MS);
         return;
     }
     atomic_store(&j->kicked, 1);        /* seen within a tick */

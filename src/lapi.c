@@ -983,6 +983,7 @@ static int l_import_submit(lua_State *L)
     if (rc != STORE_OK)
         return store_failed(L);
     jobs_kick(gwp(L)->jobs);
+    gwp(L)->jobs_submitted = 1;
     lua_pushstring(L, job_id);
     lua_pushstring(L, image_id);
     return 2;

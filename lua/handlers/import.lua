@@ -26,7 +26,7 @@ local function image_url(body, rules)
   end
   local lowered, ok = object:lower(), false
   for _, ending in ipairs(rules.formats) do
-    if #object > #ending and lowered:sub(-#ending) == ending:lower() then ok = true end
+    if lowered:sub(-#ending) == ending:lower() then ok = true end
   end
   if not ok then
     fail(400, "IMG.0057", "image_url: object must end in " .. table.concat(rules.formats, " or "))

@@ -389,6 +389,50 @@ def raw_http(port, head, body=b"", timeout=5):
     return status, headers, rest
 
 
+def rewrite_health(g, body_lua):
+    """Replaces ops.health's body in the gateway's script copy (not reloaded)."""
+    path = g.script("handlers/ops.lua")
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    new, n = re.subn(r"function ops\.health\(\)\n.*?\nend\n",
+                     "function ops.health()\n" + body_lua + "\nend\n", src, flags=re.S)
+    assert n == 1, "ops.health not found in the script copy"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+
+
+def busy_health(g, seconds):
+    """GET /healthz holds its worker `seconds` of CPU, reloaded.  Start the
+    gateway with a --script-time-ms above it."""
+    rewrite_health(g, "  local t = os.clock()\n  while os.clock() - t < %s do end\n"
+                      "  return shape.ok(200, { status = \"ok\" })" % seconds)
+    st, _, js, _ = g.reload()
+    assert st == 200, js
+
+
+def worker_connections(g, per_worker, tries=64):
+    """Keep-alive connections grouped by the worker (event loop) that serves
+    them, told by their answers' X-Request-Id prefix: {prefix: [conn, ...]},
+    each list `per_worker` long, every worker present.  The kernel spreads
+    connections over the workers' sockets, so some are opened to spare."""
+    groups, spare = {}, []
+    for _ in range(tries):
+        conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=30)
+        conn.request("GET", "/nowhere")
+        resp = conn.getresponse()
+        resp.read()
+        prefix = resp.headers["X-Request-Id"][:16]
+        group = groups.setdefault(prefix, [])
+        (group if len(group) < per_worker else spare).append(conn)
+        if len(groups) == int(WORKERS) and all(len(c) == per_worker for c in groups.values()):
+            break
+    for conn in spare:
+        conn.close()
+    assert len(groups) == int(WORKERS) and all(len(c) == per_worker for c in groups.values()), \
+        {p: len(c) for p, c in groups.items()}
+    return groups
+
+
 def _json_or_none(line):
     line = line.strip()
     if not line.startswith("{"):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import BIN, SLOWDOWN, random_project, run_cli
+from conftest import BIN, SLOWDOWN, busy_health, random_project, run_cli, worker_connections
 
 
 def test_durability_after_sigkill(gateway):
@@ -141,6 +141,36 @@ def test_sigterm_answers_received_requests(gateway):
     assert g.proc.wait(timeout=10) == 0
     assert slow["resp"][0] == 503
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+def test_sigterm_answers_a_write_read_in_a_long_pass(gateway_factory):
+    """§7 and §0 at once: a write read in the same loop pass as slow
+    requests, with SIGTERM arriving meanwhile, is committed only when that
+    pass ends.  The stop used to leave after a fixed drain with its answer
+    unsent and its write stored: the client saw the connection close and
+    would retry a write that was kept.  Now it is answered, and kept."""
+    g = gateway_factory(extra_args=["--script-time-ms", "10000"])
+    image = g.create_image()
+    busy_health(g, 0.8)
+    first, write, *rest = next(iter(worker_connections(g, 4).values()))
+    first.request("GET", "/healthz")              # holds the worker 0.8 s
+    time.sleep(0.2)
+    write.request("POST", g.tags_path(image) + "/action",
+                  body=json.dumps({"action": "create", "tags": [{"key": "kept", "value": "yes"}]}),
+                  headers={"X-Auth-Token": g.token, "Content-Type": "application/json"})
+    for conn in rest:                             # the write's pass: 1.6 s more
+        time.sleep(0.02)
+        conn.request("GET", "/healthz")
+    time.sleep(0.1)
+    g.proc.send_signal(signal.SIGTERM)
+    answers = [(c.getresponse()) for c in (first, write, *rest)]
+    statuses = [(a.status, a.read()) for a in answers]
+    assert [st for st, _ in statuses] == [200, 204, 200, 200], statuses
+    # answered while stopping: no next request is taken on the connection
+    assert answers[1].headers["Connection"] == "close"
+    assert g.proc.wait(timeout=10) == 0
+    g.start()
+    assert g.image_tags(image) == [{"key": "kept", "value": "yes"}]
 
 
 # A request that holds its worker inside one C call, where neither the

@@ -7,18 +7,7 @@ import signal
 import threading
 import time
 
-from conftest import JSON_CT
-
-
-def rewrite_health(g, body_lua):
-    path = g.script("handlers/ops.lua")
-    with open(path, encoding="utf-8") as f:
-        src = f.read()
-    new, n = re.subn(r"function ops\.health\(\)\n.*?\nend\n",
-                     "function ops.health()\n" + body_lua + "\nend\n", src, flags=re.S)
-    assert n == 1, "ops.health not found in the script copy"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(new)
+from conftest import JSON_CT, rewrite_health
 
 
 def test_sighup_during_a_slow_request(gateway):
