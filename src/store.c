@@ -613,6 +613,39 @@ static void rollback(store *s)
         exec_simple(s, Q_ROLLBACK);
 }
 
+/* A database of something else (tables, but no tagway schema version),
+ * or of a newer tagway, is refused before anything in it changes, its
+ * journal mode included: tagway's tables used to be added to another
+ * program's database, or a name they share made the migration fail with
+ * "table images already exists".  0, -1 (refused: s->err says why), -2
+ * (SQLite failed: not a database, unreadable). */
+static int refuse_unknown(store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -2, version;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT (SELECT user_version FROM pragma_user_version),"
+                           " (SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+                           " ORDER BY name LIMIT 1)", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        goto done;
+    rc = 0;
+    version = sqlite3_column_int(st, 0);
+    if (version == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        snprintf(s->err, sizeof s->err,
+                 "not a tagway database: it has '%.100s' and no tagway schema; "
+                 "left unchanged (give --db a new file)", (const char *)sqlite3_column_text(st, 1));
+        rc = -1;
+    } else if (version > SCHEMA_VERSION) {
+        snprintf(s->err, sizeof s->err, "database schema version %d is newer than this binary (%d)",
+                 version, SCHEMA_VERSION);
+        rc = -1;
+    }
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int migrate(store *s)
 {
     sqlite3_stmt *st = NULL;
@@ -623,12 +656,6 @@ static int migrate(store *s)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (version > SCHEMA_VERSION) {
-        snprintf(s->err, sizeof s->err,
-                 "database schema version %d is newer than this binary (%d)",
-                 version, SCHEMA_VERSION);
-        return -1;
-    }
     for (; version < SCHEMA_VERSION; version++) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
@@ -756,6 +783,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
         "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY; " STORE_CACHE;
     store *s = calloc(1, sizeof *s);
+    int unknown;
     *out = NULL;
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -772,6 +800,12 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(s->db, 5000);
+    if ((unknown = refuse_unknown(s)) == -2)
+        goto fail;
+    if (unknown != 0) {
+        snprintf(err, errlen, "%s: %s", path, s->err);
+        goto fail_quiet;
+    }
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || set_sync_mode(s) != 0)
         goto fail;
     if (migrate(s) != 0) {

@@ -594,3 +594,36 @@ def test_database_claimed_by_one_process(gateway_factory, tmp_path):
     st, _, js, _ = g.request("POST", "/v2/%s/images/resource_instances/action" % g.project, body)
     assert st == 200 and js == {"total_count": 2}, js
     assert g.image_tags(iid) == [{"key": "k", "value": "1"}]
+
+
+@pytest.mark.parametrize("schema,says", [
+    ("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);",
+     "not a tagway database: it has 'notes' and no tagway schema; left unchanged"),
+    ("CREATE TABLE images (x);",                 # a name tagway's own tables use
+     "not a tagway database: it has 'images' and no tagway schema; left unchanged"),
+    ("CREATE TABLE images (x); PRAGMA user_version = 99;",
+     "database schema version 99 is newer than this binary (1)"),
+], ids=["foreign", "foreign-clashing-name", "newer"])
+def test_a_database_that_is_not_tagways_is_refused_unchanged(tmp_path, schema, says):
+    """--db pointed at another program's SQLite file: every command that
+    opens it exits 1 naming the file and why, and the file is as it was
+    (tagway's tables used to be added to it, its journal mode set to WAL)."""
+    import sqlite3
+    db = str(tmp_path / "other.db")
+    con = sqlite3.connect(db)
+    con.executescript(schema)
+    con.close()
+    with open(db, "rb") as f:
+        before = f.read()
+    line = tmp_path / "one.jsonl"
+    line.write_text(json.dumps({"project_id": random_project(), "name": "x", "tags": []}) + "\n")
+    for args in (["serve", "--listen", "127.0.0.1:0", "--db", db, "--auth", "off"],
+                 ["load", "--db", db, str(line)],
+                 ["credentials", "create", "--db", db, "--project", random_project()],
+                 ["credentials", "list", "--db", db]):
+        p = run_cli(*args)
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert "%s: %s" % (db, says) in p.stderr, (args, p.stderr)
+        with open(db, "rb") as f:
+            assert f.read() == before, args
+        assert sorted(os.listdir(str(tmp_path))) == ["one.jsonl", "other.db"], args
