@@ -71,6 +71,7 @@ typedef struct gw_shared {
     _Atomic int stopping;
     _Atomic int reload_asked;     /* SIGHUP: worker 0 reloads when it wakes */
     _Atomic int conns;            /* client connections, all workers (estimate) */
+    _Atomic int crowded;          /* near the connection cap: answers close theirs */
     struct ratelim *rates;        /* the policies' rate_limit buckets; locks itself */
     gw_options file_opt;          /* what the configuration file set at start (over
                                      the defaults): a reload's are compared to it */

@@ -305,7 +305,8 @@ static void send_reply(gw *g, reply *rp)
      * shut here once the answer is out. */
     if (rp->close_after || cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
         ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)) ||
-        state_of(g)->stopping)       /* no next request the loop would not answer */
+        state_of(g)->stopping ||     /* no next request the loop would not answer */
+        atomic_load(&g->shared->crowded))   /* its place to the backlog (enforce_cap) */
         evhttp_add_header(out_headers, "Connection", "close");
     if (state_of(g)->stopping)
         state_of(g)->quiet_since_us = util_mono_us();
@@ -646,8 +647,17 @@ void http_wake_all(gw *g)
  * exactly and, near the cap, the real number of open sockets is read from
  * /proc/self/fd.  At the cap the listener pauses (further clients wait in
  * the kernel's backlog, holding none of our fds) and a timer resumes it
- * once connections have gone. */
+ * once connections have gone.  From 7/8 of the cap every answer closes its
+ * connection: keep-alive clients busy enough never to meet the idle
+ * timeout held every place, and a new client (a health check too) waited
+ * in the backlog for as long as they kept on; now they come back through
+ * the backlog beside it. */
 #define CAP_RECHECK_MS 100
+
+static int crowd_at(const http_state *st)
+{
+    return st->max_conns - st->max_conns / 8;
+}
 
 static int open_sockets(void)
 {
@@ -687,8 +697,9 @@ static void enforce_cap(http_state *st)
         return;
     /* the count is the process's: every worker's clients */
     atomic_store(&st->g->shared->conns, n - st->base_sockets);
+    atomic_store(&st->g->shared->crowded, n - st->base_sockets >= crowd_at(st));
     set_accepting(st, n - st->base_sockets < st->max_conns);
-    if (st->accept_paused)
+    if (st->accept_paused || atomic_load(&st->g->shared->crowded))
         evtimer_add(st->cap_timer, &tv);
 }
 
@@ -702,10 +713,13 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
     http_state *st = arg;
     gw_shared *sh = st->g->shared;
-    if (atomic_fetch_add(&sh->conns, 1) + 1 >= st->max_conns) {
+    int conns = atomic_fetch_add(&sh->conns, 1) + 1;
+    if (conns >= st->max_conns) {
         enforce_cap(st);
         if (st->accept_paused)
             http_wake_all(st->g);   /* the others stop accepting too */
+    } else if (conns >= crowd_at(st) && !evtimer_pending(st->cap_timer, NULL)) {
+        enforce_cap(st);            /* then its timer recounts while crowded */
     }
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
@@ -847,10 +861,13 @@ int http_start(gw *g, char *err, size_t errlen)
     }
     evhttp_set_gencb(g->http, on_request, g);
     /* evhttp answers bodies past this itself (413, its own HTML body and
-     * the connection closed); between body_limit and this the scripts
-     * answer the JSON 413.  Bounded so a client cannot make us buffer
-     * without limit. */
-    evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 32 + 4096));
+     * the connection closed; a Content-Length past it before reading any);
+     * between body_limit and this the scripts answer the JSON 413.  evhttp
+     * 2.1 has no hook between a request's headers and its body, so a body
+     * in that band is read whole first: at 32x the limit, 16 uploads of
+     * 31 MiB held 480 MB.  At 2x a connection holds at most what two
+     * requests within the limit would. */
+    evhttp_set_max_body_size(g->http, (ev_ssize_t)(g->opt.body_limit * 2 + 4096));
     evhttp_set_max_headers_size(g->http, 16 * 1024);
     evhttp_set_timeout(g->http, g->opt.timeout_s);
     /* every method reaches the router, which answers 404 APIGW.0101 for
