@@ -70,11 +70,17 @@ local function compile_text_rule(rule, what)
   need(math.type(r.max) == "integer" and r.max >= r.min, what .. ".max", "must be an integer >= min")
   need(r.edge_space == "allow" or r.edge_space == "reject", what .. ".edge_space",
        "must be 'allow' or 'reject'")
+  need(r.describe == nil or type(r.describe) == "string", what .. ".describe", "must be a string")
   if rule.chars ~= nil then
     need(type(rule.chars) == "table", what .. ".chars", "must be a list of characters and X-Y ranges")
     local ok, set = pcall(text.charset, rule.chars)
     need(ok, what .. ".chars", "must be a list of single characters and X-Y ranges: " .. tostring(set))
     r.allowed = set
+    if not r.describe then        -- without one a rejection said "of any kind"
+      local items = {}
+      for i, item in ipairs(rule.chars) do items[i] = "'" .. item .. "'" end
+      r.describe = table.concat(items, ", ")
+    end
   end
   return r
 end
@@ -142,6 +148,8 @@ local function compile_examples(ex)
     need(list == nil or type(list) == "table", "examples." .. kind, "must be a list of {key =, value =}")
     for i, tag in ipairs(list or {}) do
       need(type(tag) == "table", "examples." .. kind .. "[" .. i .. "]", "must be a table {key =, value =}")
+      -- {key = "ok", vaule = "v"} would be rejected for its missing value
+      only(tag, "examples." .. kind .. "[" .. i .. "]", { "key", "value" })
     end
   end
   return ex
@@ -304,6 +312,26 @@ local function overwrite_mode(pol, key)
     if wildcard_match(r.pattern, key, false) then return r.mode end
   end
   return "replace"
+end
+
+-- Rules of one policy that contradict each other: each loaded, and then
+-- refused what the policy means to allow (a key created but not deleted
+-- in a batch; a required key no one could write).  Returns c.
+local function cross_check(c)
+  need(c.delete.key_max >= c.key.max, "delete.key_max", string.format(
+       "must be at least key.max (%d): a key the policy lets be written could not be deleted in a batch",
+       c.key.max))
+  for _, list in ipairs({ "required", "exact_case" }) do
+    for i, key in ipairs(c[list]) do
+      local why = check_text(c, c.key, key, "key")
+      need(not why, list .. "[" .. i .. "]", "'" .. key .. "' could never be written: " .. (why or ""))
+    end
+  end
+  for key in pairs(c.allowed_values) do
+    local why = check_text(c, c.key, key, "key")
+    need(not why, "allowed_values['" .. key .. "']", "'" .. key .. "' could never be written: " .. (why or ""))
+  end
+  return c
 end
 
 -- Checks one tag of a create.  Returns nil or the rejection message.
@@ -597,6 +625,7 @@ function policy.init(ctx)
     local path = ctx.policies_dir .. "/" .. name .. ".lua"
     local src = gw.source(path)
     local ok, c = pcall(compile_table, ctx.policies[name])
+    if ok then ok, c = pcall(cross_check, c) end
     if not ok then
       if type(c) ~= "table" then error(path .. ": " .. tostring(c), 0) end
       error(located(path, src and field_line(src, c.field)) .. c.field .. ": " .. c.message, 0)

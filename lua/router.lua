@@ -43,6 +43,22 @@ local function resolve(name, where)
   return mod[fn]
 end
 
+local ROUTE_KEYS = { method = true, path = true, handler = true, auth = true, admin = true }
+
+-- A route entry's mistakes that would load and quietly change who may
+-- call it: `admin = "true"` or `admn = true` left an admin route open to
+-- members, `method = "get"` never matched.
+local function check_route(r, spot)
+  for k in pairs(r) do
+    need(ROUTE_KEYS[k], spot .. ": '" .. tostring(k) .. "' is not a route key (method, path, handler, auth, admin)")
+  end
+  need(r.method:find("^[A-Z]+$"), spot .. ": method '" .. r.method .. "' must be an upper-case HTTP method")
+  need(r.path:sub(1, 1) == "/", spot .. ": path must start with '/'")
+  for _, k in ipairs({ "auth", "admin" }) do
+    need(r[k] == nil or type(r[k]) == "boolean", spot .. ": " .. k .. " must be true or false, not " .. type(r[k]))
+  end
+end
+
 -- Adds routes from a list; later lists (variants) may add new paths or
 -- replace a method + path of the core table.
 local function add_routes(list, where, handler_of)
@@ -51,6 +67,7 @@ local function add_routes(list, where, handler_of)
     need(type(r) == "table" and type(r.method) == "string" and type(r.path) == "string",
          spot .. ": method and path required")
     spot = spot .. " (" .. r.method .. " " .. r.path .. ")"
+    check_route(r, spot)
     local pattern, names = compile_path(r.path)
     local route = {
       method = r.method, path = r.path, pattern = pattern, names = names,
@@ -69,12 +86,24 @@ local function add_routes(list, where, handler_of)
   end
 end
 
+-- Within a method, a route with fewer {names} is tried first, in table
+-- order among equals: a literal path a variant adds (GET /v2/images/summary)
+-- wins over a template that also matches it (GET /v2/images/{image_id}),
+-- which would otherwise answer for it.
 local function index_by_method()
   by_method = {}
-  for _, r in ipairs(routes) do
+  for i, r in ipairs(routes) do
     local list = by_method[r.method] or {}
-    list[#list + 1] = r
+    list[#list + 1] = { route = r, params = #r.names, order = i }
     by_method[r.method] = list
+  end
+  for method, list in pairs(by_method) do
+    table.sort(list, function(a, b)
+      if a.params ~= b.params then return a.params < b.params end
+      return a.order < b.order
+    end)
+    for i, e in ipairs(list) do list[i] = e.route end
+    by_method[method] = list
   end
 end
 

@@ -26,6 +26,8 @@ end
 -- "\u{4E00}-\u{9FFF}"}.  The result is used with text.all_in: pure-ASCII
 -- strings (the common case) are checked with one Lua pattern, others code
 -- point by code point.
+local function ascii_run(lo, hi, first, last) return lo >= first and hi <= last end
+
 function text.charset(spec)
   local ascii, ranges, class = {}, {}, {}
   for i, item in ipairs(spec) do
@@ -38,6 +40,15 @@ function text.charset(spec)
     else error("item '" .. item .. "' is neither one character nor a range X-Y", 2) end
     -- "Z-A" would be an empty set: every key it was meant for refused
     if lo > hi then error("range '" .. item .. "' runs backwards (X must come no later than Y)", 2) end
+    -- ":-_", meant as three characters, is the range ':' to '_' (38 of
+    -- them, '@' and '[' among them): a range within ASCII must be one of
+    -- digits, upper-case or lower-case letters
+    if lo ~= hi and lo < 128 and not (ascii_run(lo, hi, 48, 57) or ascii_run(lo, hi, 65, 90) or
+                                      ascii_run(lo, hi, 97, 122)) then
+      error(string.format("range '%s' spans U+%04X to U+%04X; a range within ASCII must be digits, "
+                          .. "upper-case or lower-case letters only: list other characters one by one",
+                          item, lo, hi), 2)
+    end
     if hi < 128 then
       for c = lo, hi do ascii[c] = true end
     else

@@ -3,6 +3,7 @@
  * table; only scalar options are read here, the rest (policies, variants)
  * is read by each script generation.  Uses Lua and util. */
 #include "config.h"
+#include "lstrict.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -295,7 +296,8 @@ int config_load_text(gw_options *o, const char *text, size_t len, char *err, siz
     lua_sethook(L, config_hook, LUA_MASKCOUNT, 1000);
     /* as the scripts load it (lhost's load_chunk): the same bytes pass or
      * fail both (luaL_loadfile would skip a first line starting '#') */
-    if (luaL_loadbufferx(L, text, len, chunkname, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pushcfunction(L, lstrict_run);
+    if (luaL_loadbufferx(L, text, len, chunkname, "t") != LUA_OK || lua_pcall(L, 1, 1, 0) != LUA_OK) {
         if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "not enough memory"))
             snprintf(err, errlen, "%s", lua_tostring(L, -1));
         else

@@ -66,7 +66,8 @@ typedef struct http_state {
     deadlines *deadlines;             /* NULL: --request-timeout-s 0 */
     struct event *drain_ev;           /* stopping: leaves once all is answered */
     int stopping;
-    int64_t quiet_since_us;           /* stopping: the last answer sent */
+    int64_t stop_us;                  /* when the stop was taken */
+    int64_t quiet_since_us;           /* stopping: the last answer of a request run */
 } http_state;
 
 static http_state *state_of(const gw *g) { return (http_state *)g->http_state; }
@@ -110,6 +111,7 @@ struct reply {
     int64_t start_us;
     uint64_t group;             /* the write group it waits for, 0: none */
     int close_after;            /* framing in doubt: nothing more is read */
+    int turned_away;            /* read late in a stop: answered 503 unrun */
     lhost_response resp;
     struct reply *next;
 };
@@ -306,9 +308,13 @@ static void send_reply(gw *g, reply *rp)
     if (rp->close_after || cmd == EVHTTP_REQ_CONNECT || !strcmp(rp->method, "UNKNOWN") ||
         ((cmd == EVHTTP_REQ_HEAD || cmd == EVHTTP_REQ_TRACE) && announces_body(rp->ev)) ||
         state_of(g)->stopping ||     /* no next request the loop would not answer */
-        atomic_load(&g->shared->crowded))   /* its place to the backlog (enforce_cap) */
+        atomic_load(&g->shared->crowded)) { /* its place to the backlog (enforce_cap) */
         evhttp_add_header(out_headers, "Connection", "close");
-    if (state_of(g)->stopping)
+        /* evhttp adds "Connection: keep-alive" to the answer of an HTTP/1.0
+         * request that asked for it: both would be sent */
+        evhttp_remove_header(evhttp_request_get_input_headers(rp->ev), "Connection");
+    }
+    if (state_of(g)->stopping && !rp->turned_away)
         state_of(g)->quiet_since_us = util_mono_us();
     /* evhttp reads on while it writes (to see the peer close) and kept
      * all a client pipelined without reading: one took 414 MB in a
@@ -411,6 +417,17 @@ static void fill_request(gw *g, struct evhttp_request *ev, reply *rp, char *uri,
     r->header_ud = ev;
 }
 
+/* A request read more than DRAIN_MS into a stop: keep-alive clients that
+ * kept sending would hold the stop until the forced exit, which cuts
+ * answers whose writes were kept.  It is answered without running, so a
+ * retry is safe. */
+static void stopping_refused(reply *rp)
+{
+    ims_answer(&rp->resp, 503, "IMG.0061", "the gateway is stopping; nothing of this request was done");
+    rp->resp.retry_after_s = 1;
+    rp->turned_away = 1;
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     gw *g = arg;
@@ -435,6 +452,12 @@ static void on_request(struct evhttp_request *ev, void *arg)
     snprintf(rp->id, sizeof rp->id, "%s%016llx", st->id_prefix, (unsigned long long)++st->request_seq);
     if ((fault = framing_fault(ev))) {
         framing_refused(rp, fault);
+        free(uri);
+        send_reply(g, rp);
+        return;
+    }
+    if (st->stopping && rp->start_us - st->stop_us >= DRAIN_MS * 1000LL) {
+        stopping_refused(rp);
         free(uri);
         send_reply(g, rp);
         return;
@@ -541,8 +564,10 @@ static void reload_on_signal(gw *g)
 }
 
 /* Stopping: commits what waits for a commit, and leaves once every
- * answer is out and DRAIN_MS have passed without one (so the last ones
- * reach their clients).  An answer parked for the syncer is sent when its
+ * answer is out and DRAIN_MS have passed without one to a request that
+ * ran (so the last ones reach their clients; requests read later than
+ * DRAIN_MS into the stop are turned away unrun, so clients that keep on
+ * sending cannot hold it).  An answer parked for the syncer is sent when its
  * group is durable, or says it failed: a request that was read and
  * written is answered, never dropped with its write kept.  What cannot
  * finish (a stuck fsync) meets the signal thread's forced exit. */
@@ -569,7 +594,7 @@ static void stop_worker(gw *g)
     if (st->stopping)
         return;
     st->stopping = 1;
-    st->quiet_since_us = util_mono_us();
+    st->stop_us = st->quiet_since_us = util_mono_us();
     if (st->bound) {
         struct evhttp_bound_socket *b = st->bound;
         st->bound = NULL;       /* the connection cap must not re-enable it */
@@ -647,17 +672,12 @@ void http_wake_all(gw *g)
  * exactly and, near the cap, the real number of open sockets is read from
  * /proc/self/fd.  At the cap the listener pauses (further clients wait in
  * the kernel's backlog, holding none of our fds) and a timer resumes it
- * once connections have gone.  From 7/8 of the cap every answer closes its
+ * once connections have gone.  While at the cap every answer closes its
  * connection: keep-alive clients busy enough never to meet the idle
  * timeout held every place, and a new client (a health check too) waited
  * in the backlog for as long as they kept on; now they come back through
  * the backlog beside it. */
 #define CAP_RECHECK_MS 100
-
-static int crowd_at(const http_state *st)
-{
-    return st->max_conns - st->max_conns / 8;
-}
 
 static int open_sockets(void)
 {
@@ -688,18 +708,19 @@ static void set_accepting(http_state *st, int on)
     st->accept_paused = !on;
 }
 
-/* Recounts; pauses or resumes accepting; rechecks later while paused. */
+/* Recounts; pauses or resumes accepting; rechecks later while paused (or
+ * when the count could not be taken: EMFILE is likeliest at the cap). */
 static void enforce_cap(http_state *st)
 {
     struct timeval tv = {0, CAP_RECHECK_MS * 1000};
     int n = open_sockets();
-    if (n < 0)
-        return;
-    /* the count is the process's: every worker's clients */
-    atomic_store(&st->g->shared->conns, n - st->base_sockets);
-    atomic_store(&st->g->shared->crowded, n - st->base_sockets >= crowd_at(st));
-    set_accepting(st, n - st->base_sockets < st->max_conns);
-    if (st->accept_paused || atomic_load(&st->g->shared->crowded))
+    if (n >= 0) {
+        /* the count is the process's: every worker's clients */
+        atomic_store(&st->g->shared->conns, n - st->base_sockets);
+        atomic_store(&st->g->shared->crowded, n - st->base_sockets >= st->max_conns);
+        set_accepting(st, n - st->base_sockets < st->max_conns);
+    }
+    if (n < 0 || st->accept_paused)
         evtimer_add(st->cap_timer, &tv);
 }
 
@@ -718,8 +739,6 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
         enforce_cap(st);
         if (st->accept_paused)
             http_wake_all(st->g);   /* the others stop accepting too */
-    } else if (conns >= crowd_at(st) && !evtimer_pending(st->cap_timer, NULL)) {
-        enforce_cap(st);            /* then its timer recounts while crowded */
     }
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)

@@ -4,6 +4,7 @@
  * a traceback handler, an instruction/time budget and a memory cap.
  * Uses Lua, lua-cjson, lapi (gw.*), sha256 and libevent's evbuffer. */
 #include "lhost.h"
+#include "lstrict.h"
 #include "config.h"
 #include "lapi.h"
 #include "lpattern.h"
@@ -1141,8 +1142,11 @@ static int run_file(lhost *h, const char *path, char *err, size_t errlen)
     lhost_rc rc;
     if (load_chunk(h, path, err, errlen) != 0)
         return -1;
+    /* a data file: a bare name that is not defined is a mistake */
+    lua_pushcfunction(h->L, lstrict_run);
+    lua_insert(h->L, -2);
     h->running_file = h->last_file;
-    rc = pcall(h, 0, 1, LOAD_BUDGET_SCALE, err, errlen);
+    rc = pcall(h, 1, 1, LOAD_BUDGET_SCALE, err, errlen);
     h->running_file = outer;
     return rc == LHOST_OK ? 0 : -1;
 }

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define MAX_ARGS 32
@@ -302,6 +303,30 @@ static void return_free_memory(void)
         malloc_trim(0);
 }
 
+/* Makes room for --max-connections clients and the gateway's own files
+ * (listeners, eventfds, SQLite's database, WAL and shm per connection):
+ * the soft limit is often 1024, where accept() fails with EMFILE long
+ * before a cap of 4096 is reached, and the cap's recount cannot even open
+ * /proc/self/fd.  Raised up to the hard limit; where that is too low the
+ * cap is lowered to fit, and said. */
+static void fit_open_files(gw_options *opt)
+{
+    struct rlimit rl;
+    rlim_t reserve = 64 + 8 * (rlim_t)opt->workers, want = (rlim_t)opt->max_connections + reserve;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur >= want)
+        return;
+    int fit = rl.rlim_cur > 2 * reserve ? (int)(rl.rlim_cur - reserve) : (int)(rl.rlim_cur / 2);
+    fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"--max-connections %d needs %llu open files and the "
+                    "limit is %llu (ulimit -Hn): serving at most %d connections\"}\n",
+            opt->max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur, fit > 1 ? fit : 1);
+    opt->max_connections = fit > 1 ? fit : 1;
+}
+
 /* jemalloc hands freed pages back only when something allocates (its
  * decay runs then): after a burst of large bodies, an idle gateway kept
  * 288 MB resident until traffic came back.  Its background thread purges
@@ -444,6 +469,7 @@ static int serve(int argc, char **argv, lhost_snap **snapp)
         fprintf(stderr, "tagway: %s\n", err);
         return 1;
     }
+    fit_open_files(&opt);
     n = opt.workers;
     if (gw_shared_init(&shared, n) != 0 || !(w = calloc((size_t)n, sizeof *w))) {
         fprintf(stderr, "tagway: out of memory\n");

@@ -56,7 +56,8 @@ WORKERS = os.environ.get("TAGWAY_TEST_WORKERS", "2")
 
 
 class Gateway:
-    def __init__(self, root, auth="on", listen="127.0.0.1:0", extra_args=(), file_size_limit=None):
+    def __init__(self, root, auth="on", listen="127.0.0.1:0", extra_args=(), file_size_limit=None,
+                 open_files=None):
         self.root = root
         self.scripts = os.path.join(root, "lua")
         self.policies = os.path.join(root, "policies")
@@ -66,6 +67,7 @@ class Gateway:
         self.listen = listen
         self.extra_args = list(extra_args)
         self.file_size_limit = file_size_limit    # bytes a file of the gateway may reach
+        self.open_files = open_files              # (soft, hard) RLIMIT_NOFILE to start under
         shutil.copytree(SRC_LUA, self.scripts)
         shutil.copytree(SRC_POLICIES, self.policies)
         os.makedirs(self.obs, exist_ok=True)
@@ -101,7 +103,8 @@ class Gateway:
         first_start = not os.path.exists(self.db)
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     preexec_fn=self._limits if self.file_size_limit else None)
+                                     preexec_fn=self._limits if self.file_size_limit or self.open_files
+                                     else None)
         self._threads = [
             threading.Thread(target=self._reader, args=(self.proc.stderr, self._stderr), daemon=True),
             threading.Thread(target=self._reader, args=(self.proc.stdout, self._stdout), daemon=True),
@@ -144,8 +147,11 @@ class Gateway:
         # a write past RLIMIT_FSIZE fails with EFBIG, as one on a full disk
         # fails with ENOSPC; SIGXFSZ, which would kill the process instead,
         # stays ignored across exec
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
+        if self.file_size_limit:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
+        if self.open_files:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

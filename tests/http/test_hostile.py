@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Gateway, gateway_error, ims_error, raw_http, send_until_closed
+from conftest import WORKERS, Gateway, gateway_error, ims_error, raw_http, send_until_closed
 
 BODY_LIMIT_SMALL = 4096
 TIMEOUT_SMALL = 2
@@ -375,9 +375,9 @@ def test_busy_keep_alive_clients_at_the_cap_do_not_shut_others_out(gateway_facto
     """At the cap, clients that each send a request every 0.3 s never meet
     the idle timeout: they held every place, and a new client (the
     operator's health check) waited in the backlog for as long as they kept
-    on (25 s and counting in the audit).  From 7/8 of the cap each answer
-    closes its connection, so the new client gets in within a few of their
-    rounds; below it, connections are kept as before."""
+    on (25 s and counting in the audit).  At the cap each answer closes its
+    connection, so the new client gets in within a few of their rounds;
+    below it, connections are kept as before."""
     gate = gateway_factory(extra_args=["--max-connections", "16", "--timeout-s", "30"])
     gate.image = gate.create_image(image_tags=[{"key": "base", "value": "1"}])
     conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=5)
@@ -422,6 +422,28 @@ def test_busy_keep_alive_clients_at_the_cap_do_not_shut_others_out(gateway_facto
             t.join(timeout=40)
     assert waited < 3, waited
     assert closes[0] > 0 and not errors, (closes, errors[:3])
+
+
+def _open_files_soft(gate):
+    with open("/proc/%d/limits" % gate.proc.pid) as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    return int(line.split()[3])
+
+
+def test_the_open_files_limit_fits_the_connection_cap(gateway_factory):
+    """A soft limit of 1,024 (a common default) under a cap of 4,096: accept
+    failed with EMFILE long before the cap.  The soft limit is raised to
+    fit; where the hard limit is too low the cap is lowered to fit it, and
+    the log says so."""
+    workers = int(WORKERS)
+    gate = gateway_factory(extra_args=["--max-connections", "1000"], open_files=(256, 4096))
+    assert _open_files_soft(gate) == 1000 + 64 + 8 * workers
+    low = gateway_factory(extra_args=["--max-connections", "1000"], open_files=(200, 300))
+    assert _open_files_soft(low) == 300
+    fit = 300 - (64 + 8 * workers)
+    warned = [o for o in low.log_objects() if o.get("level") == "warn"]
+    assert any("--max-connections 1000 needs %d open files and the limit is 300 (ulimit -Hn): serving at "
+               "most %d connections" % (1000 + 64 + 8 * workers, fit) in o["msg"] for o in warned), warned
 
 
 # ---- JSON bodies ------------------------------------------------------------------------

@@ -173,6 +173,48 @@ def test_sigterm_answers_a_write_read_in_a_long_pass(gateway_factory):
     assert g.image_tags(image) == [{"key": "kept", "value": "yes"}]
 
 
+def test_sigterm_is_not_held_by_clients_that_keep_sending(gateway):
+    """A stop leaves 0.5 s after its last answer.  A client with many
+    keep-alive connections, sending on one after another, kept that answer
+    coming (each connection may carry one more request): a pool of 1,000
+    at 100 requests/s would have held it to the forced exit, which cuts
+    answers.  Requests read more than 0.5 s into the stop are turned away
+    unrun (503, Retry-After) and do not hold it."""
+    import http.client
+    g = gateway
+    conns = []
+    for _ in range(60):
+        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+        conns.append(c)
+    t0 = time.monotonic()
+    g.proc.send_signal(signal.SIGTERM)
+    answers = []                        # (seconds into the stop, status, body)
+    for c in conns:                     # one request a connection, 50 ms apart: 3 s
+        if g.proc.poll() is not None:
+            break
+        try:
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            answers.append((time.monotonic() - t0, r.status, r.read(), r.headers))
+        except (OSError, http.client.HTTPException):
+            pass                        # the process left meanwhile
+        time.sleep(0.05)
+    assert g.proc.wait(timeout=10) == 0
+    left = time.monotonic() - t0
+    assert left < 2.0 * SLOWDOWN, (left, [(round(a[0], 2), a[1]) for a in answers])
+    statuses = [st for _, st, _, _ in answers]
+    late = [a for a in answers if a[1] == 503]
+    assert late, [(round(a[0], 2), a[1]) for a in answers]
+    # served, then turned away: never a 200 after a 503
+    assert statuses == [200] * (len(statuses) - len(late)) + [503] * len(late), statuses
+    for _, st, body, h in late:
+        js = json.loads(body)
+        assert js["error"]["code"] == "IMG.0061" and "stopping" in js["error"]["message"], js
+        assert h["Retry-After"] == "1" and h["Connection"] == "close", dict(h)
+
+
 # A request that holds its worker inside one C call, where neither the
 # budget's hook nor its tick reaches: the one insert that grows a table of
 # 2^18 integer keys, all equal modulo 2^19 - 1 (Lua's integer hash is not

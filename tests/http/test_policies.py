@@ -884,6 +884,29 @@ QUIET_MISTAKES = [
     ("import-step-zero", lambda t: t.replace("max_tags = 5,", 'max_tags = 5, import = { os_versions = {"X"}, '
                                              'formats = {".raw"}, max_running_jobs = 1, bytes_per_step = 0 },'),
      ["import.bytes_per_step", "whole number >= 1"]),
+    # a value's quotes forgotten read as nil: the rule went without a word
+    ("bare-name-rule", lambda t: t.replace('owner = "immutable"', "owner = immutable"),
+     ["tpol.lua:", "'immutable' is not defined (a text value needs quotes: \"immutable\")"]),
+    ("bare-name-in-a-list", lambda t: t.replace('prefixes = { "sys-" }', "prefixes = { sys }"),
+     ["'sys' is not defined"]),
+    ("misspelt-boolean", lambda t: t.replace("admin_may_write = true", "admin_may_write = ture"),
+     ["'ture' is not defined"]),
+    ("global-assignment", lambda t: "limit = 5\n" + t,
+     ["tpol.lua:1: assignment to global 'limit' (declare it local: local limit = ...)"]),
+    # ':-_' meant as three characters is the range ':' to '_', '@' and '[' among them
+    ("ascii-range-across-classes", lambda t: t.replace('chars = { "A-Z", "a-z", "0-9", "_", "-" },',
+                                                       'chars = { "A-Z", "a-z", "0-9", ":-_" },', 1),
+     ["key.chars", "range ':-_' spans U+003A to U+005F; a range within ASCII must be digits, upper-case "
+                   "or lower-case letters only"]),
+    ("describe-not-text", lambda t: t.replace("describe = \"letters, digits, '_' or '-'\"",
+                                              'describe = { "letters" }', 1),
+     ["key.describe", "must be a string"]),
+    ("delete-key-shorter", lambda t: t.replace("key_max = 30,", "key_max = 10,"),
+     ["delete.key_max", "must be at least key.max (20)"]),
+    ("required-unwritable", lambda t: t.replace('exact_case = { "Env" },', 'exact_case = { "Env" }, required = { "Cost Center" },'),
+     ["required[1]", "'Cost Center' could never be written", "must be 1-20 characters of letters"]),
+    ("example-misspelt", lambda t: t.replace('{ key = "env", value = "x" }', '{ key = "env", vaule = "x" }'),
+     ["examples.reject[2].vaule", "not a policy key"]),
 ]
 
 
@@ -897,6 +920,26 @@ def test_reload_refuses_a_mistake_that_would_weaken_a_rule(fresh, case, edit, pa
     assert r.returncode == 1, (r.stdout, r.stderr)
     for part in parts:
         assert part in r.stderr, (part, r.stderr)
+
+
+def test_a_bare_name_in_the_configuration_is_refused(fresh):
+    """`default_policy = tms` (quotes forgotten) read nil: the default fell
+    back to ims, and a project binding written so vanished, without a word."""
+    with open(fresh.config) as f:
+        good = f.read()
+    for bad, says in [(good.replace('default_policy = "ims"', "default_policy = tms"),
+                       "tagway.conf.lua:2: 'tms' is not defined (a text value needs quotes: \"tms\")"),
+                      (good.replace('] = "tms",', "] = tms,"), "tagway.conf.lua:4: 'tms' is not defined")]:
+        assert bad != good
+        with open(fresh.config, "w") as f:
+            f.write(bad)
+        assert_reload_fails(fresh, says)
+        r = subprocess.run([BIN, "check", "--config", fresh.config, "--policies", fresh.policies,
+                            "--scripts", os.path.join(fresh.root, "lua")], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and says in r.stderr, r.stderr
+    with open(fresh.config, "w") as f:
+        f.write(good)
+    assert fresh.reload()[0] == 200
 
 
 def test_a_hook_answering_other_than_strings_is_a_script_error(fresh):

@@ -253,6 +253,55 @@ def test_a_broken_variant_route_is_named_by_its_file_and_entry(tmp_path):
         server.close()
 
 
+@pytest.mark.parametrize("entry,says", [
+    ('method = "GET", path = "/admin/flat", admin = "true"', "admin must be true or false, not string"),
+    ('method = "GET", path = "/admin/flat", admn = true', "'admn' is not a route key (method, path, handler, auth, admin)"),
+    ('method = "GET", path = "/v9/x", auth = 0', "auth must be true or false, not number"),
+    ('method = "get", path = "/v9/x"', "method 'get' must be an upper-case HTTP method"),
+    ('method = "GET", path = "v9/x"', "path must start with '/'"),
+], ids=["admin-as-string", "admin-misspelt", "auth-as-number", "method-lower-case", "path-relative"])
+def test_a_route_entry_that_would_load_wrong_is_refused(tmp_path, entry, says):
+    """`admin = "true"` or `admn = true` loaded as a route open to members;
+    `method = "get"` loaded and never matched.  Each fails the reload with
+    the file, the entry and what is wrong, and the old routes serve on."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "one.lua").write_text('local shape = require "shape"\n'
+                                    "return { routes = { { %s, handler = function() "
+                                    "return shape.ok(200, { secret = 1 }) end } } }\n" % entry)
+    server = Server(None)
+    try:
+        server.start()
+        server.write_config([str(folder)])
+        status, data = server.request("POST", "/admin/reload", project=None)
+        assert status == 422, (status, data)
+        message = data["error"]["message"]
+        assert message.startswith("%s/one.lua: routes[1] (" % folder) and message.endswith(says), message
+        assert server.request("GET", "/admin/flat", project=None)[0] == 404
+    finally:
+        server.close()
+
+
+def test_a_literal_variant_path_wins_over_a_core_template(tmp_path):
+    """GET /v2/images/summary, added by a variant, was answered by the core
+    GET /v2/images/{image_id} ("image summary not found"): within a
+    method, fewer {names} are tried first."""
+    folder = tmp_path / "summary"
+    folder.mkdir()
+    (folder / "summary.lua").write_text(
+        'local shape = require "shape"\n'
+        'return { routes = { { method = "GET", path = "/v2/images/summary", '
+        'handler = function() return shape.ok(200, { summary = true }) end } } }\n')
+    server = Server([str(folder)]).start()
+    try:
+        assert server.request("GET", "/v2/images/summary") == (200, {"summary": True})
+        image = server.new_image()
+        status, data = server.request("GET", "/v2/images/" + image)
+        assert status == 200 and data["id"] == image, (status, data)
+    finally:
+        server.close()
+
+
 # ---- v1-tags ------------------------------------------------------------------
 
 def test_v1_put_dotted_tag(srv):
