@@ -351,14 +351,18 @@ static uint32_t bn_rnd(uint32_t n)
  * prefixes of every length; an empty name now and then. */
 static void bn_name(char *out)
 {
-    static const char *const stems[] = { "img-", "Build-2026-12-", "ubuntu-22.04-", "x", "" };
+    /* the last two repeat themselves: long KMP border chains across a
+     * block's prefix and rest, and a blob scan where every byte is a
+     * candidate */
+    static const char *const stems[] = { "img-", "Build-2026-12-", "ubuntu-22.04-", "x", "",
+                                         "aaaaaaaaaaaaaaaaaaaaaaaa", "abaabaabaabaab" };
     static char stem[BN_LEN];
     static uint32_t left, seq;
 
     if (left == 0) {
         size_t len = bn_rnd((uint32_t)strlen(stem) + 1);
         if (bn_rnd(2))
-            snprintf(stem, BN_LEN, "%s%u", stems[bn_rnd(5)], bn_rnd(1000));
+            snprintf(stem, BN_LEN, "%s%u", stems[bn_rnd(7)], bn_rnd(1000));
         else
             snprintf(stem + len, BN_LEN - len, "%s", bn_rnd(2) ? "-aB" : "7");
         left = 1 + bn_rnd(40);
@@ -431,6 +435,11 @@ static void test_name_blocks(void)
             needle[b - a] = '\0';
             if (bn_rnd(10) == 0)
                 strcpy(needle, bn_rnd(2) ? "" : "ZZ-no");
+            else if (bn_rnd(10) == 0) { /* a run of one byte, up to longer than any name */
+                size_t run = 1 + bn_rnd(BN_LEN - 1);
+                memset(needle, 'a', run);
+                needle[run] = '\0';
+            }
             for (size_t j = 0; j <= strlen(needle); j++) {
                 if (needle[j] >= 'a' && needle[j] <= 'z' && bn_rnd(2))
                     needle[j] = (char)(needle[j] - 32);
