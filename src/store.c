@@ -623,15 +623,20 @@ static int refuse_unknown(store *s)
 {
     sqlite3_stmt *st = NULL;
     int rc = -2, version;
+    /* the tables every schema version so far has: another program's
+     * database may well have user_version 1 too */
     if (sqlite3_prepare_v2(s->db,
                            "SELECT (SELECT user_version FROM pragma_user_version),"
                            " (SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!'"
-                           " ORDER BY name LIMIT 1)", -1, &st, NULL) != SQLITE_OK ||
+                           " ORDER BY name LIMIT 1),"
+                           " (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                           " ('credentials', 'images', 'image_tags', 'jobs'))", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW)
         goto done;
     rc = 0;
     version = sqlite3_column_int(st, 0);
-    if (version == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL) {
+    if ((version == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL) ||
+        (version >= 1 && version <= SCHEMA_VERSION && sqlite3_column_int(st, 2) != 4)) {
         snprintf(s->err, sizeof s->err,
                  "not a tagway database: it has '%.100s' and no tagway schema; "
                  "left unchanged (give --db a new file)", (const char *)sqlite3_column_text(st, 1));

@@ -643,9 +643,11 @@ def test_database_claimed_by_one_process(gateway_factory, tmp_path):
      "not a tagway database: it has 'notes' and no tagway schema; left unchanged"),
     ("CREATE TABLE images (x);",                 # a name tagway's own tables use
      "not a tagway database: it has 'images' and no tagway schema; left unchanged"),
+    ("CREATE TABLE notes (x); PRAGMA user_version = 1;",   # many programs number theirs so
+     "not a tagway database: it has 'notes' and no tagway schema; left unchanged"),
     ("CREATE TABLE images (x); PRAGMA user_version = 99;",
      "database schema version 99 is newer than this binary (1)"),
-], ids=["foreign", "foreign-clashing-name", "newer"])
+], ids=["foreign", "foreign-clashing-name", "foreign-version-1", "newer"])
 def test_a_database_that_is_not_tagways_is_refused_unchanged(tmp_path, schema, says):
     """--db pointed at another program's SQLite file: every command that
     opens it exits 1 naming the file and why, and the file is as it was
