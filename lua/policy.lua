@@ -78,7 +78,9 @@ local function compile_text_rule(rule, what)
     r.allowed = set
     if not r.describe then        -- without one a rejection said "of any kind"
       local items = {}
-      for i, item in ipairs(rule.chars) do items[i] = "'" .. item .. "'" end
+      for i, item in ipairs(rule.chars) do
+        items[i] = type(item) == "table" and ("'" .. item[1] .. "'-'" .. item[2] .. "'") or ("'" .. item .. "'")
+      end
       r.describe = table.concat(items, ", ")
     end
   end
@@ -207,7 +209,8 @@ local function compile_table(p)
     key = compile_text_rule(p.key, "key"),
     value = compile_text_rule(p.value, "value"),
     delete = {
-      key_max = delete.key_max or 127,
+      -- a policy that allows keys longer than the default never said 127
+      key_max = delete.key_max or math.max(127, type(p.key) == "table" and math.tointeger(p.key.max) or 0),
       value_max = delete.value_max or 255,
       match_value = boolean(delete.match_value, "delete.match_value", false),
     },

@@ -2,7 +2,7 @@
 -- in code points, blank and edge-space tests, character sets given as data.
 -- globals read per request, as locals: each global read is a lookup
 -- through the locked _G
-local ipairs, tonumber, error, string, table, utf8 = ipairs, tonumber, error, string, table, utf8
+local ipairs, tonumber, error, type, string, table, utf8, math = ipairs, tonumber, error, type, string, table, utf8, math
 
 local text = {}
 
@@ -31,29 +31,40 @@ local function ascii_run(lo, hi, first, last) return lo >= first and hi <= last 
 function text.charset(spec)
   local ascii, ranges, class = {}, {}, {}
   for i, item in ipairs(spec) do
-    if type(item) ~= "string" then error("item " .. i .. " is a " .. type(item) .. ", not a string", 2) end
-    local cps = {}
-    for _, c in utf8.codes(item) do cps[#cps + 1] = c end
     local lo, hi
-    if #cps == 1 then lo, hi = cps[1], cps[1]
-    elseif #cps == 3 and cps[2] == 45 then lo, hi = cps[1], cps[3]
-    else error("item '" .. item .. "' is neither one character nor a range X-Y", 2) end
+    if type(item) == "table" then
+      -- { "X", "Y" }: a range said to be one, of any span ({ " ", "~" }:
+      -- printable ASCII)
+      local a, b = item[1], item[2]
+      if type(a) ~= "string" or type(b) ~= "string" or utf8.len(a) ~= 1 or utf8.len(b) ~= 1
+         or #item ~= 2 then
+        error("item " .. i .. ": a range written as a table is { X, Y }, two single characters", 2)
+      end
+      lo, hi = utf8.codepoint(a), utf8.codepoint(b)
+      item = a .. "-" .. b
+    elseif type(item) ~= "string" then
+      error("item " .. i .. " is a " .. type(item) .. ", not a string", 2)
+    else
+      local cps = {}
+      for _, c in utf8.codes(item) do cps[#cps + 1] = c end
+      if #cps == 1 then lo, hi = cps[1], cps[1]
+      elseif #cps == 3 and cps[2] == 45 then lo, hi = cps[1], cps[3]
+      else error("item '" .. item .. "' is neither one character nor a range X-Y", 2) end
+      -- ":-_", meant as three characters, is the range ':' to '_' (38 of
+      -- them, '@' and '[' among them): a range written X-Y within ASCII is
+      -- digits, upper-case or lower-case letters; any other is a table
+      if lo < hi and lo < 128 and not (ascii_run(lo, hi, 48, 57) or ascii_run(lo, hi, 65, 90) or
+                                       ascii_run(lo, hi, 97, 122)) then
+        error(string.format("range '%s' spans U+%04X to U+%04X; a range written X-Y that starts in "
+                            .. "ASCII must be digits, upper-case or lower-case letters only: list the "
+                            .. "characters one by one, or write a range meant as one as a table, { '%s', '%s' }",
+                            item, lo, hi, utf8.char(lo), utf8.char(hi)), 2)
+      end
+    end
     -- "Z-A" would be an empty set: every key it was meant for refused
     if lo > hi then error("range '" .. item .. "' runs backwards (X must come no later than Y)", 2) end
-    -- ":-_", meant as three characters, is the range ':' to '_' (38 of
-    -- them, '@' and '[' among them): a range within ASCII must be one of
-    -- digits, upper-case or lower-case letters
-    if lo ~= hi and lo < 128 and not (ascii_run(lo, hi, 48, 57) or ascii_run(lo, hi, 65, 90) or
-                                      ascii_run(lo, hi, 97, 122)) then
-      error(string.format("range '%s' spans U+%04X to U+%04X; a range within ASCII must be digits, "
-                          .. "upper-case or lower-case letters only: list other characters one by one",
-                          item, lo, hi), 2)
-    end
-    if hi < 128 then
-      for c = lo, hi do ascii[c] = true end
-    else
-      ranges[#ranges + 1] = { lo, hi }
-    end
+    for c = lo, math.min(hi, 127) do ascii[c] = true end
+    if hi >= 128 then ranges[#ranges + 1] = { math.max(lo, 128), hi } end
   end
   -- Runs of 3 or more letters or digits become one range (A-Z): Lua
   -- tries a class's items one by one for every character, so 62 single

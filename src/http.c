@@ -312,7 +312,8 @@ static void send_reply(gw *g, reply *rp)
         evhttp_add_header(out_headers, "Connection", "close");
         /* evhttp adds "Connection: keep-alive" to the answer of an HTTP/1.0
          * request that asked for it: both would be sent */
-        evhttp_remove_header(evhttp_request_get_input_headers(rp->ev), "Connection");
+        while (evhttp_remove_header(evhttp_request_get_input_headers(rp->ev), "Connection") == 0)
+            ;                   /* every one: it removes the first it finds */
     }
     if (state_of(g)->stopping && !rp->turned_away)
         state_of(g)->quiet_since_us = util_mono_us();
@@ -580,10 +581,13 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     if (st->waiting)
         on_commit(-1, 0, g);
     flush_parked(g);
-    if (!st->waiting && !st->parked && util_mono_us() - st->quiet_since_us >= DRAIN_MS * 1000LL)
-        event_base_loopexit(g->base, NULL);
-    else
+    if (!st->waiting && !st->parked && util_mono_us() - st->quiet_since_us >= DRAIN_MS * 1000LL) {
+        /* a few more passes: a 503 turned away just now goes out too */
+        struct timeval flush = {0, 50 * 1000};
+        event_base_loopexit(g->base, &flush);
+    } else {
         evtimer_add(st->drain_ev, &tick);
+    }
 }
 
 /* Stop accepting, answer what was read, let the answers reach their

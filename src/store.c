@@ -637,9 +637,12 @@ static int refuse_unknown(store *s)
     version = sqlite3_column_int(st, 0);
     if ((version == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL) ||
         (version >= 1 && version <= SCHEMA_VERSION && sqlite3_column_int(st, 2) != 4)) {
-        snprintf(s->err, sizeof s->err,
-                 "not a tagway database: it has '%.100s' and no tagway schema; "
-                 "left unchanged (give --db a new file)", (const char *)sqlite3_column_text(st, 1));
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            snprintf(s->err, sizeof s->err, "not a tagway database: schema version %d and no tables; "
+                     "left unchanged (give --db a new file)", version);
+        else
+            snprintf(s->err, sizeof s->err, "not a tagway database: it has '%.100s' and no tagway schema; "
+                     "left unchanged (give --db a new file)", (const char *)sqlite3_column_text(st, 1));
         rc = -1;
     } else if (version > SCHEMA_VERSION) {
         snprintf(s->err, sizeof s->err, "database schema version %d is newer than this binary (%d)",

@@ -2229,6 +2229,8 @@ static int scan_blocks(const nmain *m, const char *n, size_t nl, docbuf *out, si
 {
     const char *b = m->blob;
     size_t p = *pos, next = *pos; /* next keeps hits in a name already taken out */
+    size_t str_end = 0;           /* the NUL ending the string of the last candidate */
+    unsigned tries = 0;           /* candidates compared in that string, 0: none yet */
     u8x16 f, l, a, c;
     u64x2 q;
 
@@ -2245,23 +2247,38 @@ static int scan_blocks(const nmain *m, const char *n, size_t nl, docbuf *out, si
         for (size_t h = 0; h < 2; h++)
             for (uint64_t w = q[h]; w;) {
                 unsigned bit = (unsigned)__builtin_ctzll(w);
-                size_t at = p + h * 8 + bit / 8, i = 1;
+                size_t at = p + h * 8 + bit / 8;
+                const char *hit;
                 w &= ~(0xffull << (bit & ~7u));
                 if (at < next)
                     continue;
-                while (i < nl && b[at + i] == n[i])
-                    i++;
-                if (i == nl) {
+                /* Each prefix or rest is settled in time linear in its
+                 * length: its end is found once; a candidate too close to
+                 * it skips the scan past it (a needle holds no NUL); a few
+                 * candidates are compared, and past those one memmem
+                 * (two-way) settles the rest of the string.  Comparing
+                 * at every candidate was quadratic on names that repeat
+                 * one byte: 10^6 names of 64-124 'a's took 0.25-0.46 s
+                 * for 120 'a's. */
+                if (nl == 1) {          /* the candidate is the hit */
                     if (scan_hit(m, at, cur, out, &next) < 0)
                         return -1;
-                } else if (b[at + i] == '\0') {
-                    /* the name ends within nl bytes of at: no hit starts
-                     * before its end (a needle holds no NUL).  Names that
-                     * repeat one byte made every position a candidate,
-                     * each compare running to the name's end: 10^6 names
-                     * of 64-124 'a's took 0.25-0.46 s for 120 'a's */
-                    next = at + i + 1;
+                    continue;
                 }
+                if (!tries || at > str_end) {
+                    str_end = at + strlen(b + at);
+                    tries = 0;
+                }
+                if (str_end - at < nl) {
+                    next = str_end + 1;
+                    continue;
+                }
+                if (++tries <= 4)
+                    hit = memcmp(b + at, n, nl) == 0 ? b + at : NULL;
+                else if (!(hit = memmem(b + at, str_end - at, n, nl)))
+                    next = str_end + 1;
+                if (hit && scan_hit(m, (size_t)(hit - b), cur, out, &next) < 0)
+                    return -1;
             }
         if (next > p + 16)      /* skip what a hit or a name's end ruled out */
             p = next - 16;

@@ -313,6 +313,20 @@ def test_slow_client_closed_by_timeout(small):
                 s.close()
 
 
+def test_a_closing_answer_to_an_http10_keep_alive_request_says_close_only(g):
+    """evhttp adds "Connection: keep-alive" to the answer of an HTTP/1.0
+    request that asked for it; an answer that closes the connection said
+    both, and a client trusting the second would send on a closed one."""
+    for head in [b"POST /v2/images HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+                 b"Connection: keep-alive\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+                 b"HEAD /healthz HTTP/1.0\r\nHost: x\r\nConnection: TE\r\nConnection: keep-alive\r\n"
+                 b"Content-Length: 3\r\n\r\nabc"]:
+        got = send_until_closed(g.port, head)
+        lines = got.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert lines[0].startswith(b"HTTP/1.0 "), got[:200]
+        assert [l for l in lines if l.lower().startswith(b"connection:")] == [b"Connection: close"], lines
+
+
 def test_many_idle_connections(g):
     socks = []
     try:

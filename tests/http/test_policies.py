@@ -609,6 +609,30 @@ def test_reload_lowers_max_tags(fresh):
     rejected(fresh.create(P_TMS, img2, [("d", "4")]), "3", "(policy tms)", code="IMG.0116")
 
 
+def test_a_range_written_as_a_table_spans_any_characters(fresh):
+    """A range meant as one across ASCII classes is written { X, Y }
+    (':-_' as a string is refused as a likely mistake); without describe,
+    a rejection lists the chars.  Keys longer than 127 with no delete
+    block get a delete limit to match, not a refusal."""
+    rewrite(fresh, "tpol", lambda t: t.replace(
+        'value = { min = 0, max = 20, chars = { "A-Z", "a-z", "0-9", "_", "-", "." },\n'
+        "            describe = \"letters, digits, '_', '-' or '.'\", edge_space = \"allow\" },",
+        'value = { min = 0, max = 20, chars = { { " ", "~" } } },'))
+    status, data = fresh.reload()
+    assert status == 200, (status, data)
+    img = fresh.new_image(P_T)
+    ok(fresh.create(P_T, img, [("k1", "a:b@c[d]~ {x}")]))
+    rejected(fresh.create(P_T, img, [("k2", "caf\u00e9")]), "tags[0].value",
+             "must be 0-20 characters of ' '-'~'", "(policy tpol)")
+    rewrite(fresh, "tpol", lambda t: t.replace("  delete = { key_max = 30, value_max = 5, match_value = true },\n", "")
+            .replace("key = { min = 1, max = 20,", "key = { min = 1, max = 200,"))
+    status, data = fresh.reload()
+    assert status == 200, (status, data)
+    long_key = "k" * 150
+    ok(fresh.create(P_T, img, [(long_key, "v")]))
+    ok(fresh.delete(P_T, img, [(long_key,)]))
+
+
 def test_max_tags_beyond_32_bits_is_no_limit(fresh):
     """A quota larger than C's int (2^32 would wrap to 0) allows any count,
     on every write path alike."""
@@ -896,8 +920,8 @@ QUIET_MISTAKES = [
     # ':-_' meant as three characters is the range ':' to '_', '@' and '[' among them
     ("ascii-range-across-classes", lambda t: t.replace('chars = { "A-Z", "a-z", "0-9", "_", "-" },',
                                                        'chars = { "A-Z", "a-z", "0-9", ":-_" },', 1),
-     ["key.chars", "range ':-_' spans U+003A to U+005F; a range within ASCII must be digits, upper-case "
-                   "or lower-case letters only"]),
+     ["key.chars", "range ':-_' spans U+003A to U+005F; a range written X-Y that starts in ASCII must be "
+                   "digits, upper-case or lower-case letters only", "{ ':', '_' }"]),
     ("describe-not-text", lambda t: t.replace("describe = \"letters, digits, '_' or '-'\"",
                                               'describe = { "letters" }', 1),
      ["key.describe", "must be a string"]),
@@ -929,7 +953,10 @@ def test_a_bare_name_in_the_configuration_is_refused(fresh):
         good = f.read()
     for bad, says in [(good.replace('default_policy = "ims"', "default_policy = tms"),
                        "tagway.conf.lua:2: 'tms' is not defined (a text value needs quotes: \"tms\")"),
-                      (good.replace('] = "tms",', "] = tms,"), "tagway.conf.lua:4: 'tms' is not defined")]:
+                      (good.replace('] = "tms",', "] = tms,"), "tagway.conf.lua:4: 'tms' is not defined"),
+                      # the configuration's own state has no library at all
+                      ('local home = os and os.getenv("HOME") or "/"\n' + good,
+                       "tagway.conf.lua:1: 'os' is not available in this file")]:
         assert bad != good
         with open(fresh.config, "w") as f:
             f.write(bad)

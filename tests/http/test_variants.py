@@ -282,6 +282,43 @@ def test_a_route_entry_that_would_load_wrong_is_refused(tmp_path, entry, says):
         server.close()
 
 
+def test_a_variant_file_reads_no_undefined_name(tmp_path):
+    """A variant file runs as a data file: `method = GET`, quotes
+    forgotten, fails the reload at its line instead of loading a route
+    with no method; a handler that reads an undefined name at request
+    time fails that request (500) with its file and line in the log."""
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "one.lua").write_text('return { routes = { { method = GET, path = "/v9/x",\n'
+                                    '  handler = function() return 204 end } } }\n')
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / "two.lua").write_text('local shape = require "shape"\n'
+                                  'local function h()\n'
+                                  '  return shape.ok(200, { v = nosuch })\n'
+                                  'end\n'
+                                  'return { routes = { { method = "GET", path = "/v9/late", handler = h } } }\n')
+    server = Server(None)
+    try:
+        server.start()
+        server.write_config([str(folder)])
+        status, data = server.request("POST", "/admin/reload", project=None)
+        assert status == 422, (status, data)
+        # (Lua shortens a long chunk name from the left: the folder may not show whole)
+        assert data["error"]["message"].endswith(
+            "bare/one.lua:1: 'GET' is not defined (a text value needs quotes: \"GET\")"), data
+        server.write_config([str(late)])
+        status, data = server.request("POST", "/admin/reload", project=None)
+        assert status == 200, (status, data)
+        status, data = server.request("GET", "/v9/late")
+        assert status == 500, (status, data)
+        with open(server.log_path) as f:
+            log = f.read()
+        assert "late/two.lua:3: 'nosuch' is not defined" in log, log[-2000:]
+    finally:
+        server.close()
+
+
 def test_a_literal_variant_path_wins_over_a_core_template(tmp_path):
     """GET /v2/images/summary, added by a variant, was answered by the core
     GET /v2/images/{image_id} ("image summary not found"): within a

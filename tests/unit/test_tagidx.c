@@ -326,6 +326,37 @@ static void test_empty_names(void)
     tagidx_free(ix);
 }
 
+/* A name with many candidates (the needle's first and last bytes) before
+ * its one hit at the very end: the scan compares a few, then settles the
+ * rest of the name with one memmem, which must reach the name's last byte.
+ * Names differ at their first byte, so blocks share no prefix and every
+ * hit is the blob scan's, not the prefix-and-rest pass's. */
+static void test_name_many_candidates(void)
+{
+    static const char firsts[] = "bcdefghijklmnopqrstuvwxyz";
+    tagidx *ix = tagidx_new();
+    tagidx_query q = { 0 };
+    uint64_t n = 0, want = 0;
+    char name[64];
+
+    CHECK(ix != NULL);
+    if (!ix)
+        return;
+    for (uint32_t d = 1; d <= 200; d++) {
+        snprintf(name, sizeof name, "%c%.*s%s", firsts[d % 25], (int)(20 + d % 7),
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", d % 4 == 0 ? "XA" : "YA");
+        want += d % 4 == 0;
+        CHECK(tagidx_image_add(ix, PA, d, name) == 0);
+    }
+    q.name = "aXa";
+    CHECK(tagidx_count(ix, PA, &q, &n) == 0);
+    CHECK(n == want);
+    q.name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"; /* 29 a's: longer than any run of them */
+    CHECK(tagidx_count(ix, PA, &q, &n) == 0);
+    CHECK(n == 0);
+    tagidx_free(ix);
+}
+
 /* The name store codes each block of 16 names as their shared prefix and
  * the rests.  Names here come in runs that share prefixes of every length
  * (a sequence, a common stem, a name cut back then extended, an empty one),
@@ -718,6 +749,7 @@ static void test_hand(void)
     tagidx_free(ix);
     test_value_churn();
     test_empty_names();
+    test_name_many_candidates();
     test_name_blocks();
     test_wrong_old_value();
     test_load_doc_zero();
