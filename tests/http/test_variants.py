@@ -155,6 +155,13 @@ class Server:
                             project=project)
 
 
+def reload_with(server, *folders):
+    """Points the running server's configuration at these variant folders
+    and reloads it: (status, data)."""
+    server.write_config([str(f) for f in folders])
+    return server.request("POST", "/admin/reload", project=None)
+
+
 def ok(result):
     status, data = result
     assert status == 204 and data is None, (status, data)
@@ -218,15 +225,13 @@ def test_enabled_by_reload():
         server.start()
         image = server.new_image()
         gateway_error(server.v1_put({"image_id": image, "tag": "a.b"}), 404, "APIGW.0101")
-        server.write_config([V1])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, V1)
         assert status == 200, (status, data)
         ok(server.v1_put({"image_id": image, "tag": "a.b"}))
         assert server.tags(image) == {"a": "b"}
         gateway_error(server.glance("PUT", image, "c=d"), 404, "APIGW.0101")   # only v1 listed
         # a variant folder that does not exist fails the reload; v1 keeps serving
-        server.write_config([V1, "/nonexistent/variant"])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, V1, "/nonexistent/variant")
         assert status == 422 and "/nonexistent/variant" in data["error"]["message"], (status, data)
         ok(server.v1_put({"image_id": image, "tag": "e.f"}))
     finally:
@@ -244,8 +249,7 @@ def test_a_broken_variant_route_is_named_by_its_file_and_entry(tmp_path):
     server = Server(None)
     try:
         server.start()
-        server.write_config([str(folder)])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         assert data["error"]["message"] == (
             "%s/one.lua: routes[2] (GET /v9/x): handler must be a function" % folder), data
@@ -272,8 +276,7 @@ def test_a_route_entry_that_would_load_wrong_is_refused(tmp_path, entry, says):
     server = Server(None)
     try:
         server.start()
-        server.write_config([str(folder)])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         message = data["error"]["message"]
         assert message.startswith("%s/one.lua: routes[1] (" % folder) and message.endswith(says), message
@@ -301,14 +304,12 @@ def test_a_variant_file_reads_no_undefined_name(tmp_path):
     server = Server(None)
     try:
         server.start()
-        server.write_config([str(folder)])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         # (Lua shortens a long chunk name from the left: the folder may not show whole)
         assert data["error"]["message"].endswith(
             "bare/one.lua:1: 'GET' is not defined (a text value needs quotes: \"GET\")"), data
-        server.write_config([str(late)])
-        status, data = server.request("POST", "/admin/reload", project=None)
+        status, data = reload_with(server, late)
         assert status == 200, (status, data)
         status, data = server.request("GET", "/v9/late")
         assert status == 500, (status, data)
