@@ -330,11 +330,11 @@ static void fit_open_files(gw_options *opt)
 /* jemalloc hands freed pages back only when something allocates (its
  * decay runs then): after a burst of large bodies, an idle gateway kept
  * 288 MB resident until traffic came back.  Its background thread purges
- * on a timer.  Called after the signals are blocked (signals_start), so
- * that thread, made now, inherits the mask and never takes a SIGTERM. */
-static void purge_in_background(void)
+ * on a timer.  Turned on after the signals are blocked (signals_start), so
+ * that thread, made then, inherits the mask and never takes a SIGTERM;
+ * off (joined) at the end, so no thread outlives serve. */
+static void purge_in_background(_Bool on)
 {
-    _Bool on = 1;
     if (mallctl)
         mallctl("background_thread", NULL, NULL, &on, sizeof on);
 }
@@ -351,7 +351,7 @@ static int load_index(gw *g)
     }
     store_attach_index(g->store, g->index);
     return_free_memory();
-    purge_in_background();
+    purge_in_background(1);
     tagidx_memory_parts(g->index, &mem);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"index built\",\"images\":%llu,\"tags\":%llu,"
                     "\"ms\":%lld,\"bytes\":%zu,\"names_bytes\":%zu,\"bitmaps_bytes\":%zu,"
@@ -559,6 +559,7 @@ done:
     gw_shared_destroy(&shared);
     free(w);
     store_unclaim(claim); /* every connection to the file is closed */
+    purge_in_background(0);
     signals_free(sigs);   /* last: the deadline covered everything above */
     return rc;
 }
