@@ -617,9 +617,9 @@ static void rollback(store *s)
  * or of a newer tagway, is refused before anything in it changes, its
  * journal mode included: tagway's tables used to be added to another
  * program's database, or a name they share made the migration fail with
- * "table images already exists".  0, -1 (refused: s->err says why), -2
- * (SQLite failed: not a database, unreadable). */
-static int refuse_unknown(store *s)
+ * "table images already exists".  0 (*version_out: its schema version), -1
+ * (refused: s->err says why), -2 (SQLite failed: not a database, unreadable). */
+static int refuse_unknown(store *s, int *version_out)
 {
     sqlite3_stmt *st = NULL;
     int rc = -2, version;
@@ -634,7 +634,7 @@ static int refuse_unknown(store *s)
         sqlite3_step(st) != SQLITE_ROW)
         goto done;
     rc = 0;
-    version = sqlite3_column_int(st, 0);
+    *version_out = version = sqlite3_column_int(st, 0);
     if ((version == 0 && sqlite3_column_type(st, 1) != SQLITE_NULL) ||
         (version >= 1 && version <= SCHEMA_VERSION && sqlite3_column_int(st, 2) != 4)) {
         if (sqlite3_column_type(st, 1) == SQLITE_NULL)
@@ -654,16 +654,9 @@ done:
     return rc;
 }
 
-static int migrate(store *s)
+/* version: the database's, as refuse_unknown read it. */
+static int migrate(store *s, int version)
 {
-    sqlite3_stmt *st = NULL;
-    int version = 0;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        goto fail;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
     for (; version < SCHEMA_VERSION; version++) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
@@ -677,9 +670,6 @@ static int migrate(store *s)
         }
     }
     return 0;
-fail:
-    set_err(s, "schema version");
-    return -1;
 }
 
 /* The database file is created 0600 before SQLite sees it: it holds secret
@@ -791,7 +781,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
         "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
         "PRAGMA temp_store=MEMORY; " STORE_CACHE;
     store *s = calloc(1, sizeof *s);
-    int unknown;
+    int unknown, version = 0;
     *out = NULL;
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -808,7 +798,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(s->db, 5000);
-    if ((unknown = refuse_unknown(s)) == -2)
+    if ((unknown = refuse_unknown(s, &version)) == -2)
         goto fail;
     if (unknown != 0) {
         snprintf(err, errlen, "%s: %s", path, s->err);
@@ -816,7 +806,7 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
     }
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || set_sync_mode(s) != 0)
         goto fail;
-    if (migrate(s) != 0) {
+    if (migrate(s, version) != 0) {
         snprintf(err, errlen, "%s: %s", path, s->err);
         goto fail_quiet;
     }

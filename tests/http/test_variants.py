@@ -96,6 +96,12 @@ class Server:
         self.close()
         raise RuntimeError("tagway did not start")
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -153,6 +159,14 @@ class Server:
     def glance(self, method, image, tag, project=P):
         return self.request(method, "/v2/images/%s/tags/%s" % (image, urllib.parse.quote(tag, safe="")),
                             project=project)
+
+
+def variant_folder(tmp_path, name, text, file="one.lua"):
+    """A variant folder under tmp_path holding one module of this text."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / file).write_text(text)
+    return folder
 
 
 def reload_with(server, *folders):
@@ -241,20 +255,14 @@ def test_enabled_by_reload():
 def test_a_broken_variant_route_is_named_by_its_file_and_entry(tmp_path):
     """A route table's mistake names the variant file, the entry and its
     method and path, not the router line that checked it."""
-    folder = tmp_path / "bad"
-    folder.mkdir()
-    (folder / "one.lua").write_text('return { routes = { { method = "GET", path = "/v9/ok", '
-                                    'handler = function() return 204 end }, '
-                                    '{ method = "GET", path = "/v9/x", handler = "nope" } } }\n')
-    server = Server(None)
-    try:
-        server.start()
+    folder = variant_folder(tmp_path, "bad", 'return { routes = { { method = "GET", path = "/v9/ok", '
+                            'handler = function() return 204 end }, '
+                            '{ method = "GET", path = "/v9/x", handler = "nope" } } }\n')
+    with Server(None) as server:
         status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         assert data["error"]["message"] == (
             "%s/one.lua: routes[2] (GET /v9/x): handler must be a function" % folder), data
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("entry,says", [
@@ -268,21 +276,15 @@ def test_a_route_entry_that_would_load_wrong_is_refused(tmp_path, entry, says):
     """`admin = "true"` or `admn = true` loaded as a route open to members;
     `method = "get"` loaded and never matched.  Each fails the reload with
     the file, the entry and what is wrong, and the old routes serve on."""
-    folder = tmp_path / "bad"
-    folder.mkdir()
-    (folder / "one.lua").write_text('local shape = require "shape"\n'
-                                    "return { routes = { { %s, handler = function() "
-                                    "return shape.ok(200, { secret = 1 }) end } } }\n" % entry)
-    server = Server(None)
-    try:
-        server.start()
+    folder = variant_folder(tmp_path, "bad", 'local shape = require "shape"\n'
+                            "return { routes = { { %s, handler = function() "
+                            "return shape.ok(200, { secret = 1 }) end } } }\n" % entry)
+    with Server(None) as server:
         status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         message = data["error"]["message"]
         assert message.startswith("%s/one.lua: routes[1] (" % folder) and message.endswith(says), message
         assert server.request("GET", "/admin/flat", project=None)[0] == 404
-    finally:
-        server.close()
 
 
 def test_a_variant_file_reads_no_undefined_name(tmp_path):
@@ -290,20 +292,15 @@ def test_a_variant_file_reads_no_undefined_name(tmp_path):
     forgotten, fails the reload at its line instead of loading a route
     with no method; a handler that reads an undefined name at request
     time fails that request (500) with its file and line in the log."""
-    folder = tmp_path / "bare"
-    folder.mkdir()
-    (folder / "one.lua").write_text('return { routes = { { method = GET, path = "/v9/x",\n'
-                                    '  handler = function() return 204 end } } }\n')
-    late = tmp_path / "late"
-    late.mkdir()
-    (late / "two.lua").write_text('local shape = require "shape"\n'
-                                  'local function h()\n'
-                                  '  return shape.ok(200, { v = nosuch })\n'
-                                  'end\n'
-                                  'return { routes = { { method = "GET", path = "/v9/late", handler = h } } }\n')
-    server = Server(None)
-    try:
-        server.start()
+    folder = variant_folder(tmp_path, "bare", 'return { routes = { { method = GET, path = "/v9/x",\n'
+                            '  handler = function() return 204 end } } }\n')
+    late = variant_folder(tmp_path, "late", 'local shape = require "shape"\n'
+                          'local function h()\n'
+                          '  return shape.ok(200, { v = nosuch })\n'
+                          'end\n'
+                          'return { routes = { { method = "GET", path = "/v9/late", handler = h } } }\n',
+                          file="two.lua")
+    with Server(None) as server:
         status, data = reload_with(server, folder)
         assert status == 422, (status, data)
         # (Lua shortens a long chunk name from the left: the folder may not show whole)
@@ -316,28 +313,22 @@ def test_a_variant_file_reads_no_undefined_name(tmp_path):
         with open(server.log_path) as f:
             log = f.read()
         assert "late/two.lua:3: 'nosuch' is not defined" in log, log[-2000:]
-    finally:
-        server.close()
 
 
 def test_a_literal_variant_path_wins_over_a_core_template(tmp_path):
     """GET /v2/images/summary, added by a variant, was answered by the core
     GET /v2/images/{image_id} ("image summary not found"): within a
     method, fewer {names} are tried first."""
-    folder = tmp_path / "summary"
-    folder.mkdir()
-    (folder / "summary.lua").write_text(
-        'local shape = require "shape"\n'
-        'return { routes = { { method = "GET", path = "/v2/images/summary", '
-        'handler = function() return shape.ok(200, { summary = true }) end } } }\n')
-    server = Server([str(folder)]).start()
-    try:
+    folder = variant_folder(tmp_path, "summary",
+                            'local shape = require "shape"\n'
+                            'return { routes = { { method = "GET", path = "/v2/images/summary", '
+                            'handler = function() return shape.ok(200, { summary = true }) end } } }\n',
+                            file="summary.lua")
+    with Server([str(folder)]) as server:
         assert server.request("GET", "/v2/images/summary") == (200, {"summary": True})
         image = server.new_image()
         status, data = server.request("GET", "/v2/images/" + image)
         assert status == 200 and data["id"] == image, (status, data)
-    finally:
-        server.close()
 
 
 # ---- v1-tags ------------------------------------------------------------------
