@@ -654,6 +654,9 @@ def idx_bench(idxbench, n, ms_per_op):
 # tags, which this vocabulary reproduces (the benchmark's own, 2 ... 100,000
 # values per key, makes the same structure take ~62 MiB).
 REF_CARD = "2,4,8,16,32,64,128,256,512,1024"
+# What CRoaring must take, serialized, on REF_CARD for the data to still be
+# the (it took 14.5 MiB when chosen); outside, the target is not met.
+REF_SERIALIZED_MIB = (13.0, 17.0)
 
 
 def idx_memory(idxbench, n, card=None):
@@ -1017,9 +1020,13 @@ def report(R):
         "", "≤ 2 s", yes(ix.get("ms", 1e9) <= 2000, not big))
     parts = ", ".join("%s %.1f" % (k, mib(ix[k + "_bytes"])) for k in ("bitmaps", "pools", "values", "names")
                       if k + "_bytes" in ix)
-    row("Index memory (server log, tagidx_memory)", "%.1f MiB%s; server RSS %.0f MiB after start, %.0f MiB at the end" % (
-        mib(ix.get("bytes", 0)), " (%s)" % parts if parts else "", R["rss_mib"] or 0, R["rss_end_mib"] or 0), "", "≤ 20 MiB",
-        yes(mib(ix.get("bytes", 1e12)) <= 20, not big))
+    here = R["idx_mem"]["croaring"]
+    row("Index memory (server log, tagidx_memory), this data", "%.1f MiB%s; server RSS %.0f MiB after start, "
+        "%.0f MiB at the end" % (mib(ix.get("bytes", 0)), " (%s)" % parts if parts else "", R["rss_mib"] or 0,
+                                 R["rss_end_mib"] or 0),
+        "plain CRoaring takes %.1f MiB here (%.1f serialized)" % (
+            mib(here["allocated_bytes"]), mib(here["serialized_bytes"])),
+        "(≤ 20 MiB is set where CRoaring takes 15: next row)", "")
     b = R["idx"]["build"]
     # the bulk loader (the server's start-up path) cannot be measured half-way:
     # images_bytes is 0 then, and only the time of the image pass is shown
@@ -1028,16 +1035,28 @@ def report(R):
         "%s ms (images and names alone: %s ms%s); tagidx_memory %.1f MiB, %s counts %.1f MiB allocated%s" % (
             fmt_int(b["ms"]), fmt_int(b.get("images_ms", 0)), images_mem, mib(b["bytes"]),
             b.get("allocator", "malloc"), mib(b.get("allocated_bytes", 0)), load_note(R.get("idx_foreign"))))
-    for label, m in (("this data", R["idx_mem"]), ("values per key %s" % REF_CARD.replace(",", ", "),
-                                                    R["idx_mem_ref"])):
-        t, c = m["build"], m["croaring"]
-        row("Index memory against plain CRoaring (a bitmap per key=value, per key, live), %s" % label,
-            "tagidx %.1f MiB (%s counts %.1f), of which names %.1f; CRoaring: %s counts %.1f MiB "
-            "for %s bitmaps, %.1f MiB serialized" % (
-                mib(t["bytes"]), t["allocator"], mib(t["allocated_bytes"]), mib(t["names_bytes"]),
-                c["allocator"], mib(c["allocated_bytes"]), fmt_int(c["sets"]), mib(c["serialized_bytes"])),
-            "tagidx %.2f× CRoaring (as the allocator counts both; names included)" % (
-                t["allocated_bytes"] / max(c["allocated_bytes"], 1)))
+    ref = R["idx_mem_ref"]
+    t, c = ref["build"], ref["croaring"]
+    calibrated = REF_SERIALIZED_MIB[0] <= mib(c["serialized_bytes"]) <= REF_SERIALIZED_MIB[1]
+    row("Index memory on the issue's reference data (values per key %s, where plain CRoaring "
+        "takes the issue's 15 MiB)" % REF_CARD.replace(",", ", "),
+        "tagidx %.1f MiB by its own count, %s counts %.1f MiB allocated, names (%.1f) included; "
+        "CRoaring: %s counts %.1f MiB for %s bitmaps, %.1f MiB serialized%s" % (
+            mib(t["bytes"]), t["allocator"], mib(t["allocated_bytes"]), mib(t["names_bytes"]),
+            c["allocator"], mib(c["allocated_bytes"]), fmt_int(c["sets"]), mib(c["serialized_bytes"]),
+            "" if calibrated else " **(not the issue's 15 MiB: the reference data has drifted)**"),
+        "tagidx %.2f× CRoaring (as the allocator counts both)" % (
+            t["allocated_bytes"] / max(c["allocated_bytes"], 1)),
+        "≤ 20 MiB", yes(calibrated and mib(max(t["bytes"], t["allocated_bytes"])) <= 20, not big))
+    t, c = R["idx_mem"]["build"], here
+    row("Index memory against plain CRoaring, this data",
+        "tagidx %.1f MiB (%s counts %.1f), of which names %.1f, values %.1f; CRoaring: %s counts %.1f MiB "
+        "for %s bitmaps, %.1f MiB serialized" % (
+            mib(t["bytes"]), t["allocator"], mib(t["allocated_bytes"]), mib(t["names_bytes"]),
+            mib(t["values_bytes"]), c["allocator"], mib(c["allocated_bytes"]), fmt_int(c["sets"]),
+            mib(c["serialized_bytes"])),
+        "tagidx %.2f× CRoaring (as the allocator counts both; names and values included)" % (
+            t["allocated_bytes"] / max(c["allocated_bytes"], 1)))
     row("SQL baseline set-up", "copy of the loaded database + index image_tags(key, value, seq) + ANALYZE; "
         "best of 4 formulations per shape and operation (EXISTS, IN, INTERSECT/EXCEPT, JOIN); "
         "Python sqlite3, 256 MiB cache, warm" + load_note(R.get("sql_foreign")))
