@@ -4,8 +4,9 @@
  * as a roaring bitmap once large (a roaring bitmap costs ~150 bytes even for
  * one member); lower-cased names in one blob, in blocks of 16 under the
  * prefix they share, scanned as they are for substrings.  Uses CRoaring
- * (-lroaring) and libc; the string and doc hash maps are local. */
+ * (-lroaring), strsort and libc; the string and doc hash maps are local. */
 #include "tagidx.h"
+#include "strsort.h"
 
 #include <roaring/roaring.h>
 #include <stddef.h>
@@ -193,11 +194,6 @@ static size_t smap_bytes(const smap *m)
     return m->slots ? (size_t)(m->mask + 1) * sizeof(smap_slot) : 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The keys of m in byte order, or NULL (allocation failure) when non-empty. */
 static const char **smap_sorted_keys(const smap *m)
 {
@@ -209,7 +205,10 @@ static const char **smap_sorted_keys(const smap *m)
     for (uint32_t i = 0; m->slots && i <= m->mask; i++)
         if (m->slots[i].key)
             out[n++] = m->slots[i].key;
-    qsort(out, n, sizeof *out, cmp_str);
+    if (strsort(out, n) < 0) {
+        free(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -3704,7 +3703,10 @@ static int key_list(const keyent *ke, tagidx_key_cb cb, void *ud, int *stop)
         return -1;
     for (uint32_t e = 0; e < ke->vals.n; e++)
         vals[e] = vt_name(&ke->vals, &ke->vals.ents[e]);
-    qsort(vals, ke->vals.n, sizeof *vals, cmp_str);
+    if (strsort(vals, ke->vals.n) < 0) {
+        free(vals);
+        return -1;
+    }
     *stop = cb(ud, ke->name, vals, ke->vals.n) != 0;
     free(vals);
     return 0;

@@ -198,7 +198,8 @@ def build_helpers(outdir):
          *libevent])
     run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
          "-I" + os.path.join(REPO, "src"), "-o", idxbench, os.path.join(HERE, "idxbench.c"),
-         os.path.join(REPO, "src", "tagidx.c"), "-lroaring", "-ljemalloc"])  # the server's allocator
+         os.path.join(REPO, "src", "tagidx.c"), os.path.join(REPO, "src", "strsort.c"),
+         "-lroaring", "-ljemalloc"])  # the server's allocator
     return ceiling, idxbench, latclient
 
 
