@@ -1429,6 +1429,30 @@ static void vt_del(vtab *t, posting *ent)
         vt_compact_arena(t);
 }
 
+/* After a removal: a table that churned through many values that are gone
+ * again gives back what they needed (down to twice the entries, slots at
+ * most 2/5 full), so it does not keep its high-water size until a restart.
+ * The thresholds (a quarter of the entries, a fifth of the slots) leave
+ * room both ways, so a table near them does not resize back and forth.
+ * Entries move: no caller holds one across this.  A failed allocation
+ * keeps the larger table. */
+static void vt_shrink(vtab *t)
+{
+    uint32_t nslots = 8;
+    posting *ne;
+
+    if (t->cap > 16 && t->n < t->cap / 4 &&
+        (ne = realloc(t->ents, (size_t)(t->n < 8 ? 16 : 2 * t->n) * sizeof *ne))) {
+        t->ents = ne;
+        t->cap = t->n < 8 ? 16 : 2 * t->n;
+    }
+    if (!t->idx || t->mask < 8 || (uint64_t)t->n * 5 >= (uint64_t)t->mask + 1)
+        return;
+    while ((uint64_t)nslots * 2 < (uint64_t)t->n * 5)
+        nslots *= 2;
+    vt_rehash(t, nslots);
+}
+
 static void vt_free(vtab *t)
 {
     for (uint32_t e = 0; e < t->n; e++)
@@ -2613,6 +2637,7 @@ static void val_drop_if_empty(keyent *ke, posting *ve)
         return;
     pst_free(&ke->pl, ve);
     vt_del(&ke->vals, ve);
+    vt_shrink(&ke->vals);
 }
 
 static void key_drop_if_empty(project *p, keyent *ke)
