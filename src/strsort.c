@@ -1,20 +1,29 @@
 /* strsort: many strings in byte order, for listings of up to 10^5 and
  * more values.  qsort with strcmp spent 33 of a 40 ms project tag listing
  * (143,129 values) chasing pointers into the strings at every comparison.
- * Here each string's first 8 bytes, zero padded and read big-endian, are
- * its sort key: an LSD radix sort orders the keys without touching a
- * string again, and only runs of strings that share all 8 bytes are then
- * ordered by the rest with strcmp. */
+ * Here 8 bytes of each string, zero padded and read big-endian, are its
+ * sort key: an LSD radix sort orders the keys without touching a string
+ * again.  Strings that share all 8 bytes are sorted the same way by their
+ * next 8 (so values with a long common prefix, `build-2026-12-06-...`,
+ * cost a pass over each 8 bytes they share rather than a qsort); runs too
+ * short for 8 histograms, or past DEPTH_MAX shared bytes, go to qsort. */
 #include "strsort.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum {
+    RADIX_FROM = 64, /* fewer strings: qsort, cheaper than 8 x 256 counts */
+    DEPTH_MAX = 256  /* bytes shared before qsort takes over: bounds the recursion */
+};
+
 typedef struct {
-    uint64_t head; /* bytes 0-7, byte 0 highest, zeros past the end */
+    uint64_t head; /* 8 bytes from the run's depth, the first highest, zeros past the end */
     const char *s;
 } item;
+
+typedef size_t histogram[8][256];
 
 static uint64_t head_of(const char *s)
 {
@@ -25,50 +34,32 @@ static uint64_t head_of(const char *s)
     return h;
 }
 
-static int cmp_tail(const void *a, const void *b)
+static int cmp_item(const void *a, const void *b)
 {
-    return strcmp(((const item *)a)->s + 8, ((const item *)b)->s + 8);
+    return strcmp(((const item *)a)->s, ((const item *)b)->s);
 }
 
-/* Equal heads whose last byte is not zero belong to strings of 8 bytes or
- * more, which the rest decides; with a zero there the strings are equal. */
-static void sort_ties(item *it, size_t n)
+/* Sorts a[0, n), whose strings share their first `depth` bytes and are
+ * longer than that; b is room for n items. */
+static void sort_run(item *a, item *b, size_t n, size_t depth, histogram *count)
 {
-    for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && it[j].head == it[i].head; j++)
-            ;
-        if (j - i > 1 && (it[i].head & 0xff))
-            qsort(it + i, j - i, sizeof *it, cmp_tail);
-    }
-}
+    item *from = a, *to = b, *t;
 
-int strsort(const char **v, size_t n)
-{
-    item *mem, *a, *b, *t;
-    size_t (*count)[256];
-
-    if (n < 2)
-        return 0;
-    mem = malloc(2 * n * sizeof *mem);
-    count = calloc(8, sizeof *count);
-    if (!mem || !count) {
-        free(mem);
-        free(count);
-        return -1;
+    if (n < RADIX_FROM || depth > DEPTH_MAX) {
+        qsort(a, n, sizeof *a, cmp_item);
+        return;
     }
-    a = mem;
-    b = mem + n;
+    memset(count, 0, sizeof *count);
     for (size_t i = 0; i < n; i++) {
-        a[i].head = head_of(v[i]);
-        a[i].s = v[i];
+        a[i].head = head_of(a[i].s + depth);
         for (int d = 0; d < 8; d++)
-            count[d][(a[i].head >> 8 * d) & 0xff]++;
+            (*count)[d][(a[i].head >> 8 * d) & 0xff]++;
     }
-    /* byte 7 first: each pass is stable, so the last (byte 0) decides */
+    /* the last byte first: each pass is stable, so the first byte decides */
     for (int d = 0; d < 8; d++) {
-        size_t at = 0, *c = count[d];
+        size_t at = 0, *c = (*count)[d];
         unsigned shift = 8 * (unsigned)d;
-        if (c[(a[0].head >> shift) & 0xff] == n)
+        if (c[(from[0].head >> shift) & 0xff] == n)
             continue; /* one value of this byte for all: nothing moves */
         for (int x = 0; x < 256; x++) {
             size_t k = c[x];
@@ -76,14 +67,42 @@ int strsort(const char **v, size_t n)
             at += k;
         }
         for (size_t i = 0; i < n; i++)
-            b[c[(a[i].head >> shift) & 0xff]++] = a[i];
-        t = a;
-        a = b;
-        b = t;
+            to[c[(from[i].head >> shift) & 0xff]++] = from[i];
+        t = from;
+        from = to;
+        to = t;
     }
-    sort_ties(a, n);
+    if (from != a)
+        memcpy(a, from, n * sizeof *a);
+    /* equal heads without a zero byte: strings of depth + 8 bytes or more,
+     * which their next bytes order; with a zero there they are equal */
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && a[j].head == a[i].head; j++)
+            ;
+        if (j - i > 1 && (a[i].head & 0xff))
+            sort_run(a + i, b + i, j - i, depth + 8, count);
+    }
+}
+
+int strsort(const char **v, size_t n)
+{
+    item *mem;
+    histogram *count;
+
+    if (n < 2)
+        return 0;
+    mem = malloc(2 * n * sizeof *mem);
+    count = malloc(sizeof *count);
+    if (!mem || !count) {
+        free(mem);
+        free(count);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++)
-        v[i] = a[i].s;
+        mem[i].s = v[i];
+    sort_run(mem, mem + n, n, 0, count);
+    for (size_t i = 0; i < n; i++)
+        v[i] = mem[i].s;
     free(mem);
     free(count);
     return 0;

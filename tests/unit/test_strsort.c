@@ -1,8 +1,10 @@
 /* test_strsort: strsort against qsort with strcmp, on strings made to hit
- * each of its paths: heads that differ only in a late byte, strings that
- * share all 8 head bytes (ties sorted by the rest), strings shorter than
- * the head, one a prefix of another, bytes at and above 0x80 (unsigned
- * order), a byte position where every string agrees (a skipped pass). */
+ * each of its paths: runs short enough for qsort and long enough for the
+ * radix passes; heads that differ only in a late byte; strings sharing 8,
+ * 16, 20 and more than DEPTH_MAX (256) bytes, so that ties recurse, also
+ * as the last run of the array; strings shorter than 8 bytes, one a prefix
+ * of another, duplicates; bytes at and above 0x80 (unsigned order); a
+ * byte where every string agrees (a skipped pass). */
 #include "strsort.h"
 #include "unit.h"
 
@@ -23,21 +25,25 @@ static int cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* A random string over a small alphabet that includes 0x01, 0x7f, 0x80 and
- * 0xff, so that many strings share long prefixes; "v" first when `common`. */
-static char *make(int common)
-{
-    static const char alphabet[] = {'a', 'b', 0x01, 0x7f, (char)0x80, (char)0xff};
-    size_t len = next() % 20, at = 0;
-    char *s = malloc(len + 2);
+static const char alphabet[] = {'a', 'b', 0x01, 0x7f, (char)0x80, (char)0xff};
 
+/* prefix_len bytes of a fixed 300-byte string, then up to 12 random bytes
+ * of a small alphabet (which makes shared prefixes and duplicates likely) */
+static char *make(size_t prefix_len)
+{
+    static char common[301];
+    size_t tail = next() % 13;
+    char *s = malloc(prefix_len + tail + 1);
+
+    if (!common[0])
+        for (size_t i = 0; i < 300; i++)
+            common[i] = "build-2026-12-06-"[i % 17];
     if (!s)
         return NULL;
-    if (common)
-        s[at++] = 'v';
-    for (size_t i = 0; i < len; i++)
-        s[at++] = alphabet[next() % sizeof alphabet];
-    s[at] = '\0';
+    memcpy(s, common, prefix_len);
+    for (size_t i = 0; i < tail; i++)
+        s[prefix_len + i] = alphabet[next() % sizeof alphabet];
+    s[prefix_len + tail] = '\0';
     return s;
 }
 
@@ -49,25 +55,27 @@ static int same_order(const char **a, const char **b, size_t n)
     return 1;
 }
 
-static void round_of(size_t n, int common)
+/* n strings whose shared prefixes are drawn from `lens` */
+static void round_of(size_t n, const size_t *lens, size_t nlens)
 {
     const char **got = malloc((n ? n : 1) * sizeof *got), **want = malloc((n ? n : 1) * sizeof *want);
-    char **own = malloc((n ? n : 1) * sizeof *own);
+    char **own = calloc(n ? n : 1, sizeof *own);
+    size_t made = 0;
 
-    if (!got || !want || !own) {
-        CHECK(!"out of memory in the test");
+    if (!got || !want || !own)
         goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        own[i] = make(common);
-        got[i] = want[i] = own[i];
+    for (; made < n; made++) {
+        if (!(own[made] = make(lens[next() % nlens])))
+            goto done;
+        got[made] = want[made] = own[made];
     }
     qsort(want, n, sizeof *want, cmp);
     CHECK(strsort(got, n) == 0);
     CHECK(same_order(got, want, n));
-    for (size_t i = 0; i < n; i++)
-        free(own[i]);
 done:
+    CHECK(made == n);
+    for (size_t i = 0; i < made; i++)
+        free(own[i]);
     free(got);
     free(want);
     free(own);
@@ -81,20 +89,32 @@ static void test_fixed(void)
                         "\xff", "\x80", "b", "abcdefghaa", "abcdefgh\x80", "a"};
     const char *want[] = {"", "a", "abcdefg", "abcdefgh", "abcdefgha", "abcdefghaa",
                           "abcdefghz", "abcdefgh\x80", "abcdefgi", "b", "\x80", "\xff"};
+    /* a tie as the last run, and as the only one */
+    const char *last[] = {"a", "zzzzzzzzb", "zzzzzzzza"};
+    const char *two[] = {"zzzzzzzzb", "zzzzzzzza"};
     size_t n = sizeof in / sizeof *in;
 
     CHECK(strsort(in, n) == 0);
     CHECK(same_order(in, want, n));
+    CHECK(strsort(last, 3) == 0);
+    CHECK(!strcmp(last[0], "a") && !strcmp(last[1], "zzzzzzzza") && !strcmp(last[2], "zzzzzzzzb"));
+    CHECK(strsort(two, 2) == 0);
+    CHECK(!strcmp(two[0], "zzzzzzzza") && !strcmp(two[1], "zzzzzzzzb"));
     CHECK(strsort(in, 0) == 0);
     CHECK(strsort(in, 1) == 0);
 }
 
 int main(void)
 {
+    static const size_t mixed[] = {0, 1, 7, 8, 9, 16, 20, 300};
+    static const size_t deep[] = {20, 300};
+
     test_fixed();
-    for (int r = 0; r < 200; r++)
-        round_of(next() % 300, r & 1);
-    round_of(100000, 1);
-    round_of(100000, 0);
+    for (int r = 0; r < 300; r++)
+        round_of(next() % 400, mixed, sizeof mixed / sizeof *mixed);
+    for (size_t k = 0; k < sizeof mixed / sizeof *mixed; k++)
+        round_of(2000, &mixed[k], 1); /* one prefix for all: runs recurse to its end */
+    round_of(5000, deep, 2);
+    round_of(100000, mixed, sizeof mixed / sizeof *mixed);
     return unit_done("test_strsort");
 }
