@@ -699,8 +699,8 @@ static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *
 /* gw.query(project, q) -> total[, images]
  * q: tags, tags_any, not_tags, not_tags_any ({{key, values}}),
  * without_any_tag, resource_id, resource_name, count (bool), offset, limit. */
-/* Yields to let a commit reach the index before a query's second attempt
- * takes its snapshot anyway (a commit and its feed take microseconds). */
+/* Yields to let a commit reach the index before a query takes a snapshot
+ * anyway (a commit and its feed take microseconds). */
 #define SNAPSHOT_WAITS 10000
 
 static int l_query(lua_State *L)
@@ -743,9 +743,17 @@ static int l_query(lua_State *L)
     for (int attempt = 1;; attempt++) {
         size_t missing = 0;
         gw_index_read(g);
-        /* a second attempt reads a snapshot that matches the index: taken
-         * under the index lock, once no commit is on its way into it */
-        for (int waits = 0; attempt > 1 && waits < SNAPSHOT_WAITS; waits++) {
+        /* With several workers the pass's snapshot and the index can
+         * straddle another worker's commit: an image it deleted is still
+         * in the index (fed after the commit), one it created or re-tagged
+         * is in the index but not yet in the snapshot, or the other way
+         * round, and the page would list tags that contradict the query.
+         * So the rows are read from a snapshot that matches the index:
+         * the pass's when no commit has come since it began, else one
+         * taken under the index lock once no commit is on its way in. */
+        for (int waits = 0; (attempt > 1 || (g->shared->nworkers > 1 &&
+                                             !store_snapshot_is_index(g->store))) &&
+                            waits < SNAPSHOT_WAITS; waits++) {
             int at = store_snapshot_at_index(g->store);
             if (at < 0)
                 store_pass_end(g->store);   /* at least a fresh one */
@@ -773,11 +781,9 @@ static int l_query(lua_State *L)
             push_image(L, &im);
             lua_rawseti(L, -2, (lua_Integer)++n);
         }
-        /* With several workers the index and this worker's pass snapshot
-         * can straddle another worker's commit: an image it deleted is
-         * still in the index (fed after the commit), or one it created is
-         * in the index but not yet in the snapshot.  Then the page and
-         * total_count disagree: ask again, on a snapshot that matches. */
+        /* a snapshot that matched no state of the index (SNAPSHOT_WAITS
+         * yields without one, or none possible here) can miss an image of
+         * the page: ask again */
         if (!missing || attempt == 3)
             return 2;
         lua_pop(L, 2);

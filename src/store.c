@@ -144,6 +144,10 @@ struct store {
      * one WAL read lock) instead of one each */
     int pass_reads, read_open;
     uint64_t read_seen;             /* groups ended before the pass snapshot began */
+    /* the pass snapshot holds exactly the first snap_commits commits (and
+     * so does the index once as many are settled): set when it is known */
+    int snap_exact;
+    uint64_t snap_commits;
     uint64_t stepped;       /* statements used since the last store_release */
     void (*pass_hook)(void *);
     void *pass_ud;
@@ -230,7 +234,15 @@ static void feed_index(store *w);
  * hook then arranges store_pass_end once the pass is done. */
 static void read_begin(store *s)
 {
-    s->read_seen = atomic_load(&wconn(s)->ended_no); /* before: a lower bound */
+    store *w = wconn(s);
+    uint64_t begun = atomic_load(&w->commits_begun);
+
+    s->read_seen = atomic_load(&w->ended_no); /* before: a lower bound */
+    /* The snapshot is taken at the first read after BEGIN, some time after
+     * this.  If no commit was under way now and none has begun by the time
+     * the snapshot is asked about, it holds exactly `begun` commits. */
+    s->snap_exact = atomic_load(&w->commits_settled) == begun;
+    s->snap_commits = begun;
     if (exec_simple(s, Q_READ_BEGIN) != 0)
         return;                 /* reads then run one transaction each */
     s->read_open = 1;
@@ -257,6 +269,7 @@ static void read_end(store *s)
     if (!s->read_open)
         return;
     s->read_open = 0;
+    s->snap_exact = 0;
     store_release(s);
     if (sqlite3_get_autocommit(s->db) == 0)
         exec_simple(s, Q_COMMIT);
@@ -293,6 +306,14 @@ int store_snapshot_at_index(store *s)
         return 1;
     }
     return 0;
+}
+
+int store_snapshot_is_index(store *s)
+{
+    store *w = wconn(s);
+    uint64_t begun = atomic_load(&w->commits_begun);
+    return s->read_open && s->snap_exact && s->snap_commits == begun &&
+           atomic_load(&w->commits_settled) == begun;
 }
 
 static void set_err(store *s, const char *what)

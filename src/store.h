@@ -126,6 +126,9 @@ void store_pass_end(store *s);
  * commit is under way (release the lock, yield, try again); -1 not
  * possible here (a request holding the writer, or no pass reads). */
 int store_snapshot_at_index(store *s);
+/* 1 when the pass's snapshot holds exactly the commits the index holds
+ * (the caller holds the index read lock), so it needs no new one. */
+int store_snapshot_is_index(store *s);
 
 /* Fills ix from the database (start-up rebuild). */
 int store_index_build(store *s, tagidx *ix);

@@ -167,6 +167,56 @@ def test_a_filter_page_agrees_with_its_total_while_another_worker_writes(gateway
     assert not bad, bad[:5]
 
 
+def test_a_filter_page_lists_tags_that_match_while_another_worker_retags(gateway_factory):
+    """Images flip between env=a and env=b while others ask for env=a and
+    for NOT env=a, every request on a new connection (so on either worker).
+    A page's ids come from the index and its tags from the worker's SQLite
+    snapshot; when those straddled another worker's commit, a page listed
+    an image whose tags contradict the query (helper-66: 4 in ~5,000
+    queries).  Every listed image's tags must satisfy its query."""
+    import random
+    import threading
+    g = gateway_factory(extra_args=["--workers", "2"])
+    query = "/v2/%s/images/resource_instances/action" % g.project
+    ids = [g.create_image(name="f", image_tags=[{"key": "env", "value": "a"}]) for _ in range(200)]
+    bodies = [({"action": "filter", "limit": 1000, "tags": [{"key": "env", "values": ["a"]}]}, "a"),
+              ({"action": "filter", "limit": 1000, "not_tags": [{"key": "env", "values": ["a"]}]}, "b")]
+    stop = time.time() + 8 * SLOWDOWN
+    bad, queries, flips = [], [], []
+
+    def writer(seed):
+        r = random.Random(seed)
+        while time.time() < stop:
+            iid = r.choice(ids)
+            for value in ("b", "a"):
+                st, _, _, raw = g.request("POST", "/v2/%s/images/%s/tags/action" % (g.project, iid),
+                                          {"action": "create", "tags": [{"key": "env", "value": value}]})
+                assert st == 204, raw
+                flips.append(1)
+
+    def reader(seed):
+        r = random.Random(seed)
+        while time.time() < stop:
+            body, want = r.choice(bodies)
+            st, _, js, raw = g.request("POST", query, body)
+            queries.append(1)
+            if st != 200 or len(js["resources"]) != min(js["total_count"], 1000):
+                bad.append((st, raw[:200]))
+                continue
+            wrong = [res for res in js["resources"] if res["tags"] != [{"key": "env", "value": want}]]
+            if wrong:
+                bad.append((body, wrong[:2]))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)] + \
+              [threading.Thread(target=reader, args=(10 + i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(queries) > 200 and len(flips) > 200, (len(queries), len(flips))
+    assert not bad, (len(bad), len(queries), bad[:3])
+
+
 def test_reload_reaches_every_worker_before_its_next_request(gateway_factory):
     g = gateway_factory(extra_args=["--workers", "2"])
     conns = conns_per_worker(g, 2)
