@@ -18,8 +18,9 @@ cjson.decode_invalid_numbers(false)
 cjson.encode_sparse_array(true)
 
 local NULL = cjson.null
--- A tag list longer than this, and than the policy's quota, is refused
--- before any per-tag work, so a huge array cannot hold the loop.
+-- A tag list to create (a batch create, a new image's tags) longer than
+-- this and than the policy's quota is refused before any per-tag work: it
+-- cannot succeed, and a huge array would hold the loop for nothing.
 request.MAX_TAGS = 1000
 local fail = shape.fail
 -- lua-cjson 2.1 decodes {} and [] to the same empty table.  Before

@@ -146,8 +146,8 @@ def store_checks_only(g):
              '  if not map then\n    do return {}, 0 end\n    fail(404, "IMG.0027"'),
             # no expected tags either: the store alone decides
             ("pol.max_tags, current, seq)", "pol.max_tags)"),
-            ("  if count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"tags: the image would",
-             "  if false and count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"tags: the image would")):
+            ("  if count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"%s: the image would",
+             "  if false and count > pol.max_tags then\n    fail(400, \"IMG.0116\", string.format(\"%s: the image would")):
         assert src.count(old) == 1, old
         src = src.replace(old, new)
     with open(path, "w", encoding="utf-8") as f:

@@ -95,7 +95,8 @@ def test_add_one_quota(gw, image):
     assert gw.batch(image, "create", [tag("q%d" % i, "v") for i in range(10)])[0] == 204
     st, _, js, _ = add_one(gw, image, {"tag": tag("eleventh", "v")})
     assert st == 400
-    ims_error(js, "IMG.0116")
+    # the message names the body's field, `tag` (helper-65: it said `tags`)
+    assert ims_error(js, "IMG.0116").startswith("tag: the image would hold 11 tags"), js
     assert len(gw.image_tags(image)) == 10
     assert add_one(gw, image, {"tag": tag("q1", "new")})[0] == 204
 
