@@ -650,13 +650,15 @@ def idx_bench(idxbench, n, ms_per_op):
     return res
 
 
-# Values per key like the issue's reference data: there one CRoaring bitmap
-# per key=value, per key and of live images took 15 MiB at 10^6 images x 10
-# tags, which this vocabulary reproduces (the benchmark's own, 2 ... 100,000
-# values per key, makes the same structure take ~62 MiB).
+# Values per key for the memory target.  The issue gives no values per key,
+# only that one CRoaring bitmap per key=value, per key and of live images
+# took 15 MiB at 10^6 images x 10 tags: this vocabulary reproduces that (the
+# benchmark's own, 2 ... 100,000 values per key, makes the same structure
+# take ~62 MiB, four times the data the target was set on).
 REF_CARD = "2,4,8,16,32,64,128,256,512,1024"
-# What CRoaring must take, serialized, on REF_CARD for the data to still be
-# the issue's (it took 14.5 MiB when chosen); outside, the target is not met.
+# What CRoaring must take, serialized, on REF_CARD for it to still match the
+# issue's reference (14.5 MiB when chosen): a guard against the generator
+# drifting, not a proof that the issue used this vocabulary.
 REF_SERIALIZED_MIB = (13.0, 17.0)
 
 
@@ -1027,7 +1029,8 @@ def report(R):
                                  R["rss_end_mib"] or 0),
         "plain CRoaring takes %.1f MiB here (%.1f serialized)" % (
             mib(here["allocated_bytes"]), mib(here["serialized_bytes"])),
-        "(≤ 20 MiB is set where CRoaring takes 15: next row)", "")
+        "(≤ 20 MiB; judged on the reference vocabulary below, where CRoaring takes the issue's 15)",
+        yes(mib(ix.get("bytes", 1e12)) <= 20, True))
     b = R["idx"]["build"]
     # the bulk loader (the server's start-up path) cannot be measured half-way:
     # images_bytes is 0 then, and only the time of the image pass is shown
@@ -1039,13 +1042,13 @@ def report(R):
     ref = R["idx_mem_ref"]
     t, c = ref["build"], ref["croaring"]
     calibrated = REF_SERIALIZED_MIB[0] <= mib(c["serialized_bytes"]) <= REF_SERIALIZED_MIB[1]
-    row("Index memory on the issue's reference data (values per key %s, where plain CRoaring "
-        "takes the issue's 15 MiB)" % REF_CARD.replace(",", ", "),
+    row("Index memory on the reference vocabulary (values per key %s: the issue gives none, this one "
+        "makes plain CRoaring take the issue's 15 MiB)" % REF_CARD.replace(",", ", "),
         "tagidx %.1f MiB by its own count, %s counts %.1f MiB allocated, names (%.1f) included; "
         "CRoaring: %s counts %.1f MiB for %s bitmaps, %.1f MiB serialized%s" % (
             mib(t["bytes"]), t["allocator"], mib(t["allocated_bytes"]), mib(t["names_bytes"]),
             c["allocator"], mib(c["allocated_bytes"]), fmt_int(c["sets"]), mib(c["serialized_bytes"]),
-            "" if calibrated else " **(not the issue's 15 MiB: the reference data has drifted)**"),
+            "" if calibrated else " **(not the issue's 15 MiB: the reference vocabulary has drifted)**"),
         "tagidx %.2f× CRoaring (as the allocator counts both)" % (
             t["allocated_bytes"] / max(c["allocated_bytes"], 1)),
         "≤ 20 MiB", yes(calibrated and mib(max(t["bytes"], t["allocated_bytes"])) <= 20, not big))
