@@ -23,7 +23,6 @@
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <lauxlib.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -699,10 +698,6 @@ static void resolve_doc(lua_State *L, int q, const char *project, tagidx_query *
 /* gw.query(project, q) -> total[, images]
  * q: tags, tags_any, not_tags, not_tags_any ({{key, values}}),
  * without_any_tag, resource_id, resource_name, count (bool), offset, limit. */
-/* Yields to let a commit reach the index before a query takes a snapshot
- * anyway (a commit and its feed take microseconds). */
-#define SNAPSHOT_WAITS 10000
-
 static int l_query(lua_State *L)
 {
     const char *project = name_arg(L, 1);
@@ -742,26 +737,22 @@ static int l_query(lua_State *L)
     docs = lua_newuserdatauv(L, (size_t)limit * sizeof *docs, 0);
     for (int attempt = 1;; attempt++) {
         size_t missing = 0;
-        gw_index_read(g);
         /* With several workers the pass's snapshot and the index can
          * straddle another worker's commit: an image it deleted is still
          * in the index (fed after the commit), one it created or re-tagged
          * is in the index but not yet in the snapshot, or the other way
          * round, and the page would list tags that contradict the query.
          * So the rows are read from a snapshot that matches the index:
-         * the pass's when no commit has come since it began, else one
-         * taken under the index lock once no commit is on its way in. */
-        for (int waits = 0; (attempt > 1 || (g->shared->nworkers > 1 &&
-                                             !store_snapshot_is_index(g->store))) &&
-                            waits < SNAPSHOT_WAITS; waits++) {
-            int at = store_snapshot_at_index(g->store);
-            if (at < 0)
+         * the pass's when no commit has begun since it was taken, else one
+         * taken while commits are held, under the index lock. */
+        int renew = g->shared->nworkers > 1 && (attempt > 1 || !store_snapshot_is_index(g->store));
+        if (renew)
+            store_commits_hold(g->store);
+        gw_index_read(g);
+        if (renew) {
+            if (store_snapshot_at_index(g->store) < 0)
                 store_pass_end(g->store);   /* at least a fresh one */
-            if (at <= 0)
-                break;
-            gw_index_done(g);
-            sched_yield();
-            gw_index_read(g);
+            store_commits_release(g->store);
         }
         rc = tagidx_page(ix, project, &iq, (uint64_t)offset, (uint32_t)limit, &total, docs, &ndocs);
         gw_index_done(g);
@@ -781,9 +772,8 @@ static int l_query(lua_State *L)
             push_image(L, &im);
             lua_rawseti(L, -2, (lua_Integer)++n);
         }
-        /* a snapshot that matched no state of the index (SNAPSHOT_WAITS
-         * yields without one, or none possible here) can miss an image of
-         * the page: ask again */
+        /* a snapshot that matched no state of the index (none possible
+         * here) can miss an image of the page: ask again */
         if (!missing || attempt == 3)
             return 2;
         lua_pop(L, 2);

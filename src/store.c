@@ -288,32 +288,35 @@ void store_pass_end(store *s)
         read_end(s);
 }
 
+void store_commits_hold(store *s)
+{
+    pthread_mutex_lock(&wconn(s)->feed_mu);
+}
+
+void store_commits_release(store *s)
+{
+    pthread_mutex_unlock(&wconn(s)->feed_mu);
+}
+
 int store_snapshot_at_index(store *s)
 {
-    store *w = wconn(s);
-    uint64_t begun = atomic_load(&w->commits_begun);
     store_image none;
     if (s->holding || !s->pass_reads)
         return -1;
-    if (atomic_load(&w->commits_settled) != begun)
-        return 1;               /* a commit is on its way to the index */
     read_end(s);
     /* a read pins the snapshot of the transaction it opens */
-    if (store_image_by_seq(s, 0, &none) == STORE_ERROR)
-        return -1;
-    if (atomic_load(&w->commits_begun) != begun) {
-        read_end(s);            /* one began meanwhile: it may be in the snapshot */
-        return 1;
-    }
-    return 0;
+    return store_image_by_seq(s, 0, &none) == STORE_ERROR ? -1 : 0;
 }
 
 int store_snapshot_is_index(store *s)
 {
     store *w = wconn(s);
     uint64_t begun = atomic_load(&w->commits_begun);
+    /* a snapshot is taken at the first read after BEGIN: one whose first
+     * read failed may not have been, and would be taken later */
     return s->read_open && s->snap_exact && s->snap_commits == begun &&
-           atomic_load(&w->commits_settled) == begun;
+           atomic_load(&w->commits_settled) == begun &&
+           sqlite3_txn_state(s->db, "main") == SQLITE_TXN_READ;
 }
 
 static void set_err(store *s, const char *what)
@@ -1025,7 +1028,8 @@ static void drop_ops(store *w, idx_op **from)
 /* Ends the writer's open group: COMMIT or ROLLBACK.  After a COMMIT the
  * group's index changes are handed over (*feed = 1): the caller releases
  * the write lock and then calls feed_index, and feed_mu, taken here under
- * the write lock, makes the index take every group in commit order.  The
+ * the write lock before the COMMIT, makes the index take every group in
+ * commit order (a COMMIT waits for the feed before it, microseconds).  The
  * outcome is kept for the workers whose answers wait on it.  Durable only
  * after a sync, which is asked for once the group is in the index. */
 static int group_end(store *w, int keep, int *feed)
@@ -1040,11 +1044,16 @@ static int group_end(store *w, int keep, int *feed)
     /* SQLite may have rolled the whole transaction back itself (after
      * SQLITE_FULL, IOERR, NOMEM): then nothing of the group is stored */
     if (keep && !sqlite3_get_autocommit(w->db)) {
+        /* held from before the COMMIT to the end of its feed, so that one
+         * holding it sees no commit the index lacks (store_commits_hold) */
+        pthread_mutex_lock(&w->feed_mu);
         atomic_fetch_add(&w->commits_begun, 1);
         if (commit_nosync(w) == 0)
             ok = 1;
-        else
+        else {
             atomic_fetch_add(&w->commits_settled, 1);   /* nothing of it is stored */
+            pthread_mutex_unlock(&w->feed_mu);
+        }
     }
     if (!ok) {
         if (wanted)
@@ -1054,7 +1063,6 @@ static int group_end(store *w, int keep, int *feed)
     w->undone_code = 0;
     if (ok) {
         w->committed_since_restart = 1;
-        pthread_mutex_lock(&w->feed_mu);
         w->feed = w->pending;
         w->feed_group = w->group_no;
         w->pending = NULL;

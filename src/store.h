@@ -119,12 +119,17 @@ int store_park(store *s, uint64_t group);
  * the pass's requests are done (a write ends it earlier by itself). */
 void store_pass_reads(store *s, void (*hook)(void *ud), void *ud);
 void store_pass_end(store *s);
-/* Replaces the pass's snapshot by one holding exactly the commits the
- * index holds, for answers built from both (an index page resolved to
- * rows).  The caller holds the index read lock, so no commit enters the
- * index meanwhile.  0 done (the pass reads from it until it ends); 1 a
- * commit is under way (release the lock, yield, try again); -1 not
- * possible here (a request holding the writer, or no pass reads). */
+/* While held, no commit enters SQLite or the index: a commit holds the
+ * same lock from before its COMMIT to the end of its index feed.  Taken
+ * before the index read lock, never under it (the feed takes the index
+ * write lock under it). */
+void store_commits_hold(store *s);
+void store_commits_release(store *s);
+/* With commits held: replaces the pass's snapshot by a new one, which
+ * then holds exactly the commits the index holds, for answers built from
+ * both (an index page resolved to rows).  0 done (the pass reads from it
+ * until it ends); -1 not possible here (a request holding the writer, or
+ * no pass reads). */
 int store_snapshot_at_index(store *s);
 /* 1 when the pass's snapshot holds exactly the commits the index holds
  * (the caller holds the index read lock), so it needs no new one. */
