@@ -128,19 +128,13 @@ static int read_tags(loader *ld, store_tag *tags, size_t *n)
     return 0;
 }
 
-/* cjson.decode (the upvalue) of the text argument, with every empty object
- * outside a string first written {"\u0000":0}: lua-cjson 2.1 decodes {}
- * and [] to the same empty table, and "tags": {} was taken for no tags.
- * A member named NUL, which no field has, makes an empty object a table
- * that is no array; an empty table is then always [] (request.lua does the
- * same for request bodies).  Runs under the caller's lua_pcall. */
 static int json_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 /* Whether text may hold an empty object: a '{' whose next non-space is
- * '}', in a string or not.  A line has a '{' a tag, so this spares the
+ * '}', in a string or not.  A line has a '{' for each tag; this spares the
  * common line the copy below. */
 static int maybe_empty_object(const char *text, size_t len)
 {
@@ -153,6 +147,12 @@ static int maybe_empty_object(const char *text, size_t len)
     return 0;
 }
 
+/* cjson.decode (the upvalue) of the text argument, with every empty object
+ * outside a string first written {"\u0000":0}: lua-cjson 2.1 decodes {}
+ * and [] to the same empty table, and "tags": {} was taken for no tags.
+ * A member named NUL, which no field has, makes an empty object a table
+ * that is no array; an empty table is then always [] (request.lua does the
+ * same for request bodies).  Runs under the caller's lua_pcall. */
 static int decode_marked(lua_State *L)
 {
     size_t len, from = 0;
