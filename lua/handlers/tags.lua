@@ -7,7 +7,7 @@ local shape = require "shape"
 
 -- globals read per request, as locals: each global read is a lookup
 -- through the locked _G
-local ipairs, assert, string, math, gw = ipairs, assert, string, math, gw
+local ipairs, pairs, assert, string, math, table, gw = ipairs, pairs, assert, string, math, table, gw
 
 local tags = {}
 local fail = shape.fail
@@ -80,14 +80,20 @@ local function delete_tags(ctx, list, fields)
     if seen[tag.key] then
       fail_tag(fields[i] .. ".key: duplicate key '" .. tag.key .. "' in the request (policy " .. pol.name .. ")")
     end
-    seen[tag.key] = true
+    seen[tag.key] = i
   end
   local current = current_tags(ctx, true)
-  local del = {}
-  for i, tag in ipairs(list) do
-    local old = current[tag.key]
-    local matches = old ~= nil and (not pol.delete.match_value or tag.value == nil or tag.value == old)
-    if matches then
+  -- Holding the writer, which every worker's writes wait for: the image's
+  -- own tags (about its quota) are looked up in the request, not each of
+  -- up to ~50,000 entries in the image; in request order, as before.
+  local hits, del = {}, {}
+  for key in pairs(current) do
+    hits[#hits + 1] = seen[key]
+  end
+  table.sort(hits)
+  for _, i in ipairs(hits) do
+    local tag = list[i]
+    if not pol.delete.match_value or tag.value == nil or tag.value == current[tag.key] then
       local err = policy.check_removal(pol, tag.key, fields[i] .. ".key", ctx.caller)
       if err then fail_tag(err) end
       del[#del + 1] = tag.key
