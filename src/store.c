@@ -128,6 +128,8 @@ static const char *const sql_text[Q__COUNT] = {
 #define TXN_MAX_DEPTH 8
 #define GROUP_RING 65536
 
+#define SNAP_UNKNOWN UINT64_MAX /* store.snap_commits: no exact count known */
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
@@ -145,8 +147,7 @@ struct store {
     int pass_reads, read_open;
     uint64_t read_seen;             /* groups ended before the pass snapshot began */
     /* the pass snapshot holds exactly the first snap_commits commits (and
-     * so does the index once as many are settled): set when it is known */
-    int snap_exact;
+     * so does the index once as many are settled); SNAP_UNKNOWN: not known */
     uint64_t snap_commits;
     uint64_t stepped;       /* statements used since the last store_release */
     void (*pass_hook)(void *);
@@ -241,8 +242,7 @@ static void read_begin(store *s)
     /* The snapshot is taken at the first read after BEGIN, some time after
      * this.  If no commit was under way now and none has begun by the time
      * the snapshot is asked about, it holds exactly `begun` commits. */
-    s->snap_exact = atomic_load(&w->commits_settled) == begun;
-    s->snap_commits = begun;
+    s->snap_commits = atomic_load(&w->commits_settled) == begun ? begun : SNAP_UNKNOWN;
     if (exec_simple(s, Q_READ_BEGIN) != 0)
         return;                 /* reads then run one transaction each */
     s->read_open = 1;
@@ -269,7 +269,7 @@ static void read_end(store *s)
     if (!s->read_open)
         return;
     s->read_open = 0;
-    s->snap_exact = 0;
+    s->snap_commits = SNAP_UNKNOWN;
     store_release(s);
     if (sqlite3_get_autocommit(s->db) == 0)
         exec_simple(s, Q_COMMIT);
@@ -314,7 +314,7 @@ int store_snapshot_is_index(store *s)
     uint64_t begun = atomic_load(&w->commits_begun);
     /* a snapshot is taken at the first read after BEGIN: one whose first
      * read failed may not have been, and would be taken later */
-    return s->read_open && s->snap_exact && s->snap_commits == begun &&
+    return s->read_open && s->snap_commits == begun &&
            atomic_load(&w->commits_settled) == begun &&
            sqlite3_txn_state(s->db, "main") == SQLITE_TXN_READ;
 }
