@@ -743,13 +743,16 @@ static int l_query(lua_State *L)
          * is in the index but not yet in the snapshot, or the other way
          * round, and the page would list tags that contradict the query.
          * So the rows are read from a snapshot that matches the index:
-         * the pass's when no commit has begun since it was taken, else one
-         * taken while commits are held, under the index lock. */
-        int renew = g->shared->nworkers > 1 && (attempt > 1 || !store_snapshot_is_index(g->store));
-        if (renew)
-            store_commits_hold(g->store);
+         * the pass's when no commit has begun since it was taken (asked
+         * under the index lock: a commit fed just before it is taken would
+         * be missed), else one taken while commits are held, under the
+         * index lock again (commits are held first: a feed holds them as it
+         * waits for the index). */
         gw_index_read(g);
-        if (renew) {
+        if (g->shared->nworkers > 1 && (attempt > 1 || !store_snapshot_is_index(g->store))) {
+            gw_index_done(g);
+            store_commits_hold(g->store);
+            gw_index_read(g);
             if (store_snapshot_at_index(g->store) < 0)
                 store_pass_end(g->store);   /* at least a fresh one */
             store_commits_release(g->store);
